@@ -1,0 +1,433 @@
+"""ctypes binding of the native library (``native/include/g4r.h``).
+
+This is the only module that imports :mod:`ctypes`. It loads ``libgpt4all_rag`` lazily on first
+use, declares every C function once in :data:`DECLARATIONS` (a test checks the table against the
+header), maps status codes to the exceptions of :mod:`gpt4all_rag.errors`, and wraps a model
+handle in :class:`NativeModel` so that the rest of the package never sees a raw pointer.
+
+Set ``GPT4ALL_RAG_NATIVE_LIB`` to the path of another build of the library to use it instead
+of the one installed with the package.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import threading
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from . import errors
+
+__all__ = ["ABI_VERSION", "DECLARATIONS", "NativeModel", "lib", "gpu_devices", "system_info"]
+
+ABI_VERSION = 1
+LIB_ENV = "GPT4ALL_RAG_NATIVE_LIB"
+_LIB_NAME = "libgpt4all_rag.so"
+
+logger = logging.getLogger("gpt4all_rag.native")
+
+# Status codes of g4r.h.
+OK = 0
+ERR_INVALID_ARGUMENT = 1
+ERR_IO = 2
+ERR_MODEL_LOAD = 3
+ERR_CONTEXT_OVERFLOW = 4
+ERR_DECODE = 5
+ERR_NOT_SUPPORTED = 6
+ERR_CANCELLED = 7
+ERR_BUFFER_TOO_SMALL = 8
+ERR_STATE = 9
+ERR_NOT_FOUND = 10
+ERR_GRAMMAR = 11
+ERR_INTERNAL = 12
+
+STOP_CONTINUE = 0
+STOP_EOG = 1
+STOP_LENGTH = 2
+
+# g4r_model_property
+PROP_N_CTX = 0
+PROP_N_CTX_TRAIN = 1
+PROP_N_VOCAB = 2
+PROP_N_EMBD = 3
+PROP_IS_EMBEDDING = 4
+PROP_ADD_BOS = 5
+PROP_ADD_EOS = 6
+PROP_N_PAST = 7
+PROP_N_DECODED = 8
+PROP_N_THREADS = 9
+PROP_N_BATCH = 10
+PROP_N_SEQ_MAX = 11
+PROP_POOLING = 12
+PROP_N_PARAMS = 13
+
+# g4r_special_token
+SPECIAL_TOKENS = {"bos": 0, "eos": 1, "eot": 2, "sep": 3, "pad": 4, "mask": 5, "nl": 6}
+
+LOAD_VOCAB_ONLY = 1
+
+_STATUS_ERRORS: dict[int, type[errors.GPT4AllRagError]] = {
+    ERR_INVALID_ARGUMENT: errors.InvalidParameterError,
+    ERR_IO: errors.ModelNotFoundError,
+    ERR_MODEL_LOAD: errors.ModelLoadError,
+    ERR_CONTEXT_OVERFLOW: errors.ContextOverflowError,
+    ERR_DECODE: errors.GenerationError,
+    ERR_NOT_SUPPORTED: errors.UnsupportedOperationError,
+    ERR_CANCELLED: errors.CancellationError,
+    ERR_STATE: errors.GenerationError,
+    ERR_NOT_FOUND: errors.InvalidParameterError,
+    ERR_GRAMMAR: errors.GrammarError,
+    ERR_INTERNAL: errors.GenerationError,
+}
+
+_p = ctypes.POINTER
+_c_char_pp = _p(ctypes.c_char_p)
+LOG_CALLBACK = ctypes.CFUNCTYPE(None, ctypes.c_int32, ctypes.c_char_p, ctypes.c_void_p)
+
+#: name -> (restype, argtypes). The single declaration table; tests compare it with g4r.h.
+DECLARATIONS: dict[str, tuple[Any, tuple[Any, ...]]] = {
+    "g4r_abi_version": (ctypes.c_int32, ()),
+    "g4r_last_error": (ctypes.c_char_p, ()),
+    "g4r_last_status": (ctypes.c_int, ()),
+    "g4r_log_set": (None, (LOG_CALLBACK, ctypes.c_void_p)),
+    "g4r_system_info": (ctypes.c_char_p, ()),
+    "g4r_gpu_count": (ctypes.c_int32, ()),
+    "g4r_gpu_info": (ctypes.c_int, (ctypes.c_int32, _c_char_pp, _c_char_pp, _c_char_pp)),
+    "g4r_model_load": (ctypes.c_void_p, (ctypes.c_char_p, ctypes.c_int32, ctypes.c_int32,
+                                         ctypes.c_char_p, ctypes.c_int32, ctypes.c_uint32)),
+    "g4r_model_free": (None, (ctypes.c_void_p,)),
+    "g4r_model_info": (ctypes.c_int, (ctypes.c_void_p, ctypes.c_int32, _p(ctypes.c_int64))),
+    "g4r_model_device": (ctypes.c_int, (ctypes.c_void_p, _c_char_pp, _c_char_pp)),
+    "g4r_model_meta": (ctypes.c_int, (ctypes.c_void_p, ctypes.c_char_p, ctypes.c_char_p,
+                                      ctypes.c_size_t, _p(ctypes.c_size_t))),
+    "g4r_model_chat_template": (ctypes.c_int, (ctypes.c_void_p, _c_char_pp)),
+    "g4r_model_special_token": (ctypes.c_int, (ctypes.c_void_p, ctypes.c_int32, _p(ctypes.c_int32))),
+    "g4r_model_token_is_eog": (ctypes.c_int32, (ctypes.c_void_p, ctypes.c_int32)),
+    "g4r_tokenize": (ctypes.c_int, (ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int32, ctypes.c_int32,
+                                    ctypes.c_int32, _p(ctypes.c_int32), ctypes.c_int32,
+                                    _p(ctypes.c_int32))),
+    "g4r_token_to_piece": (ctypes.c_int, (ctypes.c_void_p, ctypes.c_int32, ctypes.c_int32,
+                                          ctypes.c_char_p, ctypes.c_int32, _p(ctypes.c_int32))),
+    "g4r_detokenize": (ctypes.c_int, (ctypes.c_void_p, _p(ctypes.c_int32), ctypes.c_int32,
+                                      ctypes.c_int32, ctypes.c_char_p, ctypes.c_int32,
+                                      _p(ctypes.c_int32))),
+    "g4r_model_set_threads": (ctypes.c_int, (ctypes.c_void_p, ctypes.c_int32)),
+    "g4r_model_ingest": (ctypes.c_int, (ctypes.c_void_p, _p(ctypes.c_int32), ctypes.c_int32,
+                                        ctypes.c_int32, _p(ctypes.c_int32))),
+    "g4r_model_reset": (ctypes.c_int, (ctypes.c_void_p,)),
+    "g4r_generate_start": (ctypes.c_int, (ctypes.c_void_p, ctypes.c_float, ctypes.c_int32,
+                                          ctypes.c_float, ctypes.c_float, ctypes.c_float,
+                                          ctypes.c_int32, ctypes.c_uint32, ctypes.c_char_p)),
+    "g4r_generate_next": (ctypes.c_int, (ctypes.c_void_p, _p(ctypes.c_int32), ctypes.c_char_p,
+                                         ctypes.c_int32, _p(ctypes.c_int32), _p(ctypes.c_int32))),
+    "g4r_generate_finish": (ctypes.c_int, (ctypes.c_void_p,)),
+    "g4r_model_embed": (ctypes.c_int, (ctypes.c_void_p, _p(ctypes.c_int32), _p(ctypes.c_int32),
+                                       ctypes.c_int32, _p(ctypes.c_float), ctypes.c_int32)),
+    "g4r_model_cancel": (None, (ctypes.c_void_p,)),
+}
+
+_lib: ctypes.CDLL | None = None
+_lib_lock = threading.Lock()
+_log_callback_ref: Any = None
+
+
+def _candidate_paths() -> list[Path]:
+    env = os.environ.get(LIB_ENV)
+    if env:
+        return [Path(env)]
+    import gpt4all_rag
+
+    # __path__ may hold several folders (an editable install keeps sources and the built
+    # library apart); the library sits in one of them.
+    return [Path(p) / _LIB_NAME for p in gpt4all_rag.__path__]
+
+
+def _log_to_logging(level: int, text: bytes | None, _user_data: Any) -> None:
+    msg = (text or b"").decode("utf-8", "replace").rstrip("\n")
+    if not msg.strip():
+        return
+    py_level = {1: logging.DEBUG, 2: logging.INFO, 3: logging.WARNING, 4: logging.ERROR}.get(
+        level, logging.DEBUG)
+    logger.log(py_level, "%s", msg)
+
+
+def lib() -> ctypes.CDLL:
+    """Load (once) and return the native library.
+
+    Raises:
+        NativeLibraryError: the library is missing, cannot be loaded, or has another ABI version.
+    """
+    global _lib, _log_callback_ref
+    if _lib is not None:
+        return _lib
+    with _lib_lock:
+        if _lib is not None:
+            return _lib
+        candidates = _candidate_paths()
+        path = next((p for p in candidates if p.exists()), None)
+        if path is None:
+            raise errors.NativeLibraryError(
+                f"native library {_LIB_NAME} not found (looked in: "
+                f"{', '.join(str(p) for p in candidates)}); reinstall gpt4all-rag or set {LIB_ENV}")
+        try:
+            handle = ctypes.CDLL(str(path))
+        except OSError as exc:
+            raise errors.NativeLibraryError(f"cannot load {path}: {exc}") from exc
+        for name, (restype, argtypes) in DECLARATIONS.items():
+            try:
+                fn = getattr(handle, name)
+            except AttributeError as exc:
+                raise errors.NativeLibraryError(f"{path} lacks {name}: rebuild it") from exc
+            fn.restype = restype
+            fn.argtypes = list(argtypes)
+        version = handle.g4r_abi_version()
+        if version != ABI_VERSION:
+            raise errors.NativeLibraryError(
+                f"{path} has ABI version {version}, this package needs {ABI_VERSION}: rebuild it")
+        _log_callback_ref = LOG_CALLBACK(_log_to_logging)
+        handle.g4r_log_set(_log_callback_ref, None)
+        _lib = handle
+        return handle
+
+
+def _last_error() -> str:
+    return (lib().g4r_last_error() or b"").decode("utf-8", "replace")
+
+
+def check(status: int, what: str = "") -> None:
+    """Raise the exception mapped to a non-zero status, with the library's message."""
+    if status == OK:
+        return
+    message = _last_error() or f"status {status}"
+    cls = _STATUS_ERRORS.get(status, errors.GenerationError)
+    raise cls(f"{what}: {message}" if what else message)
+
+
+def system_info() -> str:
+    """The CPU features the native library was compiled for (llama.cpp's system info line)."""
+    return (lib().g4r_system_info() or b"").decode()
+
+
+def gpu_devices() -> list[dict[str, str]]:
+    """The GPU devices of this build: dicts with ``name``, ``description`` and ``backend``."""
+    L = lib()
+    out = []
+    for i in range(L.g4r_gpu_count()):
+        name, desc, backend = ctypes.c_char_p(), ctypes.c_char_p(), ctypes.c_char_p()
+        check(L.g4r_gpu_info(i, ctypes.byref(name), ctypes.byref(desc), ctypes.byref(backend)))
+        out.append({"name": (name.value or b"").decode(), "description": (desc.value or b"").decode(),
+                    "backend": (backend.value or b"").decode()})
+    return out
+
+
+class NativeModel:
+    """One loaded model: weights, context and decoding state (a ``g4r_model`` handle).
+
+    Methods map one-to-one onto the C API; see ``native/include/g4r.h`` for the semantics.
+    Calls on one instance are serialised by the C library. After :meth:`close` every method
+    raises :class:`~gpt4all_rag.errors.ModelClosedError`.
+
+    Args:
+        path: GGUF file.
+        n_ctx: context window in tokens (0: the model's training context).
+        n_gpu_layers: layers to offload when a GPU device is chosen.
+        device: ``None``/``"cpu"``, ``"gpu"``, a backend name or a device name.
+        n_threads: CPU threads (``None``: the library's default).
+        vocab_only: load the tokenizer and metadata only.
+
+    Raises:
+        ModelNotFoundError: the file cannot be opened.
+        ModelLoadError: the file is not a loadable GGUF model.
+        InvalidParameterError: bad arguments or an unknown device.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, n_ctx: int = 2048, n_gpu_layers: int = 100,
+                 device: str | None = None, n_threads: int | None = None,
+                 vocab_only: bool = False) -> None:
+        L = lib()
+        self._lib = L
+        self.path = str(path)
+        flags = LOAD_VOCAB_ONLY if vocab_only else 0
+        handle = L.g4r_model_load(os.fsencode(self.path), int(n_ctx), int(n_gpu_layers),
+                                  device.encode() if device else None,
+                                  int(n_threads) if n_threads else 0, flags)
+        if not handle:
+            check(L.g4r_last_status() or ERR_INTERNAL)
+        self._handle: int | None = handle
+        self._piece = ctypes.create_string_buffer(256)
+
+    # -- lifetime ---------------------------------------------------------------------------
+    @property
+    def handle(self) -> int:
+        if self._handle is None:
+            raise errors.ModelClosedError("the model was closed; create a new instance to use it")
+        return self._handle
+
+    @property
+    def closed(self) -> bool:
+        return self._handle is None
+
+    def close(self) -> None:
+        """Free the native handle. Idempotent."""
+        handle, self._handle = self._handle, None
+        if handle:
+            self._lib.g4r_model_free(handle)
+
+    def __del__(self) -> None:  # pragma: no cover - depends on GC timing
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - never raise from a finaliser
+            pass
+
+    # -- properties -------------------------------------------------------------------------
+    def info(self, prop: int) -> int:
+        value = ctypes.c_int64()
+        check(self._lib.g4r_model_info(self.handle, prop, ctypes.byref(value)))
+        return value.value
+
+    @property
+    def n_ctx(self) -> int:
+        return self.info(PROP_N_CTX)
+
+    @property
+    def n_embd(self) -> int:
+        return self.info(PROP_N_EMBD)
+
+    @property
+    def is_embedding(self) -> bool:
+        return bool(self.info(PROP_IS_EMBEDDING))
+
+    def device(self) -> tuple[str, str | None]:
+        """``(backend, device description or None)``."""
+        backend, dev = ctypes.c_char_p(), ctypes.c_char_p()
+        check(self._lib.g4r_model_device(self.handle, ctypes.byref(backend), ctypes.byref(dev)))
+        return (backend.value or b"cpu").decode(), dev.value.decode() if dev.value else None
+
+    def meta(self, key: str) -> str | None:
+        """A GGUF metadata value as a string, or ``None`` when the key is absent."""
+        need = ctypes.c_size_t()
+        buf = ctypes.create_string_buffer(256)
+        status = self._lib.g4r_model_meta(self.handle, key.encode(), buf, 256, ctypes.byref(need))
+        if status == ERR_NOT_FOUND:
+            return None
+        if status == ERR_BUFFER_TOO_SMALL:
+            buf = ctypes.create_string_buffer(need.value + 1)
+            status = self._lib.g4r_model_meta(self.handle, key.encode(), buf, need.value + 1,
+                                              ctypes.byref(need))
+        check(status)
+        return buf.raw[: need.value].decode("utf-8", "replace")
+
+    def chat_template(self) -> str | None:
+        """The GGUF's ``tokenizer.chat_template``, or ``None``."""
+        out = ctypes.c_char_p()
+        status = self._lib.g4r_model_chat_template(self.handle, ctypes.byref(out))
+        if status == ERR_NOT_FOUND:
+            return None
+        check(status)
+        return (out.value or b"").decode("utf-8", "replace")
+
+    def special_token(self, kind: str) -> int:
+        """Id of a special token (``"bos"``, ``"eos"``, ``"eot"``, ...) or -1."""
+        out = ctypes.c_int32()
+        check(self._lib.g4r_model_special_token(self.handle, SPECIAL_TOKENS[kind], ctypes.byref(out)))
+        return out.value
+
+    def is_eog(self, token: int) -> bool:
+        return bool(self._lib.g4r_model_token_is_eog(self.handle, token))
+
+    # -- text <-> tokens --------------------------------------------------------------------
+    def tokenize(self, text: str, *, add_special: bool = True, parse_special: bool = False) -> list[int]:
+        """Tokenize ``text``; returns token ids."""
+        data = text.encode("utf-8")
+        cap = len(data) + 16
+        while True:
+            arr = (ctypes.c_int32 * cap)()
+            n = ctypes.c_int32()
+            status = self._lib.g4r_tokenize(self.handle, data, len(data), int(add_special),
+                                            int(parse_special), arr, cap, ctypes.byref(n))
+            if status == ERR_BUFFER_TOO_SMALL:
+                cap = n.value
+                continue
+            check(status, "tokenize")
+            return arr[: n.value]
+
+    def token_to_piece(self, token: int, *, special: bool = False) -> bytes:
+        n = ctypes.c_int32()
+        status = self._lib.g4r_token_to_piece(self.handle, token, int(special), self._piece, 256,
+                                              ctypes.byref(n))
+        if status == ERR_BUFFER_TOO_SMALL:
+            buf = ctypes.create_string_buffer(n.value)
+            check(self._lib.g4r_token_to_piece(self.handle, token, int(special), buf, n.value,
+                                               ctypes.byref(n)))
+            return buf.raw[: n.value]
+        check(status)
+        return self._piece.raw[: n.value]
+
+    def detokenize(self, tokens: Sequence[int], *, special: bool = False) -> str:
+        arr = (ctypes.c_int32 * len(tokens))(*tokens)
+        cap = max(64, 8 * len(tokens))
+        while True:
+            buf = ctypes.create_string_buffer(cap)
+            n = ctypes.c_int32()
+            status = self._lib.g4r_detokenize(self.handle, arr, len(tokens), int(special), buf, cap,
+                                              ctypes.byref(n))
+            if status == ERR_BUFFER_TOO_SMALL:
+                cap = n.value + 1
+                continue
+            check(status)
+            return buf.raw[: n.value].decode("utf-8", "replace")
+
+    # -- evaluation -------------------------------------------------------------------------
+    def set_threads(self, n_threads: int) -> None:
+        check(self._lib.g4r_model_set_threads(self.handle, int(n_threads)))
+
+    def ingest(self, tokens: Sequence[int], n_batch: int) -> int:
+        """Make the KV cache hold ``tokens``; returns how many cached tokens were reused."""
+        arr = (ctypes.c_int32 * len(tokens))(*tokens)
+        reused = ctypes.c_int32()
+        check(self._lib.g4r_model_ingest(self.handle, arr, len(tokens), int(n_batch),
+                                         ctypes.byref(reused)))
+        return reused.value
+
+    def reset(self) -> None:
+        check(self._lib.g4r_model_reset(self.handle))
+
+    def generate_start(self, *, temp: float, top_k: int, top_p: float, min_p: float,
+                       repeat_penalty: float, repeat_last_n: int, seed: int,
+                       grammar: str | None = None) -> None:
+        check(self._lib.g4r_generate_start(self.handle, float(temp), int(top_k), float(top_p),
+                                           float(min_p), float(repeat_penalty), int(repeat_last_n),
+                                           int(seed) & 0xFFFFFFFF,
+                                           grammar.encode() if grammar else None))
+
+    def generate_next(self) -> tuple[int, bytes, int]:
+        """``(token, piece bytes, stop reason)``; see ``g4r_generate_next``."""
+        token, n, reason = ctypes.c_int32(), ctypes.c_int32(), ctypes.c_int32()
+        check(self._lib.g4r_generate_next(self.handle, ctypes.byref(token), self._piece, 256,
+                                          ctypes.byref(n), ctypes.byref(reason)))
+        return token.value, self._piece.raw[: n.value], reason.value
+
+    def generate_finish(self) -> None:
+        if self._handle is not None:
+            check(self._lib.g4r_generate_finish(self._handle))
+
+    def embed(self, sequences: Sequence[Sequence[int]]) -> np.ndarray:
+        """Pooled (not normalised) embeddings: ``float32[len(sequences), n_embd]``."""
+        dim = self.n_embd
+        lens = np.fromiter((len(s) for s in sequences), dtype=np.int32, count=len(sequences))
+        flat = np.fromiter((t for s in sequences for t in s), dtype=np.int32, count=int(lens.sum()))
+        out = np.empty((len(sequences), dim), dtype=np.float32)
+        i32 = _p(ctypes.c_int32)
+        check(self._lib.g4r_model_embed(self.handle, flat.ctypes.data_as(i32), lens.ctypes.data_as(i32),
+                                        len(sequences), out.ctypes.data_as(_p(ctypes.c_float)), dim))
+        return out
+
+    def cancel(self) -> None:
+        """Ask a running evaluation (in another thread) to stop."""
+        if self._handle is not None:
+            self._lib.g4r_model_cancel(self._handle)
+

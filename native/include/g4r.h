@@ -1,0 +1,321 @@
+/*
+ * g4r.h - the C API of gpt4all-rag's native backend.
+ *
+ * This is the only public header of libgpt4all_rag. It is plain C, uses one prefix (g4r_),
+ * passes no struct by value, and never exposes llama.cpp types: a llama.cpp upgrade changes
+ * src/g4r.cpp alone.
+ *
+ * Conventions
+ * - Every function that can fail returns a g4r_status, or a handle that is NULL on failure.
+ *   The message of the last failure on the calling thread is returned by g4r_last_error().
+ * - Every allocation has its named free (g4r_model_free). Strings returned as `const char *`
+ *   are owned by the library; their lifetime is documented per function.
+ * - No C++ exception crosses this boundary.
+ * - The library never prints. Log lines of llama.cpp and of this library are delivered to the
+ *   callback installed with g4r_log_set(), or dropped when none is installed.
+ * - Thread safety: functions on one g4r_model serialise on a mutex inside the handle, so two
+ *   threads using one handle never corrupt it (their calls interleave, which is rarely what a
+ *   caller wants; the Python layer adds its own policy). g4r_model_cancel() never blocks.
+ *   Different handles are independent.
+ * - Token ids are int32_t; text is UTF-8 given as pointer + length in bytes.
+ */
+#ifndef G4R_H
+#define G4R_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(_WIN32)
+#define G4R_API __declspec(dllexport)
+#else
+#define G4R_API __attribute__((visibility("default")))
+#endif
+
+/** ABI version; bumped on every incompatible change of this header. */
+#define G4R_ABI_VERSION 1
+
+typedef enum g4r_status {
+    G4R_OK = 0,
+    G4R_ERR_INVALID_ARGUMENT = 1, /**< a parameter is out of range or NULL */
+    G4R_ERR_IO = 2,               /**< the file cannot be opened or read */
+    G4R_ERR_MODEL_LOAD = 3,       /**< the file is not a loadable GGUF model */
+    G4R_ERR_CONTEXT_OVERFLOW = 4, /**< the tokens do not fit into the context window */
+    G4R_ERR_DECODE = 5,           /**< llama.cpp failed to evaluate a batch */
+    G4R_ERR_NOT_SUPPORTED = 6,    /**< the model cannot do this (e.g. generate with an embedding model) */
+    G4R_ERR_CANCELLED = 7,        /**< g4r_model_cancel() interrupted the call */
+    G4R_ERR_BUFFER_TOO_SMALL = 8, /**< the output buffer is too small; the needed size is reported */
+    G4R_ERR_STATE = 9,            /**< the call is not valid in the current state */
+    G4R_ERR_NOT_FOUND = 10,       /**< the key, token or device does not exist */
+    G4R_ERR_GRAMMAR = 11,         /**< the grammar could not be parsed */
+    G4R_ERR_INTERNAL = 12         /**< an unexpected failure (out of memory, C++ exception) */
+} g4r_status;
+
+/** Why g4r_generate_next() produced no token. */
+typedef enum g4r_stop_reason {
+    G4R_CONTINUE = 0,     /**< a token was produced */
+    G4R_STOP_EOG = 1,     /**< the model produced an end-of-generation token (not returned) */
+    G4R_STOP_LENGTH = 2   /**< the context window is full */
+} g4r_stop_reason;
+
+/** Special tokens queried by g4r_model_special_token(). */
+typedef enum g4r_special_token {
+    G4R_TOKEN_BOS = 0,
+    G4R_TOKEN_EOS = 1,
+    G4R_TOKEN_EOT = 2,
+    G4R_TOKEN_SEP = 3,
+    G4R_TOKEN_PAD = 4,
+    G4R_TOKEN_MASK = 5,
+    G4R_TOKEN_NL = 6
+} g4r_special_token;
+
+/** Flags of g4r_model_load(). */
+#define G4R_LOAD_VOCAB_ONLY 1u /**< load the tokenizer and metadata only, no weights, no context */
+
+/** An opaque handle: one model's weights, its inference context and its decoding state. */
+typedef struct g4r_model g4r_model;
+
+/**
+ * Log callback.
+ * @param[in] level 1 debug, 2 info, 3 warning, 4 error, 5 continuation of the previous line.
+ * @param[in] text  one log fragment, UTF-8, NUL-terminated, valid only during the call.
+ * @param[in] user_data the pointer given to g4r_log_set().
+ * May be called from any thread that calls into the library.
+ */
+typedef void (*g4r_log_callback)(int32_t level, const char *text, void *user_data);
+
+/** @return G4R_ABI_VERSION of the compiled library. Thread-safe. */
+G4R_API int32_t g4r_abi_version(void);
+
+/**
+ * @return the message of the last failed call on this thread, or "" if none. The pointer is
+ * owned by the library and valid until the next g4r_ call on the same thread.
+ */
+G4R_API const char *g4r_last_error(void);
+
+/**
+ * Install (or, with NULL, remove) the log callback for the whole process.
+ * @param[in] callback  receives every log line; NULL drops them.
+ * @param[in] user_data passed back to the callback unchanged.
+ * Not thread-safe with respect to concurrent logging: call it before using models.
+ */
+G4R_API void g4r_log_set(g4r_log_callback callback, void *user_data);
+
+/** @return a NUL-terminated description of the CPU features the library was built for
+ *  (owned by llama.cpp, static lifetime). */
+G4R_API const char *g4r_system_info(void);
+
+/** @return the number of GPU devices available to this build (0 on a CPU-only build). */
+G4R_API int32_t g4r_gpu_count(void);
+
+/**
+ * Describe one GPU device.
+ * @param[in]  index   0 <= index < g4r_gpu_count().
+ * @param[out] name    receives the device name (e.g. "CUDA0"), static lifetime.
+ * @param[out] description receives the human-readable name (e.g. "NVIDIA L4"), static lifetime.
+ * @param[out] backend receives the backend name in lower case (e.g. "cuda"), static lifetime.
+ * @return G4R_OK or G4R_ERR_NOT_FOUND.
+ */
+G4R_API g4r_status g4r_gpu_info(int32_t index, const char **name, const char **description,
+                                const char **backend);
+
+/**
+ * Load a GGUF model and create its inference context.
+ * @param[in] path        file path, UTF-8, NUL-terminated.
+ * @param[in] n_ctx       context window in tokens; 0 uses the model's training context. For
+ *                        embedding models the window is min(n_ctx, training context).
+ * @param[in] n_gpu_layers layers to offload to the GPU; ignored when device is NULL or "cpu".
+ * @param[in] device      NULL or "cpu" for the CPU; "gpu" for the first GPU; a backend name
+ *                        ("cuda", "vulkan", "metal") for its first GPU; or a device name or
+ *                        description as reported by g4r_gpu_info().
+ * @param[in] n_threads   CPU threads for evaluation; <= 0 picks the number of physical cores.
+ * @param[in] flags       0 or G4R_LOAD_VOCAB_ONLY.
+ * @return a handle to free with g4r_model_free(), or NULL (see g4r_last_error(); the status is
+ *         G4R_ERR_IO, G4R_ERR_MODEL_LOAD, G4R_ERR_NOT_FOUND for an unknown device, or
+ *         G4R_ERR_INVALID_ARGUMENT, available from g4r_last_status()).
+ * Embedding models (GGUF key <arch>.pooling_type other than none) get an embedding context;
+ * all others get a generation context.
+ */
+G4R_API g4r_model *g4r_model_load(const char *path, int32_t n_ctx, int32_t n_gpu_layers,
+                                  const char *device, int32_t n_threads, uint32_t flags);
+
+/** @return the status of the last failed call on this thread (G4R_OK if none). */
+G4R_API g4r_status g4r_last_status(void);
+
+/** Free a model and everything it owns. NULL is allowed. The handle must not be in use. */
+G4R_API void g4r_model_free(g4r_model *model);
+
+/** Integer properties of a loaded model, queried by g4r_model_info(). */
+typedef enum g4r_model_property {
+    G4R_PROP_N_CTX = 0,         /**< context window of this handle, tokens */
+    G4R_PROP_N_CTX_TRAIN = 1,   /**< training context of the model, tokens */
+    G4R_PROP_N_VOCAB = 2,       /**< vocabulary size */
+    G4R_PROP_N_EMBD = 3,        /**< embedding dimension (output of g4r_model_embed) */
+    G4R_PROP_IS_EMBEDDING = 4,  /**< 1 for an embedding model, 0 otherwise */
+    G4R_PROP_ADD_BOS = 5,       /**< 1 if the tokenizer adds BOS */
+    G4R_PROP_ADD_EOS = 6,       /**< 1 if the tokenizer adds EOS (BERT's [SEP]) */
+    G4R_PROP_N_PAST = 7,        /**< tokens currently held in the KV cache */
+    G4R_PROP_N_DECODED = 8,     /**< total tokens evaluated since load (prompt and generated) */
+    G4R_PROP_N_THREADS = 9,     /**< CPU threads in use */
+    G4R_PROP_N_BATCH = 10,      /**< maximum tokens per evaluation (embedding: per batch) */
+    G4R_PROP_N_SEQ_MAX = 11,    /**< maximum sequences per embedding batch */
+    G4R_PROP_POOLING = 12,      /**< llama.cpp pooling type: 0 none, 1 mean, 2 cls, 3 last, 4 rank */
+    G4R_PROP_N_PARAMS = 13      /**< number of parameters */
+} g4r_model_property;
+
+/**
+ * Read an integer property.
+ * @param[out] value receives the property.
+ * @return G4R_OK, G4R_ERR_INVALID_ARGUMENT (unknown property) or G4R_ERR_STATE (vocab-only).
+ */
+G4R_API g4r_status g4r_model_info(g4r_model *model, int32_t property, int64_t *value);
+
+/**
+ * Name of the backend and device the model runs on.
+ * @param[out] backend "cpu", "cuda", "vulkan", "metal", ...; static lifetime.
+ * @param[out] device  device description, or NULL on the CPU; static lifetime.
+ */
+G4R_API g4r_status g4r_model_device(g4r_model *model, const char **backend, const char **device);
+
+/**
+ * Read a GGUF metadata value as a string (numbers and booleans are formatted).
+ * @param[in]  key      e.g. "general.name".
+ * @param[out] buf      receives up to buf_size-1 bytes and a NUL.
+ * @param[out] n_needed receives the length of the value in bytes, without the NUL.
+ * @return G4R_OK, G4R_ERR_NOT_FOUND, or G4R_ERR_BUFFER_TOO_SMALL (call again with n_needed+1).
+ */
+G4R_API g4r_status g4r_model_meta(g4r_model *model, const char *key, char *buf, size_t buf_size,
+                                  size_t *n_needed);
+
+/**
+ * The chat template stored in the GGUF (tokenizer.chat_template).
+ * @param[out] tmpl NUL-terminated Jinja source owned by the model, valid until g4r_model_free.
+ * @return G4R_OK or G4R_ERR_NOT_FOUND.
+ */
+G4R_API g4r_status g4r_model_chat_template(g4r_model *model, const char **tmpl);
+
+/**
+ * Id of a special token.
+ * @param[in]  which a g4r_special_token.
+ * @param[out] token the id, or -1 when the model has none.
+ */
+G4R_API g4r_status g4r_model_special_token(g4r_model *model, int32_t which, int32_t *token);
+
+/** @return 1 if the token ends generation (EOS, EOT, <|im_end|>, ...), else 0. */
+G4R_API int32_t g4r_model_token_is_eog(g4r_model *model, int32_t token);
+
+/**
+ * Tokenize UTF-8 text.
+ * @param[in]  text, text_len   the text (not NUL-terminated; length in bytes).
+ * @param[in]  add_special      1 to add BOS/EOS as the model's tokenizer config says.
+ * @param[in]  parse_special    1 to turn special-token text (e.g. "<|im_start|>") into its id.
+ * @param[out] tokens           int32_t[n_tokens_max].
+ * @param[out] n_tokens         number of tokens written, or needed on G4R_ERR_BUFFER_TOO_SMALL.
+ */
+G4R_API g4r_status g4r_tokenize(g4r_model *model, const char *text, int32_t text_len,
+                                int32_t add_special, int32_t parse_special, int32_t *tokens,
+                                int32_t n_tokens_max, int32_t *n_tokens);
+
+/**
+ * Text of one token (bytes; may be part of a UTF-8 sequence).
+ * @param[in]  special 1 to render special tokens as their text, 0 to render them as "".
+ * @param[out] buf     receives the bytes, no NUL.
+ * @param[out] n_bytes bytes written, or needed on G4R_ERR_BUFFER_TOO_SMALL.
+ */
+G4R_API g4r_status g4r_token_to_piece(g4r_model *model, int32_t token, int32_t special,
+                                      char *buf, int32_t buf_size, int32_t *n_bytes);
+
+/**
+ * Turn tokens back into text (the inverse of g4r_tokenize).
+ * @param[out] n_bytes bytes written (no NUL), or needed on G4R_ERR_BUFFER_TOO_SMALL.
+ */
+G4R_API g4r_status g4r_detokenize(g4r_model *model, const int32_t *tokens, int32_t n_tokens,
+                                  int32_t special, char *buf, int32_t buf_size, int32_t *n_bytes);
+
+/** Set the number of CPU threads (> 0) for all later evaluation. */
+G4R_API g4r_status g4r_model_set_threads(g4r_model *model, int32_t n_threads);
+
+/**
+ * Make the KV cache hold exactly `tokens`, evaluating only what it does not already hold.
+ * The longest common prefix of the cached tokens and `tokens` is kept (at least the last token
+ * is always evaluated, so its logits are fresh); the rest is evaluated in chunks of n_batch.
+ * Ends any active generation.
+ * @param[in]  tokens   int32_t[n_tokens], n_tokens >= 1.
+ * @param[in]  n_batch  tokens per evaluation, >= 1 (clamped to the context's batch size).
+ * @param[out] n_reused receives the number of cached tokens that were kept (may be NULL).
+ * @return G4R_OK, G4R_ERR_CONTEXT_OVERFLOW (n_tokens > n_ctx; the cache is left unchanged),
+ *         G4R_ERR_INVALID_ARGUMENT (a token id outside the vocabulary), G4R_ERR_CANCELLED,
+ *         G4R_ERR_DECODE or G4R_ERR_NOT_SUPPORTED (embedding model). After an error the
+ *         cache is empty or a prefix of `tokens`; the handle stays usable.
+ */
+G4R_API g4r_status g4r_model_ingest(g4r_model *model, const int32_t *tokens, int32_t n_tokens,
+                                    int32_t n_batch, int32_t *n_reused);
+
+/** Drop everything from the KV cache. */
+G4R_API g4r_status g4r_model_reset(g4r_model *model);
+
+/**
+ * Start pull-style generation from the current KV cache (after g4r_model_ingest).
+ * Sampling follows llama.cpp's order: repetition penalty over the last repeat_last_n cached
+ * tokens, then (temp <= 0) greedy, or top_k, top_p, min_p, temperature and a seeded draw.
+ * @param[in] temp           temperature; <= 0 means greedy decoding.
+ * @param[in] top_k          <= 0 disables.
+ * @param[in] top_p          in (0, 1]; 1 disables.
+ * @param[in] min_p          in [0, 1]; 0 disables.
+ * @param[in] repeat_penalty > 0; 1 disables.
+ * @param[in] repeat_last_n  >= 0 tokens; 0 disables, -1 means the whole context.
+ * @param[in] seed           seed of the random draw (same seed, same output).
+ * @param[in] grammar        NULL, or a GBNF grammar whose start symbol is "root".
+ * @return G4R_OK, G4R_ERR_INVALID_ARGUMENT, G4R_ERR_GRAMMAR, G4R_ERR_STATE (empty cache).
+ */
+G4R_API g4r_status g4r_generate_start(g4r_model *model, float temp, int32_t top_k, float top_p,
+                                      float min_p, float repeat_penalty, int32_t repeat_last_n,
+                                      uint32_t seed, const char *grammar);
+
+/**
+ * Produce the next token. The previously produced token is evaluated first (lazily, so a
+ * caller that stops after a token pays nothing for it and the cache holds only evaluated
+ * tokens).
+ * @param[out] token   the token id (valid when *reason == G4R_CONTINUE).
+ * @param[out] buf     receives the token's text bytes (special tokens render as ""), no NUL.
+ * @param[out] n_bytes bytes written to buf (pieces are at most a few dozen bytes; 256 is ample).
+ * @param[out] reason  G4R_CONTINUE, G4R_STOP_EOG or G4R_STOP_LENGTH.
+ * @return G4R_OK, G4R_ERR_STATE (no active generation), G4R_ERR_CANCELLED, G4R_ERR_DECODE,
+ *         G4R_ERR_BUFFER_TOO_SMALL.
+ */
+G4R_API g4r_status g4r_generate_next(g4r_model *model, int32_t *token, char *buf,
+                                     int32_t buf_size, int32_t *n_bytes, int32_t *reason);
+
+/** End generation and free its sampler. Idempotent. A produced but unevaluated token is
+ *  dropped, so the cache holds the prompt and every token but the last. */
+G4R_API g4r_status g4r_generate_finish(g4r_model *model);
+
+/**
+ * Pooled embeddings of several token sequences, evaluated in as few batches as fit.
+ * @param[in]  tokens   all sequences concatenated: int32_t[sum(seq_lens)].
+ * @param[in]  seq_lens int32_t[n_seqs]; each 1 <= seq_lens[i] <= G4R_PROP_N_BATCH.
+ * @param[out] out      float[n_seqs * dim], row-major, the pooled (not normalised) vectors.
+ * @param[in]  dim      must equal G4R_PROP_N_EMBD.
+ * @return G4R_OK, G4R_ERR_NOT_SUPPORTED (not an embedding model), G4R_ERR_CONTEXT_OVERFLOW
+ *         (a sequence is longer than the batch), G4R_ERR_INVALID_ARGUMENT, G4R_ERR_CANCELLED,
+ *         G4R_ERR_DECODE.
+ */
+G4R_API g4r_status g4r_model_embed(g4r_model *model, const int32_t *tokens,
+                                   const int32_t *seq_lens, int32_t n_seqs, float *out,
+                                   int32_t dim);
+
+/**
+ * Ask the evaluation running on `model` (in another thread) to stop. It returns
+ * G4R_ERR_CANCELLED at the next graph boundary; the flag is cleared when the next
+ * g4r_model_ingest / g4r_generate_start / g4r_model_embed begins. Thread-safe, never blocks.
+ */
+G4R_API void g4r_model_cancel(g4r_model *model);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* G4R_H */

@@ -1,0 +1,789 @@
+// g4r.cpp - implementation of g4r.h over llama.cpp's C API.
+//
+// Only this file talks to llama.cpp. Every exported body is wrapped in G4R_GUARD so that no
+// C++ exception crosses the ABI, and every failure sets the thread-local status and message.
+
+#include "g4r.h"
+
+#include "ggml-backend.h"
+#include "llama.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <new>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace {
+
+thread_local std::string t_error;
+thread_local g4r_status t_status = G4R_OK;
+// The last error-level line llama.cpp logged on this thread: it usually says why a load failed.
+thread_local std::string t_last_log_error;
+
+g4r_log_callback g_log_cb = nullptr;
+void *g_log_ud = nullptr;
+std::once_flag g_backend_once;
+
+struct g4r_failure : std::runtime_error {
+    g4r_status status;
+    g4r_failure(g4r_status s, const std::string &msg) : std::runtime_error(msg), status(s) {}
+};
+
+[[noreturn]] void fail(g4r_status s, const std::string &msg) { throw g4r_failure(s, msg); }
+
+g4r_status set_error(g4r_status s, const std::string &msg) {
+    t_status = s;
+    t_error = msg;
+    return s;
+}
+
+void clear_error() {
+    t_status = G4R_OK;
+    t_error.clear();
+}
+
+void log_trampoline(enum ggml_log_level level, const char *text, void * /*ud*/) {
+    if (level == GGML_LOG_LEVEL_ERROR && text) {
+        t_last_log_error = text;
+        while (!t_last_log_error.empty() &&
+               (t_last_log_error.back() == '\n' || t_last_log_error.back() == ' ')) {
+            t_last_log_error.pop_back();
+        }
+    }
+    g4r_log_callback cb = g_log_cb;
+    if (cb) cb(static_cast<int32_t>(level), text ? text : "", g_log_ud);
+}
+
+void ensure_backend() {
+    std::call_once(g_backend_once, [] {
+        llama_log_set(log_trampoline, nullptr);
+        llama_backend_init();
+    });
+}
+
+void g4r_log(int32_t level, const std::string &msg) {
+    g4r_log_callback cb = g_log_cb;
+    if (cb) cb(level, (msg + "\n").c_str(), g_log_ud);
+}
+
+int32_t default_threads() {
+    unsigned n = std::thread::hardware_concurrency();
+    // ggml's own default is the number of physical cores; without a portable way to count
+    // them here, use all logical CPUs up to 4 beyond which hyper-threads rarely help.
+    if (n == 0) n = 4;
+    return static_cast<int32_t>(std::min(n, 8u));
+}
+
+std::string lower(std::string s) {
+    for (auto &c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return s;
+}
+
+bool is_gpu(ggml_backend_dev_t dev) {
+    auto t = ggml_backend_dev_type(dev);
+    return t == GGML_BACKEND_DEVICE_TYPE_GPU || t == GGML_BACKEND_DEVICE_TYPE_IGPU;
+}
+
+std::vector<ggml_backend_dev_t> gpu_devices() {
+    std::vector<ggml_backend_dev_t> out;
+    for (size_t i = 0; i < ggml_backend_dev_count(); ++i) {
+        ggml_backend_dev_t d = ggml_backend_dev_get(i);
+        if (is_gpu(d)) out.push_back(d);
+    }
+    return out;
+}
+
+// Static storage for lower-cased backend names (ggml's registry names are static too).
+const char *backend_name_of(ggml_backend_dev_t dev) {
+    static std::mutex mu;
+    static std::vector<std::unique_ptr<std::string>> names;
+    std::string n = lower(ggml_backend_reg_name(ggml_backend_dev_backend_reg(dev)));
+    std::lock_guard<std::mutex> lock(mu);
+    for (auto &p : names)
+        if (*p == n) return p->c_str();
+    names.push_back(std::make_unique<std::string>(n));
+    return names.back()->c_str();
+}
+
+}  // namespace
+
+struct g4r_model {
+    llama_model *model = nullptr;
+    llama_context *ctx = nullptr;
+    const llama_vocab *vocab = nullptr;
+    std::mutex mu;
+    std::atomic<bool> cancel{false};
+
+    bool embedding = false;
+    int32_t n_threads = 1;
+    int32_t pooling = 0;
+    std::vector<llama_token> past;  // tokens in the KV cache, sequence 0
+    int64_t n_decoded = 0;
+
+    // generation
+    llama_sampler *sampler = nullptr;
+    llama_token pending = -1;  // produced, not yet evaluated
+
+    ggml_backend_dev_t device = nullptr;
+
+    ~g4r_model() {
+        if (sampler) llama_sampler_free(sampler);
+        if (ctx) llama_free(ctx);
+        if (model) llama_model_free(model);
+    }
+};
+
+namespace {
+
+bool abort_cb(void *data) {
+    auto *m = static_cast<g4r_model *>(data);
+    return m->cancel.load(std::memory_order_relaxed);
+}
+
+void require_ctx(g4r_model *m) {
+    if (!m) fail(G4R_ERR_INVALID_ARGUMENT, "model handle is NULL");
+    if (!m->ctx) fail(G4R_ERR_STATE, "the model was loaded vocab-only and has no context");
+}
+
+void require_model(g4r_model *m) {
+    if (!m) fail(G4R_ERR_INVALID_ARGUMENT, "model handle is NULL");
+}
+
+std::string meta_str(const llama_model *model, const std::string &key) {
+    char buf[256];
+    int32_t n = llama_model_meta_val_str(model, key.c_str(), buf, sizeof buf);
+    if (n < 0) return {};
+    if (static_cast<size_t>(n) < sizeof buf) return std::string(buf, n);
+    std::string big(static_cast<size_t>(n) + 1, '\0');
+    llama_model_meta_val_str(model, key.c_str(), big.data(), big.size());
+    big.resize(n);
+    return big;
+}
+
+// Evaluate toks[0, n) at positions pos0, pos0+1, ... of sequence 0, in chunks of n_batch,
+// with logits for the last token only; appends them to m->past.
+void decode_tokens(g4r_model *m, const llama_token *toks, int32_t n, int32_t pos0,
+                   int32_t n_batch) {
+    llama_batch batch = llama_batch_init(n_batch, 0, 1);
+    struct batch_guard {
+        llama_batch &b;
+        ~batch_guard() { llama_batch_free(b); }
+    } guard{batch};
+    for (int32_t start = 0; start < n; start += n_batch) {
+        int32_t k = std::min(n_batch, n - start);
+        batch.n_tokens = k;
+        for (int32_t i = 0; i < k; ++i) {
+            batch.token[i] = toks[start + i];
+            batch.pos[i] = pos0 + start + i;
+            batch.n_seq_id[i] = 1;
+            batch.seq_id[i][0] = 0;
+            batch.logits[i] = (start + i == n - 1) ? 1 : 0;
+        }
+        int32_t rc = llama_decode(m->ctx, batch);
+        if (rc != 0) {
+            // Part of this batch may be in the cache: drop it so the cache matches m->past.
+            llama_memory_seq_rm(llama_get_memory(m->ctx), 0, pos0 + start, -1);
+            if (rc == 2) fail(G4R_ERR_CANCELLED, "evaluation was cancelled");
+            if (rc == 1)
+                fail(G4R_ERR_CONTEXT_OVERFLOW, "no room in the KV cache for " +
+                                                   std::to_string(k) + " tokens");
+            fail(G4R_ERR_DECODE, "llama_decode failed with code " + std::to_string(rc) +
+                                     (t_last_log_error.empty() ? "" : ": " + t_last_log_error));
+        }
+        m->past.insert(m->past.end(), toks + start, toks + start + k);
+        m->n_decoded += k;
+    }
+}
+
+void end_generation(g4r_model *m) {
+    if (m->sampler) {
+        llama_sampler_free(m->sampler);
+        m->sampler = nullptr;
+    }
+    m->pending = -1;
+}
+
+}  // namespace
+
+#define G4R_GUARD_BEGIN try {
+#define G4R_GUARD_END                                                       \
+    }                                                                       \
+    catch (const g4r_failure &e) {                                          \
+        return set_error(e.status, e.what());                               \
+    }                                                                       \
+    catch (const std::bad_alloc &) {                                        \
+        return set_error(G4R_ERR_INTERNAL, "out of memory");                \
+    }                                                                       \
+    catch (const std::exception &e) {                                       \
+        return set_error(G4R_ERR_INTERNAL, std::string("internal error: ") + e.what()); \
+    }                                                                       \
+    catch (...) {                                                           \
+        return set_error(G4R_ERR_INTERNAL, "unknown internal error");       \
+    }
+
+extern "C" {
+
+int32_t g4r_abi_version(void) { return G4R_ABI_VERSION; }
+
+const char *g4r_last_error(void) { return t_error.c_str(); }
+
+g4r_status g4r_last_status(void) { return t_status; }
+
+void g4r_log_set(g4r_log_callback callback, void *user_data) {
+    g_log_ud = user_data;
+    g_log_cb = callback;
+    try {
+        ensure_backend();
+    } catch (...) {
+    }
+}
+
+const char *g4r_system_info(void) {
+    try {
+        ensure_backend();
+        return llama_print_system_info();
+    } catch (...) {
+        return "";
+    }
+}
+
+int32_t g4r_gpu_count(void) {
+    try {
+        ensure_backend();
+        return static_cast<int32_t>(gpu_devices().size());
+    } catch (...) {
+        return 0;
+    }
+}
+
+g4r_status g4r_gpu_info(int32_t index, const char **name, const char **description,
+                        const char **backend) {
+    G4R_GUARD_BEGIN
+    clear_error();
+    ensure_backend();
+    auto gpus = gpu_devices();
+    if (index < 0 || static_cast<size_t>(index) >= gpus.size())
+        fail(G4R_ERR_NOT_FOUND, "no GPU device with index " + std::to_string(index) + " (" +
+                                    std::to_string(gpus.size()) + " available)");
+    if (name) *name = ggml_backend_dev_name(gpus[index]);
+    if (description) *description = ggml_backend_dev_description(gpus[index]);
+    if (backend) *backend = backend_name_of(gpus[index]);
+    return G4R_OK;
+    G4R_GUARD_END
+}
+
+g4r_model *g4r_model_load(const char *path, int32_t n_ctx, int32_t n_gpu_layers,
+                          const char *device, int32_t n_threads, uint32_t flags) {
+    try {
+        clear_error();
+        ensure_backend();
+        if (!path) fail(G4R_ERR_INVALID_ARGUMENT, "path is NULL");
+        if (n_ctx < 0) fail(G4R_ERR_INVALID_ARGUMENT, "n_ctx must be >= 0, got " + std::to_string(n_ctx));
+        FILE *f = std::fopen(path, "rb");
+        if (!f) fail(G4R_ERR_IO, std::string("cannot open model file: ") + path + ": " + std::strerror(errno));
+        char magic[4] = {0, 0, 0, 0};
+        size_t got = std::fread(magic, 1, 4, f);
+        std::fclose(f);
+        if (got != 4 || std::memcmp(magic, "GGUF", 4) != 0)
+            fail(G4R_ERR_MODEL_LOAD, std::string("not a GGUF file (bad magic): ") + path);
+
+        auto m = std::make_unique<g4r_model>();
+        m->n_threads = n_threads > 0 ? n_threads : default_threads();
+
+        llama_model_params mp = llama_model_default_params();
+        mp.vocab_only = (flags & G4R_LOAD_VOCAB_ONLY) != 0;
+        ggml_backend_dev_t devs[2] = {nullptr, nullptr};
+        std::string dev = device ? lower(device) : "";
+        if (dev.empty() || dev == "cpu") {
+            mp.devices = devs;  // empty list: CPU only
+            mp.n_gpu_layers = 0;
+        } else {
+            auto gpus = gpu_devices();
+            ggml_backend_dev_t chosen = nullptr;
+            for (auto d : gpus) {
+                if (dev == "gpu" || dev == backend_name_of(d) || dev == lower(ggml_backend_dev_name(d)) ||
+                    dev == lower(ggml_backend_dev_description(d))) {
+                    chosen = d;
+                    break;
+                }
+            }
+            if (!chosen) {
+                std::string avail;
+                for (auto d : gpus) avail += std::string(avail.empty() ? "" : ", ") + ggml_backend_dev_name(d) + " (" + ggml_backend_dev_description(d) + ")";
+                fail(G4R_ERR_NOT_FOUND, "no GPU device matches '" + std::string(device) +
+                                            "'; available: " + (avail.empty() ? "none (CPU-only build or no GPU)" : avail));
+            }
+            devs[0] = chosen;
+            mp.devices = devs;
+            mp.n_gpu_layers = n_gpu_layers;
+            m->device = chosen;
+        }
+
+        t_last_log_error.clear();
+        m->model = llama_model_load_from_file(path, mp);
+        if (!m->model)
+            fail(G4R_ERR_MODEL_LOAD, std::string("llama.cpp could not load ") + path +
+                                         (t_last_log_error.empty() ? "" : ": " + t_last_log_error));
+        m->vocab = llama_model_get_vocab(m->model);
+        if (mp.vocab_only) return m.release();
+
+        std::string arch = meta_str(m->model, "general.architecture");
+        std::string pooling = meta_str(m->model, arch + ".pooling_type");
+        m->embedding = !pooling.empty() && pooling != "0";
+
+        llama_context_params cp = llama_context_default_params();
+        int32_t n_train = llama_model_n_ctx_train(m->model);
+        cp.n_threads = m->n_threads;
+        cp.n_threads_batch = m->n_threads;
+        cp.abort_callback = abort_cb;
+        cp.abort_callback_data = m.get();
+        cp.no_perf = true;
+        if (m->embedding) {
+            int32_t win = n_ctx > 0 ? std::min(n_ctx, n_train) : n_train;
+            // Pack many short sequences into one evaluation: the batch holds up to 4 windows.
+            cp.n_ctx = static_cast<uint32_t>(win) * 4;
+            cp.n_batch = cp.n_ctx;
+            cp.n_ubatch = cp.n_ctx;  // non-causal attention needs a sequence in one ubatch
+            cp.n_seq_max = 64;
+            cp.embeddings = true;
+        } else {
+            cp.n_ctx = n_ctx > 0 ? static_cast<uint32_t>(n_ctx) : static_cast<uint32_t>(n_train);
+            cp.n_batch = std::min<uint32_t>(cp.n_ctx, 2048);
+            cp.n_ubatch = std::min<uint32_t>(cp.n_batch, 512);
+            cp.n_seq_max = 1;
+            cp.swa_full = true;  // keep the whole window so a shared prefix can be reused
+        }
+        m->ctx = llama_init_from_model(m->model, cp);
+        if (!m->ctx)
+            fail(G4R_ERR_MODEL_LOAD, std::string("llama.cpp could not create a context for ") + path +
+                                         (t_last_log_error.empty() ? "" : ": " + t_last_log_error));
+        m->pooling = static_cast<int32_t>(llama_pooling_type(m->ctx));
+        if (m->embedding && m->pooling == LLAMA_POOLING_TYPE_NONE) m->embedding = false;
+        return m.release();
+    } catch (const g4r_failure &e) {
+        set_error(e.status, e.what());
+    } catch (const std::bad_alloc &) {
+        set_error(G4R_ERR_INTERNAL, "out of memory while loading the model");
+    } catch (const std::exception &e) {
+        set_error(G4R_ERR_MODEL_LOAD, std::string("cannot load model: ") + e.what());
+    } catch (...) {
+        set_error(G4R_ERR_INTERNAL, "unknown error while loading the model");
+    }
+    return nullptr;
+}
+
+void g4r_model_free(g4r_model *model) {
+    try {
+        delete model;
+    } catch (...) {
+    }
+}
+
+g4r_status g4r_model_info(g4r_model *model, int32_t property, int64_t *value) {
+    G4R_GUARD_BEGIN
+    clear_error();
+    require_model(model);
+    if (!value) fail(G4R_ERR_INVALID_ARGUMENT, "value is NULL");
+    std::lock_guard<std::mutex> lock(model->mu);
+    switch (property) {
+        case G4R_PROP_N_VOCAB: *value = llama_vocab_n_tokens(model->vocab); return G4R_OK;
+        case G4R_PROP_N_CTX_TRAIN: *value = llama_model_n_ctx_train(model->model); return G4R_OK;
+        case G4R_PROP_N_EMBD: *value = llama_model_n_embd_out(model->model); return G4R_OK;
+        case G4R_PROP_ADD_BOS: *value = llama_vocab_get_add_bos(model->vocab); return G4R_OK;
+        case G4R_PROP_ADD_EOS: *value = llama_vocab_get_add_eos(model->vocab); return G4R_OK;
+        case G4R_PROP_N_PARAMS: *value = static_cast<int64_t>(llama_model_n_params(model->model)); return G4R_OK;
+        default: break;
+    }
+    if (!model->ctx) fail(G4R_ERR_STATE, "the model was loaded vocab-only and has no context");
+    switch (property) {
+        case G4R_PROP_N_CTX:
+            *value = model->embedding ? llama_n_ctx(model->ctx) / 4 : llama_n_ctx(model->ctx);
+            return G4R_OK;
+        case G4R_PROP_IS_EMBEDDING: *value = model->embedding ? 1 : 0; return G4R_OK;
+        case G4R_PROP_N_PAST: *value = static_cast<int64_t>(model->past.size()); return G4R_OK;
+        case G4R_PROP_N_DECODED: *value = model->n_decoded; return G4R_OK;
+        case G4R_PROP_N_THREADS: *value = model->n_threads; return G4R_OK;
+        case G4R_PROP_N_BATCH:
+            *value = model->embedding ? llama_n_ctx(model->ctx) / 4 : llama_n_batch(model->ctx);
+            return G4R_OK;
+        case G4R_PROP_N_SEQ_MAX: *value = llama_n_seq_max(model->ctx); return G4R_OK;
+        case G4R_PROP_POOLING: *value = model->pooling; return G4R_OK;
+        default: fail(G4R_ERR_INVALID_ARGUMENT, "unknown property " + std::to_string(property));
+    }
+    G4R_GUARD_END
+}
+
+g4r_status g4r_model_device(g4r_model *model, const char **backend, const char **device) {
+    G4R_GUARD_BEGIN
+    clear_error();
+    require_model(model);
+    if (backend) *backend = model->device ? backend_name_of(model->device) : "cpu";
+    if (device) *device = model->device ? ggml_backend_dev_description(model->device) : nullptr;
+    return G4R_OK;
+    G4R_GUARD_END
+}
+
+g4r_status g4r_model_meta(g4r_model *model, const char *key, char *buf, size_t buf_size,
+                          size_t *n_needed) {
+    G4R_GUARD_BEGIN
+    clear_error();
+    require_model(model);
+    if (!key) fail(G4R_ERR_INVALID_ARGUMENT, "key is NULL");
+    int32_t n = llama_model_meta_val_str(model->model, key, buf, buf_size);
+    if (n < 0) fail(G4R_ERR_NOT_FOUND, std::string("no metadata key ") + key);
+    if (n_needed) *n_needed = static_cast<size_t>(n);
+    if (!buf || static_cast<size_t>(n) >= buf_size)
+        fail(G4R_ERR_BUFFER_TOO_SMALL, "buffer too small for metadata value");
+    return G4R_OK;
+    G4R_GUARD_END
+}
+
+g4r_status g4r_model_chat_template(g4r_model *model, const char **tmpl) {
+    G4R_GUARD_BEGIN
+    clear_error();
+    require_model(model);
+    if (!tmpl) fail(G4R_ERR_INVALID_ARGUMENT, "tmpl is NULL");
+    const char *t = llama_model_chat_template(model->model, nullptr);
+    if (!t) fail(G4R_ERR_NOT_FOUND, "the model has no tokenizer.chat_template");
+    *tmpl = t;
+    return G4R_OK;
+    G4R_GUARD_END
+}
+
+g4r_status g4r_model_special_token(g4r_model *model, int32_t which, int32_t *token) {
+    G4R_GUARD_BEGIN
+    clear_error();
+    require_model(model);
+    if (!token) fail(G4R_ERR_INVALID_ARGUMENT, "token is NULL");
+    const llama_vocab *v = model->vocab;
+    switch (which) {
+        case G4R_TOKEN_BOS: *token = llama_vocab_bos(v); break;
+        case G4R_TOKEN_EOS: *token = llama_vocab_eos(v); break;
+        case G4R_TOKEN_EOT: *token = llama_vocab_eot(v); break;
+        case G4R_TOKEN_SEP: *token = llama_vocab_sep(v); break;
+        case G4R_TOKEN_PAD: *token = llama_vocab_pad(v); break;
+        case G4R_TOKEN_MASK: *token = llama_vocab_mask(v); break;
+        case G4R_TOKEN_NL: *token = llama_vocab_nl(v); break;
+        default: fail(G4R_ERR_INVALID_ARGUMENT, "unknown special token kind " + std::to_string(which));
+    }
+    if (*token < 0) *token = -1;
+    return G4R_OK;
+    G4R_GUARD_END
+}
+
+int32_t g4r_model_token_is_eog(g4r_model *model, int32_t token) {
+    try {
+        if (!model || token < 0 || token >= llama_vocab_n_tokens(model->vocab)) return 0;
+        return llama_vocab_is_eog(model->vocab, token) ? 1 : 0;
+    } catch (...) {
+        return 0;
+    }
+}
+
+g4r_status g4r_tokenize(g4r_model *model, const char *text, int32_t text_len, int32_t add_special,
+                        int32_t parse_special, int32_t *tokens, int32_t n_tokens_max,
+                        int32_t *n_tokens) {
+    G4R_GUARD_BEGIN
+    clear_error();
+    require_model(model);
+    if (!n_tokens || (!text && text_len > 0) || text_len < 0 || n_tokens_max < 0)
+        fail(G4R_ERR_INVALID_ARGUMENT, "invalid tokenize arguments");
+    int32_t n = llama_tokenize(model->vocab, text ? text : "", text_len, tokens, n_tokens_max,
+                               add_special != 0, parse_special != 0);
+    if (n == INT32_MIN) fail(G4R_ERR_CONTEXT_OVERFLOW, "text too long to tokenize");
+    if (n < 0) {
+        *n_tokens = -n;
+        fail(G4R_ERR_BUFFER_TOO_SMALL, "token buffer too small");
+    }
+    *n_tokens = n;
+    return G4R_OK;
+    G4R_GUARD_END
+}
+
+g4r_status g4r_token_to_piece(g4r_model *model, int32_t token, int32_t special, char *buf,
+                              int32_t buf_size, int32_t *n_bytes) {
+    G4R_GUARD_BEGIN
+    clear_error();
+    require_model(model);
+    if (!n_bytes || buf_size < 0) fail(G4R_ERR_INVALID_ARGUMENT, "invalid arguments");
+    if (token < 0 || token >= llama_vocab_n_tokens(model->vocab))
+        fail(G4R_ERR_INVALID_ARGUMENT, "token id " + std::to_string(token) + " is outside the vocabulary");
+    int32_t n = llama_token_to_piece(model->vocab, token, buf, buf_size, 0, special != 0);
+    if (n < 0) {
+        *n_bytes = -n;
+        fail(G4R_ERR_BUFFER_TOO_SMALL, "piece buffer too small");
+    }
+    *n_bytes = n;
+    return G4R_OK;
+    G4R_GUARD_END
+}
+
+g4r_status g4r_detokenize(g4r_model *model, const int32_t *tokens, int32_t n_tokens,
+                          int32_t special, char *buf, int32_t buf_size, int32_t *n_bytes) {
+    G4R_GUARD_BEGIN
+    clear_error();
+    require_model(model);
+    if (!n_bytes || n_tokens < 0 || (!tokens && n_tokens > 0) || buf_size < 0)
+        fail(G4R_ERR_INVALID_ARGUMENT, "invalid detokenize arguments");
+    int32_t nv = llama_vocab_n_tokens(model->vocab);
+    for (int32_t i = 0; i < n_tokens; ++i)
+        if (tokens[i] < 0 || tokens[i] >= nv)
+            fail(G4R_ERR_INVALID_ARGUMENT, "token id " + std::to_string(tokens[i]) + " is outside the vocabulary");
+    int32_t n = llama_detokenize(model->vocab, tokens, n_tokens, buf, buf_size, false, special != 0);
+    if (n < 0) {
+        *n_bytes = -n;
+        fail(G4R_ERR_BUFFER_TOO_SMALL, "text buffer too small");
+    }
+    *n_bytes = n;
+    return G4R_OK;
+    G4R_GUARD_END
+}
+
+g4r_status g4r_model_set_threads(g4r_model *model, int32_t n_threads) {
+    G4R_GUARD_BEGIN
+    clear_error();
+    require_ctx(model);
+    if (n_threads <= 0) fail(G4R_ERR_INVALID_ARGUMENT, "n_threads must be > 0, got " + std::to_string(n_threads));
+    std::lock_guard<std::mutex> lock(model->mu);
+    model->n_threads = n_threads;
+    llama_set_n_threads(model->ctx, n_threads, n_threads);
+    return G4R_OK;
+    G4R_GUARD_END
+}
+
+g4r_status g4r_model_ingest(g4r_model *model, const int32_t *tokens, int32_t n_tokens,
+                            int32_t n_batch, int32_t *n_reused) {
+    G4R_GUARD_BEGIN
+    clear_error();
+    require_ctx(model);
+    if (model->embedding) fail(G4R_ERR_NOT_SUPPORTED, "this is an embedding model: it cannot generate text");
+    if (!tokens || n_tokens < 1) fail(G4R_ERR_INVALID_ARGUMENT, "the prompt has no tokens");
+    if (n_batch < 1) fail(G4R_ERR_INVALID_ARGUMENT, "n_batch must be >= 1, got " + std::to_string(n_batch));
+    std::lock_guard<std::mutex> lock(model->mu);
+    model->cancel.store(false);
+    end_generation(model);
+    uint32_t n_ctx = llama_n_ctx(model->ctx);
+    if (static_cast<uint32_t>(n_tokens) > n_ctx)
+        fail(G4R_ERR_CONTEXT_OVERFLOW, "the prompt has " + std::to_string(n_tokens) +
+                                           " tokens but the context window holds " + std::to_string(n_ctx));
+    int32_t nv = llama_vocab_n_tokens(model->vocab);
+    for (int32_t i = 0; i < n_tokens; ++i)
+        if (tokens[i] < 0 || tokens[i] >= nv)
+            fail(G4R_ERR_INVALID_ARGUMENT, "token id " + std::to_string(tokens[i]) + " is outside the vocabulary");
+
+    size_t common = 0;
+    auto &past = model->past;
+    while (common < past.size() && common < static_cast<size_t>(n_tokens) && past[common] == tokens[common]) ++common;
+    if (common == static_cast<size_t>(n_tokens)) --common;  // always re-evaluate the last token for fresh logits
+    llama_memory_t mem = llama_get_memory(model->ctx);
+    if (common < past.size()) {
+        if (!llama_memory_seq_rm(mem, 0, static_cast<llama_pos>(common), -1)) {
+            llama_memory_clear(mem, true);  // this cache cannot drop a suffix: start over
+            common = 0;
+        }
+        past.resize(common);
+    }
+    if (n_reused) *n_reused = static_cast<int32_t>(common);
+    int32_t nb = std::min<int32_t>(n_batch, static_cast<int32_t>(llama_n_batch(model->ctx)));
+    decode_tokens(model, tokens + common, n_tokens - static_cast<int32_t>(common),
+                  static_cast<int32_t>(common), nb);
+    return G4R_OK;
+    G4R_GUARD_END
+}
+
+g4r_status g4r_model_reset(g4r_model *model) {
+    G4R_GUARD_BEGIN
+    clear_error();
+    require_ctx(model);
+    std::lock_guard<std::mutex> lock(model->mu);
+    end_generation(model);
+    llama_memory_t mem = llama_get_memory(model->ctx);
+    if (mem) llama_memory_clear(mem, true);
+    model->past.clear();
+    return G4R_OK;
+    G4R_GUARD_END
+}
+
+g4r_status g4r_generate_start(g4r_model *model, float temp, int32_t top_k, float top_p, float min_p,
+                              float repeat_penalty, int32_t repeat_last_n, uint32_t seed,
+                              const char *grammar) {
+    G4R_GUARD_BEGIN
+    clear_error();
+    require_ctx(model);
+    if (model->embedding) fail(G4R_ERR_NOT_SUPPORTED, "this is an embedding model: it cannot generate text");
+    if (!(top_p > 0.0f && top_p <= 1.0f)) fail(G4R_ERR_INVALID_ARGUMENT, "top_p must be in (0, 1], got " + std::to_string(top_p));
+    if (!(min_p >= 0.0f && min_p <= 1.0f)) fail(G4R_ERR_INVALID_ARGUMENT, "min_p must be in [0, 1], got " + std::to_string(min_p));
+    if (!(repeat_penalty > 0.0f)) fail(G4R_ERR_INVALID_ARGUMENT, "repeat_penalty must be > 0, got " + std::to_string(repeat_penalty));
+    if (repeat_last_n < -1) fail(G4R_ERR_INVALID_ARGUMENT, "repeat_last_n must be >= -1, got " + std::to_string(repeat_last_n));
+    if (temp != temp) fail(G4R_ERR_INVALID_ARGUMENT, "temp is NaN");
+    std::lock_guard<std::mutex> lock(model->mu);
+    model->cancel.store(false);
+    if (model->past.empty()) fail(G4R_ERR_STATE, "nothing has been ingested: call g4r_model_ingest first");
+    end_generation(model);
+
+    int32_t n_ctx = static_cast<int32_t>(llama_n_ctx(model->ctx));
+    int32_t last_n = repeat_last_n == -1 ? n_ctx : repeat_last_n;
+    auto sp = llama_sampler_chain_default_params();
+    sp.no_perf = true;
+    llama_sampler *chain = llama_sampler_chain_init(sp);
+    struct chain_guard {
+        llama_sampler *&c;
+        ~chain_guard() { if (c) llama_sampler_free(c); }
+    } guard{chain};
+    if (grammar && grammar[0]) {
+        t_last_log_error.clear();
+        llama_sampler *g = llama_sampler_init_grammar(model->vocab, grammar, "root");
+        if (!g) fail(G4R_ERR_GRAMMAR, "cannot parse the grammar" + (t_last_log_error.empty() ? std::string() : ": " + t_last_log_error));
+        llama_sampler_chain_add(chain, g);
+    }
+    if (last_n > 0 && repeat_penalty != 1.0f) {
+        llama_sampler *pen = llama_sampler_init_penalties(llama_vocab_n_tokens(model->vocab), last_n, repeat_penalty, 0.0f, 0.0f);
+        size_t from = model->past.size() > static_cast<size_t>(last_n) ? model->past.size() - last_n : 0;
+        for (size_t i = from; i < model->past.size(); ++i) llama_sampler_accept(pen, model->past[i]);
+        llama_sampler_chain_add(chain, pen);
+    }
+    if (temp <= 0.0f) {
+        llama_sampler_chain_add(chain, llama_sampler_init_greedy());
+    } else {
+        if (top_k > 0) llama_sampler_chain_add(chain, llama_sampler_init_top_k(top_k));
+        if (top_p < 1.0f) llama_sampler_chain_add(chain, llama_sampler_init_top_p(top_p, 1));
+        if (min_p > 0.0f) llama_sampler_chain_add(chain, llama_sampler_init_min_p(min_p, 1));
+        llama_sampler_chain_add(chain, llama_sampler_init_temp(temp));
+        llama_sampler_chain_add(chain, llama_sampler_init_dist(seed));
+    }
+    model->sampler = chain;
+    chain = nullptr;
+    model->pending = -1;
+    return G4R_OK;
+    G4R_GUARD_END
+}
+
+g4r_status g4r_generate_next(g4r_model *model, int32_t *token, char *buf, int32_t buf_size,
+                             int32_t *n_bytes, int32_t *reason) {
+    G4R_GUARD_BEGIN
+    clear_error();
+    require_ctx(model);
+    if (!token || !n_bytes || !reason || (!buf && buf_size > 0) || buf_size < 0)
+        fail(G4R_ERR_INVALID_ARGUMENT, "invalid arguments");
+    std::lock_guard<std::mutex> lock(model->mu);
+    if (!model->sampler) fail(G4R_ERR_STATE, "no active generation: call g4r_generate_start first");
+    *n_bytes = 0;
+    *token = -1;
+    if (model->pending >= 0) {
+        if (model->past.size() >= llama_n_ctx(model->ctx)) {
+            *reason = G4R_STOP_LENGTH;
+            return G4R_OK;
+        }
+        llama_token p = model->pending;
+        model->pending = -1;
+        decode_tokens(model, &p, 1, static_cast<int32_t>(model->past.size()), 1);
+    }
+    llama_token tok = llama_sampler_sample(model->sampler, model->ctx, -1);
+    if (llama_vocab_is_eog(model->vocab, tok)) {
+        *reason = G4R_STOP_EOG;
+        return G4R_OK;
+    }
+    int32_t n = llama_token_to_piece(model->vocab, tok, buf, buf_size, 0, false);
+    if (n < 0) {
+        *n_bytes = -n;
+        fail(G4R_ERR_BUFFER_TOO_SMALL, "piece buffer too small");
+    }
+    model->pending = tok;
+    *token = tok;
+    *n_bytes = n;
+    *reason = G4R_CONTINUE;
+    return G4R_OK;
+    G4R_GUARD_END
+}
+
+g4r_status g4r_generate_finish(g4r_model *model) {
+    G4R_GUARD_BEGIN
+    clear_error();
+    require_model(model);
+    std::lock_guard<std::mutex> lock(model->mu);
+    end_generation(model);
+    return G4R_OK;
+    G4R_GUARD_END
+}
+
+g4r_status g4r_model_embed(g4r_model *model, const int32_t *tokens, const int32_t *seq_lens,
+                           int32_t n_seqs, float *out, int32_t dim) {
+    G4R_GUARD_BEGIN
+    clear_error();
+    require_ctx(model);
+    if (!model->embedding)
+        fail(G4R_ERR_NOT_SUPPORTED, "this model is not an embedding model (its GGUF declares no pooling)");
+    if (n_seqs < 0 || (n_seqs > 0 && (!tokens || !seq_lens || !out)))
+        fail(G4R_ERR_INVALID_ARGUMENT, "invalid embed arguments");
+    int32_t n_embd = llama_model_n_embd_out(model->model);
+    if (dim != n_embd) fail(G4R_ERR_INVALID_ARGUMENT, "dim is " + std::to_string(dim) + " but the model's dimension is " + std::to_string(n_embd));
+    std::lock_guard<std::mutex> lock(model->mu);
+    model->cancel.store(false);
+    int32_t cap = static_cast<int32_t>(llama_n_ctx(model->ctx));
+    int32_t win = cap / 4;
+    int32_t seq_cap = static_cast<int32_t>(llama_n_seq_max(model->ctx));
+    int32_t nv = llama_vocab_n_tokens(model->vocab);
+    size_t total = 0;
+    for (int32_t i = 0; i < n_seqs; ++i) {
+        if (seq_lens[i] < 1) fail(G4R_ERR_INVALID_ARGUMENT, "sequence " + std::to_string(i) + " is empty");
+        if (seq_lens[i] > win)
+            fail(G4R_ERR_CONTEXT_OVERFLOW, "sequence " + std::to_string(i) + " has " + std::to_string(seq_lens[i]) +
+                                               " tokens; the model's window is " + std::to_string(win));
+        total += static_cast<size_t>(seq_lens[i]);
+    }
+    for (size_t i = 0; i < total; ++i)
+        if (tokens[i] < 0 || tokens[i] >= nv)
+            fail(G4R_ERR_INVALID_ARGUMENT, "token id " + std::to_string(tokens[i]) + " is outside the vocabulary");
+
+    llama_batch batch = llama_batch_init(cap, 0, 1);
+    struct batch_guard {
+        llama_batch &b;
+        ~batch_guard() { llama_batch_free(b); }
+    } guard{batch};
+    llama_memory_t mem = llama_get_memory(model->ctx);
+    size_t offset = 0;
+    int32_t first = 0;
+    while (first < n_seqs) {
+        batch.n_tokens = 0;
+        int32_t last = first;
+        while (last < n_seqs && last - first < seq_cap && batch.n_tokens + seq_lens[last] <= cap) {
+            for (int32_t j = 0; j < seq_lens[last]; ++j) {
+                int32_t k = batch.n_tokens++;
+                batch.token[k] = tokens[offset + j];
+                batch.pos[k] = j;
+                batch.n_seq_id[k] = 1;
+                batch.seq_id[k][0] = last - first;
+                batch.logits[k] = 1;
+            }
+            offset += static_cast<size_t>(seq_lens[last]);
+            ++last;
+        }
+        if (mem) llama_memory_clear(mem, true);
+        int32_t rc = llama_decode(model->ctx, batch);
+        if (rc == 2) fail(G4R_ERR_CANCELLED, "embedding was cancelled");
+        if (rc != 0) fail(G4R_ERR_DECODE, "llama_decode failed with code " + std::to_string(rc));
+        model->n_decoded += batch.n_tokens;
+        for (int32_t s = first; s < last; ++s) {
+            const float *e = llama_get_embeddings_seq(model->ctx, s - first);
+            if (!e) fail(G4R_ERR_DECODE, "no pooled embedding for sequence " + std::to_string(s));
+            std::memcpy(out + static_cast<size_t>(s) * n_embd, e, sizeof(float) * n_embd);
+        }
+        first = last;
+    }
+    if (mem) llama_memory_clear(mem, true);
+    return G4R_OK;
+    G4R_GUARD_END
+}
+
+void g4r_model_cancel(g4r_model *model) {
+    if (model) model->cancel.store(true);
+}
+
+}  // extern "C"
