@@ -550,8 +550,11 @@ class GPT4All:
         return tokens, dropped
 
     def _render(self, session: ChatSession, messages: list[MessageType]) -> str:
-        return session.template.render(messages, add_generation_prompt=True,
+        text = session.template.render(messages, add_generation_prompt=True,
                                        special_tokens=self.special_tokens_map)
+        if not text:
+            raise errors.ChatTemplateError("the chat template rendered an empty prompt")
+        return text
 
     def _tokenize(self, text: str) -> list[int]:
         bos = self.special_tokens_map.get("bos_token")

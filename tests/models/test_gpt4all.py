@@ -1,0 +1,317 @@
+"""GPT4All on real GGUF models from PyPI: SmolLM2-135M-Instruct (chat) and Gemma 3 270M (base)."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from gpt4all_rag import GPT4All, _native, errors
+from gpt4all_rag.templates import ChatTemplate
+from tests.conftest import GEMMA3, MINILM, SMOLLM2
+
+GREEDY = dict(temp=0, repeat_penalty=1.0)
+SYSTEM = "You are a helpful assistant."
+
+
+@pytest.fixture(scope="module")
+def smol(model_dir: Path) -> Iterator[GPT4All]:
+    with GPT4All(SMOLLM2, model_path=model_dir, allow_download=False, n_threads=2) as m:
+        yield m
+
+
+@pytest.fixture(scope="module")
+def gemma(model_dir: Path) -> Iterator[GPT4All]:
+    with GPT4All(GEMMA3, model_path=model_dir, allow_download=False, n_threads=2) as m:
+        yield m
+
+
+def test_both_models_generate_sensible_text(smol: GPT4All, gemma: GPT4All) -> None:
+    with smol.chat_session(system_message=SYSTEM):
+        assert "Paris" in smol.generate("What is the capital of France?", max_tokens=30, **GREEDY)
+    answer = gemma.generate("Question: What is the capital of France?\nAnswer:", max_tokens=8, **GREEDY)
+    assert "Paris" in answer
+
+
+def test_greedy_output_is_deterministic(smol: GPT4All, gemma: GPT4All) -> None:
+    for m in (smol, gemma):
+        a = m.generate("Once upon a time", max_tokens=24, temp=0)
+        b = m.generate("Once upon a time", max_tokens=24, temp=0)
+        assert a == b and len(a) > 10
+
+
+def test_seed_makes_sampling_reproducible(smol: GPT4All) -> None:
+    a = smol.generate("My favourite colour is", max_tokens=20, temp=0.9, seed=1234)
+    b = smol.generate("My favourite colour is", max_tokens=20, temp=0.9, seed=1234)
+    assert a == b
+
+
+def test_streaming_joined_equals_non_streaming(smol: GPT4All, gemma: GPT4All) -> None:
+    for m in (smol, gemma):
+        whole = m.generate("The three primary colours are", max_tokens=30, temp=0)
+        pieces = list(m.generate("The three primary colours are", max_tokens=30, temp=0, streaming=True))
+        assert len(pieces) > 3
+        assert "".join(pieces) == whole
+
+
+def test_callback_returning_false_stops_early(smol: GPT4All) -> None:
+    seen: list[tuple[int, str]] = []
+
+    def cb(token_id: int, text: str) -> bool:
+        seen.append((token_id, text))
+        return len(seen) < 3
+
+    out = smol.generate("Count from one to twenty: one, two,", max_tokens=60, temp=0, callback=cb)
+    assert len(seen) == 3
+    assert out == "".join(t for _, t in seen)
+    assert smol.stats.finish_reason == "callback"
+    assert smol.stats.completion_tokens == 3
+    assert smol.generate("Hello", max_tokens=3, temp=0)  # still usable
+
+
+@pytest.mark.parametrize("stop", ["\n", "total fruit", "%)"])
+def test_stop_sequences_cut_before_the_match(smol: GPT4All, stop: str) -> None:
+    prompt = "List three fruits: apple, banana,"
+    full = smol.generate(prompt, max_tokens=30, temp=0)
+    assert stop in full
+    cut = smol.generate(prompt, max_tokens=30, temp=0, stop=[stop, "never-appears"])
+    assert cut == full[: full.index(stop)]
+    assert smol.stats.finish_reason == "stop"
+    streamed = "".join(smol.generate(prompt, max_tokens=30, temp=0, stop=stop, streaming=True))
+    assert streamed == cut
+
+
+def test_chat_session_history_and_gguf_template(smol: GPT4All) -> None:
+    with smol.chat_session(system_message=SYSTEM):
+        r1 = smol.generate("What is the capital of France?", max_tokens=20, **GREEDY)
+        r2 = smol.generate("And of Italy?", max_tokens=20, **GREEDY)
+        hist = smol.current_chat_session
+        assert hist == [
+            {"role": "system", "content": SYSTEM},
+            {"role": "user", "content": "What is the capital of France?"},
+            {"role": "assistant", "content": r1},
+            {"role": "user", "content": "And of Italy?"},
+            {"role": "assistant", "content": r2},
+        ]
+    assert smol.current_chat_session is None
+    # The session used the GGUF's own template: rendering it by hand gives the same reply.
+    template = ChatTemplate(smol.model.chat_template())
+    prompt = template.render([{"role": "system", "content": SYSTEM},
+                              {"role": "user", "content": "What is the capital of France?"}],
+                             special_tokens=smol.special_tokens_map)
+    assert "<|im_start|>assistant\n" in prompt
+    assert smol.generate(prompt, max_tokens=20, **GREEDY) == r1
+
+
+def test_second_turn_decodes_only_new_tokens(smol: GPT4All) -> None:
+    with smol.chat_session(system_message=SYSTEM):
+        smol.generate("Name a colour.", max_tokens=12, **GREEDY)
+        first = smol.stats.prompt_tokens
+        produced = smol.stats.completion_tokens
+        before = smol.model.info(_native.PROP_N_DECODED)
+        smol.generate("Name another one.", max_tokens=0)
+        after = smol.model.info(_native.PROP_N_DECODED)
+        s = smol.stats
+        # The first turn's prompt and its reply (but the last sampled token) stay cached.
+        assert s.reused_tokens >= first + produced - 2
+        assert after - before == s.prompt_tokens - s.reused_tokens
+        assert after - before < 20
+
+
+def test_current_chat_session_setter(smol: GPT4All) -> None:
+    with pytest.raises(ValueError):
+        smol.current_chat_session = []
+    with smol.chat_session(system_message=SYSTEM):
+        smol.current_chat_session = [{"role": "system", "content": "Answer in one word."}]
+        smol.generate("Capital of France?", max_tokens=5, **GREEDY)
+        assert smol.current_chat_session[0]["content"] == "Answer in one word."
+        assert len(smol.current_chat_session) == 3
+
+
+def test_message_longer_than_context(model_dir: Path) -> None:
+    with GPT4All(SMOLLM2, model_path=model_dir, allow_download=False, n_ctx=128, n_threads=2) as m:
+        long = "word " * 400
+        with pytest.raises(errors.ContextOverflowError, match="too long") as ei:
+            m.generate(long, max_tokens=5)
+        assert isinstance(ei.value, ValueError)
+        with m.chat_session(system_message=SYSTEM):
+            with pytest.raises(ValueError, match="too long"):
+                m.generate(long, max_tokens=5)
+            assert m.current_chat_session == [{"role": "system", "content": SYSTEM}]
+            assert m.generate("Hi", max_tokens=5, temp=0)  # still usable
+
+
+def test_conversation_outgrowing_context_drops_oldest_turns(model_dir: Path) -> None:
+    with GPT4All(SMOLLM2, model_path=model_dir, allow_download=False, n_ctx=160, n_threads=2) as m:
+        with m.chat_session(system_message=SYSTEM):
+            for i in range(8):
+                reply = m.generate(f"Tell me a fact about the number {i}.", max_tokens=24, **GREEDY)
+                assert isinstance(reply, str)
+            assert m.stats.dropped_messages > 0
+            assert m.stats.prompt_tokens <= m.model.n_ctx - 4
+            assert len(m.current_chat_session) == 1 + 2 * 8  # the history keeps everything
+            assert m.current_chat_session[0]["role"] == "system"
+
+
+def test_generation_stops_when_the_context_is_full(model_dir: Path) -> None:
+    with GPT4All(GEMMA3, model_path=model_dir, allow_download=False, n_ctx=256, n_threads=2) as m:
+        n_ctx = m.model.n_ctx
+        out = m.generate("Chapter 1. The dragon", max_tokens=2 * n_ctx, temp=0)
+        assert m.stats.finish_reason == "length"
+        assert m.stats.completion_tokens < 2 * n_ctx
+        assert m.stats.prompt_tokens + m.stats.completion_tokens == n_ctx + 1
+        assert out
+
+
+def test_closing_a_stream_early_keeps_the_model_usable(smol: GPT4All) -> None:
+    with smol.chat_session(system_message=SYSTEM):
+        stream = smol.generate("Write a poem about the sea.", max_tokens=50, streaming=True, **GREEDY)
+        first = [next(stream), next(stream)]
+        stream.close()
+        assert smol.stats.finish_reason == "closed"
+        assert smol.current_chat_session[-1] == {"role": "assistant", "content": "".join(first)}
+        assert smol.generate("Thanks!", max_tokens=5, **GREEDY)
+
+
+def test_a_stream_that_is_never_started_holds_no_lock(smol: GPT4All) -> None:
+    stream = smol.generate("Hello", max_tokens=5, streaming=True)
+    del stream
+    assert smol.generate("Hello", max_tokens=3, temp=0)
+
+
+def test_errors_inside_generation_reach_the_caller(smol: GPT4All) -> None:
+    class Boom(Exception):
+        pass
+
+    def cb(token_id: int, text: str) -> bool:
+        raise Boom("from callback")
+
+    with smol.chat_session(system_message=SYSTEM):
+        with pytest.raises(Boom):
+            smol.generate("Hello", max_tokens=10, callback=cb)
+        with pytest.raises(Boom):
+            list(smol.generate("Hello", max_tokens=10, callback=cb, streaming=True))
+        assert smol.current_chat_session == [{"role": "system", "content": SYSTEM}]
+        assert smol.generate("Hello", max_tokens=5, **GREEDY)
+
+
+def test_same_thread_cannot_interleave_with_its_open_stream(smol: GPT4All) -> None:
+    stream = smol.generate("Hello there", max_tokens=20, streaming=True, temp=0)
+    next(stream)
+    with pytest.raises(errors.ConcurrentUseError):
+        smol.generate("Again", max_tokens=3)
+    rest = list(stream)
+    assert isinstance(rest, list)
+    assert smol.generate("Again", max_tokens=3, temp=0)
+
+
+def test_two_threads_share_one_instance(smol: GPT4All) -> None:
+    prompts = ["The sun is", "Water boils at", "Cats like to", "The moon is"]
+    expected = {p: smol.generate(p, max_tokens=12, temp=0) for p in prompts}
+    results: dict[str, list[str]] = {p: [] for p in prompts}
+    failures: list[BaseException] = []
+
+    def worker(ps: list[str]) -> None:
+        try:
+            for _ in range(2):
+                for p in ps:
+                    if p.startswith("Cats"):
+                        results[p].append("".join(smol.generate(p, max_tokens=12, temp=0, streaming=True)))
+                    else:
+                        results[p].append(smol.generate(p, max_tokens=12, temp=0))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            failures.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(prompts[:2],)),
+               threading.Thread(target=worker, args=(prompts[2:],))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert not failures
+    for p in prompts:
+        assert results[p] == [expected[p]] * 2
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"temp": -1}, {"temp": float("nan")}, {"top_k": -1}, {"top_p": 0}, {"top_p": 1.5},
+    {"min_p": -0.1}, {"min_p": 2}, {"repeat_penalty": 0}, {"repeat_last_n": -2},
+    {"n_batch": 0}, {"max_tokens": -1}, {"n_predict": -3}, {"stop": [""]}, {"max_tokens": 2.5},
+])
+def test_out_of_range_parameters(smol: GPT4All, kwargs: dict) -> None:
+    with pytest.raises(errors.InvalidParameterError) as ei:
+        smol.generate("Hello", **kwargs)
+    assert isinstance(ei.value, ValueError)
+    assert smol.generate("Hello", max_tokens=2, temp=0)
+
+
+def test_bad_grammar(smol: GPT4All) -> None:
+    with pytest.raises(errors.GrammarError):
+        smol.generate("Hello", max_tokens=5, grammar="root ::= (")
+    out = smol.generate("Is water wet? Answer yes or no.", max_tokens=5, grammar='root ::= "yes" | "no"')
+    assert out in ("yes", "no")
+
+
+def test_model_without_template_needs_one(gemma: GPT4All) -> None:
+    with pytest.raises(errors.ChatTemplateError, match="chat_template="):
+        with gemma.chat_session():
+            pass
+    template = ("{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
+                "{% if add_generation_prompt %}assistant:{% endif %}")
+    with gemma.chat_session(system_message=False, chat_template=template):
+        assert isinstance(gemma.generate("Say hello.", max_tokens=5, temp=0), str)
+        assert len(gemma.current_chat_session) == 2
+
+
+@pytest.mark.parametrize("template", [
+    "{% for m in messages %}{{ m.content }",  # malformed
+    "{{ messages.__class__ }}",
+])
+def test_malformed_template(smol: GPT4All, template: str) -> None:
+    with pytest.raises(errors.ChatTemplateError):
+        with smol.chat_session(chat_template=template):
+            smol.generate("Hello", max_tokens=2)
+    assert smol.generate("Hello", max_tokens=2, temp=0)
+
+
+@pytest.mark.parametrize("template", [
+    "{{ ''.__class__.__mro__[1].__subclasses__() }}",
+    "{{ cycler.__init__.__globals__.os.system('echo pwned') }}",
+    "{% set x = messages.append({'role': 'user', 'content': 'x'}) %}{{ x }}",
+    "{{ raise_exception('roles must alternate') }}",
+    "{{ messages[0].content.format.__globals__ }}",
+])
+def test_hostile_template_cannot_escape_the_sandbox(smol: GPT4All, template: str) -> None:
+    with smol.chat_session(system_message=SYSTEM, chat_template=template):
+        with pytest.raises(errors.ChatTemplateError):
+            smol.generate("Hello", max_tokens=2)
+        assert smol.current_chat_session == [{"role": "system", "content": SYSTEM}]
+    assert smol.generate("Hello", max_tokens=2, temp=0)
+
+
+def test_embedding_model_cannot_generate(model_dir: Path) -> None:
+    with GPT4All(MINILM, model_path=model_dir, allow_download=False) as m:
+        with pytest.raises(errors.UnsupportedOperationError, match="embedding model"):
+            m.generate("Hello")
+        with pytest.raises(errors.UnsupportedOperationError):
+            with m.chat_session(chat_template="{{ messages[0].content }}"):
+                m.generate("Hello")
+
+
+def test_use_after_close(model_dir: Path) -> None:
+    m = GPT4All(SMOLLM2, model_path=model_dir, allow_download=False, n_threads=2)
+    assert m.backend == "cpu" and m.device is None
+    m.close()
+    m.close()  # idempotent
+    with pytest.raises(errors.ModelClosedError):
+        m.generate("Hello")
+    with pytest.raises(errors.ModelClosedError):
+        _ = m.backend
+
+
+def test_path_to_a_file_is_accepted(model_dir: Path) -> None:
+    with GPT4All(str(model_dir / SMOLLM2), allow_download=False, n_threads=2, n_ctx=256) as m:
+        assert m.config["path"] == str(model_dir / SMOLLM2)
+        assert m.model.n_ctx == 256

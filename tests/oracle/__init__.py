@@ -1,0 +1,1 @@
+"""Independent reference implementations that the native backend is checked against."""
