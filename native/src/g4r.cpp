@@ -358,6 +358,9 @@ g4r_model *g4r_model_load(const char *path, int32_t n_ctx, int32_t n_gpu_layers,
             cp.n_ubatch = cp.n_ctx;  // non-causal attention needs a sequence in one ubatch
             cp.n_seq_max = 64;
             cp.embeddings = true;
+            // Plain attention: flash attention accumulates in F16 on the CPU, which makes a text's
+            // vector depend (by ~1e-4) on which other texts share its batch.
+            cp.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_DISABLED;
         } else {
             cp.n_ctx = n_ctx > 0 ? static_cast<uint32_t>(n_ctx) : static_cast<uint32_t>(n_train);
             cp.n_batch = std::min<uint32_t>(cp.n_ctx, 2048);

