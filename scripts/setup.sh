@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Create .venv and install gpt4all-rag (building its native library), its integrations and,
+# with --test, the test dependencies. Idempotent: a second run rebuilds only what changed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+VPY=.venv/bin/python
+$VPY -m pip install -q --disable-pip-version-check -U pip
+# Build requirements installed up front: the build runs without isolation so that its
+# build/ folder (and the fetched llama.cpp tree) is reused incrementally.
+$VPY -m pip install -q --disable-pip-version-check "scikit-build-core>=0.10" ninja
+extras="localdocs"
+if [ "${1:-}" = "--test" ]; then extras="localdocs,test"; fi
+$VPY -m pip install -q --disable-pip-version-check --no-build-isolation -e ".[${extras}]"
+for pkg in integrations/langchain integrations/llama_index; do
+  if [ -f "$pkg/pyproject.toml" ]; then
+    $VPY -m pip install -q --disable-pip-version-check -e "$pkg"
+  fi
+done
