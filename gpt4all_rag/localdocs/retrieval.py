@@ -1,0 +1,195 @@
+"""Retrieval: dense nearest neighbours from Chroma fused with BM25 keyword ranking.
+
+Hybrid retrieval (the default) takes the top ``candidates`` chunks of each ranking and fuses
+them by reciprocal rank fusion (Cormack, Clarke and Büttcher, SIGIR 2009: score = sum over
+rankings of ``1 / (rrf_k + rank)``, rank starting at 1, ``rrf_k = 60``), as GPT4All's desktop
+LocalDocs does with SQLite FTS5.
+
+The keyword index is BM25 (Robertson and Zaragoza 2009; ``k1 = 1.5``, ``b = 0.75``, the
+``bm25s`` package) built from the chunk texts stored in the Chroma collection itself, so it is
+the same on every machine that shares a Chroma server. It is built on the first keyword query
+and rebuilt when the collection's revision counter changes.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Callable, Literal, Sequence
+
+import numpy as np
+
+from ..errors import InvalidParameterError
+from .store import Store, StoredChunk
+
+__all__ = ["KeywordIndex", "SearchResult", "hybrid_search", "reciprocal_rank_fusion"]
+
+RRF_K = 60
+Mode = Literal["hybrid", "dense", "keyword"]
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """A retrieved chunk.
+
+    Attributes:
+        text: the chunk's text.
+        score: ``"hybrid"``: fused RRF score; ``"dense"``: cosine similarity in [-1, 1];
+            ``"keyword"``: BM25 score. Higher is better.
+        path: absolute path of the source document.
+        title: the document's title.
+        page: 1-based PDF page, or None.
+        start_line, end_line: 1-based inclusive line span in the file, or None (HTML, DOCX).
+        heading: heading path at the chunk ("Install > Linux"), or None.
+        chunk_id: the chunk's id in the collection (``<doc_id>:<index>``).
+        ranks: the chunk's rank (1-based) in each ranking that found it, e.g.
+            ``{"dense": 2, "keyword": 1}``.
+    """
+
+    text: str
+    score: float
+    path: str
+    title: str
+    page: int | None
+    start_line: int | None
+    end_line: int | None
+    heading: str | None
+    chunk_id: str
+    ranks: dict[str, int] = field(default_factory=dict)
+
+    def location(self) -> str:
+        """Where the chunk is: ``"page 3"``, ``"lines 10-24"`` or ``""``."""
+        if self.page is not None:
+            return f"page {self.page}"
+        if self.start_line is not None and self.end_line is not None:
+            return f"line {self.start_line}" if self.start_line == self.end_line else \
+                f"lines {self.start_line}-{self.end_line}"
+        return ""
+
+    def citation(self) -> str:
+        """``path, page 3`` / ``path, lines 10-24`` / ``path``."""
+        where = self.location()
+        return f"{self.path}, {where}" if where else self.path
+
+    @classmethod
+    def from_stored(cls, chunk: StoredChunk, score: float, ranks: dict[str, int]) -> "SearchResult":
+        m = chunk.metadata
+        return cls(text=chunk.text, score=float(score), path=str(m.get("path", "")),
+                   title=str(m.get("title", "")), page=_opt_int(m.get("page")),
+                   start_line=_opt_int(m.get("start_line")), end_line=_opt_int(m.get("end_line")),
+                   heading=m.get("heading"), chunk_id=chunk.chunk_id, ranks=dict(ranks))
+
+
+def _opt_int(v: Any) -> int | None:
+    return None if v is None else int(v)
+
+
+def reciprocal_rank_fusion(rankings: dict[str, Sequence[str]], rrf_k: int = RRF_K) -> list[tuple[str, float, dict[str, int]]]:
+    """Fuse ranked id lists: ``[(id, score, {ranking: rank})]`` by descending score.
+
+    Ties are broken by the best single rank, then by id, so the order is deterministic.
+    """
+    scores: dict[str, float] = {}
+    ranks: dict[str, dict[str, int]] = {}
+    for name, ids in rankings.items():
+        for rank, cid in enumerate(ids, start=1):
+            scores[cid] = scores.get(cid, 0.0) + 1.0 / (rrf_k + rank)
+            ranks.setdefault(cid, {})[name] = rank
+    return sorted(((cid, s, ranks[cid]) for cid, s in scores.items()),
+                  key=lambda t: (-t[1], min(t[2].values()), t[0]))
+
+
+class KeywordIndex:
+    """BM25 over a store's chunk texts, rebuilt when the store's revision changes.
+
+    Thread-safe: concurrent searches share one index; a rebuild happens once.
+    """
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._lock = threading.Lock()
+        self._revision: int | None = None
+        self._ids: list[str] = []
+        self._bm25: Any = None
+
+    def _ensure(self) -> None:
+        revision = self.store.revision
+        with self._lock:
+            if self._revision == revision and (self._bm25 is not None or not self._ids):
+                return
+            import bm25s
+
+            ids, texts = [], []
+            for chunk in self.store.all_chunks():
+                ids.append(chunk.chunk_id)
+                texts.append(chunk.text)
+            self._ids = ids
+            if texts:
+                retriever = bm25s.BM25(k1=1.5, b=0.75)
+                retriever.index(bm25s.tokenize(texts, stopwords="en", show_progress=False),
+                                show_progress=False)
+                self._bm25 = retriever
+            else:
+                self._bm25 = None
+            self._revision = revision
+
+    def search(self, query: str, k: int) -> list[tuple[str, float]]:
+        """Top ``k`` chunk ids by BM25 score (only chunks sharing a term with the query)."""
+        self._ensure()
+        if self._bm25 is None or k <= 0:
+            return []
+        import bm25s
+
+        tokens = bm25s.tokenize([query], stopwords="en", show_progress=False)
+        if not tokens.ids or not tokens.ids[0]:
+            return []
+        k = min(k, len(self._ids))
+        docs, scores = self._bm25.retrieve(tokens, k=k, show_progress=False, n_threads=1)
+        return [(self._ids[int(d)], float(s)) for d, s in zip(docs[0], scores[0]) if s > 0]
+
+
+def hybrid_search(store: Store, keyword_index: KeywordIndex, embed_query: Callable[[str], Sequence[float]],
+                  query: str, k: int = 4, *, mode: Mode = "hybrid", candidates: int | None = None,
+                  rrf_k: int = RRF_K) -> list[SearchResult]:
+    """Retrieve the ``k`` best chunks for ``query``.
+
+    Args:
+        store: the collection.
+        keyword_index: its BM25 index.
+        embed_query: the query embedding function (with the model's query prefix).
+        query: the question, non-empty.
+        k: number of results (>= 1).
+        mode: ``"hybrid"`` (dense + BM25, fused), ``"dense"`` or ``"keyword"``.
+        candidates: how many results each ranking contributes before fusion (default
+            ``max(4 * k, 20)``).
+        rrf_k: the RRF constant.
+
+    Raises:
+        InvalidParameterError: empty query, k < 1, unknown mode.
+    """
+    if not isinstance(query, str) or not query.strip():
+        raise InvalidParameterError("the query must be a non-empty string")
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise InvalidParameterError(f"k must be a positive integer, got {k!r}")
+    if mode not in ("hybrid", "dense", "keyword"):
+        raise InvalidParameterError(f"mode must be 'hybrid', 'dense' or 'keyword', got {mode!r}")
+    n = candidates or max(4 * k, 20)
+    dense: list[tuple[StoredChunk, float]] = []
+    keyword: list[tuple[str, float]] = []
+    if mode in ("hybrid", "dense"):
+        dense = store.query(np.asarray(embed_query(query), dtype=np.float64), n if mode == "hybrid" else k)
+        if mode == "dense":
+            return [SearchResult.from_stored(c, s, {"dense": i}) for i, (c, s) in enumerate(dense, 1)]
+    if mode in ("hybrid", "keyword"):
+        keyword = keyword_index.search(query, n if mode == "hybrid" else k)
+        if mode == "keyword":
+            chunks = store.get_chunks([cid for cid, _ in keyword])
+            return [SearchResult.from_stored(chunks[cid], s, {"keyword": i})
+                    for i, (cid, s) in enumerate(keyword, 1) if cid in chunks]
+    fused = reciprocal_rank_fusion({"dense": [c.chunk_id for c, _ in dense],
+                                    "keyword": [cid for cid, _ in keyword]}, rrf_k)[:k]
+    known = {c.chunk_id: c for c, _ in dense}
+    missing = [cid for cid, _, _ in fused if cid not in known]
+    known.update(store.get_chunks(missing))
+    return [SearchResult.from_stored(known[cid], score, ranks) for cid, score, ranks in fused
+            if cid in known]

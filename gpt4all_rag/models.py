@@ -1,0 +1,868 @@
+"""The model catalogue, and retrieval and download of model files.
+
+This module holds what the seed SDK's ``GPT4All.list_models()``, ``GPT4All.retrieve_model()`` and
+``GPT4All.download_model()`` do; :mod:`gpt4all_rag.gpt4all` delegates to it.
+
+Beyond the seed:
+
+* The catalogue (GPT4All's ``models3.json`` format: a JSON list of objects with at least a
+  ``filename``) is cached on disk. A fresh cache is used without network; when the network
+  fails, a stale cache is used with a logged warning.
+* A model file that is already on disk is used without any network access, so cached models
+  work offline even with ``allow_download=True``.
+* Downloads resume after a dropped connection (HTTP ``Range``), restart from zero when the server
+  ignores ranges, retry a bounded number of times, time out on a stalled server, verify size and
+  MD5, and only ever place a complete, verified file under the final name (``os.replace`` of a
+  ``.part`` file after ``fsync``).
+* Model names that would escape the model directory are refused.
+
+Environment variables:
+
+``GPT4ALL_MODEL_PATH``
+    Directory of model files (default ``~/.cache/gpt4all/``, as in the seed).
+``GPT4ALL_RAG_CATALOG_URL``
+    URL of the catalogue (default :data:`DEFAULT_CATALOG_URL`).
+``GPT4ALL_RAG_CACHE``
+    Base directory of gpt4all-rag's caches (default ``~/.cache/gpt4all-rag``); the catalogue is
+    cached in its ``catalog`` subdirectory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import math
+import os
+import re
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path, PureWindowsPath
+from typing import Any, BinaryIO, TypeAlias
+from urllib.parse import urlsplit
+
+import requests
+import urllib3
+from tqdm import tqdm
+
+from .errors import DownloadError, InvalidParameterError, ModelNotFoundError
+
+try:  # POSIX only: guards a .part file against two concurrent downloads of one model
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+
+__all__ = [
+    "DEFAULT_CATALOG_URL",
+    "DEFAULT_DOWNLOAD_URL",
+    "ConfigType",
+    "append_extension_if_missing",
+    "catalog_cache_dir",
+    "default_model_directory",
+    "download_model",
+    "find_model_config",
+    "list_models",
+    "resolve_catalog_url",
+    "retrieve_model",
+]
+
+logger = logging.getLogger("gpt4all_rag.models")
+
+ConfigType: TypeAlias = dict[str, Any]
+"""A catalogue entry (``models3.json`` fields such as ``name``, ``filename``, ``filesize``,
+``md5sum``, ``url``, ``chatTemplate``, ``systemMessage``) plus ``"path"`` after retrieval."""
+
+_PathLike: TypeAlias = "str | os.PathLike[str]"
+
+DEFAULT_CATALOG_URL = "https://gpt4all.io/models/models3.json"
+"""The seed's catalogue URL; ``GPT4ALL_RAG_CATALOG_URL`` overrides it."""
+
+DEFAULT_DOWNLOAD_URL = "https://gpt4all.io/models/gguf/{model_filename}"
+"""The seed's download URL of a model file that has no ``url`` in the catalogue."""
+
+BLOCK_SIZE = 2**20
+"""Largest block read and written per step of a download or verification (1 MiB)."""
+
+_CATALOG_MAX_BYTES = 16 * 2**20  # a catalogue is ~100 KB; refuse to buffer a model by mistake
+_CACHE_FORMAT = 1
+_RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+_RETRY_BACKOFF_S = 1.0  # first pause between attempts without progress; doubles each time
+_MAX_BACKOFF_S = 30.0
+_MD5_RE = re.compile(r"[0-9a-fA-F]{32}")
+_CONTENT_RANGE_RE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)", re.IGNORECASE)
+
+
+class _TransientError(DownloadError):
+    """A failed attempt that is worth retrying (dropped connection, timeout, HTTP 5xx)."""
+
+
+class _RestartError(_TransientError):
+    """A failed attempt after which the download must start again from byte 0."""
+
+
+# --------------------------------------------------------------------------------------------
+# Locations and names
+# --------------------------------------------------------------------------------------------
+
+
+def default_model_directory() -> Path:
+    """Return the directory where model files live by default.
+
+    Returns:
+        ``$GPT4ALL_MODEL_PATH`` if set and not empty (``~`` expanded), else
+        ``~/.cache/gpt4all`` (the seed's ``DEFAULT_MODEL_DIRECTORY``). The directory is not
+        created here.
+    """
+    env = os.environ.get("GPT4ALL_MODEL_PATH")
+    if env:
+        return Path(env).expanduser()
+    return Path.home() / ".cache" / "gpt4all"
+
+
+def resolve_catalog_url(url: str | None = None) -> str:
+    """Return the catalogue URL to use.
+
+    Args:
+        url: an explicit URL, or ``None`` for ``$GPT4ALL_RAG_CATALOG_URL`` if set, else
+            :data:`DEFAULT_CATALOG_URL`.
+
+    Returns:
+        The URL.
+    """
+    return url or os.environ.get("GPT4ALL_RAG_CATALOG_URL") or DEFAULT_CATALOG_URL
+
+
+def catalog_cache_dir(cache_dir: _PathLike | None = None) -> Path:
+    """Return the directory where downloaded catalogues are cached.
+
+    Args:
+        cache_dir: an explicit directory, or ``None`` for ``$GPT4ALL_RAG_CACHE/catalog`` if the
+            variable is set, else ``~/.cache/gpt4all-rag/catalog``.
+
+    Returns:
+        The directory (not created here).
+    """
+    if cache_dir is not None:
+        return Path(cache_dir).expanduser()
+    base = os.environ.get("GPT4ALL_RAG_CACHE")
+    root = Path(base).expanduser() if base else Path.home() / ".cache" / "gpt4all-rag"
+    return root / "catalog"
+
+
+def append_extension_if_missing(model_name: str) -> str:
+    """Append ``.gguf`` to a model name unless it ends in ``.gguf`` or ``.bin`` (as the seed).
+
+    Args:
+        model_name: a model file name with or without extension.
+
+    Returns:
+        The file name.
+    """
+    if not model_name.endswith((".bin", ".gguf")):
+        model_name += ".gguf"
+    return model_name
+
+
+def _safe_name(model_name: object) -> str:
+    """Return ``model_name`` if it is one plain file name that stays inside its directory."""
+    if not isinstance(model_name, str):
+        raise InvalidParameterError(
+            f"model name must be a str, got {type(model_name).__name__}: {model_name!r}"
+        )
+    if (
+        model_name in ("", ".", "..")
+        or any(c in model_name for c in ("/", "\\", "\0"))
+        or PureWindowsPath(model_name).drive
+        or os.path.isabs(model_name)
+    ):
+        raise InvalidParameterError(
+            f"invalid model name {model_name!r}: give a plain file name such as "
+            "'orca-mini-3b-gguf2-q4_0.gguf' (no path separators, '..' or absolute paths); "
+            "use model_path for the directory"
+        )
+    return model_name
+
+
+def _model_filename(model_name: object) -> str:
+    """Validate a model name and append ``.gguf`` if missing."""
+    return append_extension_if_missing(_safe_name(model_name))
+
+
+def _check_positive(name: str, value: object, *, allow_zero: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidParameterError(f"{name} must be a number, got {value!r}")
+    if math.isnan(value) or value < 0 or (value == 0 and not allow_zero):
+        raise InvalidParameterError(
+            f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value!r}"
+        )
+    return float(value)
+
+
+def _check_http_url(url: object) -> str:
+    if not isinstance(url, str):
+        raise InvalidParameterError(f"URL must be a str, got {url!r}")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise InvalidParameterError(f"URL must be an http(s) URL, got {url!r}")
+    return url
+
+
+# --------------------------------------------------------------------------------------------
+# Catalogue
+# --------------------------------------------------------------------------------------------
+
+
+def _validated_catalog(data: object, source: str) -> list[ConfigType]:
+    """Check the models3.json shape; entries without a string ``filename`` are dropped."""
+    if not isinstance(data, list):
+        raise DownloadError(
+            f"model catalogue from {source} is not a JSON list (got {type(data).__name__})"
+        )
+    entries: list[ConfigType] = []
+    for index, entry in enumerate(data):
+        if isinstance(entry, dict) and isinstance(entry.get("filename"), str) and entry["filename"]:
+            entries.append(entry)
+        else:
+            logger.warning("skipping catalogue entry %d from %s: no 'filename'", index, source)
+    return entries
+
+
+def _cache_file(cache_dir: Path, url: str) -> Path:
+    return cache_dir / f"models-{hashlib.sha256(url.encode()).hexdigest()[:16]}.json"
+
+
+def _read_cache(path: Path, url: str) -> tuple[list[ConfigType], float] | None:
+    """Return ``(entries, fetched_at)`` from a cache file, or ``None`` if absent or unusable."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        logger.warning("ignoring unreadable catalogue cache %s: %s", path, exc)
+        return None
+    fetched_at = data.get("fetched_at") if isinstance(data, dict) else None
+    if (
+        not isinstance(data, dict)
+        or data.get("format") != _CACHE_FORMAT
+        or data.get("url") != url
+        or isinstance(fetched_at, bool)
+        or not isinstance(fetched_at, (int, float))
+    ):
+        logger.warning("ignoring catalogue cache %s: unexpected content", path)
+        return None
+    try:
+        return _validated_catalog(data.get("models"), str(path)), float(fetched_at)
+    except DownloadError as exc:
+        logger.warning("ignoring catalogue cache %s: %s", path, exc)
+        return None
+
+
+def _write_cache(path: Path, url: str, entries: list[ConfigType]) -> None:
+    """Write the cache atomically (temporary file, fsync, ``os.replace``); warn on failure."""
+    payload = {"format": _CACHE_FORMAT, "url": url, "fetched_at": time.time(), "models": entries}
+    tmp_name: str | None = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(
+            "w", encoding="utf-8", dir=path.parent, prefix=".catalog-", suffix=".tmp", delete=False
+        ) as tmp:
+            tmp_name = tmp.name
+            json.dump(payload, tmp)
+            tmp.flush()
+            os.fsync(tmp.fileno())
+        os.replace(tmp_name, path)
+        tmp_name = None
+    except OSError as exc:
+        logger.warning("cannot write catalogue cache %s: %s", path, exc)
+    finally:
+        if tmp_name is not None:
+            _remove_quietly(Path(tmp_name))
+
+
+def _fetch_catalog(url: str, timeout_s: float) -> list[ConfigType]:
+    """GET and validate a catalogue; every failure is a :class:`DownloadError`."""
+    try:
+        with requests.get(
+            url, timeout=timeout_s, stream=True, headers={"Accept": "application/json"}
+        ) as response:
+            if response.status_code != 200:
+                raise DownloadError(
+                    f"HTTP {response.status_code} {response.reason} for model catalogue {url}"
+                )
+            body = bytearray()
+            for block in response.iter_content(65536):
+                body += block
+                if len(body) > _CATALOG_MAX_BYTES:
+                    raise DownloadError(
+                        f"model catalogue {url} is larger than {_CATALOG_MAX_BYTES} bytes: "
+                        "is the URL right?"
+                    )
+    except requests.RequestException as exc:
+        raise DownloadError(f"cannot fetch model catalogue {url}: {exc}") from exc
+    try:
+        data = json.loads(bytes(body))
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
+        raise DownloadError(f"model catalogue {url} is not valid JSON: {exc}") from exc
+    return _validated_catalog(data, url)
+
+
+def list_models(
+    url: str | None = None,
+    *,
+    cache_dir: _PathLike | None = None,
+    max_age_s: float = 86400,
+    timeout_s: float = 30,
+) -> list[ConfigType]:
+    """Return the model catalogue (the seed's ``GPT4All.list_models()``).
+
+    The catalogue is a JSON list of objects in GPT4All's ``models3.json`` format; entries
+    without a string ``filename`` are dropped with a logged warning. A successful download is
+    cached on disk (written atomically). A cache younger than ``max_age_s`` is returned without
+    network access; when fetching fails, an older cache is returned and a warning is logged.
+
+    Args:
+        url: catalogue URL; ``None`` means :func:`resolve_catalog_url`
+            (``$GPT4ALL_RAG_CATALOG_URL`` or :data:`DEFAULT_CATALOG_URL`).
+        cache_dir: cache directory; ``None`` means :func:`catalog_cache_dir`.
+        max_age_s: age in seconds up to which the cache is used without asking the network;
+            ``0`` always asks (a stale cache is still the fallback).
+        timeout_s: connect and read timeout of the request, in seconds.
+
+    Returns:
+        The catalogue entries, as fresh dicts the caller may modify.
+
+    Raises:
+        DownloadError: the catalogue cannot be fetched (connection error, timeout, HTTP status
+            other than 200, not a JSON list) and no cached copy exists.
+        InvalidParameterError: ``max_age_s`` is negative, ``timeout_s`` not positive, or ``url``
+            not an http(s) URL.
+    """
+    max_age_s = _check_positive("max_age_s", max_age_s, allow_zero=True)
+    timeout_s = _check_positive("timeout_s", timeout_s)
+    url = _check_http_url(resolve_catalog_url(url))
+    cache_path = _cache_file(catalog_cache_dir(cache_dir), url)
+    cached = _read_cache(cache_path, url)
+    if cached is not None:
+        entries, fetched_at = cached
+        age_s = time.time() - fetched_at
+        if 0 <= age_s < max_age_s:
+            logger.debug("using catalogue cache %s (%.0f s old)", cache_path, age_s)
+            return entries
+    try:
+        entries = _fetch_catalog(url, timeout_s)
+    except DownloadError as exc:
+        if cached is None:
+            raise DownloadError(
+                f"{exc}; no cached copy of the catalogue in {cache_path.parent}. Check the "
+                "network, or set GPT4ALL_RAG_CATALOG_URL to a reachable catalogue"
+            ) from exc
+        logger.warning(
+            "%s; using the cached catalogue from %s (%.0f s old)",
+            exc,
+            time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(cached[1])),
+            time.time() - cached[1],
+        )
+        return cached[0]
+    _write_cache(cache_path, url, entries)
+    return entries
+
+
+def find_model_config(
+    model_filename: str,
+    url: str | None = None,
+    *,
+    cache_dir: _PathLike | None = None,
+    max_age_s: float = 86400,
+    timeout_s: float = 30,
+    offline: bool = False,
+) -> ConfigType | None:
+    """Return the catalogue entry of one model file.
+
+    Args:
+        model_filename: model file name; ``.gguf`` is appended if missing.
+        url: catalogue URL, as in :func:`list_models`.
+        cache_dir: cache directory, as in :func:`list_models`.
+        max_age_s: cache age limit in seconds, as in :func:`list_models`.
+        timeout_s: request timeout in seconds, as in :func:`list_models`.
+        offline: if True, only a cached catalogue (fresh or stale) is consulted and the network
+            is never used; without a cache the result is ``None``.
+
+    Returns:
+        A copy of the first entry whose ``filename`` matches, or ``None``.
+
+    Raises:
+        DownloadError: (not ``offline``) the catalogue cannot be fetched and no cache exists.
+        InvalidParameterError: the name is not a plain file name, or a parameter is out of
+            range as in :func:`list_models`.
+    """
+    filename = _model_filename(model_filename)
+    if offline:
+        url = _check_http_url(resolve_catalog_url(url))
+        cached = _read_cache(_cache_file(catalog_cache_dir(cache_dir), url), url)
+        entries = cached[0] if cached is not None else []
+    else:
+        entries = list_models(url, cache_dir=cache_dir, max_age_s=max_age_s, timeout_s=timeout_s)
+    return next((dict(e) for e in entries if e["filename"] == filename), None)
+
+
+# --------------------------------------------------------------------------------------------
+# Retrieval
+# --------------------------------------------------------------------------------------------
+
+
+def _parse_size(value: object) -> int | None:
+    """Catalogue ``filesize`` (bytes, usually a string) as an int, or ``None`` if unusable."""
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        size = int(str(value).strip())
+    except ValueError:
+        logger.warning("ignoring unusable catalogue filesize %r", value)
+        return None
+    return size if size >= 0 else None
+
+
+def retrieve_model(
+    model_name: str,
+    model_path: _PathLike | None = None,
+    allow_download: bool = True,
+    verbose: bool = False,
+    *,
+    default_directory: _PathLike | None = None,
+    catalog_url: str | None = None,
+    cache_dir: _PathLike | None = None,
+    download_url: str | None = None,
+) -> ConfigType:
+    """Find a model file, downloading it if it is missing (the seed's ``retrieve_model``).
+
+    A model file that already exists is used without network access; with ``allow_download``
+    its catalogue entry comes from the on-disk catalogue cache (fresh or stale) if there is
+    one, so cached models work offline. A missing file is downloaded with
+    :func:`download_model`, checked against the catalogue's ``filesize`` and ``md5sum``.
+
+    Args:
+        model_name: model file name; ``.gguf`` is appended unless it ends in ``.gguf`` or
+            ``.bin``. Must be a plain file name (no directories).
+        model_path: directory holding the model; ``None`` means ``default_directory``, created
+            if missing.
+        allow_download: download a missing model and use the catalogue. If False, the result
+            holds only ``"path"`` (as in the seed).
+        verbose: print what happens (found file, download progress) to stderr.
+        default_directory: directory used when ``model_path`` is ``None``; ``None`` means
+            :func:`default_model_directory`. (``GPT4All`` passes its module's
+            ``DEFAULT_MODEL_DIRECTORY`` here.)
+        catalog_url: catalogue URL, as in :func:`list_models`.
+        cache_dir: catalogue cache directory, as in :func:`list_models`.
+        download_url: download a missing file from this URL without consulting the catalogue
+            (so without size or MD5 check); ``None`` uses the catalogue's ``url``, else
+            :data:`DEFAULT_DOWNLOAD_URL`.
+
+    Returns:
+        The catalogue entry of the model (empty if it has none) plus ``"path"``, the model
+        file's path as a str.
+
+    Raises:
+        InvalidParameterError: ``model_name`` is not a plain file name (path separators,
+            ``..``, absolute path, empty), or ``download_url`` is not an http(s) URL.
+        ModelNotFoundError: ``model_path`` does not exist or is not a directory, the default
+            directory cannot be created, or the file is missing and ``allow_download`` is
+            False.
+        DownloadError: the file is missing and cannot be downloaded or verified, its
+            catalogue entry has an unusable ``url`` or ``md5sum``, or the catalogue is needed
+            but unreachable and not cached.
+    """
+    model_filename = _model_filename(model_name)
+    if model_path is None:
+        directory = Path(
+            default_model_directory() if default_directory is None else default_directory
+        ).expanduser()
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ModelNotFoundError(
+                f"Failed to create model download directory {str(directory)!r}: {exc}"
+            ) from exc
+    else:
+        directory = Path(model_path).expanduser()
+    if not directory.is_dir():
+        what = "is not a directory" if directory.exists() else "does not exist"
+        raise ModelNotFoundError(f"Model directory {what}: {str(directory)!r}")
+
+    model_dest = directory / model_filename
+    config: ConfigType = {}
+    if model_dest.is_file():
+        if allow_download:
+            entry = find_model_config(
+                model_filename, catalog_url, cache_dir=cache_dir, offline=True
+            )
+            config.update(entry or {})
+        config["path"] = str(model_dest)
+        if verbose:
+            print(f"Found model file at {str(model_dest)!r}", file=sys.stderr)
+        return config
+    if model_dest.exists():
+        raise ModelNotFoundError(f"Model path exists but is not a file: {str(model_dest)!r}")
+    if not allow_download:
+        raise ModelNotFoundError(f"Model file does not exist: {str(model_dest)!r}")
+
+    if download_url is None:
+        entry = find_model_config(model_filename, catalog_url, cache_dir=cache_dir)
+        if entry is None:
+            logger.info("%s is not in the catalogue; trying the default URL", model_filename)
+        config.update(entry or {})
+    url = download_url or config.get("url") or None
+    md5 = config.get("md5sum") or None
+    if download_url is None and (
+        (url is not None and not isinstance(url, str))
+        or (md5 is not None and not (isinstance(md5, str) and _MD5_RE.fullmatch(md5)))
+    ):
+        raise DownloadError(
+            f"the catalogue entry of {model_filename} is unusable: url={url!r}, md5sum={md5!r}"
+        )
+    config["path"] = str(
+        download_model(
+            model_filename,
+            directory,
+            verbose=verbose,
+            url=url,
+            expected_size=_parse_size(config.get("filesize")),
+            expected_md5=md5,
+        )
+    )
+    return config
+
+
+# --------------------------------------------------------------------------------------------
+# Download
+# --------------------------------------------------------------------------------------------
+
+
+def _remove_quietly(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        os.remove(path)
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make a rename durable; a no-op where directories cannot be opened (Windows)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _open_partial(path: Path) -> BinaryIO:
+    """Open ``path`` for writing, locked against other downloads, and truncate it."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o644)
+    except OSError as exc:
+        raise DownloadError(f"cannot create {str(path)!r}: {exc}") from exc
+    partf = os.fdopen(fd, "r+b")
+    try:
+        if fcntl is not None:
+            try:
+                fcntl.flock(partf.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError as exc:
+                raise DownloadError(
+                    f"{str(path)!r} is locked: another download of this model is in progress"
+                ) from exc
+            except OSError as exc:  # e.g. ENOLCK on some network file systems
+                logger.debug("cannot lock %s (%s); downloading without a lock", path, exc)
+        partf.truncate(0)
+    except BaseException as exc:
+        partf.close()
+        if isinstance(exc, OSError):
+            raise DownloadError(f"cannot prepare {str(path)!r}: {exc}") from exc
+        raise
+    return partf
+
+
+def _request(session: requests.Session, url: str, offset: int, timeout_s: float) -> Any:
+    """Send one GET (with ``Range`` when resuming); return a streaming 200/206 response."""
+    # Content-Encoding would change the meaning of Content-Length, ranges and the MD5.
+    headers = {"Accept-Encoding": "identity"}
+    if offset:
+        headers["Range"] = f"bytes={offset}-"
+    try:
+        response = session.get(url, stream=True, headers=headers, timeout=timeout_s)
+    except requests.RequestException as exc:
+        raise _TransientError(f"request to {url} failed: {exc}") from exc
+    if response.status_code in (200, 206):
+        encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
+        if encoding not in ("", "identity"):
+            response.close()
+            raise DownloadError(f"{url} was sent with Content-Encoding {encoding!r}, not identity")
+        return response
+    response.close()
+    message = f"HTTP {response.status_code} {response.reason} for {url}"
+    if offset and response.status_code == 416:  # Range Not Satisfiable
+        raise _RestartError(message)
+    if response.status_code in _RETRY_STATUSES:
+        raise _TransientError(message)
+    raise DownloadError(message)
+
+
+def _restart(partf: BinaryIO) -> int:
+    """Empty the partial file; return the new offset, 0."""
+    partf.seek(0)
+    partf.truncate()
+    return 0
+
+
+def _response_span(response: Any) -> tuple[int, int | None]:
+    """Return (first byte position of the body, total size or None) of a 200/206 response."""
+    if response.status_code == 200:
+        length = response.headers.get("Content-Length", "")
+        return 0, int(length) if length.isdigit() else None
+    match = _CONTENT_RANGE_RE.fullmatch(response.headers.get("Content-Range", "").strip())
+    if match is None:
+        return -1, None  # unusable 206: treated like a wrong start
+    total = match.group(3)
+    return int(match.group(1)), None if total == "*" else int(total)
+
+
+def _iter_body(response: Any) -> Iterator[bytes]:
+    """Yield the body in blocks of at most :data:`BLOCK_SIZE` bytes as they arrive.
+
+    ``iter_content`` would hold back a block until it is full, so a dropped connection would
+    lose up to a block of received bytes, and a link that drops more often than once a block
+    would never finish. ``read1`` (urllib3 2) hands over whatever has arrived.
+    """
+    read1 = getattr(response.raw, "read1", None)
+    if read1 is None:  # pragma: no cover - urllib3 1.x
+        yield from response.iter_content(BLOCK_SIZE)
+        return
+    while block := read1(BLOCK_SIZE):
+        yield block
+
+
+def _fetch_into(
+    partf: BinaryIO,
+    url: str,
+    *,
+    expected_size: int | None,
+    timeout_s: float,
+    max_retries: int,
+    verbose: bool,
+) -> int:
+    """Download ``url`` into ``partf`` from byte 0, resuming after failures; return the size.
+
+    The progress bar appears with the first usable response, so an HTTP error shows none.
+    """
+    offset = 0
+    total: int | None = None
+    reached = 0  # the furthest offset any attempt got to: progress means passing it
+    failures = 0  # consecutive attempts that made no progress
+    progress: tqdm[Any] | None = None
+    with requests.Session() as session, contextlib.ExitStack() as stack:
+        while True:
+            try:
+                with _request(session, url, offset, timeout_s) as response:
+                    start, remote_total = _response_span(response)
+                    if start != offset:
+                        if start != 0:  # a 206 for another range than asked
+                            raise _RestartError(
+                                f"{url} answered a range request for byte {offset} with "
+                                f"Content-Range {response.headers.get('Content-Range')!r}"
+                            )
+                        logger.warning("%s ignored the range request; restarting from 0", url)
+                        offset = _restart(partf)
+                    if remote_total is not None:
+                        if expected_size is not None and remote_total != expected_size:
+                            raise DownloadError(
+                                f"{url} has {remote_total} bytes, expected {expected_size}"
+                            )
+                        if total is not None and remote_total != total:
+                            raise _RestartError(f"{url} changed size during the download")
+                        total = remote_total
+                    if progress is None:
+                        progress = stack.enter_context(
+                            tqdm(
+                                desc="Downloading",
+                                total=total,
+                                initial=offset,
+                                unit="iB",
+                                unit_scale=True,
+                                disable=not verbose,
+                            )
+                        )
+                    elif (progress.n, progress.total) != (offset, total):
+                        progress.n, progress.total = offset, total
+                        progress.refresh()
+                    for block in _iter_body(response):
+                        partf.write(block)
+                        offset += len(block)
+                        progress.update(len(block))
+                if total is None or offset >= total:
+                    return offset
+                error = f"connection closed after {offset} of {total} bytes"
+            except _RestartError as exc:
+                error = f"{exc}; restarting from byte 0"
+                offset = _restart(partf)
+            except _TransientError as exc:
+                error = str(exc)
+            except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
+                error = f"{type(exc).__name__}: {exc}"  # dropped connection, read timeout
+            if offset > reached:
+                reached = offset
+                failures = 0
+            else:
+                failures += 1
+                if failures > max_retries:
+                    raise DownloadError(
+                        f"download of {url} failed after {failures} attempt(s) without "
+                        f"progress: {error}"
+                    )
+                time.sleep(min(_RETRY_BACKOFF_S * 2 ** (failures - 1), _MAX_BACKOFF_S))
+            logger.warning("%s; resuming %s from byte %d", error, url, offset)
+            if verbose:
+                print(
+                    f"\nDownload interrupted, resuming from byte position {offset}",
+                    file=sys.stderr,
+                )
+
+
+def _verify(
+    partf: BinaryIO,
+    size: int,
+    *,
+    expected_size: int | None,
+    expected_md5: str | None,
+    url: str,
+    verbose: bool,
+) -> None:
+    if expected_size is not None and size != expected_size:
+        raise DownloadError(f"Expected file size of {expected_size} bytes, got {size} from {url}")
+    if expected_md5 is None:
+        return
+    partf.seek(0)
+    digest = hashlib.md5()
+    with tqdm(desc="Verifying", total=size, unit="iB", unit_scale=True, disable=not verbose) as bar:
+        while block := partf.read(BLOCK_SIZE):
+            digest.update(block)
+            bar.update(len(block))
+    if digest.hexdigest() != expected_md5.lower():
+        raise DownloadError(
+            f"Expected MD5 hash of {expected_md5!r}, got {digest.hexdigest()!r} from {url}"
+        )
+
+
+def download_model(
+    model_filename: str,
+    model_path: _PathLike,
+    verbose: bool = True,
+    url: str | None = None,
+    expected_size: int | None = None,
+    expected_md5: str | None = None,
+    *,
+    timeout_s: float = 60,
+    max_retries: int = 5,
+) -> Path:
+    """Download a model file (the seed's ``GPT4All.download_model``).
+
+    The body is streamed in :data:`BLOCK_SIZE` blocks into ``<model_filename>.part`` with a
+    progress bar. A dropped connection or timeout is resumed with an HTTP ``Range`` request
+    (the ``206`` answer's ``Content-Range`` start is checked; a server that ignores ranges makes
+    the download restart from zero). The file is then checked against ``expected_size`` and
+    ``expected_md5``, fsynced and renamed atomically to ``model_filename``. On any failure the
+    ``.part`` file is deleted: nothing partial is ever left under the final name. On POSIX the
+    ``.part`` file is locked, so a concurrent download of the same file fails instead of
+    corrupting it. An existing file of the final name is replaced.
+
+    Args:
+        model_filename: file name of the model (with extension); a plain name, no directories.
+        model_path: existing directory to download into.
+        verbose: show progress bars and messages on stderr.
+        url: URL of the file; ``None`` means ``https://gpt4all.io/models/gguf/<model_filename>``.
+        expected_size: expected size in bytes, or ``None`` to skip the check.
+        expected_md5: expected MD5 as 32 hex digits, or ``None`` to skip the check.
+        timeout_s: connect and read timeout in seconds: a server that sends nothing for this
+            long counts as a failed attempt.
+        max_retries: how many failed attempts in a row (connection errors, timeouts, HTTP
+            408/425/429/5xx, unusable range answers) are retried before giving up. An attempt
+            that got further into the file than any before resets the count, so a long
+            download survives many drops. Pauses after attempts without progress start at
+            1 s and double (at most 30 s).
+
+    Returns:
+        Path of the downloaded file.
+
+    Raises:
+        InvalidParameterError: ``model_filename`` is not a plain file name, ``url`` is not an
+            http(s) URL, or ``expected_size``, ``expected_md5``, ``timeout_s`` or
+            ``max_retries`` is invalid.
+        ModelNotFoundError: ``model_path`` is not an existing directory.
+        DownloadError: HTTP error (the message names status and URL), retries exhausted,
+            stalled server, size or MD5 mismatch, unexpected Content-Encoding, the ``.part``
+            file is locked by another download, or it cannot be written.
+    """
+    model_filename = _safe_name(model_filename)
+    url = _check_http_url(
+        DEFAULT_DOWNLOAD_URL.format(model_filename=model_filename) if url is None else url
+    )
+    if expected_size is not None and (
+        isinstance(expected_size, bool) or not isinstance(expected_size, int) or expected_size < 0
+    ):
+        raise InvalidParameterError(f"expected_size must be an int >= 0, got {expected_size!r}")
+    if expected_md5 is not None and (
+        not isinstance(expected_md5, str) or not _MD5_RE.fullmatch(expected_md5)
+    ):
+        raise InvalidParameterError(f"expected_md5 must be 32 hex digits, got {expected_md5!r}")
+    timeout_s = _check_positive("timeout_s", timeout_s)
+    if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+        raise InvalidParameterError(f"max_retries must be an int >= 0, got {max_retries!r}")
+    directory = Path(model_path).expanduser()
+    if not directory.is_dir():
+        raise ModelNotFoundError(f"Model directory does not exist: {str(directory)!r}")
+
+    partial_path = directory / f"{model_filename}.part"
+    download_path = directory / model_filename
+    logger.info("downloading %s to %s", url, download_path)
+    partf = _open_partial(partial_path)
+    try:
+        try:
+            size = _fetch_into(
+                partf,
+                url,
+                expected_size=expected_size,
+                timeout_s=timeout_s,
+                max_retries=max_retries,
+                verbose=verbose,
+            )
+            _verify(
+                partf,
+                size,
+                expected_size=expected_size,
+                expected_md5=expected_md5,
+                url=url,
+                verbose=verbose,
+            )
+            partf.flush()
+            os.fsync(partf.fileno())
+            if os.name == "nt":  # pragma: no cover - Windows cannot rename an open file
+                partf.close()
+            os.replace(partial_path, download_path)
+        except BaseException as exc:
+            if verbose and not partf.closed and partf.tell():
+                print("Cleaning up the interrupted download...", file=sys.stderr)
+            _remove_quietly(partial_path)
+            if isinstance(exc, OSError) and not isinstance(exc, DownloadError):
+                raise DownloadError(
+                    f"cannot store the download in {str(directory)!r}: {exc}"
+                ) from exc
+            raise
+    finally:
+        partf.close()
+    _fsync_directory(directory)
+    if verbose:
+        print(f"Model downloaded to {str(download_path)!r}", file=sys.stderr)
+    return download_path
