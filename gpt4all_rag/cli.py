@@ -12,7 +12,11 @@ import click
 
 # (module under gpt4all_rag.commands, attribute) of every command, in --help order.
 _COMMANDS: tuple[tuple[str, str], ...] = (
+    ("localdocs", "index"),
+    ("localdocs", "ask"),
     ("chat", "chat"),
+    ("localdocs", "search"),
+    ("localdocs", "collections"),
     ("models", "models"),
     ("convert", "convert"),
 )
@@ -24,7 +28,7 @@ def main() -> None:
     """Local language models for your documents: index folders, ask questions, get sources."""
 
 
-for _module, _attr in _COMMANDS:
+for _module, _attr in _COMMANDS:  # several commands may share one module
     main.add_command(getattr(importlib.import_module(f"gpt4all_rag.commands.{_module}"), _attr))
 
 

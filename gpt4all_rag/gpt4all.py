@@ -60,10 +60,17 @@ def empty_response_callback(token_id: int, response: str) -> bool:
 
 @dataclass
 class ChatSession:
-    """State of an open ``chat_session()``: its compiled template and the message history."""
+    """State of an open ``chat_session()``: its compiled template, the message history and,
+    when LocalDocs is attached, the retrieval settings."""
 
     template: ChatTemplate
     history: list[MessageType] = field(default_factory=list)
+    localdocs: Any = None
+    localdocs_k: int = 3
+    localdocs_template: str | None = None
+
+#: History key holding the user message as the model saw it (with retrieved context).
+LOCALDOCS_PROMPT_KEY = "localdocs_prompt"
 
 
 @dataclass
@@ -185,6 +192,8 @@ class GPT4All:
         self._add_bos = bool(self.model.info(_native.PROP_ADD_BOS))
         self.special_tokens_map = self._special_tokens()
         self.stats = GenerationStats()
+        #: LocalDocs sources (SearchResult objects) used by the latest chat turn; see chat_session.
+        self.last_sources: list[Any] = []
 
     # -- construction helpers ---------------------------------------------------------------
     @staticmethod
@@ -434,9 +443,15 @@ class GPT4All:
                         repeat_penalty=repeat_penalty, repeat_last_n=repeat_last_n,
                         seed=secrets.randbits(32) if seed is None else seed, grammar=grammar)
         session = self._chat_session
+        self.last_sources = []
         if session is not None:
             session.history.append(MessageType(role="user", content=prompt))
         try:
+            if session is not None and session.localdocs is not None:
+                self.last_sources = session.localdocs.search(prompt, session.localdocs_k)
+                kwargs = {"prompt_template": session.localdocs_template} if session.localdocs_template else {}
+                session.history[-1][LOCALDOCS_PROMPT_KEY] = session.localdocs.build_prompt(
+                    prompt, self.last_sources, **kwargs)
             tokens, dropped = self._prompt_tokens(prompt, session)
         except BaseException:
             if session is not None:
@@ -539,7 +554,10 @@ class GPT4All:
         return tokens, dropped
 
     def _render(self, session: ChatSession, messages: list[MessageType]) -> str:
-        text = session.template.render(messages, add_generation_prompt=True,
+        # The model sees a LocalDocs turn with its retrieved context; the history keeps both.
+        shown = [{"role": m["role"], "content": m.get(LOCALDOCS_PROMPT_KEY, m["content"])}
+                 if LOCALDOCS_PROMPT_KEY in m else m for m in messages]
+        text = session.template.render(shown, add_generation_prompt=True,
                                        special_tokens=self.special_tokens_map)
         if not text:
             raise errors.ChatTemplateError("the chat template rendered an empty prompt")
@@ -608,7 +626,8 @@ class GPT4All:
     # -- chat sessions ----------------------------------------------------------------------
     @contextmanager
     def chat_session(self, system_message: str | Literal[False] | None = None,
-                     chat_template: str | None = None) -> Iterator[Self]:
+                     chat_template: str | None = None, *, localdocs: Any = None,
+                     localdocs_k: int = 3, localdocs_template: str | None = None) -> Iterator[Self]:
         """Hold a chat session: each ``generate()`` is a user turn and gets the model's reply.
 
         Args:
@@ -616,6 +635,15 @@ class GPT4All:
                 for sideloaded models), False disables it.
             chat_template: a Jinja chat template; None uses the catalogue's, else the one
                 stored in the GGUF (``tokenizer.chat_template``).
+            localdocs: extension: a :class:`~gpt4all_rag.localdocs.LocalDocs` collection. Each
+                user turn then retrieves ``localdocs_k`` excerpts for the message and the model
+                sees them before the question (``localdocs_template``, default
+                :data:`~gpt4all_rag.localdocs.DEFAULT_PROMPT_TEMPLATE`, with ``{context}`` and
+                ``{question}``). The history keeps the plain message under ``content`` and the
+                augmented one under ``"localdocs_prompt"``; :attr:`last_sources` holds the
+                :class:`~gpt4all_rag.localdocs.SearchResult` list of the latest turn.
+            localdocs_k: excerpts per turn (GPT4All's desktop app uses 3).
+            localdocs_template: the prompt template for retrieved context.
 
         Raises:
             ChatTemplateError: (a ValueError) no template is available (the message says how to
@@ -634,10 +662,14 @@ class GPT4All:
                     "and no tokenizer.chat_template in the GGUF); pass one: "
                     "chat_session(chat_template='{% for m in messages %}...{% endfor %}')")
         template = ChatTemplate(chat_template)
+        _check_number("localdocs_k", localdocs_k, low=1, integer=True)
+        if localdocs is not None and not (hasattr(localdocs, "search") and hasattr(localdocs, "build_prompt")):
+            raise errors.InvalidParameterError("localdocs must be a gpt4all_rag.localdocs.LocalDocs")
         history: list[MessageType] = []
         if system_message is not False:
             history.append(MessageType(role="system", content=system_message))
-        self._chat_session = ChatSession(template=template, history=history)
+        self._chat_session = ChatSession(template=template, history=history, localdocs=localdocs,
+                                         localdocs_k=localdocs_k, localdocs_template=localdocs_template)
         try:
             yield self
         finally:
