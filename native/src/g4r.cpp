@@ -33,7 +33,7 @@ std::once_flag g_backend_once;
 
 // An embedding context holds this many windows of the model, so that many short texts are
 // evaluated together (one llama_decode) while a single sequence still fits one ubatch.
-constexpr int32_t kEmbedWindowsPerBatch = 4;
+constexpr int32_t kEmbedWindowsPerBatch = 1;
 
 struct g4r_failure : std::runtime_error {
     g4r_status status;

@@ -1,0 +1,80 @@
+"""Run a blocking iterator in a worker thread and consume it from asyncio without blocking.
+
+gpt4all-rag generation is pulled token by token from a synchronous generator that holds the
+model's lock between ``next()`` calls of one thread. The worker thread therefore owns the
+generator for its whole life (it starts, advances and closes it), and hands each item to the
+event loop through an :class:`asyncio.Queue`. Leaving the ``async for`` early (``break``,
+cancellation, ``aclose()``) tells the worker to close the generator, which stops generation
+and frees the model; the async generator waits for that without blocking the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import threading
+from collections.abc import AsyncGenerator, Callable, Iterator
+from typing import TypeVar, cast
+
+T = TypeVar("T")
+
+_DONE = object()
+
+
+async def iterate_in_thread(make_iterator: Callable[[], Iterator[T]]) -> AsyncGenerator[T, None]:
+    """Yield the items of ``make_iterator()``, which is created and advanced in a worker thread.
+
+    Args:
+        make_iterator: called once in the worker thread; its iterator's ``close()`` (when it
+            has one) is called in that same thread when iteration ends for any reason.
+
+    Yields:
+        The iterator's items, in order, as soon as each is produced.
+
+    Raises:
+        BaseException: whatever ``make_iterator`` or the iterator raised, re-raised in the
+            consumer's task.
+    """
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[tuple[object, BaseException | None]] = asyncio.Queue()
+    stop = threading.Event()
+
+    def send(item: object, exc: BaseException | None = None) -> None:
+        try:
+            loop.call_soon_threadsafe(queue.put_nowait, (item, exc))
+        except RuntimeError:  # the loop is closed: nobody is listening any more
+            stop.set()
+
+    def work() -> None:
+        iterator: Iterator[T] | None = None
+        error: BaseException | None = None
+        try:
+            iterator = make_iterator()
+            for item in iterator:
+                if stop.is_set():
+                    break
+                send(item)
+        except BaseException as exc:  # noqa: BLE001  (handed to the consumer, re-raised there)
+            error = exc
+        finally:
+            close = getattr(iterator, "close", None)
+            if close is not None:
+                try:
+                    close()
+                except BaseException as exc:  # noqa: BLE001  (same)
+                    error = error or exc
+            send(_DONE, error)
+
+    context = contextvars.copy_context()  # keeps instrumentation spans of the caller
+    worker = loop.run_in_executor(None, context.run, work)
+    try:
+        while True:
+            item, exc = await queue.get()
+            if item is _DONE:
+                if exc is not None:
+                    raise exc
+                return
+            yield cast(T, item)
+    finally:
+        stop.set()
+        await asyncio.shield(worker)
