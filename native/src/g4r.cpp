@@ -172,15 +172,21 @@ std::string meta_str(const llama_model *model, const std::string &key) {
     return big;
 }
 
+// A llama_batch of one sequence id per token, freed on scope exit.
+struct owned_batch {
+    llama_batch batch;
+    explicit owned_batch(int32_t n_tokens) : batch(llama_batch_init(n_tokens, 0, 1)) {}
+    ~owned_batch() { llama_batch_free(batch); }
+    owned_batch(const owned_batch &) = delete;
+    owned_batch &operator=(const owned_batch &) = delete;
+};
+
 // Evaluate toks[0, n) at positions pos0, pos0+1, ... of sequence 0, in chunks of n_batch,
 // with logits for the last token only; appends them to m->past.
 void decode_tokens(g4r_model *m, const llama_token *toks, int32_t n, int32_t pos0,
                    int32_t n_batch) {
-    llama_batch batch = llama_batch_init(n_batch, 0, 1);
-    struct batch_guard {
-        llama_batch &b;
-        ~batch_guard() { llama_batch_free(b); }
-    } guard{batch};
+    owned_batch owned(n_batch);
+    llama_batch &batch = owned.batch;
     for (int32_t start = 0; start < n; start += n_batch) {
         int32_t k = std::min(n_batch, n - start);
         batch.n_tokens = k;
@@ -749,11 +755,8 @@ g4r_status g4r_model_embed(g4r_model *model, const int32_t *tokens, const int32_
         if (tokens[i] < 0 || tokens[i] >= nv)
             fail(G4R_ERR_INVALID_ARGUMENT, "token id " + std::to_string(tokens[i]) + " is outside the vocabulary");
 
-    llama_batch batch = llama_batch_init(cap, 0, 1);
-    struct batch_guard {
-        llama_batch &b;
-        ~batch_guard() { llama_batch_free(b); }
-    } guard{batch};
+    owned_batch owned(cap);
+    llama_batch &batch = owned.batch;
     llama_memory_t mem = llama_get_memory(model->ctx);
     size_t offset = 0;
     int32_t first = 0;
