@@ -114,6 +114,12 @@ def _check_number(name: str, value: Any, *, low: float | None = None, high: floa
         raise errors.InvalidParameterError(f"{name} must be <= {high}, got {value!r}")
 
 
+def _drop_unanswered_turn(session: ChatSession | None) -> None:
+    """After a failed turn, remove its user message so the history stays as it was."""
+    if session is not None and session.history and session.history[-1]["role"] == "user":
+        session.history.pop()
+
+
 def _longest_stop_prefix(text: str, stops: list[str]) -> int:
     """Length of the longest suffix of ``text`` that is a proper prefix of a stop sequence."""
     best = 0
@@ -454,8 +460,7 @@ class GPT4All:
                     prompt, self.last_sources, **kwargs)
             tokens, dropped = self._prompt_tokens(prompt, session)
         except BaseException:
-            if session is not None:
-                session.history.pop()
+            _drop_unanswered_turn(session)
             raise
 
         def run() -> Iterator[tuple[int, str]]:
@@ -471,8 +476,7 @@ class GPT4All:
         try:
             reply = "".join(text for _, text in run())
         except BaseException:
-            if session is not None and session.history and session.history[-1]["role"] == "user":
-                session.history.pop()
+            _drop_unanswered_turn(session)
             raise
         finally:
             self._release()
@@ -491,8 +495,7 @@ class GPT4All:
             try:
                 self._acquire()
             except BaseException:
-                if session is not None and session.history and session.history[-1]["role"] == "user":
-                    session.history.pop()
+                _drop_unanswered_turn(session)
                 raise
             try:
                 for _, text in run():
@@ -507,8 +510,8 @@ class GPT4All:
                 self._release()
                 if ok:
                     finish("".join(parts))
-                elif session is not None and session.history and session.history[-1]["role"] == "user":
-                    session.history.pop()
+                else:
+                    _drop_unanswered_turn(session)
 
         return gen()
 
