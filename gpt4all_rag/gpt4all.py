@@ -318,6 +318,18 @@ class GPT4All:
         return models.download_model(model_filename, model_path, verbose=verbose, url=url,
                                       expected_size=expected_size, expected_md5=expected_md5)
 
+    def count_tokens(self, text: str) -> int:
+        """Number of tokens ``text`` takes for this model (special-token text is parsed, no BOS
+        is added): what a prompt costs in the context window.
+
+        Raises:
+            InvalidParameterError: ``text`` is not a string.
+            ModelClosedError: the model was closed.
+        """
+        if not isinstance(text, str):
+            raise errors.InvalidParameterError(f"text must be a string, got {type(text).__name__}")
+        return len(self.model.tokenize(text, add_special=False, parse_special=True)) if text else 0
+
     @staticmethod
     def list_gpus() -> list[str]:
         """Names of the GPU devices this build can use (empty on a CPU-only build)."""

@@ -315,3 +315,11 @@ def test_path_to_a_file_is_accepted(model_dir: Path) -> None:
     with GPT4All(str(model_dir / SMOLLM2), allow_download=False, n_threads=2, n_ctx=256) as m:
         assert m.config["path"] == str(model_dir / SMOLLM2)
         assert m.model.n_ctx == 256
+
+
+def test_count_tokens(smol: GPT4All) -> None:
+    assert smol.count_tokens("") == 0
+    assert smol.count_tokens("<|im_start|>user") == 1 + len(smol.model.tokenize("user", add_special=False))
+    assert smol.count_tokens("hello world") == len(smol.model.tokenize("hello world", add_special=False))
+    with pytest.raises(errors.InvalidParameterError):
+        smol.count_tokens(None)  # type: ignore[arg-type]
