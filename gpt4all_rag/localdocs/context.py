@@ -53,11 +53,13 @@ def build_prompt(question: str, results: Sequence[SearchResult], *,
 
 
 def format_sources(results: Sequence[SearchResult], *, excerpt_chars: int = 160) -> str:
-    """Numbered sources for display: ``[1] path, lines 3-9: "excerpt..."`` one per line."""
+    """Numbered sources for display, one per line:
+    ``[1] path, lines 3-9 (Heading > Sub): "excerpt..."`` (the heading path when known)."""
     lines = []
     for i, r in enumerate(results, start=1):
         excerpt = " ".join(r.text.split())
         if len(excerpt) > excerpt_chars:
             excerpt = excerpt[: excerpt_chars - 1].rstrip() + "…"
-        lines.append(f"[{i}] {r.citation()}: \"{excerpt}\"")
+        heading = f" ({r.heading})" if r.heading else ""
+        lines.append(f"[{i}] {r.citation()}{heading}: \"{excerpt}\"")
     return "\n".join(lines)
