@@ -28,6 +28,8 @@ DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2.gguf2.f16.gguf"
 #: Chunks embedded together (across files) before they are written to the store.
 EMBED_GROUP_CHUNKS = 256
 CHUNKER = "structure-v1"
+#: Build settings a query depends on (the rest only matter when chunks are written).
+_QUERY_BUILD_KEYS = ("embedding_model", "dimensionality")
 
 
 @dataclass
@@ -79,9 +81,13 @@ class LocalDocs:
 
     Raises:
         InvalidParameterError: bad name or settings.
-        CollectionMismatchError: (a ValueError) the collection exists with another embedding
-            model or chunking and ``reindex`` is False.
         StoreError: Chroma cannot be opened.
+
+    Settings are checked when the collection is first used, not here (that needs the
+    embedding model): :meth:`index` raises
+    :class:`~gpt4all_rag.errors.CollectionMismatchError` (a ValueError) when the collection
+    exists with another embedding model or chunking and ``reindex`` is False; :meth:`search`
+    raises it only for another embedding model.
 
     The collection is created on the first :meth:`index`; :meth:`search` on a collection that
     does not exist raises :class:`~gpt4all_rag.errors.CollectionNotFoundError`.
@@ -167,16 +173,27 @@ class LocalDocs:
             return None
 
     def _open(self, create: bool) -> tuple[Store, KeywordIndex]:
-        if self._store is None or self._keywords is None:
-            ef = LocalDocsEmbeddingFunction(self.embedding_model, str(self.model_path),
-                                            document_prefix=self._prefixes[0],
-                                            query_prefix=self._prefixes[1])
-            info = self._build_info()
-            if create and self._reindex and self._recorded_build_info() not in (None, info):
-                Store(self._client, self.collection, create=False).delete_collection()
-            self._store = Store(self._client, self.collection, build_info=info,
-                                embedding_function=ef, create=create)
-            self._keywords = KeywordIndex(self._store)
+        """The store, checked against this object's settings.
+
+        Indexing (``create``) needs every build setting to match; searching only needs the
+        same embedding model (chunking settings do not matter to a query), so a collection
+        built with ``chunk_tokens=128`` can be searched by an object opened with defaults.
+        """
+        info = self._build_info()
+        wanted = info if create else {k: info[k] for k in _QUERY_BUILD_KEYS}
+        if self._store is not None and self._keywords is not None:
+            if not (create and self._reindex and self._store.build_info != info):
+                self._store.check_build_info(wanted)
+                return self._store, self._keywords
+            self._store = self._keywords = None  # rebuilt below with the new settings
+        ef = LocalDocsEmbeddingFunction(self.embedding_model, str(self.model_path),
+                                        document_prefix=self._prefixes[0],
+                                        query_prefix=self._prefixes[1])
+        if create and self._reindex and self._recorded_build_info() not in (None, info):
+            Store(self._client, self.collection, create=False).delete_collection()
+        self._store = Store(self._client, self.collection, build_info=info if create else wanted,
+                            embedding_function=ef, create=create)
+        self._keywords = KeywordIndex(self._store)
         return self._store, self._keywords
 
     # -- indexing -----------------------------------------------------------------------------

@@ -12,7 +12,8 @@ Chroma server shared by several machines:
   ``g4r_dimensionality``, chunking settings, schema version) and a ``g4r_revision`` counter
   that changes whenever its content does (the keyword index is rebuilt when it changes).
 * ``NAME__files``: one record per document (id ``doc_id``): ``path``, ``size_bytes``,
-  ``mtime``, ``content_hash``, ``n_chunks``, ``title`` and ``state`` (``"indexing"`` while its
+  ``mtime`` (the ``repr`` of the float, a string: Chroma does not give every float back
+  exactly), ``content_hash``, ``n_chunks``, ``title`` and ``state`` (``"indexing"`` while its
   chunks are being replaced, ``"done"`` after). A 1-dimensional placeholder vector satisfies
   Chroma.
 
@@ -33,6 +34,7 @@ from typing import Any, Iterable, Mapping, Sequence
 from urllib.parse import urlparse
 
 import chromadb
+import numpy as np
 from chromadb.api.types import Documents, EmbeddingFunction, Embeddings
 from chromadb.utils.embedding_functions import register_embedding_function
 
@@ -132,11 +134,13 @@ class LocalDocsEmbeddingFunction(EmbeddingFunction[Documents]):
 
     def __call__(self, input: Documents) -> Embeddings:  # noqa: A002 - Chroma's signature
         prefix = self.document_prefix if self.document_prefix is not None else self.embedder.document_prefix
-        return [list(v) for v in self.embedder.embed(list(input), prefix=prefix)]
+        return _as_embeddings(self.embedder.embed(list(input), prefix=prefix))
 
     def embed_query(self, input: Documents) -> Embeddings:  # noqa: A002
+        # Chroma wraps __call__ to normalise its result, but not embed_query: the HTTP client
+        # calls .tolist() on each vector, so these must be numpy arrays.
         prefix = self.query_prefix if self.query_prefix is not None else self.embedder.query_prefix
-        return [list(v) for v in self.embedder.embed(list(input), prefix=prefix)]
+        return _as_embeddings(self.embedder.embed(list(input), prefix=prefix))
 
     @staticmethod
     def name() -> str:
@@ -173,9 +177,11 @@ class FileRecord:
     state: str  # "indexing" or "done"
 
     def metadata(self) -> dict[str, Any]:
-        return {"path": self.path, "size_bytes": self.size_bytes, "mtime": self.mtime,
-                "content_hash": self.content_hash, "n_chunks": self.n_chunks,
-                "title": self.title, "state": self.state}
+        # mtime as repr(): Chroma does not round-trip every float64 exactly (1795307564.6310275
+        # comes back as ...277 from both clients), and a changed mtime costs a full re-hash.
+        return {"path": self.path, "size_bytes": self.size_bytes,
+                "mtime": repr(float(self.mtime)), "content_hash": self.content_hash,
+                "n_chunks": self.n_chunks, "title": self.title, "state": self.state}
 
 
 @dataclass(frozen=True)
@@ -396,6 +402,11 @@ def list_collections(client: Any) -> list[dict[str, Any]]:
     except Exception as exc:  # noqa: BLE001
         raise StoreError(f"cannot list collections: {type(exc).__name__}: {exc}") from exc
     return out
+
+
+def _as_embeddings(vectors: Sequence[Sequence[float]]) -> Embeddings:
+    """Chroma's embeddings type: one float32 numpy vector per text."""
+    return [np.asarray(v, dtype=np.float32) for v in vectors]
 
 
 def _chunk_metadata(record: FileRecord, c: ChunkRecord) -> dict[str, Any]:
