@@ -293,18 +293,21 @@ class LocalDocs:
         texts = [c.text for p in pending for c in p.chunks]
         vectors = self.embedder.embed(texts, prefix=prefix) if texts else []
         at = 0
+        batch: list[tuple[FileRecord, list[ChunkRecord]]] = []
         for p in pending:
             doc = p.document
             n = len(p.chunks)
             record = FileRecord(doc_id_for(doc.path), doc.path, doc.size_bytes, doc.mtime,
                                 doc.content_hash, n, doc.title, "indexing")
-            store.replace_document(record, [
+            batch.append((record, [
                 ChunkRecord(c.index, c.text, vectors[at + i], c.page, c.start_line, c.end_line, c.heading)
-                for i, c in enumerate(p.chunks)])
+                for i, c in enumerate(p.chunks)]))
             at += n
-            report.indexed.append(doc.path)
-            report.n_chunks += n
-            chunks_bar.update(n)
+        store.replace_documents(batch)
+        for p in pending:
+            report.indexed.append(p.document.path)
+            report.n_chunks += len(p.chunks)
+            chunks_bar.update(len(p.chunks))
             files_bar.update(1)
 
     def _token_counter(self) -> "_TokenCounter":
