@@ -17,6 +17,7 @@ _COMMANDS: tuple[tuple[str, str], ...] = (
     ("chat", "chat"),
     ("localdocs", "search"),
     ("localdocs", "collections"),
+    ("evaluate", "evaluate"),
     ("models", "models"),
     ("convert", "convert"),
 )

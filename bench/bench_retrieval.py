@@ -1,0 +1,385 @@
+"""Retrieval quality of LocalDocs against a BM25 baseline and GPT4All desktop's settings.
+
+One run on a BEIR data set (default ``bench/data/pydocs``, built by ``build_eval_set.py``)
+prints Recall@1, Recall@10 and MRR@10 (document level, see
+:mod:`gpt4all_rag.localdocs.evaluation`) for:
+
+(a) ours: LocalDocs with its defaults: structure-aware chunks of 256 tokens with 32 tokens of
+    overlap, dense (all-MiniLM-L6-v2) + BM25 fused by reciprocal rank fusion, top 10;
+(b) BM25 only: our keyword mode (bm25s, k1 1.5, b 0.75, English stop words) over the same
+    chunks as (a), top 10;
+(c) GPT4All desktop's settings: chunks of at most 512 characters of whole words without
+    overlap (``chunk_words_baseline``), dense + BM25 fused by RRF (k = 60), 3 candidates
+    from each ranking (the desktop asks each ranking for as many results as it returns), top 3;
+    so Recall@10 and MRR@10 see 3 results. Same embedding model, store and BM25 code as
+    ours: only chunking and the result count differ. The desktop's own fusion also weights
+    BM25 by query length and tries an exact-phrase FTS5 query first; that is not reproduced
+    (``--explore`` prints a variant with its weighting).
+
+Reference rows (not targets): dense only over (a)'s chunks, and (c)'s index searched for 10.
+Every row is also scored on the queries that do not occur verbatim in their relevant section
+("non-verbatim"), since a docstring copied into the reference is an easy keyword match.
+
+Vectors of chunk texts are cached on disk (``--cache``, keyed by model, prefix and text) so
+that repeated runs and ``--explore`` do not re-embed the corpus; the printed indexing times
+then measure everything but embedding (``bench_index.py`` measures real throughput).
+``--no-cache`` disables it.
+
+Usage::
+
+    python bench/bench_retrieval.py [--explore]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import os
+import shutil
+import sqlite3
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from gpt4all_rag import convert, pypi_models
+from gpt4all_rag.embed4all import Embed4All
+from gpt4all_rag.errors import CollectionNotFoundError
+from gpt4all_rag.localdocs import LocalDocs, chunking, loaders
+from gpt4all_rag.localdocs.evaluation import BeirDataset, evaluate_run, load_beir, write_corpus
+from gpt4all_rag.localdocs.retrieval import KeywordIndex, hybrid_search
+from gpt4all_rag.localdocs.store import (ChunkRecord, FileRecord, LocalDocsEmbeddingFunction,
+                                         Store, doc_id_for, make_client)
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_DATA = HERE / "data" / "pydocs"
+DEFAULT_WORK = HERE / "data" / ".work"
+MODEL = "all-MiniLM-L6-v2.gguf2.f16.gguf"
+
+
+# --------------------------------------------------------------------------- embedding cache
+
+class EmbeddingCache:
+    """Caches ``Embed4All.embed`` results by (model, prefix, text) in an SQLite file.
+
+    Installed by patching the class method in this process only; calls with
+    ``dimensionality``, ``return_dict`` or other options go straight to the model.
+    """
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(str(path))
+        self.db.execute("create table if not exists v (k text primary key, v blob)")
+        self.hits = self.misses = 0
+        self._original: Any = None
+
+    def install(self) -> None:
+        self._original = original = Embed4All.embed
+        cache = self
+
+        def embed(model: Embed4All, text: Any, *, prefix: str | None = None, **kw: Any) -> Any:
+            if kw:
+                return original(model, text, prefix=prefix, **kw)
+            single = isinstance(text, str)
+            texts = [text] if single else list(text)
+            keys = [hashlib.sha1(f"{model.model_name}\0{prefix!r}\0{t}".encode()).hexdigest()
+                    for t in texts]
+            found: dict[str, list[float]] = {}
+            for start in range(0, len(keys), 500):
+                part = keys[start:start + 500]
+                marks = ",".join("?" * len(part))
+                rows = cache.db.execute(f"select k, v from v where k in ({marks})",
+                                        part).fetchall()
+                found.update((k, np.frombuffer(v, dtype=np.float64).tolist()) for k, v in rows)
+            todo = [i for i, k in enumerate(keys) if k not in found]
+            cache.hits += len(texts) - len(todo)
+            cache.misses += len(todo)
+            if todo:
+                vectors = original(model, [texts[i] for i in todo], prefix=prefix)
+                cache.db.executemany("insert or replace into v values (?, ?)",
+                                     [(keys[i], np.asarray(v, dtype=np.float64).tobytes())
+                                      for i, v in zip(todo, vectors, strict=True)])
+                cache.db.commit()
+                found.update((keys[i], v) for i, v in zip(todo, vectors, strict=True))
+            out = [found[k] for k in keys]
+            return out[0] if single else out
+
+        Embed4All.embed = embed  # type: ignore[method-assign]
+
+
+# --------------------------------------------------------------------------- indexes
+
+def build_words_index(client: Any, name: str, files: dict[str, str], embedder: Embed4All,
+                      chunk_chars: int = 512) -> tuple[Store, int]:
+    """GPT4All desktop's chunking into a store of our own (the library is not changed):
+    ``chunk_words_baseline`` chunks, embedded with the same model, written with the same
+    :class:`Store`. Returns the store and its chunk count."""
+    with contextlib.suppress(CollectionNotFoundError):  # else nothing to delete
+        Store(client, name, create=False).delete_collection()
+    info = {"embedding_model": MODEL, "dimensionality": int(embedder.dimensionality),
+            "chunker": f"gpt4all-desktop-words-{chunk_chars}"}
+    function = LocalDocsEmbeddingFunction(MODEL, str(pypi_models.cache_dir()))
+    store = Store(client, name, build_info=info, embedding_function=function, create=True)
+    pending: list[tuple[loaders.Document, list[chunking.Chunk]]] = []
+    n_chunks = 0
+
+    def flush() -> None:
+        texts = [c.text for _, chunks in pending for c in chunks]
+        vectors = embedder.embed(texts, prefix="") if texts else []
+        at = 0
+        for doc, chunks in pending:
+            record = FileRecord(doc_id_for(doc.path), doc.path, doc.size_bytes, doc.mtime,
+                                doc.content_hash, len(chunks), doc.title, "indexing")
+            store.replace_document(record, [
+                ChunkRecord(c.index, c.text, vectors[at + i], c.page, c.start_line, c.end_line,
+                            None)
+                for i, c in enumerate(chunks)])
+            at += len(chunks)
+        pending.clear()
+
+    for path in sorted(files):
+        doc = loaders.load(path)
+        chunks = chunking.chunk_words_baseline(doc, chunk_chars)
+        pending.append((doc, chunks))
+        n_chunks += len(chunks)
+        if sum(len(c) for _, c in pending) >= 256:
+            flush()
+    flush()
+    store.bump_revision()
+    return store, n_chunks
+
+
+# --------------------------------------------------------------------------- scoring
+
+def verbatim_queries(ds: BeirDataset) -> set[str]:
+    """Queries whose text (lower case, whitespace collapsed, final period dropped) occurs in
+    one of their relevant documents."""
+    def norm(s: str) -> str:
+        return " ".join(s.lower().split()).rstrip(".")
+
+    out = set()
+    for q, text in ds.queries.items():
+        for d, s in ds.qrels[q].items():
+            if s >= 1 and norm(text) in norm(" ".join(ds.corpus[d])):
+                out.add(q)
+    return out
+
+
+class Row:
+    def __init__(self, label: str, run: dict[str, list[str]], ds: BeirDataset, verbatim: set[str],
+                 n_chunks: int | None, index_s: float | None, query_s: float) -> None:
+        self.label = label
+        self.metrics = evaluate_run(run, ds.qrels)
+        self.hard = evaluate_run(run, {q: r for q, r in ds.qrels.items() if q not in verbatim})
+        self.n_chunks = n_chunks
+        self.index_s = index_s
+        self.ms_per_query = 1000 * query_s / max(len(run), 1)
+
+    def line(self) -> str:
+        m, h = self.metrics, self.hard
+        chunks = f"{self.n_chunks:>6}" if self.n_chunks is not None else "     -"
+        index = f"{self.index_s:>7.1f}" if self.index_s is not None else "      -"
+        return (f"{self.label:<58} {chunks} {m.recall_at_1:6.3f} {m.recall_at_10:6.3f} "
+                f"{m.mrr_at_10:6.3f} | {h.recall_at_1:6.3f} {h.recall_at_10:6.3f} "
+                f"{h.mrr_at_10:6.3f} {index} {self.ms_per_query:6.0f}")
+
+
+HEADER = (f"{'configuration':<58} {'chunks':>6} {'R@1':>6} {'R@10':>6} {'MRR@10':>6} | "
+          f"{'R@1':>6} {'R@10':>6} {'MRR@10':>6} {'index s':>7} {'ms/q':>6}")
+
+
+def timed_run(search: Callable[[str], Sequence[Any]], ds: BeirDataset,
+              path_to_doc: dict[str, str]) -> tuple[dict[str, list[str]], float]:
+    start = time.perf_counter()
+    run = {}
+    for q, text in ds.queries.items():
+        run[q] = list(dict.fromkeys(d for d in (path_to_doc.get(r.path) for r in search(text))
+                                    if d is not None))
+    return run, time.perf_counter() - start
+
+
+# --------------------------------------------------------------------------- exploration
+
+def fused_runs(store: Store, keywords: KeywordIndex, embed_query: Callable[[str], Any],
+               ds: BeirDataset, chunk_doc: Callable[[str], str | None], depth: int = 100
+               ) -> dict[str, tuple[list[str], list[str], list[float]]]:
+    """Per query: dense chunk ids (best first), BM25 chunk ids, dense similarities."""
+    out = {}
+    for q, text in ds.queries.items():
+        dense = store.query(np.asarray(embed_query(text), dtype=np.float64), depth)
+        kw = keywords.search(text, depth)
+        out[q] = ([c.chunk_id for c, _ in dense], [cid for cid, _ in kw], [s for _, s in dense])
+    return out
+
+
+def fuse(dense: list[str], kw: list[str], *, n: int, k: int, rrf_k: int = 60,
+         w_dense: float = 1.0, w_kw: float = 1.0) -> list[str]:
+    """Weighted RRF; ties broken like the library's (best single rank, then id)."""
+    scores: dict[str, float] = {}
+    best: dict[str, int] = {}
+    for weight, ids in ((w_dense, dense[:n]), (w_kw, kw[:n])):
+        for rank, cid in enumerate(ids, 1):
+            scores[cid] = scores.get(cid, 0.0) + weight / (rrf_k + rank)
+            best[cid] = min(best.get(cid, rank), rank)
+    return sorted(scores, key=lambda c: (-scores[c], best[c], c))[:k]
+
+
+def desktop_fuse(dense: list[str], kw: list[str], query: str, k: int) -> list[str]:
+    """GPT4All desktop's weighted RRF (database.cpp, reciprocalRankFusion): BM25 weight
+    0.25 + 0.5 / (meaningful words)^2; dense and BM25 each give k candidates; BM25-only
+    candidates are ranked after the dense ones (the desktop re-scores them by similarity)."""
+    stop = {"a", "an", "and", "are", "as", "at", "be", "but", "by", "for", "if", "in", "into",
+            "is", "it", "no", "not", "of", "on", "or", "such", "that", "the", "their", "then",
+            "there", "these", "they", "this", "to", "was", "will", "with"}
+    words = query.split()
+    meaningful = max(1, sum(w.lower() not in stop for w in words))
+    w_kw = 0.25 + min(1.0, 1 / meaningful ** 2) * 0.5 if kw[:k] else 0.0
+    results = dense[:k] + [c for c in kw[:k] if c not in dense[:k]]
+    emb_rank = {c: i for i, c in enumerate(results, 1)}
+    kw_rank = {c: i for i, c in enumerate(kw[:k], 1)}
+    score = {c: w_kw / (60 + kw_rank.get(c, len(kw[:k]) + 1)) + (1 - w_kw) / (60 + emb_rank[c])
+             for c in results}
+    return sorted(results, key=lambda c: -score[c])[:k]
+
+
+def explore(label: str, rankings: dict[str, tuple[list[str], list[str], list[float]]],
+            ds: BeirDataset, chunk_doc: Callable[[str], str | None], verbatim: set[str],
+            k: int) -> None:
+    def docs(ids: list[str]) -> list[str]:
+        return list(dict.fromkeys(d for d in map(chunk_doc, ids) if d is not None))
+
+    def show(name: str, make: Callable[[str, list[str], list[str]], list[str]]) -> None:
+        run = {q: docs(make(q, d, kw)) for q, (d, kw, _) in rankings.items()}
+        m = evaluate_run(run, ds.qrels)
+        h = evaluate_run(run, {q: r for q, r in ds.qrels.items() if q not in verbatim})
+        print(f"  {label + ': ' + name:<64} {m.recall_at_1:6.3f} {m.recall_at_10:6.3f} "
+              f"{m.mrr_at_10:6.3f} | {h.recall_at_1:6.3f} {h.recall_at_10:6.3f} {h.mrr_at_10:6.3f}")
+
+    show(f"dense top {k}", lambda q, d, kw: d[:k])
+    show(f"BM25 top {k}", lambda q, d, kw: kw[:k])
+    for n in (k, 20, 40, 100):
+        show(f"RRF candidates {n}, top {k}", lambda q, d, kw, n=n: fuse(d, kw, n=n, k=k))
+    for wd, wk in ((2, 1), (1, 2), (1, 3)):
+        show(f"RRF candidates 40 weights dense {wd} BM25 {wk}, top {k}",
+             lambda q, d, kw, wd=wd, wk=wk: fuse(d, kw, n=40, k=k, w_dense=wd, w_kw=wk))
+    for rk in (10, 30):
+        show(f"RRF k={rk} candidates 40, top {k}",
+             lambda q, d, kw, rk=rk: fuse(d, kw, n=40, k=k, rrf_k=rk))
+    show(f"desktop weighted RRF, {k} candidates, top {k}",
+         lambda q, d, kw: desktop_fuse(d, kw, ds.queries[q], k))
+
+
+# --------------------------------------------------------------------------- main
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--work-dir", type=Path, default=DEFAULT_WORK,
+                        help="corpus files and Chroma databases (rebuilt on every run)")
+    parser.add_argument("--cache", type=Path,
+                        default=DEFAULT_WORK.parent / ".embedding-cache.sqlite")
+    parser.add_argument("--no-cache", action="store_true")
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--chunk-tokens", type=int, default=chunking.DEFAULT_CHUNK_TOKENS)
+    parser.add_argument("--overlap-tokens", type=int, default=chunking.DEFAULT_OVERLAP_TOKENS)
+    parser.add_argument("--explore", action="store_true",
+                        help="also print fusion variants (candidates, weights, RRF k) per index")
+    args = parser.parse_args()
+
+    load = os.getloadavg()
+    ds = load_beir(args.data)
+    verbatim = verbatim_queries(ds)
+    print(f"{ds.name}: {len(ds.corpus)} documents, {len(ds.queries)} queries "
+          f"({len(verbatim)} verbatim in their relevant section, {len(ds.queries) - len(verbatim)} "
+          f"non-verbatim); load average {load[0]:.1f} on {os.cpu_count()} cores", flush=True)
+    cache = None
+    if not args.no_cache:
+        cache = EmbeddingCache(args.cache)
+        cache.install()
+
+    model_dir = pypi_models.cache_dir()
+    convert.default_embedding_model(model_dir)
+    work = args.work_dir.resolve()
+    if work.exists():
+        shutil.rmtree(work)
+    path_to_doc = write_corpus(ds, work / "docs")
+    doc_of_id = {doc_id_for(p): d for p, d in path_to_doc.items()}
+
+    def chunk_doc(chunk_id: str) -> str | None:
+        return doc_of_id.get(chunk_id.split(":", 1)[0])
+
+    rows: list[Row] = []
+    ld = LocalDocs("ours", persist_directory=work / "chroma", model_path=model_dir,
+                   chunk_tokens=args.chunk_tokens, overlap_tokens=args.overlap_tokens,
+                   n_threads=args.threads)
+    start = time.perf_counter()
+    ld.index(work / "docs", progress=False)
+    index_s = time.perf_counter() - start
+    n_ours = int(ld.stats()["chunks"])
+    ld.search("warm up", 1, mode="hybrid")  # loads the model, builds the BM25 index
+    run, s = timed_run(lambda q: ld.search(q, 10, mode="hybrid"), ds, path_to_doc)
+    sizes = f"{args.chunk_tokens}/{args.overlap_tokens}"
+    rows.append(Row(f"(a) ours: structure {sizes} tok, hybrid RRF, top 10",
+                    run, ds, verbatim, n_ours, index_s, s))
+    run, s = timed_run(lambda q: ld.search(q, 10, mode="keyword"), ds, path_to_doc)
+    rows.append(Row("(b) BM25 only: our keyword mode, (a)'s chunks, top 10", run, ds, verbatim,
+                    n_ours, None, s))
+    run, s = timed_run(lambda q: ld.search(q, 10, mode="dense"), ds, path_to_doc)
+    rows.append(Row("    ref: dense only, (a)'s chunks, top 10", run, ds, verbatim, n_ours,
+                    None, s))
+
+    embedder = ld.embedder
+    client = make_client(work / "chroma")
+    start = time.perf_counter()
+    store, n_words = build_words_index(client, "gpt4all-desktop", path_to_doc, embedder)
+    index_s = time.perf_counter() - start
+    keywords = KeywordIndex(store)
+    prefix = embedder.query_prefix or ""
+
+    def embed_query(q: str) -> Any:
+        return embedder.embed(q, prefix=prefix)
+
+    keywords.search("warm up", 1)
+    run, s = timed_run(lambda q: hybrid_search(store, keywords, embed_query, q, 3, candidates=3),
+                       ds, path_to_doc)
+    rows.append(Row("(c) GPT4All desktop: 512-char words, RRF, 3+3 cand., top 3", run, ds,
+                    verbatim, n_words, index_s, s))
+    run, s = timed_run(lambda q: hybrid_search(store, keywords, embed_query, q, 10), ds,
+                       path_to_doc)
+    rows.append(Row("    ref: (c)'s chunks, hybrid RRF like (a), top 10", run, ds, verbatim,
+                    n_words, None, s))
+
+    print()
+    print(f"{'':<65}{'all queries':^20}   {'non-verbatim':^20}")
+    print(HEADER)
+    for row in rows:
+        print(row.line())
+    a, b, c = rows[0].metrics, rows[1].metrics, rows[3].metrics
+    print()
+    print(f"MRR@10 ours / BM25-only: {a.mrr_at_10 / b.mrr_at_10:.3f} (target > 1)   "
+          f"ours / GPT4All desktop: {a.mrr_at_10 / c.mrr_at_10:.3f} (target > 1)")
+    if cache is not None:
+        print(f"embedding cache {args.cache}: {cache.hits} hits, {cache.misses} misses "
+              "(index times exclude cached embeddings)")
+    load = os.getloadavg()
+    print(f"load average at the end: {load[0]:.1f}")
+
+    if args.explore:
+        print("\nfusion variants (chunk rankings fetched 100 deep, fused offline):")
+        print(f"  {'':<64} {'R@1':>6} {'R@10':>6} {'MRR@10':>6} | "
+              f"{'R@1':>6} {'R@10':>6} {'MRR@10':>6}")
+        ours_store = Store(client, "ours", create=False)
+        ours_kw = KeywordIndex(ours_store)
+        for label, st, kw, ks in (("ours", ours_store, ours_kw, (10,)),
+                                  ("words-512", store, keywords, (10, 3))):
+            rankings = fused_runs(st, kw, embed_query, ds, chunk_doc)
+            for k in ks:
+                explore(label, rankings, ds, chunk_doc, verbatim, k)
+    ld.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
