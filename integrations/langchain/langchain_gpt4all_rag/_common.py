@@ -1,0 +1,291 @@
+"""What the chat and completion models share: fields, lazy engines, locking, async pumping.
+
+Private module. The public classes are in :mod:`.chat_models` and :mod:`.llms`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import dataclasses
+import os
+import threading
+import weakref
+from collections.abc import AsyncGenerator, Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+
+from gpt4all_rag import GPT4All
+from gpt4all_rag.errors import ConcurrentUseError, ModelNotFoundError
+from gpt4all_rag.gpt4all import GenerationStats
+
+__all__: list[str] = []
+
+#: LangChain's standard constructor parameters that only make sense for remote APIs. They are
+#: accepted (LangChain's standard test suites pass them) and have no effect: a local model
+#: makes no network request to time out, retry or authenticate.
+IGNORED_REMOTE_PARAMS = frozenset({"timeout", "max_retries", "api_key"})
+
+#: Per-call keyword arguments that override a sampling field for one call.
+SAMPLING_KEYS = ("temp", "top_k", "top_p", "min_p", "repeat_penalty", "repeat_last_n",
+                 "max_tokens", "n_batch", "seed")
+
+T = TypeVar("T")
+
+
+class GPT4AllParams(BaseModel):
+    """Fields shared by :class:`~.ChatGPT4All` and :class:`~.GPT4AllLLM` (see their docs)."""
+
+    model_config = ConfigDict(populate_by_name=True, protected_namespaces=(),
+                              arbitrary_types_allowed=True, extra="forbid")
+
+    model: str = Field(
+        description="Model file name (looked up in model_path) or path to a GGUF file. "
+        "A catalogue name is downloaded when allow_download is true and the file is missing.")
+    model_path: str | None = Field(
+        default=None, description="Directory holding the model; None means GPT4All's default "
+        "(~/.cache/gpt4all, or $GPT4ALL_MODEL_PATH).")
+    allow_download: bool = Field(
+        default=True, description="Allow downloading a missing catalogue model. A file that is "
+        "present is used without network access.")
+    n_ctx: int = Field(default=4096, gt=0, description="Context window in tokens.")
+    n_threads: int | None = Field(default=None, gt=0,
+                                  description="CPU threads; None picks a default.")
+    device: str | None = Field(default=None,
+                               description='"cpu" (default), "gpu", "cuda", "vulkan", ...')
+    temp: float = Field(default=0.7, ge=0, alias="temperature",
+                        description="Temperature; 0 is greedy (deterministic).")
+    top_k: int = Field(default=40, ge=0)
+    top_p: float = Field(default=0.4, gt=0, le=1)
+    min_p: float = Field(default=0.0, ge=0, le=1)
+    repeat_penalty: float = Field(default=1.18, gt=0)
+    repeat_last_n: int = Field(default=64, ge=-1)
+    max_tokens: int = Field(default=200, ge=0, description="Most tokens generated per call.")
+    n_batch: int = Field(
+        default=512, ge=1, description="Prompt tokens per evaluation batch (the SDK's default "
+        "is 8; a larger batch reads long prompts much faster).")
+    seed: int | None = Field(default=None, description="Seed of the random draw; None draws "
+                             "a fresh one per call.")
+    stop: list[str] | None = Field(
+        default=None, description="Stop sequences; generation ends before the first one. A "
+        "call's own `stop` replaces these.")
+    streaming: bool = Field(default=False, description="Make invoke() stream internally "
+                            "(callbacks then receive every token).")
+
+    _engines: dict[str, _Engine] = PrivateAttr(default_factory=dict)
+    _engines_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_remote_params(cls, values: Any) -> Any:
+        if isinstance(values, dict):
+            values = {k: v for k, v in values.items() if k not in IGNORED_REMOTE_PARAMS}
+        return values
+
+    # -- engines ----------------------------------------------------------------------------
+    def _engine(self, model: str | None = None) -> _Engine:
+        """The loaded engine of ``model`` (default: this instance's), loading it on first use.
+
+        Instances whose model and load options (``model_path``, ``allow_download``, ``n_ctx``,
+        ``n_threads``, ``device``) are equal share one loaded model, for as long as one of
+        them holds it: LangChain code often builds a model object per request.
+
+        Raises:
+            ModelNotFoundError, ModelLoadError, DownloadError: from :class:`gpt4all_rag.GPT4All`.
+        """
+        name = self.model if model is None else model
+        with self._engines_lock:
+            engine = self._engines.get(name)
+            if engine is None:
+                key = (name, self.model_path, self.allow_download, self.n_ctx, self.n_threads,
+                       self.device)
+                with _SHARED_LOCK:
+                    engine = _SHARED.get(key)
+                    if engine is None:
+                        engine = _Engine(self._load(name))
+                        _SHARED[key] = engine
+                self._engines[name] = engine
+            return engine
+
+    def _load(self, name: str) -> GPT4All:
+        model_path = self.model_path
+        if os.sep in name or (os.altsep and os.altsep in name) or name.startswith("~"):
+            # A path to a file (absolute, or relative to the working directory).
+            path = Path(name).expanduser().resolve()
+            if not path.is_file():
+                raise ModelNotFoundError(f"model file {str(path)!r} does not exist")
+            name, model_path = str(path), None
+        return GPT4All(name, model_path=model_path, allow_download=self.allow_download,
+                       n_threads=self.n_threads, device=self.device, n_ctx=self.n_ctx)
+
+    def close(self) -> None:
+        """Drop this instance's loaded models; the next call loads them again.
+
+        The weights are freed once no other instance shares them (see ``_engine``).
+        """
+        with self._engines_lock:
+            self._engines = {}
+
+    def get_token_ids(self, text: str) -> list[int]:
+        """Token ids of ``text`` in the model's own vocabulary, without special tokens.
+
+        LangChain's ``get_num_tokens`` and ``trim_messages(token_counter=model)`` use it, so
+        token counts are exact for this model. Loads the model on first use;
+        ``custom_get_token_ids``, when set, takes precedence.
+        """
+        custom = getattr(self, "custom_get_token_ids", None)
+        if custom is not None:
+            return list(custom(text))
+        return list(self._engine().model.model.tokenize(text, add_special=False))
+
+    def _sampling(self, stop: list[str] | None, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """The engine's ``generate()`` keyword arguments for one call.
+
+        Consumes the sampling overrides (``temperature`` is accepted for ``temp``) from
+        ``kwargs``.
+        """
+        if "temperature" in kwargs:
+            kwargs["temp"] = kwargs.pop("temperature")
+        out: dict[str, Any] = {k: kwargs.pop(k, getattr(self, k)) for k in SAMPLING_KEYS}
+        out["stop"] = list(stop) if stop is not None else list(self.stop or [])
+        return out
+
+    def _model_name(self, kwargs: dict[str, Any]) -> str:
+        model = kwargs.pop("model", None)
+        if model is None:
+            return self.model
+        if not isinstance(model, str) or not model:
+            raise ValueError(f"model must be a non-empty string, got {model!r}")
+        return model
+
+    @staticmethod
+    def _check_no_kwargs(kwargs: dict[str, Any]) -> None:
+        if kwargs:
+            names = ", ".join(sorted(kwargs))
+            raise ValueError(
+                f"unsupported keyword argument(s) for a GPT4All call: {names}; accepted: "
+                f"{', '.join(SAMPLING_KEYS)}, temperature, model, grammar (and tools, "
+                "tool_choice, json_schema for chat models)")
+
+    def _display_name(self, model: str) -> str:
+        return Path(model).name
+
+
+class _Engine:
+    """One loaded :class:`GPT4All` and the lock that ties its stats to the call that made them.
+
+    The engine serialises calls itself, but it keeps the statistics of the *last* call on the
+    model object; holding this lock from the start of a call until its statistics are copied
+    keeps another thread's call from overwriting them in between.
+    """
+
+    def __init__(self, model: GPT4All) -> None:
+        self.model = model
+        self.lock = threading.Lock()
+        self.owner: int | None = None
+
+    @contextmanager
+    def hold(self) -> Iterator[GPT4All]:
+        me = threading.get_ident()
+        if self.owner == me:
+            raise ConcurrentUseError(
+                "this thread is still consuming a stream from this model; finish or close it "
+                "before starting another call")
+        with self.lock:
+            self.owner = me
+            try:
+                yield self.model
+            finally:
+                self.owner = None
+
+    def pieces(self, prompt: str, sampling: dict[str, Any], grammar: str | None,
+               ) -> Iterator[str | GenerationStats]:
+        """Generate with real streaming: yields text pieces, then a copy of the call's stats.
+
+        Closing the generator early stops generation.
+        """
+        with self.hold() as model:
+            stream = model.generate(prompt, streaming=True, grammar=grammar, **sampling)
+            try:
+                yield from stream
+            finally:
+                stream.close()
+            yield dataclasses.replace(model.stats)
+
+    def complete(self, prompt: str, sampling: dict[str, Any], grammar: str | None,
+                 ) -> tuple[str, GenerationStats]:
+        """Generate without streaming: the text and a copy of the call's stats."""
+        with self.hold() as model:
+            text = model.generate(prompt, grammar=grammar, **sampling)
+            return text, dataclasses.replace(model.stats)
+
+
+#: Loaded engines by (model, model_path, allow_download, n_ctx, n_threads, device), kept
+#: while some instance refers to them.
+_SHARED: weakref.WeakValueDictionary[tuple[Any, ...], _Engine] = weakref.WeakValueDictionary()
+_SHARED_LOCK = threading.Lock()
+
+_ITEM, _ERROR, _DONE = 0, 1, 2
+
+
+async def pump(make: Callable[[], Iterator[T]]) -> AsyncGenerator[T, None]:
+    """Run a blocking iterator in a worker thread and yield its items on the event loop.
+
+    The iterator is created, consumed and closed in one worker thread (the engine ties a
+    stream to the thread that started it); items travel through an :class:`asyncio.Queue`,
+    so the event loop never blocks. When the consumer stops early (``aclose()``,
+    cancellation), the worker closes the iterator at its next item, which stops generation.
+    Exceptions raised by the iterator are re-raised here.
+    """
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[tuple[int, Any]] = asyncio.Queue()
+    stop = threading.Event()
+
+    def post(kind: int, value: Any) -> bool:
+        try:
+            loop.call_soon_threadsafe(queue.put_nowait, (kind, value))
+        except RuntimeError:  # the event loop is closed: nobody is listening any more
+            stop.set()
+            return False
+        return True
+
+    def produce() -> None:
+        iterator = make()
+        try:
+            for item in iterator:
+                if stop.is_set() or not post(_ITEM, item):
+                    break
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, re-raised there
+            post(_ERROR, exc)
+            return
+        finally:
+            close = getattr(iterator, "close", None)
+            if close is not None:
+                close()
+        post(_DONE, None)
+
+    ctx = contextvars.copy_context()
+    future = loop.run_in_executor(None, ctx.run, produce)
+    try:
+        while True:
+            kind, value = await queue.get()
+            if kind == _ITEM:
+                yield value
+            elif kind == _ERROR:
+                raise value
+            else:
+                break
+    finally:
+        stop.set()
+        if future.done():
+            future.result()
+
+
+async def run_blocking(func: Callable[..., T], *args: Any) -> T:
+    """Run ``func(*args)`` in the default thread pool, keeping the caller's contextvars."""
+    loop = asyncio.get_running_loop()
+    ctx = contextvars.copy_context()
+    return await loop.run_in_executor(None, lambda: ctx.run(func, *args))

@@ -1,0 +1,465 @@
+"""``ChatGPT4All``: a LangChain chat model on a local GGUF model through gpt4all-rag."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from operator import itemgetter
+from typing import Any, Literal
+
+from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
+from langchain_core.language_models import BaseChatModel, LanguageModelInput
+from langchain_core.language_models.base import LangSmithParams
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.messages.ai import InputTokenDetails, UsageMetadata
+from langchain_core.messages.tool import tool_call_chunk
+from langchain_core.output_parsers import JsonOutputParser, PydanticOutputParser
+from langchain_core.output_parsers.base import OutputParserLike
+from langchain_core.output_parsers.openai_tools import (
+    JsonOutputKeyToolsParser,
+    PydanticToolsParser,
+)
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from langchain_core.runnables import Runnable, RunnableMap, RunnablePassthrough
+from langchain_core.tools import BaseTool
+from langchain_core.utils.function_calling import convert_to_json_schema, convert_to_openai_tool
+from langchain_core.utils.pydantic import is_basemodel_subclass
+from pydantic import Field, PrivateAttr
+
+from gpt4all_rag.errors import ChatTemplateError
+from gpt4all_rag.gpt4all import GenerationStats
+from gpt4all_rag.templates import ChatTemplate
+
+from . import _messages
+from ._common import GPT4AllParams, _Engine, pump, run_blocking
+
+__all__ = ["ChatGPT4All"]
+
+_PROVIDER = "gpt4all"
+_ToolChoice = Literal["auto", "any", "required", "none"]
+
+
+@dataclass
+class _Call:
+    """Everything one generation needs, prepared before the engine is touched."""
+
+    engine: _Engine
+    model_name: str
+    prompt: str
+    sampling: dict[str, Any]
+    grammar: str | None
+    tool_mode: Literal["off", "forced", "auto"] = "off"
+    tool_names: list[str] = field(default_factory=list)
+
+
+class ChatGPT4All(GPT4AllParams, BaseChatModel):
+    """Chat model on a local GGUF model, run in-process by gpt4all-rag's llama.cpp backend.
+
+    Messages are rendered with the model's own chat template (the GGUF's
+    ``tokenizer.chat_template``, or the catalogue's; ``chat_template`` overrides both) and the
+    prompt is generated from outside a GPT4All chat session, so one instance can serve any
+    number of independent conversations; the engine's prompt cache still makes a conversation
+    that grows turn by turn cheap (only the new tokens are evaluated, see
+    ``usage_metadata["input_token_details"]["cache_read"]``). How messages map onto the
+    template (several system messages, tool results ...) is described in
+    :mod:`langchain_gpt4all_rag._messages`. A conversation longer than ``n_ctx`` raises
+    :class:`gpt4all_rag.ContextOverflowError` (a ``ValueError``); trim it first, e.g. with
+    ``langchain_core.messages.trim_messages``.
+
+    Setup: ``pip install langchain-gpt4all-rag``; models are GGUF files (see gpt4all-rag).
+
+    Example:
+        .. code-block:: python
+
+            from langchain_gpt4all_rag import ChatGPT4All
+
+            llm = ChatGPT4All(model="SmolLM2-135M-Instruct.Q4_1.gguf", model_path="models",
+                              temperature=0, max_tokens=64)
+            llm.invoke("Name three colours.").content
+            for chunk in llm.stream("Count to five."):
+                print(chunk.content, end="")
+
+    Fields:
+        model: model file name (found in ``model_path``) or path to a GGUF file.
+        model_path: directory of the model (None: ``~/.cache/gpt4all``).
+        allow_download: download a missing catalogue model (default True).
+        n_ctx: context window in tokens (default 4096).
+        n_threads: CPU threads (None: a default from the CPU count).
+        device: ``"cpu"`` (default), ``"gpu"``, ``"cuda"``, ``"vulkan"``, ``"metal"`` ...
+        temp (alias ``temperature``), top_k, top_p, min_p, repeat_penalty, repeat_last_n,
+            seed: sampling parameters with the GPT4All SDK's defaults (0.7, 40, 0.4, 0.0, 1.18,
+            64, None); documented once in :mod:`gpt4all_rag.gpt4all`.
+        max_tokens: most tokens generated per call (default 200).
+        n_batch: prompt tokens per evaluation batch (default 512; the SDK's default is 8).
+        stop: stop sequences (honoured during generation; a call's ``stop`` replaces them).
+        streaming: make ``invoke`` stream internally, so callbacks see every token.
+        chat_template: a Jinja chat template that replaces the model's.
+        timeout, max_retries, api_key: accepted for LangChain's standard parameters, no effect.
+
+    Per-call keyword arguments (``invoke(..., temperature=0)``, ``bind(...)``): any sampling
+    field, ``stop``, ``grammar`` (a GBNF grammar the reply must follow) and ``model`` (another
+    model file; loaded on first use and kept loaded by this instance).
+
+    Streaming is real: tokens are yielded as the engine produces them; the last chunk has
+    ``chunk_position="last"`` and carries ``usage_metadata`` and ``response_metadata``
+    (``model_name``, ``model_provider``, ``finish_reason``: ``"stop"``, ``"length"``).
+
+    Tools and structured output use grammar-constrained sampling: the reply is forced to be
+    valid JSON of the given schema, even from a small model (the *content* is only as good as
+    the model). ``bind_tools`` supports one call per reply.
+
+    Thread safety: an instance may be shared by threads; calls on one model run one at a time.
+    Async methods run the engine in a worker thread and never block the event loop.
+
+    Weights are loaded on the first call, not in the constructor. Instances with the same
+    ``model`` and load options (``model_path``, ``allow_download``, ``n_ctx``, ``n_threads``,
+    ``device``) share one loaded model while any of them holds it (LangChain code often builds
+    a model object per request); ``close()`` drops this instance's hold. ``get_num_tokens``
+    counts with the model's own tokenizer.
+
+    Raises (on calls):
+        gpt4all_rag.ModelNotFoundError: the model file does not exist (a FileNotFoundError).
+        gpt4all_rag.ModelLoadError: the file is not a loadable GGUF model (a ValueError).
+        gpt4all_rag.ChatTemplateError: the model has no chat template and none was given, or
+            the template rejected the conversation (a ValueError).
+        gpt4all_rag.ContextOverflowError: the conversation does not fit into n_ctx (a ValueError).
+        gpt4all_rag.errors.ConcurrentUseError: this thread calls the model while it still
+            consumes its own stream from it.
+        ValueError: an unsupported message, content block or keyword argument.
+    """
+
+    model_config = GPT4AllParams.model_config  # BaseChatModel/BaseLLM would relax `extra`
+
+    chat_template: str | None = Field(
+        default=None, description="Jinja chat template replacing the model's own.")
+
+    _templates: dict[str, ChatTemplate] = PrivateAttr(default_factory=dict)
+
+    # -- LangChain plumbing -----------------------------------------------------------------
+    @property
+    def _llm_type(self) -> str:
+        return "gpt4all-rag-chat"
+
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        return {"model": self.model, "n_ctx": self.n_ctx, "temp": self.temp,
+                "top_k": self.top_k, "top_p": self.top_p, "min_p": self.min_p,
+                "repeat_penalty": self.repeat_penalty, "repeat_last_n": self.repeat_last_n,
+                "max_tokens": self.max_tokens, "seed": self.seed}
+
+    def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
+        model = kwargs.get("model")
+        params = LangSmithParams(
+            ls_provider=_PROVIDER,
+            ls_model_name=model if isinstance(model, str) and model else self.model,
+            ls_model_type="chat",
+            ls_temperature=kwargs.get("temperature", kwargs.get("temp", self.temp)),
+            ls_max_tokens=kwargs.get("max_tokens", self.max_tokens))
+        if ls_stop := stop or self.stop:
+            params["ls_stop"] = ls_stop
+        return params
+
+    # -- preparing a call -------------------------------------------------------------------
+    def _template(self, engine: _Engine, model_name: str) -> ChatTemplate:
+        with self._engines_lock:
+            template = self._templates.get(model_name)
+        if template is None:
+            model = engine.model
+            source = (self.chat_template or model.config.get("chatTemplate")
+                      or model.model.chat_template())
+            if not source:
+                raise ChatTemplateError(
+                    f"{self._display_name(model.config['path'])} has no chat template (neither "
+                    "in its GGUF nor in the catalogue); pass ChatGPT4All(chat_template=...) or "
+                    "use GPT4AllLLM for plain completion")
+            template = ChatTemplate(source)
+            with self._engines_lock:
+                self._templates[model_name] = template
+        return template
+
+    def _prepare(self, messages: Sequence[BaseMessage], stop: list[str] | None,
+                 kwargs: dict[str, Any]) -> _Call:
+        kwargs = dict(kwargs)
+        model_name = self._model_name(kwargs)
+        sampling = self._sampling(stop, kwargs)
+        grammar: str | None = kwargs.pop("grammar", None)
+        tools: list[dict[str, Any]] | None = kwargs.pop("tools", None)
+        tool_choice = kwargs.pop("tool_choice", None)
+        has_schema = "json_schema" in kwargs
+        schema = kwargs.pop("json_schema", None)
+        self._check_no_kwargs(kwargs)
+
+        extra_system: str | None = None
+        tool_mode: Literal["off", "forced", "auto"] = "off"
+        tool_names: list[str] = []
+        if tools and tool_choice != "none":
+            chosen = _chosen_tools(tools, tool_choice)
+            tool_names = [t["function"]["name"] for t in chosen]
+            tool_mode = "auto" if tool_choice in (None, "auto") else "forced"
+            extra_system = _messages.tools_instruction(chosen, required=tool_mode == "forced")
+            grammar = _tool_grammar(chosen, forced=tool_mode == "forced")
+        elif has_schema:
+            extra_system = _messages.schema_instruction(schema)
+            grammar = _gbnf(schema if schema is not None else {"type": "object"})
+
+        engine = self._engine(model_name)
+        template = self._template(engine, model_name)
+        turns = _messages.to_template_messages(
+            messages, tool_role=_messages.template_knows_tool_role(template.source),
+            extra_system=extra_system)
+        prompt = template.render(turns, add_generation_prompt=True,
+                                 special_tokens=engine.model.special_tokens_map)
+        return _Call(engine=engine, model_name=model_name, prompt=prompt, sampling=sampling,
+                     grammar=grammar, tool_mode=tool_mode, tool_names=tool_names)
+
+    # -- results ----------------------------------------------------------------------------
+    def _metadata(self, call: _Call,
+                  stats: GenerationStats) -> tuple[UsageMetadata, dict[str, Any]]:
+        usage = UsageMetadata(
+            input_tokens=stats.prompt_tokens, output_tokens=stats.completion_tokens,
+            total_tokens=stats.prompt_tokens + stats.completion_tokens,
+            input_token_details=InputTokenDetails(cache_read=stats.reused_tokens))
+        meta = {"model_name": call.model_name, "model_provider": _PROVIDER,
+                "finish_reason": stats.finish_reason}
+        return usage, meta
+
+    def _message(self, call: _Call, text: str, stats: GenerationStats) -> AIMessage:
+        usage, meta = self._metadata(call, stats)
+        is_call = call.tool_mode == "forced" or (call.tool_mode == "auto"
+                                                 and text.lstrip().startswith("{"))
+        if is_call:
+            tool_call, invalid = _messages.parse_tool_call(text, call.tool_names,
+                                                           _messages.new_call_id())
+            return AIMessage(content="", tool_calls=[tool_call] if tool_call else [],
+                             invalid_tool_calls=[invalid] if invalid else [],
+                             usage_metadata=usage, response_metadata=meta)
+        return AIMessage(content=text, usage_metadata=usage, response_metadata=meta)
+
+    # -- generation -------------------------------------------------------------------------
+    def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
+                  run_manager: CallbackManagerForLLMRun | None = None,
+                  **kwargs: Any) -> ChatResult:
+        call = self._prepare(messages, stop, kwargs)
+        text, stats = call.engine.complete(call.prompt, call.sampling, call.grammar)
+        return ChatResult(generations=[ChatGeneration(message=self._message(call, text, stats))])
+
+    async def _agenerate(self, messages: list[BaseMessage], stop: list[str] | None = None,
+                         run_manager: AsyncCallbackManagerForLLMRun | None = None,
+                         **kwargs: Any) -> ChatResult:
+        return await run_blocking(lambda: self._generate(messages, stop, None, **kwargs))
+
+    def _stream(self, messages: list[BaseMessage], stop: list[str] | None = None,
+                run_manager: CallbackManagerForLLMRun | None = None,
+                **kwargs: Any) -> Iterator[ChatGenerationChunk]:
+        call = self._prepare(messages, stop, kwargs)
+        builder = _ChunkBuilder(self, call)
+        for item in call.engine.pieces(call.prompt, call.sampling, call.grammar):
+            for chunk in builder.feed(item):
+                if run_manager is not None and chunk.text:
+                    run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+                yield chunk
+
+    async def _astream(self, messages: list[BaseMessage], stop: list[str] | None = None,
+                       run_manager: AsyncCallbackManagerForLLMRun | None = None,
+                       **kwargs: Any) -> AsyncIterator[ChatGenerationChunk]:
+        call = await run_blocking(lambda: self._prepare(messages, stop, kwargs))
+        builder = _ChunkBuilder(self, call)
+        items = pump(lambda: call.engine.pieces(call.prompt, call.sampling, call.grammar))
+        try:
+            async for item in items:
+                for chunk in builder.feed(item):
+                    if run_manager is not None and chunk.text:
+                        await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+                    yield chunk
+        finally:
+            await items.aclose()
+
+    # -- tools and structured output --------------------------------------------------------
+    def bind_tools(
+        self,
+        tools: Sequence[dict[str, Any] | type | Callable[..., Any] | BaseTool],
+        *,
+        tool_choice: dict[str, Any] | str | bool | None = None,
+        **kwargs: Any,
+    ) -> Runnable[LanguageModelInput, AIMessage]:
+        """Bind tools; the model's reply is either text or one grammar-constrained tool call.
+
+        Args:
+            tools: LangChain tools, functions, pydantic models, TypedDicts or OpenAI tool
+                dicts (anything ``convert_to_openai_tool`` accepts).
+            tool_choice: ``None``/``"auto"``: the model chooses between text and a call;
+                ``"any"``/``"required"``/``True``: it must call one of the tools; a tool name
+                (or ``{"type": "function", "function": {"name": ...}}``): it must call that
+                tool; ``"none"``/``False``: no tool call.
+            **kwargs: further arguments bound to the model.
+
+        Returns:
+            A runnable whose ``AIMessage`` has ``tool_calls`` (one at most) or text content.
+            A call that could not be completed (``max_tokens`` reached inside the JSON) is
+            reported in ``invalid_tool_calls``.
+
+        Raises:
+            ValueError: ``tool_choice`` names a tool that is not bound.
+        """
+        formatted = [convert_to_openai_tool(t) for t in tools]
+        choice = _normalise_tool_choice(tool_choice)
+        if choice not in (None, "auto", "any", "required", "none"):
+            names = [t["function"]["name"] for t in formatted]
+            if choice not in names:
+                raise ValueError(f"tool_choice {choice!r} is not one of the bound tools {names}")
+        return super().bind(tools=formatted, tool_choice=choice, **kwargs)
+
+    def with_structured_output(
+        self,
+        schema: dict[str, Any] | type,
+        *,
+        include_raw: bool = False,
+        method: Literal["json_schema", "function_calling", "json_mode"] = "json_schema",
+        strict: bool | None = None,
+        **kwargs: Any,
+    ) -> Runnable[LanguageModelInput, dict[str, Any] | Any]:
+        """A runnable whose output follows ``schema``, enforced by a grammar while sampling.
+
+        Args:
+            schema: a pydantic model (v2 or v1), a TypedDict, a JSON schema dict or an OpenAI
+                tool/function dict.
+            include_raw: return ``{"raw": AIMessage, "parsed": ..., "parsing_error": ...}``
+                instead of raising on a parsing error.
+            method: ``"json_schema"`` (default): the reply is a JSON object of the schema;
+                ``"function_calling"``: a forced tool call whose arguments follow the schema;
+                ``"json_mode"``: any JSON object (the schema only parses the result).
+            strict: accepted for compatibility; the grammar is always strict.
+            **kwargs: not supported.
+
+        Returns:
+            A runnable producing a pydantic instance (pydantic schema) or a dict.
+
+        Raises:
+            ValueError: unknown method or extra keyword arguments.
+            gpt4all_rag.errors.GrammarError: the schema uses a construct the converter cannot
+                express (on the first call).
+
+        A reply cut off by ``max_tokens`` is not valid JSON: the parser then raises
+        ``OutputParserException`` (or reports it in ``parsing_error``); give the model enough
+        ``max_tokens`` for the object.
+        """
+        if kwargs:
+            raise ValueError(f"unsupported arguments: {sorted(kwargs)}")
+        is_pydantic = isinstance(schema, type) and is_basemodel_subclass(schema)
+        fmt = {"kwargs": {"method": method, "strict": strict}, "schema": schema}
+        parser: OutputParserLike[Any]
+        if method == "function_calling":
+            name = convert_to_openai_tool(schema)["function"]["name"]
+            llm = self.bind_tools([schema], tool_choice=name, ls_structured_output_format=fmt)
+            if is_pydantic:
+                parser = PydanticToolsParser(tools=[schema],  # type: ignore[list-item]
+                                             first_tool_only=True)
+            else:
+                parser = JsonOutputKeyToolsParser(key_name=name, first_tool_only=True)
+        elif method in ("json_schema", "json_mode"):
+            json_schema = convert_to_json_schema(schema) if method == "json_schema" else None
+            llm = self.bind(json_schema=json_schema, ls_structured_output_format=fmt)
+            if is_pydantic:
+                parser = PydanticOutputParser(pydantic_object=schema)  # type: ignore[arg-type]
+            else:
+                parser = JsonOutputParser()
+        else:
+            raise ValueError(f"unknown method {method!r}: use 'json_schema', "
+                             "'function_calling' or 'json_mode'")
+        if not include_raw:
+            return llm | parser
+        parse = RunnablePassthrough.assign(parsed=itemgetter("raw") | parser,
+                                           parsing_error=lambda _: None)
+        no_parse = RunnablePassthrough.assign(parsed=lambda _: None)
+        return RunnableMap(raw=llm) | parse.with_fallbacks([no_parse],
+                                                           exception_key="parsing_error")
+
+
+class _ChunkBuilder:
+    """Turns the engine's text pieces (and final stats) into LangChain chunks.
+
+    Text streams as it comes. A tool call is buffered and sent as one tool-call chunk at the
+    end; with ``tool_choice="auto"``, the first non-blank character decides (``{``: a call).
+    """
+
+    def __init__(self, chat: ChatGPT4All, call: _Call) -> None:
+        self.chat = chat
+        self.call = call
+        self.buffer = ""
+        self.mode = "tool" if call.tool_mode == "forced" else \
+            "undecided" if call.tool_mode == "auto" else "text"
+
+    def feed(self, item: str | GenerationStats) -> list[ChatGenerationChunk]:
+        if isinstance(item, GenerationStats):
+            return [self._last(item)]
+        if self.mode == "text":
+            return [ChatGenerationChunk(message=AIMessageChunk(content=item))] if item else []
+        self.buffer += item
+        if self.mode == "undecided" and self.buffer.strip():
+            if self.buffer.lstrip().startswith("{"):
+                self.mode = "tool"
+            else:
+                self.mode, text, self.buffer = "text", self.buffer, ""
+                return [ChatGenerationChunk(message=AIMessageChunk(content=text))]
+        return []
+
+    def _last(self, stats: GenerationStats) -> ChatGenerationChunk:
+        usage, meta = self.chat._metadata(self.call, stats)
+        if self.mode == "tool":
+            call_id = _messages.new_call_id()
+            tool_call, invalid = _messages.parse_tool_call(self.buffer, self.call.tool_names,
+                                                           call_id)
+            name = tool_call["name"] if tool_call else invalid["name"] if invalid else None
+            args = json.dumps(tool_call["args"], ensure_ascii=False) if tool_call \
+                else self.buffer
+            message = AIMessageChunk(
+                content="", usage_metadata=usage, response_metadata=meta,
+                tool_call_chunks=[tool_call_chunk(name=name, args=args, id=call_id, index=0)],
+                chunk_position="last")
+        else:
+            message = AIMessageChunk(content=self.buffer, usage_metadata=usage,
+                                     response_metadata=meta, chunk_position="last")
+        return ChatGenerationChunk(message=message,
+                                   generation_info={"finish_reason": stats.finish_reason})
+
+
+def _normalise_tool_choice(choice: dict[str, Any] | str | bool | None) -> str | None:
+    if choice is True:
+        return "any"
+    if choice is False:
+        return "none"
+    if isinstance(choice, dict):
+        name = (choice.get("function") or {}).get("name") or choice.get("name")
+        if not isinstance(name, str):
+            raise ValueError(f"cannot read a tool name from tool_choice {choice!r}")
+        return name
+    if choice is not None and not isinstance(choice, str):
+        raise TypeError(f"tool_choice must be a string, dict, bool or None, got {choice!r}")
+    return choice
+
+
+def _chosen_tools(tools: list[dict[str, Any]], choice: str | None) -> list[dict[str, Any]]:
+    if choice in (None, "auto", "any", "required"):
+        return tools
+    return [t for t in tools if t["function"]["name"] == choice]
+
+
+def _gbnf(schema: dict[str, Any]) -> str:
+    from gpt4all_rag.grammar import json_schema_to_gbnf
+
+    return json_schema_to_gbnf(schema)
+
+
+_ROOT_RULE = re.compile(r"^root ::=", re.MULTILINE)
+
+
+def _tool_grammar(tools: list[dict[str, Any]], *, forced: bool) -> str:
+    grammar = _gbnf(_messages.tool_call_schema(tools))
+    if forced:
+        return grammar
+    # Either a tool call or free text that does not start with "{".
+    grammar = _ROOT_RULE.sub("g4r-call ::=", grammar)
+    return (grammar + "\ng4r-text ::= [^{ \\t\\n] .*\n"
+            "root ::= [ \\t\\n]* (g4r-call | g4r-text)\n")
