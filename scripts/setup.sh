@@ -13,10 +13,11 @@ $VPY -m pip install -q --disable-pip-version-check -U pip
 # build/ folder (and the fetched llama.cpp tree) is reused incrementally.
 $VPY -m pip install -q --disable-pip-version-check "scikit-build-core>=0.10" ninja
 extras="localdocs"
-if [ "${1:-}" = "--test" ]; then extras="localdocs,test"; fi
+pkg_extras=""
+if [ "${1:-}" = "--test" ]; then extras="localdocs,test"; pkg_extras="[test]"; fi
 $VPY -m pip install -q --disable-pip-version-check --no-build-isolation -e ".[${extras}]"
 for pkg in integrations/langchain integrations/llama_index; do
   if [ -f "$pkg/pyproject.toml" ]; then
-    $VPY -m pip install -q --disable-pip-version-check -e "$pkg"
+    $VPY -m pip install -q --disable-pip-version-check -e "${pkg}${pkg_extras}"
   fi
 done
