@@ -49,7 +49,8 @@ from gpt4all_rag import convert, pypi_models
 from gpt4all_rag.embed4all import Embed4All
 from gpt4all_rag.errors import CollectionNotFoundError
 from gpt4all_rag.localdocs import LocalDocs, chunking, loaders
-from gpt4all_rag.localdocs.evaluation import BeirDataset, evaluate_run, load_beir, write_corpus
+from gpt4all_rag.localdocs.evaluation import (BeirDataset, evaluate_run, load_beir,
+                                              reciprocal_rank, write_corpus)
 from gpt4all_rag.localdocs.retrieval import KeywordIndex, hybrid_search
 from gpt4all_rag.localdocs.store import (ChunkRecord, FileRecord, LocalDocsEmbeddingFunction,
                                          Store, doc_id_for, make_client)
@@ -172,6 +173,7 @@ class Row:
     def __init__(self, label: str, run: dict[str, list[str]], ds: BeirDataset, verbatim: set[str],
                  n_chunks: int | None, index_s: float | None, query_s: float) -> None:
         self.label = label
+        self.run = run
         self.metrics = evaluate_run(run, ds.qrels)
         self.hard = evaluate_run(run, {q: r for q, r in ds.qrels.items() if q not in verbatim})
         self.n_chunks = n_chunks
@@ -189,6 +191,38 @@ class Row:
 
 HEADER = (f"{'configuration':<58} {'chunks':>6} {'R@1':>6} {'R@10':>6} {'MRR@10':>6} | "
           f"{'R@1':>6} {'R@10':>6} {'MRR@10':>6} {'index s':>7} {'ms/q':>6}")
+
+
+def whole_document_bm25(ds: BeirDataset) -> tuple[dict[str, list[str]], float]:
+    """Plain bm25s (same parameters and tokenizer as our keyword index) over whole corpus
+    documents, title and text; no chunking."""
+    import bm25s
+
+    ids = list(ds.corpus)
+    retriever = bm25s.BM25(k1=1.5, b=0.75)
+    retriever.index(bm25s.tokenize([f"{t}\n\n{x}" for t, x in ds.corpus.values()],
+                                   stopwords="en", show_progress=False), show_progress=False)
+    start = time.perf_counter()
+    run = {}
+    for q, text in ds.queries.items():
+        tokens = bm25s.tokenize([text], stopwords="en", show_progress=False)
+        docs, scores = retriever.retrieve(tokens, k=10, show_progress=False, n_threads=1)
+        run[q] = [ids[int(d)] for d, sc in zip(docs[0], scores[0], strict=True) if sc > 0]
+    return run, time.perf_counter() - start
+
+
+def paired_difference(a: dict[str, list[str]], b: dict[str, list[str]], ds: BeirDataset,
+                      n_boot: int = 5000) -> str:
+    """Mean per-query difference of RR@10 (a - b), its 95 % paired bootstrap interval, and
+    how many queries each run ranks better."""
+    relevant = {q: {d for d, s in r.items() if s >= 1} for q, r in ds.qrels.items()}
+    diff = np.array([reciprocal_rank(a.get(q, []), rel, 10) - reciprocal_rank(b.get(q, []), rel, 10)
+                     for q, rel in relevant.items() if rel])
+    rng = np.random.default_rng(0)
+    means = diff[rng.integers(0, len(diff), size=(n_boot, len(diff)))].mean(axis=1)
+    low, high = np.percentile(means, [2.5, 97.5])
+    return (f"{diff.mean():+.3f} [95 % CI {low:+.3f}, {high:+.3f}]; better on "
+            f"{int((diff > 0).sum())}, worse on {int((diff < 0).sum())} queries")
 
 
 def timed_run(search: Callable[[str], Sequence[Any]], ds: BeirDataset,
@@ -327,6 +361,9 @@ def main() -> None:
     run, s = timed_run(lambda q: ld.search(q, 10, mode="keyword"), ds, path_to_doc)
     rows.append(Row("(b) BM25 only: our keyword mode, (a)'s chunks, top 10", run, ds, verbatim,
                     n_ours, None, s))
+    run, s = whole_document_bm25(ds)
+    rows.append(Row("(b2) BM25 only: plain bm25s over whole documents, top 10", run, ds,
+                    verbatim, None, None, s))
     run, s = timed_run(lambda q: ld.search(q, 10, mode="dense"), ds, path_to_doc)
     rows.append(Row("    ref: dense only, (a)'s chunks, top 10", run, ds, verbatim, n_ours,
                     None, s))
@@ -357,10 +394,13 @@ def main() -> None:
     print(HEADER)
     for row in rows:
         print(row.line())
-    a, b, c = rows[0].metrics, rows[1].metrics, rows[3].metrics
+    ours, desktop = rows[0], rows[4]
     print()
-    print(f"MRR@10 ours / BM25-only: {a.mrr_at_10 / b.mrr_at_10:.3f} (target > 1)   "
-          f"ours / GPT4All desktop: {a.mrr_at_10 / c.mrr_at_10:.3f} (target > 1)")
+    for other in (rows[1], rows[2], desktop):
+        name = other.label.split(":")[0].strip()
+        print(f"MRR@10 ours / {name}: {ours.metrics.mrr_at_10 / other.metrics.mrr_at_10:.3f} "
+              f"(target > 1); RR@10 ours - {name}: "
+              f"{paired_difference(ours.run, other.run, ds)}")
     if cache is not None:
         print(f"embedding cache {args.cache}: {cache.hits} hits, {cache.misses} misses "
               "(index times exclude cached embeddings)")
