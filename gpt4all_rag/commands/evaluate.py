@@ -33,8 +33,9 @@ __all__ = ["evaluate"]
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="CPU threads for embedding [default: automatic].")
 @click.option("--work-dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Keep the corpus files and the index here [default: a temporary folder, "
-                   "deleted afterwards]. Its collection is rebuilt on every run.")
+              help="Keep the corpus files (WORK_DIR/docs, replaced) and the index "
+                   "(WORK_DIR/chroma, collection rebuilt) here [default: a temporary folder, "
+                   "deleted afterwards].")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as one JSON object.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 def evaluate(data_dir: Path, split: str, mode: str, k: int, candidates: int | None,

@@ -23,8 +23,8 @@ counts them) and ``D(q)`` the ranked documents:
 * each metric is averaged over the queries that have at least one relevant document.
 
 Queries listed in the qrels but not in ``queries.jsonl``, and qrels naming documents missing
-from the corpus, are errors (BEIR's loader drops them silently; here a broken file is
-reported, not half-evaluated).
+from the corpus, are errors that name the offending ids: a broken data set is reported, not
+half-evaluated.
 """
 
 from __future__ import annotations
@@ -380,10 +380,11 @@ def evaluate_localdocs(dataset: BeirDataset, *, mode: str = "hybrid", k: int = 1
     """Index a BEIR corpus into a fresh LocalDocs collection and score every query.
 
     The corpus documents are written as Markdown files (:func:`write_corpus`) into
-    ``<work_dir>/docs``, indexed into a new collection of an embedded Chroma database in
-    ``<work_dir>/chroma`` (any collection of that name there is deleted first, unless
-    ``chroma_url`` is given, in which case the collection on that server is replaced), then
-    each query is searched for ``k`` chunks and the chunks mapped to documents.
+    ``<work_dir>/docs`` (deleted first if it exists) and indexed into a fresh collection of an
+    embedded Chroma database in ``<work_dir>/chroma``, or of the Chroma server at
+    ``chroma_url`` if one is passed (a collection of that name is deleted first, in either
+    place). Then each query is searched for ``k`` chunks and the chunks are mapped to the
+    documents they come from.
 
     Args:
         dataset: from :func:`load_beir`.

@@ -12,8 +12,9 @@ from click.testing import CliRunner
 
 from gpt4all_rag.commands.evaluate import evaluate
 from gpt4all_rag.errors import InvalidParameterError
-from gpt4all_rag.localdocs.evaluation import (BeirDataset, DatasetError, Metrics, evaluate_run,
-                                              load_beir, recall_at_k, reciprocal_rank, retrieve,
+from gpt4all_rag.localdocs.evaluation import (BeirDataset, DatasetError, Metrics,
+                                              evaluate_localdocs, evaluate_run, load_beir,
+                                              recall_at_k, reciprocal_rank, retrieve,
                                               write_corpus)
 
 # --------------------------------------------------------------------------- metrics
@@ -249,3 +250,17 @@ def test_evaluate_command_checks_its_options(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "fuzzy" in result.output
     result = CliRunner().invoke(evaluate, [str(root), "--k", "0"])
     assert result.exit_code == 2
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"mode": "fuzzy"}, "mode must be"),
+    ({"k": 0}, "k must be a positive integer"),
+    ({"persist_directory": "/tmp/x"}, "persist_directory is chosen by evaluate_localdocs"),
+    ({"reindex": True}, "reindex is chosen by evaluate_localdocs"),
+])
+def test_evaluate_localdocs_checks_arguments_before_any_work(tmp_path: Path, kwargs: dict,
+                                                             message: str) -> None:
+    ds = load_beir(write_beir(tmp_path / "data"))
+    with pytest.raises(InvalidParameterError, match=message):
+        evaluate_localdocs(ds, work_dir=tmp_path / "work", **kwargs)
+    assert not (tmp_path / "work").exists()
