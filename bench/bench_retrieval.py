@@ -4,8 +4,8 @@ One run on a BEIR data set (default ``bench/data/pydocs``, built by ``build_eval
 prints Recall@1, Recall@10 and MRR@10 (document level, see
 :mod:`gpt4all_rag.localdocs.evaluation`) for:
 
-(a) ours: LocalDocs with its defaults: structure-aware chunks of 256 tokens with 32 tokens of
-    overlap, dense (all-MiniLM-L6-v2) + BM25 fused by reciprocal rank fusion, top 10;
+(a) ours: LocalDocs with its defaults: structure-aware chunks of 128 tokens with 16 tokens of
+    overlap (its default for all-MiniLM-L6-v2), dense (all-MiniLM-L6-v2) + BM25 fused by reciprocal rank fusion, top 10;
 (b) BM25 only: our keyword mode (bm25s, k1 1.5, b 0.75, English stop words) over the same
     chunks as (a), top 10; and (b2) the same bm25s over whole corpus documents (title + text),
     no chunking, top 10;
@@ -32,7 +32,7 @@ then measure everything but embedding (``bench_index.py`` measures real throughp
 
 Usage::
 
-    python bench/bench_retrieval.py [--explore] [--chunk-tokens 128 --overlap-tokens 16]
+    python bench/bench_retrieval.py [--explore] [--chunk-tokens 256 --overlap-tokens 32]
 """
 
 from __future__ import annotations
@@ -323,8 +323,9 @@ def main() -> None:
                         default=DEFAULT_WORK.parent / ".embedding-cache.sqlite")
     parser.add_argument("--no-cache", action="store_true")
     parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--chunk-tokens", type=int, default=chunking.DEFAULT_CHUNK_TOKENS)
-    parser.add_argument("--overlap-tokens", type=int, default=chunking.DEFAULT_OVERLAP_TOKENS)
+    parser.add_argument("--chunk-tokens", type=int, default=None,
+                        help="default: LocalDocs' default for the model (128 for MiniLM)")
+    parser.add_argument("--overlap-tokens", type=int, default=None)
     parser.add_argument("--explore", action="store_true",
                         help="also print fusion variants (candidates, weights, RRF k) per index")
     args = parser.parse_args()
@@ -361,7 +362,7 @@ def main() -> None:
     n_ours = int(ld.stats()["chunks"])
     ld.search("warm up", 1, mode="hybrid")  # loads the model, builds the BM25 index
     run, s = timed_run(lambda q: ld.search(q, 10, mode="hybrid"), ds, path_to_doc)
-    sizes = f"{args.chunk_tokens}/{args.overlap_tokens}"
+    sizes = f"{ld.chunk_tokens}/{ld.overlap_tokens}"
     rows.append(Row(f"(a) ours: structure {sizes} tok, hybrid RRF, top 10",
                     run, ds, verbatim, n_ours, index_s, s))
     run, s = timed_run(lambda q: ld.search(q, 10, mode="keyword"), ds, path_to_doc)

@@ -22,10 +22,13 @@ __all__ = ["evaluate"]
               help="Chunks retrieved per query (Recall@10 and MRR@10 see at most k documents).")
 @click.option("--candidates", type=click.IntRange(min=1), default=None,
               help="Results each ranking contributes to hybrid fusion [default: max(4k, 20)].")
-@click.option("--chunk-tokens", type=click.IntRange(min=16), default=256, show_default=True,
-              help="Target chunk size in embedding-model tokens.")
-@click.option("--overlap-tokens", type=click.IntRange(min=0), default=32, show_default=True,
-              help="Tokens shared by consecutive chunks.")
+@click.option("--chunk-tokens", type=click.IntRange(min=16), default=None,
+              help="Target chunk size in embedding-model tokens [default: the collection's, or "
+                   "the embedding model's: 128 for all-MiniLM-L6-v2, 256 for others].")
+@click.option("--overlap-tokens", type=click.IntRange(min=0), default=None,
+              help="Tokens shared by consecutive chunks [default: the collection's, or the "
+                   "model's: 16 for all-MiniLM-L6-v2, 32 for others; chunk size / 8 with "
+                   "--chunk-tokens].")
 @click.option("--embedding-model", help="GGUF embedding model [default: "
                                         "all-MiniLM-L6-v2.gguf2.f16.gguf].")
 @click.option("--embedding-model-path", type=click.Path(file_okay=False, path_type=Path),
@@ -39,7 +42,7 @@ __all__ = ["evaluate"]
 @click.option("--json", "as_json", is_flag=True, help="Print the results as one JSON object.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 def evaluate(data_dir: Path, split: str, mode: str, k: int, candidates: int | None,
-             chunk_tokens: int, overlap_tokens: int, embedding_model: str | None,
+             chunk_tokens: int | None, overlap_tokens: int | None, embedding_model: str | None,
              embedding_model_path: Path | None, threads: int | None, work_dir: Path | None,
              as_json: bool, quiet: bool) -> None:
     """Index the BEIR data set in DATA_DIR into a fresh collection and score every query.

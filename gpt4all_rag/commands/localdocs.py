@@ -51,16 +51,19 @@ def open_localdocs(collection: str, persist_dir: Path | None, chroma_url: str | 
 @localdocs_options
 @click.option("--ext", "extensions", multiple=True,
               help="Only these file extensions (repeatable, e.g. --ext md --ext pdf).")
-@click.option("--chunk-tokens", type=click.IntRange(min=16), default=256, show_default=True,
-              help="Target chunk size in embedding-model tokens.")
-@click.option("--overlap-tokens", type=click.IntRange(min=0), default=32, show_default=True,
-              help="Tokens shared by consecutive chunks.")
+@click.option("--chunk-tokens", type=click.IntRange(min=16), default=None,
+              help="Target chunk size in embedding-model tokens [default: the collection's, or "
+                   "the embedding model's: 128 for all-MiniLM-L6-v2, 256 for others].")
+@click.option("--overlap-tokens", type=click.IntRange(min=0), default=None,
+              help="Tokens shared by consecutive chunks [default: the collection's, or the "
+                   "model's: 16 for all-MiniLM-L6-v2, 32 for others; chunk size / 8 with "
+                   "--chunk-tokens].")
 @click.option("--reindex", is_flag=True,
               help="Rebuild the collection if it was built with other settings.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 def index(paths: tuple[Path, ...], collection: str, persist_dir: Path | None,
           chroma_url: str | None, embedding_model: str | None, embedding_model_path: Path | None,
-          extensions: tuple[str, ...], chunk_tokens: int, overlap_tokens: int, reindex: bool,
+          extensions: tuple[str, ...], chunk_tokens: int | None, overlap_tokens: int | None, reindex: bool,
           quiet: bool) -> None:
     """Index the documents under PATHS into a collection (incrementally).
 

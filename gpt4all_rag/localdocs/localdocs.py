@@ -74,8 +74,13 @@ class LocalDocs:
             with, or ``all-MiniLM-L6-v2.gguf2.f16.gguf`` for a new collection.
         model_path: folder of the embedding model (None: the default model directory).
         document_prefix, query_prefix: task prefixes for models the prefix rules do not know.
-        chunk_tokens: target chunk size in the embedding model's tokens (default 256).
-        overlap_tokens: tokens repeated between consecutive chunks (default 32).
+        chunk_tokens: target chunk size in the embedding model's tokens. None: the size the
+            collection was built with, or for a new collection the embedding model's rule
+            (:class:`~gpt4all_rag.embedding_rules.EmbeddingRule`: 128 for all-MiniLM-L6-v2,
+            which was trained on inputs of at most 128 tokens; 256 for other models).
+        overlap_tokens: tokens repeated between consecutive chunks. None: as for
+            ``chunk_tokens`` (16 for all-MiniLM-L6-v2, 32 otherwise), or an eighth of an
+            explicit ``chunk_tokens``.
         n_threads: CPU threads for embedding.
         reindex: drop an existing collection built with other settings instead of raising.
 
@@ -97,17 +102,18 @@ class LocalDocs:
     def __init__(self, collection: str = "default", *, persist_directory: str | os.PathLike[str] | None = None,
                  chroma_url: str | None = None, embedding_model: str | None = None,
                  model_path: str | os.PathLike[str] | None = None, document_prefix: str | None = None,
-                 query_prefix: str | None = None, chunk_tokens: int = chunking.DEFAULT_CHUNK_TOKENS,
-                 overlap_tokens: int = chunking.DEFAULT_OVERLAP_TOKENS, n_threads: int | None = None,
+                 query_prefix: str | None = None, chunk_tokens: int | None = None,
+                 overlap_tokens: int | None = None, n_threads: int | None = None,
                  reindex: bool = False) -> None:
         check_name(collection)
         for name, v, low in (("chunk_tokens", chunk_tokens, 16), ("overlap_tokens", overlap_tokens, 0)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < low:
-                raise InvalidParameterError(f"{name} must be an integer >= {low}, got {v!r}")
-        if overlap_tokens >= chunk_tokens:
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < low):
+                raise InvalidParameterError(f"{name} must be None or an integer >= {low}, got {v!r}")
+        if chunk_tokens is not None and overlap_tokens is not None and overlap_tokens >= chunk_tokens:
             raise InvalidParameterError("overlap_tokens must be smaller than chunk_tokens")
         self.collection = collection
-        self.chunk_tokens, self.overlap_tokens = chunk_tokens, overlap_tokens
+        self._chunking_args = (chunk_tokens, overlap_tokens)
+        self._chunking: tuple[int, int] | None = None
         self._prefixes = (document_prefix, query_prefix)
         self._n_threads = n_threads
         self._reindex = reindex
@@ -121,6 +127,38 @@ class LocalDocs:
         self.model_path = Path(model_path) if model_path else models.default_model_directory()
         recorded = self._recorded_build_info()
         self.embedding_model = embedding_model or (recorded or {}).get("embedding_model") or DEFAULT_EMBEDDING_MODEL
+        if recorded and chunk_tokens is None and overlap_tokens is None \
+                and recorded.get("embedding_model") == self.embedding_model:
+            self._chunking = (int(recorded["chunk_tokens"]), int(recorded["overlap_tokens"]))
+
+    @property
+    def chunk_tokens(self) -> int:
+        """Target chunk size in the embedding model's tokens (see the class arguments; may
+        load the embedding model to find its rule)."""
+        return self._resolve_chunking()[0]
+
+    @property
+    def overlap_tokens(self) -> int:
+        """Tokens shared by consecutive chunks (see the class arguments)."""
+        return self._resolve_chunking()[1]
+
+    def _resolve_chunking(self) -> tuple[int, int]:
+        if self._chunking is None:
+            chunk, overlap = self._chunking_args
+            # The rule follows the GGUF's general.name, so this loads the embedding model.
+            rule = self.embedder.rule if chunk is None else None
+            if chunk is None:
+                chunk = rule.chunk_tokens if rule else chunking.DEFAULT_CHUNK_TOKENS
+                if overlap is None:
+                    overlap = rule.overlap_tokens if rule else chunking.DEFAULT_OVERLAP_TOKENS
+                elif overlap >= chunk:
+                    raise InvalidParameterError(
+                        f"overlap_tokens ({overlap}) must be smaller than the chunk size "
+                        f"{self.embedding_model} takes by default ({chunk}): pass chunk_tokens")
+            elif overlap is None:
+                overlap = chunk // 8
+            self._chunking = (chunk, overlap)
+        return self._chunking
 
     # -- lifetime -----------------------------------------------------------------------------
     def __enter__(self) -> Self:

@@ -161,7 +161,8 @@ def test_index_reports_documents_and_refused_files(indexed: Indexed) -> None:
     assert stats["chunks"] == report.n_chunks > len(expected)
     assert stats["documents"] == len(expected)
     assert stats["embedding_model"] == MINILM and stats["dimensionality"] == 384
-    assert (stats["chunk_tokens"], stats["overlap_tokens"]) == (256, 32)
+    # the defaults for all-MiniLM-L6-v2 (its embedding rule): 128-token chunks, 16 overlap
+    assert (stats["chunk_tokens"], stats["overlap_tokens"]) == (128, 16)
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -319,7 +320,7 @@ def test_another_embedding_model_is_refused(indexed: Indexed, other_model_dir: P
 
 def test_other_chunking_is_refused_for_indexing_but_searchable(indexed: Indexed) -> None:
     with LocalDocs(**indexed.backend, model_path=indexed.model_dir, n_threads=N_THREADS,
-                   chunk_tokens=128, overlap_tokens=16) as other:
+                   chunk_tokens=256, overlap_tokens=32) as other:
         with pytest.raises(CollectionMismatchError, match="chunk_tokens"):
             other.index(indexed.folder, max_file_bytes=corpus.MAX_FILE_BYTES)
         # a query does not depend on chunking: searching works with any chunk settings
@@ -350,6 +351,9 @@ def test_reindex_rebuilds_with_new_settings(backend: Backend, tmp_path: Path,
         assert stats["chunks"] == report.n_chunks > first.n_chunks
         again = small.index(folder)  # reindex only drops a collection built differently
         assert again.indexed == [] and len(again.unchanged) == len(paths)
+    with open_localdocs(backend, embed_model_dir) as reopened:  # no settings: the collection's
+        assert (reopened.chunk_tokens, reopened.overlap_tokens) == (48, 8)
+        assert reopened.index(folder).indexed == []
     with open_localdocs(backend, other_model_dir, embedding_model="other-embedding-model.f16.gguf",
                         reindex=True) as other:
         report = other.index(folder)
@@ -412,6 +416,11 @@ def test_bad_settings_are_refused(backend: Backend, embed_model_dir: Path) -> No
                    {"chunk_tokens": 64, "overlap_tokens": 64}):
         with pytest.raises(InvalidParameterError):
             LocalDocs(**backend, model_path=embed_model_dir, **kwargs)
+    with LocalDocs(**backend, model_path=embed_model_dir, chunk_tokens=64) as ld:
+        assert (ld.chunk_tokens, ld.overlap_tokens) == (64, 8)  # an eighth of the chunk
+    with LocalDocs(**backend, model_path=embed_model_dir, overlap_tokens=200) as ld:
+        with pytest.raises(InvalidParameterError, match="smaller than the chunk size"):
+            ld.chunk_tokens  # noqa: B018  (MiniLM's default chunk is 128 tokens)
     with pytest.raises(InvalidParameterError, match="chroma_url"):
         LocalDocs(backend["collection"], chroma_url="ftp://127.0.0.1:1", model_path=embed_model_dir)
 
