@@ -17,7 +17,9 @@
 #include <new>
 #include <stdexcept>
 #include <string>
+#include <deque>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 namespace {
@@ -181,6 +183,96 @@ std::string meta_str(const llama_model *model, const std::string &key) {
 }
 
 // A llama_batch of one sequence id per token, freed on scope exit.
+// Repetition penalty with the arithmetic of llama.cpp's penalties sampler (repeat penalty only:
+// a logit l of a token seen in the last `last_n` accepted tokens becomes l * p if l <= 0, else
+// l / p). llama.cpp's sampler looks every vocabulary entry up in its count map (49,152 hash
+// lookups per token for SmolLM2); this one touches only the tokens of the window, so the same
+// result costs O(last_n) when the candidates are still in token-id order, which they are at the
+// head of our chain. Otherwise it falls back to one scan of the candidates.
+struct repeat_penalty_state {
+    int32_t last_n;
+    float penalty;
+    std::deque<llama_token> window;
+    std::unordered_map<llama_token, int32_t> count;
+};
+
+const char *repeat_penalty_name(const llama_sampler *) { return "g4r-repeat-penalty"; }
+
+void repeat_penalty_accept(llama_sampler *smpl, llama_token token) {
+    auto *st = static_cast<repeat_penalty_state *>(smpl->ctx);
+    ++st->count[token];
+    if (st->window.size() >= static_cast<size_t>(st->last_n)) {
+        llama_token old = st->window.front();
+        st->window.pop_front();
+        if (--st->count[old] == 0) st->count.erase(old);
+    }
+    st->window.push_back(token);
+}
+
+inline void penalise(llama_token_data &d, float penalty) {
+    if (d.logit <= 0) d.logit *= penalty;
+    else d.logit /= penalty;
+}
+
+void repeat_penalty_apply(llama_sampler *smpl, llama_token_data_array *cur_p) {
+    auto *st = static_cast<repeat_penalty_state *>(smpl->ctx);
+    bool in_order = true;
+    for (const auto &kv : st->count) {
+        llama_token t = kv.first;
+        if (t < 0 || static_cast<size_t>(t) >= cur_p->size || cur_p->data[t].id != t) {
+            in_order = false;
+            break;
+        }
+    }
+    if (in_order) {
+        for (const auto &kv : st->count) penalise(cur_p->data[kv.first], st->penalty);
+    } else {
+        for (size_t i = 0; i < cur_p->size; ++i)
+            if (st->count.count(cur_p->data[i].id)) penalise(cur_p->data[i], st->penalty);
+    }
+    cur_p->sorted = false;
+}
+
+void repeat_penalty_reset(llama_sampler *smpl) {
+    auto *st = static_cast<repeat_penalty_state *>(smpl->ctx);
+    st->window.clear();
+    st->count.clear();
+}
+
+llama_sampler *repeat_penalty_init(int32_t last_n, float penalty);
+
+llama_sampler *repeat_penalty_clone(const llama_sampler *smpl) {
+    const auto *st = static_cast<const repeat_penalty_state *>(smpl->ctx);
+    llama_sampler *copy = repeat_penalty_init(st->last_n, st->penalty);
+    *static_cast<repeat_penalty_state *>(copy->ctx) = *st;
+    return copy;
+}
+
+void repeat_penalty_free(llama_sampler *smpl) { delete static_cast<repeat_penalty_state *>(smpl->ctx); }
+
+llama_sampler_i repeat_penalty_iface() {
+    llama_sampler_i i{};
+    i.name = repeat_penalty_name;
+    i.accept = repeat_penalty_accept;
+    i.apply = repeat_penalty_apply;
+    i.reset = repeat_penalty_reset;
+    i.clone = repeat_penalty_clone;
+    i.free = repeat_penalty_free;
+    return i;
+}
+
+llama_sampler_i g_repeat_penalty_iface = repeat_penalty_iface();
+
+llama_sampler *repeat_penalty_init(int32_t last_n, float penalty) {
+    auto st = std::make_unique<repeat_penalty_state>();
+    st->last_n = last_n;
+    st->penalty = penalty;
+    llama_sampler *smpl = llama_sampler_init(&g_repeat_penalty_iface, st.get());
+    if (!smpl) throw std::bad_alloc();
+    st.release();
+    return smpl;
+}
+
 struct owned_batch {
     llama_batch batch;
     explicit owned_batch(int32_t n_tokens) : batch(llama_batch_init(n_tokens, 0, 1)) {}
@@ -667,7 +759,7 @@ g4r_status g4r_generate_start(g4r_model *model, float temp, int32_t top_k, float
         llama_sampler_chain_add(chain, g);
     }
     if (last_n > 0 && repeat_penalty != 1.0f) {
-        llama_sampler *pen = llama_sampler_init_penalties(llama_vocab_n_tokens(model->vocab), last_n, repeat_penalty, 0.0f, 0.0f);
+        llama_sampler *pen = repeat_penalty_init(last_n, repeat_penalty);
         size_t from = model->past.size() > static_cast<size_t>(last_n) ? model->past.size() - last_n : 0;
         for (size_t i = from; i < model->past.size(); ++i) llama_sampler_accept(pen, model->past[i]);
         llama_sampler_chain_add(chain, pen);

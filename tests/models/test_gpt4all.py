@@ -42,6 +42,31 @@ def test_greedy_output_is_deterministic(smol: GPT4All, gemma: GPT4All) -> None:
         assert a == b and len(a) > 10
 
 
+def generated_ids(m: GPT4All, prompt: str, **kwargs: object) -> list[int]:
+    ids: list[int] = []
+    m.generate(prompt, callback=lambda token, _text: ids.append(token) is None, **kwargs)
+    return ids
+
+
+@pytest.mark.parametrize("temp", [0, 0.8])
+def test_repeat_penalty_covers_the_window(smol: GPT4All, gemma: GPT4All, temp: float) -> None:
+    # A huge penalty leaves a token of the window a logit of ~0 (positive ones) or of -inf
+    # (the rest), so it cannot beat the many positive logits of the tokens outside it.
+    prompt = "apple, apple, apple, apple, apple, apple, apple, apple,"
+    for m in (smol, gemma):
+        window = set(m.model.tokenize(prompt, add_special=True))
+        plain = generated_ids(m, prompt, max_tokens=16, temp=temp, seed=5, repeat_penalty=1.0)
+        assert window & set(plain), "without a penalty the model repeats the prompt"
+        ids = generated_ids(m, prompt, max_tokens=16, temp=temp, seed=5, repeat_penalty=1e30,
+                            repeat_last_n=-1)
+        assert len(ids) == 16 and not window & set(ids) and len(set(ids)) == len(ids), ids
+        # a window of one token: only the token just before is penalised
+        ids = generated_ids(m, prompt, max_tokens=24, temp=temp, seed=5, repeat_penalty=1e30,
+                            repeat_last_n=1)
+        assert all(a != b for a, b in zip(ids, ids[1:])), ids
+        assert ids[0] != m.model.tokenize(prompt, add_special=False)[-1]
+
+
 def test_seed_makes_sampling_reproducible(smol: GPT4All) -> None:
     a = smol.generate("My favourite colour is", max_tokens=20, temp=0.9, seed=1234)
     b = smol.generate("My favourite colour is", max_tokens=20, temp=0.9, seed=1234)
