@@ -23,12 +23,11 @@ __all__ = ["evaluate"]
 @click.option("--candidates", type=click.IntRange(min=1), default=None,
               help="Results each ranking contributes to hybrid fusion [default: max(4k, 20)].")
 @click.option("--chunk-tokens", type=click.IntRange(min=16), default=None,
-              help="Target chunk size in embedding-model tokens [default: the collection's, or "
-                   "the embedding model's: 128 for all-MiniLM-L6-v2, 256 for others].")
+              help="Chunk size of the evaluated index, in embedding-model tokens [default: "
+                   "LocalDocs' choice for the model: 128 for all-MiniLM-L6-v2, else 256].")
 @click.option("--overlap-tokens", type=click.IntRange(min=0), default=None,
-              help="Tokens shared by consecutive chunks [default: the collection's, or the "
-                   "model's: 16 for all-MiniLM-L6-v2, 32 for others; chunk size / 8 with "
-                   "--chunk-tokens].")
+              help="Overlap of consecutive chunks in tokens [default: 16 for all-MiniLM-L6-v2, "
+                   "else 32; chunk size / 8 when only --chunk-tokens is given].")
 @click.option("--embedding-model", help="GGUF embedding model [default: "
                                         "all-MiniLM-L6-v2.gguf2.f16.gguf].")
 @click.option("--embedding-model-path", type=click.Path(file_okay=False, path_type=Path),

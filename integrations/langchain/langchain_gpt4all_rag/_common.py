@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
+from langchain_core.language_models.base import LangSmithParams
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from gpt4all_rag import GPT4All
@@ -32,6 +33,9 @@ IGNORED_REMOTE_PARAMS = frozenset({"timeout", "max_retries", "api_key"})
 #: Per-call keyword arguments that override a sampling field for one call.
 SAMPLING_KEYS = ("temp", "top_k", "top_p", "min_p", "repeat_penalty", "repeat_last_n",
                  "max_tokens", "n_batch", "seed")
+
+#: ``ls_provider`` of the LangSmith tracing parameters.
+PROVIDER = "gpt4all"
 
 T = TypeVar("T")
 
@@ -172,6 +176,28 @@ class GPT4AllParams(BaseModel):
 
     def _display_name(self, model: str) -> str:
         return Path(model).name
+
+
+def identifying_params(p: GPT4AllParams) -> dict[str, Any]:
+    """The fields that identify a model's configuration (LangChain's ``_identifying_params``)."""
+    return {"model": p.model, "n_ctx": p.n_ctx, "temp": p.temp, "top_k": p.top_k,
+            "top_p": p.top_p, "min_p": p.min_p, "repeat_penalty": p.repeat_penalty,
+            "repeat_last_n": p.repeat_last_n, "max_tokens": p.max_tokens, "seed": p.seed}
+
+
+def ls_params(p: GPT4AllParams, model_type: str, stop: list[str] | None,
+              kwargs: dict[str, Any]) -> LangSmithParams:
+    """LangSmith tracing parameters of one call (``model_type`` "chat" or "llm")."""
+    model = kwargs.get("model")
+    params = LangSmithParams(
+        ls_provider=PROVIDER,
+        ls_model_name=model if isinstance(model, str) and model else p.model,
+        ls_model_type=model_type,  # type: ignore[typeddict-item]
+        ls_temperature=kwargs.get("temperature", kwargs.get("temp", p.temp)),
+        ls_max_tokens=kwargs.get("max_tokens", p.max_tokens))
+    if ls_stop := stop or p.stop:
+        params["ls_stop"] = ls_stop
+    return params
 
 
 class _Engine:

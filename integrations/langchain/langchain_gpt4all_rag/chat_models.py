@@ -33,11 +33,11 @@ from gpt4all_rag.gpt4all import GenerationStats
 from gpt4all_rag.templates import ChatTemplate
 
 from . import _messages
-from ._common import GPT4AllParams, _Engine, pump, run_blocking
+from ._common import (PROVIDER, GPT4AllParams, _Engine, identifying_params, ls_params, pump,
+                      run_blocking)
 
 __all__ = ["ChatGPT4All"]
 
-_PROVIDER = "gpt4all"
 _ToolChoice = Literal["auto", "any", "required", "none"]
 
 
@@ -144,22 +144,10 @@ class ChatGPT4All(GPT4AllParams, BaseChatModel):
 
     @property
     def _identifying_params(self) -> dict[str, Any]:
-        return {"model": self.model, "n_ctx": self.n_ctx, "temp": self.temp,
-                "top_k": self.top_k, "top_p": self.top_p, "min_p": self.min_p,
-                "repeat_penalty": self.repeat_penalty, "repeat_last_n": self.repeat_last_n,
-                "max_tokens": self.max_tokens, "seed": self.seed}
+        return identifying_params(self)
 
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
-        model = kwargs.get("model")
-        params = LangSmithParams(
-            ls_provider=_PROVIDER,
-            ls_model_name=model if isinstance(model, str) and model else self.model,
-            ls_model_type="chat",
-            ls_temperature=kwargs.get("temperature", kwargs.get("temp", self.temp)),
-            ls_max_tokens=kwargs.get("max_tokens", self.max_tokens))
-        if ls_stop := stop or self.stop:
-            params["ls_stop"] = ls_stop
-        return params
+        return ls_params(self, "chat", stop, kwargs)
 
     # -- preparing a call -------------------------------------------------------------------
     def _template(self, engine: _Engine, model_name: str) -> ChatTemplate:
@@ -221,7 +209,7 @@ class ChatGPT4All(GPT4AllParams, BaseChatModel):
             input_tokens=stats.prompt_tokens, output_tokens=stats.completion_tokens,
             total_tokens=stats.prompt_tokens + stats.completion_tokens,
             input_token_details=InputTokenDetails(cache_read=stats.reused_tokens))
-        meta = {"model_name": call.model_name, "model_provider": _PROVIDER,
+        meta = {"model_name": call.model_name, "model_provider": PROVIDER,
                 "finish_reason": stats.finish_reason}
         return usage, meta
 

@@ -12,7 +12,7 @@ from langchain_core.outputs import Generation, GenerationChunk, LLMResult
 
 from gpt4all_rag.gpt4all import GenerationStats
 
-from ._common import GPT4AllParams, pump, run_blocking
+from ._common import GPT4AllParams, identifying_params, ls_params, pump, run_blocking
 
 __all__ = ["GPT4AllLLM"]
 
@@ -51,22 +51,10 @@ class GPT4AllLLM(GPT4AllParams, BaseLLM):
 
     @property
     def _identifying_params(self) -> dict[str, Any]:
-        return {"model": self.model, "n_ctx": self.n_ctx, "temp": self.temp,
-                "top_k": self.top_k, "top_p": self.top_p, "min_p": self.min_p,
-                "repeat_penalty": self.repeat_penalty, "repeat_last_n": self.repeat_last_n,
-                "max_tokens": self.max_tokens, "seed": self.seed}
+        return identifying_params(self)
 
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
-        model = kwargs.get("model")
-        params = LangSmithParams(
-            ls_provider="gpt4all",
-            ls_model_name=model if isinstance(model, str) and model else self.model,
-            ls_model_type="llm",
-            ls_temperature=kwargs.get("temperature", kwargs.get("temp", self.temp)),
-            ls_max_tokens=kwargs.get("max_tokens", self.max_tokens))
-        if ls_stop := stop or self.stop:
-            params["ls_stop"] = ls_stop
-        return params
+        return ls_params(self, "llm", stop, kwargs)
 
     def _prepare(self, stop: list[str] | None, kwargs: dict[str, Any],
                  ) -> tuple[str, dict[str, Any], str | None]:
