@@ -25,6 +25,7 @@ import codecs
 import logging
 import math
 import os
+import re
 import secrets
 import sys
 import threading
@@ -540,7 +541,7 @@ class GPT4All:
                 raise errors.InvalidParameterError("the prompt is empty and the model adds no BOS token")
             return tokens, 0
         history = session.history
-        last = self._tokenize(self._render(session, history[-1:]))
+        last = self._chat_tokens(session, history[-1:])
         if len(last) > limit:
             raise errors.ContextOverflowError(
                 f"Your message was too long and could not be processed ({len(last)} > {limit}).")
@@ -548,7 +549,7 @@ class GPT4All:
         rest = history[len(system):]
         dropped = 0
         while True:
-            tokens = self._tokenize(self._render(session, system + rest))
+            tokens = self._chat_tokens(session, system + rest)
             if len(tokens) <= limit or len(rest) <= 1:
                 break
             # Drop the oldest turn: a user message and the replies that follow it.
@@ -558,7 +559,7 @@ class GPT4All:
             rest = rest[cut:]
             dropped += cut
         if len(tokens) > limit and system:
-            tokens = self._tokenize(self._render(session, rest))
+            tokens = self._chat_tokens(session, rest)
             dropped += 1
         if len(tokens) > limit:
             raise errors.ContextOverflowError(
@@ -568,11 +569,73 @@ class GPT4All:
                            "left out of the prompt", n_ctx, dropped)
         return tokens, dropped
 
-    def _render(self, session: ChatSession, messages: list[MessageType]) -> str:
+    def _chat_tokens(self, session: ChatSession, messages: list[MessageType]) -> list[int]:
+        """Render ``messages`` with the session's template and tokenize the prompt.
+
+        The template's own text is tokenized with special-token parsing (that is how
+        ``<|im_start|>`` and friends become control tokens), the text of the messages without
+        it: a message (or a retrieved document) that contains ``<|im_end|>`` stays text and
+        cannot end its turn or forge another role's. Only when a message's tokens change under
+        special parsing is the prompt tokenized in pieces; to find where that message is, the
+        template is rendered once more with a marker in its place. A template that rewrites
+        message text other than by trimming it cannot be followed that way: the prompt is then
+        tokenized whole, as llama.cpp and transformers do, and a warning is logged.
+        """
         # The model sees a LocalDocs turn with its retrieved context; the history keeps both.
         shown = [{"role": m["role"], "content": m.get(LOCALDOCS_PROMPT_KEY, m["content"])}
                  if LOCALDOCS_PROMPT_KEY in m else m for m in messages]
-        text = session.template.render(shown, add_generation_prompt=True,
+        text = self._render(session, shown)
+        model = self.model
+        literal = [i for i, m in enumerate(shown) if isinstance(c := m.get("content"), str) and c
+                   and model.tokenize(c, add_special=False, parse_special=True)
+                   != model.tokenize(c, add_special=False, parse_special=False)]
+        if not literal:
+            return self._tokenize(text)
+        spans = self._content_spans(session, shown, literal, text)
+        if spans is None:
+            logger.warning("a message contains special-token text and the chat template rewrites "
+                           "messages: the prompt is tokenized whole, that text as control tokens")
+            return self._tokenize(text)
+        tokens: list[int] = []
+        pos = 0
+        for start, end in spans:
+            if start > pos or pos == 0:
+                head = text[pos:start]
+                tokens += self._tokenize(head) if pos == 0 else \
+                    model.tokenize(head, add_special=False, parse_special=True)
+            tokens += model.tokenize(text[start:end], add_special=False, parse_special=False)
+            pos = end
+        if pos < len(text):
+            tokens += model.tokenize(text[pos:], add_special=False, parse_special=True)
+        return tokens
+
+    def _content_spans(self, session: ChatSession, shown: list[MessageType], literal: list[int],
+                       text: str) -> list[tuple[int, int]] | None:
+        """Character spans of the contents of ``shown[i]`` (i in ``literal``) in ``text``, in
+        order, or None when the template does not copy them verbatim (or trimmed)."""
+        marks = {i: f"\ue000{i}\ue001" for i in literal}
+        if any(m in text for m in marks.values()):
+            return None
+        masked = [dict(m, content=marks[i]) if i in marks else m for i, m in enumerate(shown)]
+        pieces = re.split("(\ue000\\d+\ue001)", self._render(session, masked))
+        for transform in (lambda c: c, str.strip):
+            spans: list[tuple[int, int]] = []
+            out: list[str] = []
+            pos = 0
+            for piece in pieces:
+                mark = re.fullmatch("\ue000(\\d+)\ue001", piece)
+                if mark:
+                    piece = transform(str(shown[int(mark[1])]["content"]))
+                    if piece:
+                        spans.append((pos, pos + len(piece)))
+                out.append(piece)
+                pos += len(piece)
+            if "".join(out) == text:
+                return spans
+        return None
+
+    def _render(self, session: ChatSession, messages: list[MessageType]) -> str:
+        text = session.template.render(messages, add_generation_prompt=True,
                                        special_tokens=self.special_tokens_map)
         if not text:
             raise errors.ChatTemplateError("the chat template rendered an empty prompt")
