@@ -11,12 +11,14 @@ Sampling parameters (documented once here, referred to elsewhere):
 * ``top_k`` (int >= 0, default 40): sample among the k most likely tokens; 0 disables, 1 is greedy.
 * ``top_p`` (float in (0, 1], default 0.4): nucleus sampling; 1 disables.
 * ``min_p`` (float in [0, 1], default 0.0): drop tokens less likely than min_p times the best one.
-* ``repeat_penalty`` (float > 0, default 1.18): divide the logits of recently seen tokens; 1 disables.
+* ``repeat_penalty`` (float > 0, default 1.18): divide the positive logits of recently seen
+  tokens by it and multiply the others (llama.cpp's rule); 1 disables.
 * ``repeat_last_n`` (int >= -1, default 64): how many recent tokens (prompt included) the
   penalty looks at; 0 disables, -1 means the whole context.
 * ``seed`` (int or None): seed of the random draw; ``None`` draws a fresh one per call.
 
-The sampler chain is llama.cpp's: penalties, then top-k, top-p, min-p, temperature, draw.
+The sampler chain follows llama.cpp's order: grammar (if any), repetition penalty, then top-k,
+top-p, min-p, temperature, draw (or greedy when ``temp`` is 0).
 """
 
 from __future__ import annotations
@@ -25,12 +27,10 @@ import codecs
 import logging
 import math
 import os
-import re
 import secrets
-import sys
 import threading
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Callable, Iterable, Iterator, Literal, overload
@@ -38,6 +38,7 @@ from typing import Any, Callable, Iterable, Iterator, Literal, overload
 from typing_extensions import Self
 
 from . import _native, errors, models
+from .prompting import LOCALDOCS_PROMPT_KEY, ChatSession, PromptBuilder
 from .templates import ChatTemplate, MessageType
 
 __all__ = ["GPT4All", "DEFAULT_MODEL_DIRECTORY", "MessageType", "ResponseCallbackType",
@@ -57,21 +58,6 @@ ResponseCallbackType = Callable[[int, str], bool]
 def empty_response_callback(token_id: int, response: str) -> bool:
     """The default callback: never stops generation."""
     return True
-
-
-@dataclass
-class ChatSession:
-    """State of an open ``chat_session()``: its compiled template, the message history and,
-    when LocalDocs is attached, the retrieval settings."""
-
-    template: ChatTemplate
-    history: list[MessageType] = field(default_factory=list)
-    localdocs: Any = None
-    localdocs_k: int = 3
-    localdocs_template: str | None = None
-
-#: History key holding the user message as the model saw it (with retrieved context).
-LOCALDOCS_PROMPT_KEY = "localdocs_prompt"
 
 
 @dataclass
@@ -198,6 +184,7 @@ class GPT4All:
         self._is_embedding = self.model.is_embedding
         self._add_bos = bool(self.model.info(_native.PROP_ADD_BOS))
         self.special_tokens_map = self._special_tokens()
+        self._prompts = PromptBuilder(self.model, self.special_tokens_map, self._add_bos)
         self.stats = GenerationStats()
         #: LocalDocs sources (SearchResult objects) used by the latest chat turn; see chat_session.
         self.last_sources: list[Any] = []
@@ -471,7 +458,7 @@ class GPT4All:
                 kwargs = {"prompt_template": session.localdocs_template} if session.localdocs_template else {}
                 session.history[-1][LOCALDOCS_PROMPT_KEY] = session.localdocs.build_prompt(
                     prompt, self.last_sources, **kwargs)
-            tokens, dropped = self._prompt_tokens(prompt, session)
+            tokens, dropped = self._prompts.prompt_tokens(prompt, session)
         except BaseException:
             _drop_unanswered_turn(session)
             raise
@@ -527,124 +514,6 @@ class GPT4All:
                     _drop_unanswered_turn(session)
 
         return gen()
-
-    def _prompt_tokens(self, prompt: str, session: ChatSession | None) -> tuple[list[int], int]:
-        """Render and tokenize the prompt; returns (tokens, messages dropped to fit)."""
-        n_ctx = self.model.n_ctx
-        limit = n_ctx - 4
-        if session is None:
-            tokens = self._tokenize(prompt)
-            if len(tokens) > limit:
-                raise errors.ContextOverflowError(
-                    f"Your message was too long and could not be processed ({len(tokens)} > {limit}).")
-            if not tokens:
-                raise errors.InvalidParameterError("the prompt is empty and the model adds no BOS token")
-            return tokens, 0
-        history = session.history
-        last = self._chat_tokens(session, history[-1:])
-        if len(last) > limit:
-            raise errors.ContextOverflowError(
-                f"Your message was too long and could not be processed ({len(last)} > {limit}).")
-        system = history[:1] if history and history[0].get("role") == "system" else []
-        rest = history[len(system):]
-        dropped = 0
-        while True:
-            tokens = self._chat_tokens(session, system + rest)
-            if len(tokens) <= limit or len(rest) <= 1:
-                break
-            # Drop the oldest turn: a user message and the replies that follow it.
-            cut = 1
-            while cut < len(rest) - 1 and rest[cut].get("role") != "user":
-                cut += 1
-            rest = rest[cut:]
-            dropped += cut
-        if len(tokens) > limit and system:
-            tokens = self._chat_tokens(session, rest)
-            dropped += 1
-        if len(tokens) > limit:
-            raise errors.ContextOverflowError(
-                f"Your message was too long and could not be processed ({len(tokens)} > {limit}).")
-        if dropped:
-            logger.warning("the conversation outgrew the %d-token context: %d oldest message(s) "
-                           "left out of the prompt", n_ctx, dropped)
-        return tokens, dropped
-
-    def _chat_tokens(self, session: ChatSession, messages: list[MessageType]) -> list[int]:
-        """Render ``messages`` with the session's template and tokenize the prompt.
-
-        The template's own text is tokenized with special-token parsing (that is how
-        ``<|im_start|>`` and friends become control tokens), the text of the messages without
-        it: a message (or a retrieved document) that contains ``<|im_end|>`` stays text and
-        cannot end its turn or forge another role's. Only when a message's tokens change under
-        special parsing is the prompt tokenized in pieces; to find where that message is, the
-        template is rendered once more with a marker in its place. A template that rewrites
-        message text other than by trimming it cannot be followed that way: the prompt is then
-        tokenized whole, as llama.cpp and transformers do, and a warning is logged.
-        """
-        # The model sees a LocalDocs turn with its retrieved context; the history keeps both.
-        shown = [{"role": m["role"], "content": m.get(LOCALDOCS_PROMPT_KEY, m["content"])}
-                 if LOCALDOCS_PROMPT_KEY in m else m for m in messages]
-        text = self._render(session, shown)
-        model = self.model
-        literal = [i for i, m in enumerate(shown) if isinstance(c := m.get("content"), str) and c
-                   and model.tokenize(c, add_special=False, parse_special=True)
-                   != model.tokenize(c, add_special=False, parse_special=False)]
-        if not literal:
-            return self._tokenize(text)
-        spans = self._content_spans(session, shown, literal, text)
-        if spans is None:
-            logger.warning("a message contains special-token text and the chat template rewrites "
-                           "messages: the prompt is tokenized whole, that text as control tokens")
-            return self._tokenize(text)
-        tokens: list[int] = []
-        pos = 0
-        for start, end in spans:
-            if start > pos or pos == 0:
-                head = text[pos:start]
-                tokens += self._tokenize(head) if pos == 0 else \
-                    model.tokenize(head, add_special=False, parse_special=True)
-            tokens += model.tokenize(text[start:end], add_special=False, parse_special=False)
-            pos = end
-        if pos < len(text):
-            tokens += model.tokenize(text[pos:], add_special=False, parse_special=True)
-        return tokens
-
-    def _content_spans(self, session: ChatSession, shown: list[MessageType], literal: list[int],
-                       text: str) -> list[tuple[int, int]] | None:
-        """Character spans of the contents of ``shown[i]`` (i in ``literal``) in ``text``, in
-        order, or None when the template does not copy them verbatim (or trimmed)."""
-        marks = {i: f"\ue000{i}\ue001" for i in literal}
-        if any(m in text for m in marks.values()):
-            return None
-        masked = [dict(m, content=marks[i]) if i in marks else m for i, m in enumerate(shown)]
-        pieces = re.split("(\ue000\\d+\ue001)", self._render(session, masked))
-        for transform in (lambda c: c, str.strip):
-            spans: list[tuple[int, int]] = []
-            out: list[str] = []
-            pos = 0
-            for piece in pieces:
-                mark = re.fullmatch("\ue000(\\d+)\ue001", piece)
-                if mark:
-                    piece = transform(str(shown[int(mark[1])]["content"]))
-                    if piece:
-                        spans.append((pos, pos + len(piece)))
-                out.append(piece)
-                pos += len(piece)
-            if "".join(out) == text:
-                return spans
-        return None
-
-    def _render(self, session: ChatSession, messages: list[MessageType]) -> str:
-        text = session.template.render(messages, add_generation_prompt=True,
-                                       special_tokens=self.special_tokens_map)
-        if not text:
-            raise errors.ChatTemplateError("the chat template rendered an empty prompt")
-        return text
-
-    def _tokenize(self, text: str) -> list[int]:
-        bos = self.special_tokens_map.get("bos_token")
-        add_special = not (self._add_bos and bos and text.startswith(bos))
-        return self.model.tokenize(text, add_special=add_special, parse_special=True)
 
     def _run(self, tokens: list[int], dropped: int, n_predict: int, n_batch: int,
              sampling: dict[str, Any], stops: list[str], callback: ResponseCallbackType,

@@ -369,13 +369,14 @@ def test_message_text_never_becomes_control_tokens(smol: GPT4All, template: str 
         session = smol._chat_session
         assert session is not None
         benign = session.history + [{"role": "user", "content": "Hello there"}]
-        tokens = smol._chat_tokens(session, benign)
+        tokens = smol._prompts.chat_tokens(session, benign)
         # no special text in the messages: one piece, exactly as before
-        assert tokens == smol._tokenize(smol._render(session, benign))
+        assert tokens == smol._prompts.tokenize(smol._prompts.render(session, benign))
         hostile = session.history + [{"role": "user", "content": INJECTION}]
-        tokens = smol._chat_tokens(session, hostile)
-        assert control_counts(smol, tokens) == control_counts(smol, smol._chat_tokens(session, benign))
-        whole = smol._tokenize(smol._render(session, hostile))
+        tokens = smol._prompts.chat_tokens(session, hostile)
+        expected = control_counts(smol, smol._prompts.chat_tokens(session, benign))
+        assert control_counts(smol, tokens) == expected
+        whole = smol._prompts.tokenize(smol._prompts.render(session, hostile))
         assert control_counts(smol, whole)[1] > control_counts(smol, tokens)[1]  # what it prevents
         reply = smol.generate(INJECTION, max_tokens=8, **GREEDY)
         assert session.history[-2]["content"] == INJECTION and session.history[-1]["content"] == reply
@@ -389,6 +390,6 @@ def test_template_rewriting_messages_falls_back_with_a_warning(
         assert session is not None
         messages = session.history + [{"role": "user", "content": INJECTION}]
         with caplog.at_level("WARNING", logger="gpt4all_rag"):
-            tokens = smol._chat_tokens(session, messages)
-        assert tokens == smol._tokenize(smol._render(session, messages))
+            tokens = smol._prompts.chat_tokens(session, messages)
+        assert tokens == smol._prompts.tokenize(smol._prompts.render(session, messages))
         assert "rewrites messages" in caplog.text
