@@ -1,0 +1,275 @@
+"""Resumable HTTP download of one model file into a ``.part`` file (private).
+
+The machinery behind :func:`gpt4all_rag.models.download_model`, which validates its arguments,
+chooses the file names and calls these helpers:
+
+* :func:`_open_partial` creates the ``.part`` file, locked (POSIX ``flock``) against a second
+  download of the same model, and truncates it.
+* :func:`_fetch_into` streams the body into it with a progress bar, resuming after a dropped
+  connection or timeout with an HTTP ``Range`` request, restarting from zero when the server
+  ignores ranges, and giving up after a bounded number of attempts without progress.
+* :func:`_verify` checks the size and MD5 of the result.
+* :func:`_fsync_directory` makes the final rename durable; :func:`_remove_quietly` deletes a
+  ``.part`` (or temporary catalogue cache) file, ignoring errors.
+
+Log records use the ``gpt4all_rag.models`` logger, as the public module does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import re
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import requests
+import urllib3
+from tqdm import tqdm
+
+from .errors import DownloadError
+
+try:  # POSIX only: guards a .part file against two concurrent downloads of one model
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+
+logger = logging.getLogger("gpt4all_rag.models")
+
+BLOCK_SIZE = 2**20
+"""Largest block read and written per step of a download or verification (1 MiB)."""
+
+_RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+_MAX_BACKOFF_S = 30.0
+_CONTENT_RANGE_RE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)", re.IGNORECASE)
+
+
+class _TransientError(DownloadError):
+    """A failed attempt that is worth retrying (dropped connection, timeout, HTTP 5xx)."""
+
+
+class _RestartError(_TransientError):
+    """A failed attempt after which the download must start again from byte 0."""
+
+
+def _remove_quietly(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        os.remove(path)
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make a rename durable; a no-op where directories cannot be opened (Windows)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _open_partial(path: Path) -> BinaryIO:
+    """Open ``path`` for writing, locked against other downloads, and truncate it."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o644)
+    except OSError as exc:
+        raise DownloadError(f"cannot create {str(path)!r}: {exc}") from exc
+    partf = os.fdopen(fd, "r+b")
+    try:
+        if fcntl is not None:
+            try:
+                fcntl.flock(partf.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError as exc:
+                raise DownloadError(
+                    f"{str(path)!r} is locked: another download of this model is in progress"
+                ) from exc
+            except OSError as exc:  # e.g. ENOLCK on some network file systems
+                logger.debug("cannot lock %s (%s); downloading without a lock", path, exc)
+        partf.truncate(0)
+    except BaseException as exc:
+        partf.close()
+        if isinstance(exc, OSError):
+            raise DownloadError(f"cannot prepare {str(path)!r}: {exc}") from exc
+        raise
+    return partf
+
+
+def _request(session: requests.Session, url: str, offset: int, timeout_s: float) -> Any:
+    """Send one GET (with ``Range`` when resuming); return a streaming 200/206 response."""
+    # Content-Encoding would change the meaning of Content-Length, ranges and the MD5.
+    headers = {"Accept-Encoding": "identity"}
+    if offset:
+        headers["Range"] = f"bytes={offset}-"
+    try:
+        response = session.get(url, stream=True, headers=headers, timeout=timeout_s)
+    except requests.RequestException as exc:
+        raise _TransientError(f"request to {url} failed: {exc}") from exc
+    if response.status_code in (200, 206):
+        encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
+        if encoding not in ("", "identity"):
+            response.close()
+            raise DownloadError(f"{url} was sent with Content-Encoding {encoding!r}, not identity")
+        return response
+    response.close()
+    message = f"HTTP {response.status_code} {response.reason} for {url}"
+    if offset and response.status_code == 416:  # Range Not Satisfiable
+        raise _RestartError(message)
+    if response.status_code in _RETRY_STATUSES:
+        raise _TransientError(message)
+    raise DownloadError(message)
+
+
+def _restart(partf: BinaryIO) -> int:
+    """Empty the partial file; return the new offset, 0."""
+    partf.seek(0)
+    partf.truncate()
+    return 0
+
+
+def _response_span(response: Any) -> tuple[int, int | None]:
+    """Return (first byte position of the body, total size or None) of a 200/206 response."""
+    if response.status_code == 200:
+        length = response.headers.get("Content-Length", "")
+        return 0, int(length) if length.isdigit() else None
+    match = _CONTENT_RANGE_RE.fullmatch(response.headers.get("Content-Range", "").strip())
+    if match is None:
+        return -1, None  # unusable 206: treated like a wrong start
+    total = match.group(3)
+    return int(match.group(1)), None if total == "*" else int(total)
+
+
+def _iter_body(response: Any) -> Iterator[bytes]:
+    """Yield the body in blocks of at most :data:`BLOCK_SIZE` bytes as they arrive.
+
+    ``iter_content`` would hold back a block until it is full, so a dropped connection would
+    lose up to a block of received bytes, and a link that drops more often than once a block
+    would never finish. ``read1`` (urllib3 2) hands over whatever has arrived.
+    """
+    read1 = getattr(response.raw, "read1", None)
+    if read1 is None:  # pragma: no cover - urllib3 1.x
+        yield from response.iter_content(BLOCK_SIZE)
+        return
+    while block := read1(BLOCK_SIZE):
+        yield block
+
+
+def _fetch_into(
+    partf: BinaryIO,
+    url: str,
+    *,
+    expected_size: int | None,
+    timeout_s: float,
+    max_retries: int,
+    backoff_s: float,
+    verbose: bool,
+) -> int:
+    """Download ``url`` into ``partf`` from byte 0, resuming after failures; return the size.
+
+    The progress bar appears with the first usable response, so an HTTP error shows none.
+    ``backoff_s`` is the first pause after an attempt without progress; it doubles with each
+    such attempt, up to :data:`_MAX_BACKOFF_S`.
+    """
+    offset = 0
+    total: int | None = None
+    reached = 0  # the furthest offset any attempt got to: progress means passing it
+    failures = 0  # consecutive attempts that made no progress
+    progress: tqdm[Any] | None = None
+    with requests.Session() as session, contextlib.ExitStack() as stack:
+        while True:
+            try:
+                with _request(session, url, offset, timeout_s) as response:
+                    start, remote_total = _response_span(response)
+                    if start != offset:
+                        if start != 0:  # a 206 for another range than asked
+                            raise _RestartError(
+                                f"{url} answered a range request for byte {offset} with "
+                                f"Content-Range {response.headers.get('Content-Range')!r}"
+                            )
+                        logger.warning("%s ignored the range request; restarting from 0", url)
+                        offset = _restart(partf)
+                    if remote_total is not None:
+                        if expected_size is not None and remote_total != expected_size:
+                            raise DownloadError(
+                                f"{url} has {remote_total} bytes, expected {expected_size}"
+                            )
+                        if total is not None and remote_total != total:
+                            raise _RestartError(f"{url} changed size during the download")
+                        total = remote_total
+                    if progress is None:
+                        progress = stack.enter_context(
+                            tqdm(
+                                desc="Downloading",
+                                total=total,
+                                initial=offset,
+                                unit="iB",
+                                unit_scale=True,
+                                disable=not verbose,
+                            )
+                        )
+                    elif (progress.n, progress.total) != (offset, total):
+                        progress.n, progress.total = offset, total
+                        progress.refresh()
+                    for block in _iter_body(response):
+                        partf.write(block)
+                        offset += len(block)
+                        progress.update(len(block))
+                if total is None or offset >= total:
+                    return offset
+                error = f"connection closed after {offset} of {total} bytes"
+            except _RestartError as exc:
+                error = f"{exc}; restarting from byte 0"
+                offset = _restart(partf)
+            except _TransientError as exc:
+                error = str(exc)
+            except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
+                error = f"{type(exc).__name__}: {exc}"  # dropped connection, read timeout
+            if offset > reached:
+                reached = offset
+                failures = 0
+            else:
+                failures += 1
+                if failures > max_retries:
+                    raise DownloadError(
+                        f"download of {url} failed after {failures} attempt(s) without "
+                        f"progress: {error}"
+                    )
+                time.sleep(min(backoff_s * 2 ** (failures - 1), _MAX_BACKOFF_S))
+            logger.warning("%s; resuming %s from byte %d", error, url, offset)
+            if verbose:
+                print(
+                    f"\nDownload interrupted, resuming from byte position {offset}",
+                    file=sys.stderr,
+                )
+
+
+def _verify(
+    partf: BinaryIO,
+    size: int,
+    *,
+    expected_size: int | None,
+    expected_md5: str | None,
+    url: str,
+    verbose: bool,
+) -> None:
+    if expected_size is not None and size != expected_size:
+        raise DownloadError(f"Expected file size of {expected_size} bytes, got {size} from {url}")
+    if expected_md5 is None:
+        return
+    partf.seek(0)
+    digest = hashlib.md5()
+    with tqdm(desc="Verifying", total=size, unit="iB", unit_scale=True, disable=not verbose) as bar:
+        while block := partf.read(BLOCK_SIZE):
+            digest.update(block)
+            bar.update(len(block))
+    if digest.hexdigest() != expected_md5.lower():
+        raise DownloadError(
+            f"Expected MD5 hash of {expected_md5!r}, got {digest.hexdigest()!r} from {url}"
+        )
