@@ -82,6 +82,10 @@ class DocumentLoadError(GPT4AllRagError, ValueError):
     """A document cannot be read (binary, corrupt, too large, unreadable)."""
 
 
+class DatasetError(GPT4AllRagError, ValueError):
+    """A BEIR data folder is missing a file or holds a malformed one."""
+
+
 __all__ = [
     "CancellationError",
     "ChatTemplateError",
@@ -89,6 +93,7 @@ __all__ = [
     "CollectionNotFoundError",
     "ConcurrentUseError",
     "ContextOverflowError",
+    "DatasetError",
     "DocumentLoadError",
     "DownloadError",
     "GPT4AllRagError",

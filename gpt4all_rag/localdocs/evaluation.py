@@ -40,16 +40,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from ..errors import CollectionNotFoundError, GPT4AllRagError, InvalidParameterError
+from ..errors import CollectionNotFoundError, DatasetError, InvalidParameterError
 
 __all__ = [
     "BeirDataset", "DatasetError", "EvaluationReport", "Metrics", "evaluate_localdocs",
     "evaluate_run", "load_beir", "recall_at_k", "reciprocal_rank", "retrieve", "write_corpus",
 ]
-
-
-class DatasetError(GPT4AllRagError, ValueError):
-    """A BEIR data folder is missing a file or holds a malformed one."""
 
 
 @dataclass(frozen=True)
