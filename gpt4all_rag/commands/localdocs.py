@@ -63,8 +63,8 @@ def open_localdocs(collection: str, persist_dir: Path | None, chroma_url: str | 
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 def index(paths: tuple[Path, ...], collection: str, persist_dir: Path | None,
           chroma_url: str | None, embedding_model: str | None, embedding_model_path: Path | None,
-          extensions: tuple[str, ...], chunk_tokens: int | None, overlap_tokens: int | None, reindex: bool,
-          quiet: bool) -> None:
+          extensions: tuple[str, ...], chunk_tokens: int | None, overlap_tokens: int | None,
+          reindex: bool, quiet: bool) -> None:
     """Index the documents under PATHS into a collection (incrementally).
 
     Reads .txt .md .rst .html .pdf .docx and source-code files. Unchanged files are skipped,

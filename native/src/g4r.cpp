@@ -12,12 +12,12 @@
 #include <atomic>
 #include <cstdio>
 #include <cstring>
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <new>
 #include <stdexcept>
 #include <string>
-#include <deque>
 #include <thread>
 #include <unordered_map>
 #include <vector>
@@ -182,7 +182,6 @@ std::string meta_str(const llama_model *model, const std::string &key) {
     return big;
 }
 
-// A llama_batch of one sequence id per token, freed on scope exit.
 // Repetition penalty with the arithmetic of llama.cpp's penalties sampler (repeat penalty only:
 // a logit l of a token seen in the last `last_n` accepted tokens becomes l * p if l <= 0, else
 // l / p). llama.cpp's sampler looks every vocabulary entry up in its count map (49,152 hash
@@ -273,6 +272,7 @@ llama_sampler *repeat_penalty_init(int32_t last_n, float penalty) {
     return smpl;
 }
 
+// A llama_batch of one sequence id per token, freed on scope exit.
 struct owned_batch {
     llama_batch batch;
     explicit owned_batch(int32_t n_tokens) : batch(llama_batch_init(n_tokens, 0, 1)) {}
