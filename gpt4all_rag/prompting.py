@@ -7,6 +7,7 @@ conversation that outgrew the context window.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from dataclasses import dataclass, field
@@ -50,6 +51,13 @@ class PromptBuilder:
         self.model = model
         self.special_tokens = special_tokens
         self.add_bos = add_bos
+        # A turn re-renders the whole history (and again for each turn dropped to fit): each
+        # message is checked for special-token text once, not on every render.
+        self._has_special_text = functools.lru_cache(maxsize=1024)(self._tokens_change_when_special)
+
+    def _tokens_change_when_special(self, content: str) -> bool:
+        return self.model.tokenize(content, add_special=False, parse_special=True) \
+            != self.model.tokenize(content, add_special=False, parse_special=False)
 
     def prompt_tokens(self, prompt: str, session: ChatSession | None) -> tuple[list[int], int]:
         """The tokens of a raw ``prompt`` (no session) or of ``session``'s history, whose last
@@ -120,9 +128,8 @@ class PromptBuilder:
                  if LOCALDOCS_PROMPT_KEY in m else m for m in messages]
         text = self.render(session, shown)
         model = self.model
-        literal = [i for i, m in enumerate(shown) if isinstance(c := m.get("content"), str) and c
-                   and model.tokenize(c, add_special=False, parse_special=True)
-                   != model.tokenize(c, add_special=False, parse_special=False)]
+        literal = [i for i, m in enumerate(shown)
+                   if isinstance(c := m.get("content"), str) and c and self._has_special_text(c)]
         if not literal:
             return self.tokenize(text)
         spans = self._content_spans(session, shown, literal, text)
@@ -133,7 +140,7 @@ class PromptBuilder:
         tokens: list[int] = []
         pos = 0
         for start, end in spans:
-            if start > pos or pos == 0:
+            if start > pos or pos == 0:  # at 0, even an empty head brings the BOS token
                 head = text[pos:start]
                 tokens += self.tokenize(head) if pos == 0 else \
                     model.tokenize(head, add_special=False, parse_special=True)
