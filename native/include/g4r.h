@@ -240,12 +240,15 @@ G4R_API g4r_status g4r_model_set_threads(g4r_model *model, int32_t n_threads);
 
 /**
  * Make the KV cache hold exactly `tokens`, evaluating only what it does not already hold.
- * The longest common prefix of the cached tokens and `tokens` is kept (at least the last token
- * is always evaluated, so its logits are fresh); the rest is evaluated in chunks of n_batch.
- * Ends any active generation.
+ * The longest common prefix of the cached tokens and `tokens` is kept; the rest is evaluated in
+ * chunks of n_batch. When `tokens` is the prompt of the previous call (the cache may hold what
+ * was generated after it), nothing is evaluated: the next generation starts from the logits
+ * saved then, so the same prompt gives the same greedy output. Otherwise the last token is
+ * always evaluated, so its logits are fresh. Ends any active generation.
  * @param[in]  tokens   int32_t[n_tokens], n_tokens >= 1.
  * @param[in]  n_batch  tokens per evaluation, >= 1 (clamped to the context's batch size).
- * @param[out] n_reused receives the number of cached tokens that were kept (may be NULL).
+ * @param[out] n_reused receives the number of cached tokens that were kept, n_tokens when
+ *                      nothing was evaluated (may be NULL).
  * @return G4R_OK, G4R_ERR_CONTEXT_OVERFLOW (n_tokens > n_ctx; the cache is left unchanged),
  *         G4R_ERR_INVALID_ARGUMENT (a token id outside the vocabulary), G4R_ERR_CANCELLED,
  *         G4R_ERR_DECODE or G4R_ERR_NOT_SUPPORTED (embedding model). After an error the

@@ -146,6 +146,15 @@ struct g4r_model {
     llama_sampler *sampler = nullptr;
     llama_token pending = -1;  // produced, not yet evaluated
 
+    // Logits of the last token of the latest ingested prompt, valid while past[0, prompt_n)
+    // is unchanged (prompt_n == 0: none). Asking the same prompt again samples its first token
+    // from these instead of re-evaluating the last token alone: llama.cpp's kernels are not
+    // batch-invariant (one row and a tile of rows round differently), so that re-evaluation
+    // could flip a near-tie and make greedy output depend on what was asked before.
+    std::vector<float> prompt_logits;
+    size_t prompt_n = 0;
+    bool logits_saved = false;  // the next sample reads prompt_logits, not the context
+
     ggml_backend_dev_t device = nullptr;
 
     ~g4r_model() {
@@ -311,6 +320,23 @@ void decode_tokens(g4r_model *m, const llama_token *toks, int32_t n, int32_t pos
         m->past.insert(m->past.end(), toks + start, toks + start + k);
         m->n_decoded += k;
     }
+    m->logits_saved = false;
+}
+
+// Sample from `chain` over the logits the next token follows: the context's, or the saved
+// prompt logits (see g4r_model::prompt_logits). Same steps as llama_sampler_sample.
+llama_token sample_next(g4r_model *m) {
+    if (!m->logits_saved) return llama_sampler_sample(m->sampler, m->ctx, -1);
+    std::vector<llama_token_data> cand(m->prompt_logits.size());
+    for (size_t i = 0; i < cand.size(); ++i)
+        cand[i] = llama_token_data{static_cast<llama_token>(i), m->prompt_logits[i], 0.0f};
+    llama_token_data_array cur{cand.data(), cand.size(), -1, false};
+    llama_sampler_apply(m->sampler, &cur);
+    if (cur.selected < 0 || cur.selected >= static_cast<int64_t>(cur.size))
+        fail(G4R_ERR_DECODE, "the sampler selected no token");
+    llama_token tok = cur.data[cur.selected].id;
+    llama_sampler_accept(m->sampler, tok);
+    return tok;
 }
 
 void end_generation(g4r_model *m) {
@@ -696,19 +722,32 @@ g4r_status g4r_model_ingest(g4r_model *model, const int32_t *tokens, int32_t n_t
     size_t common = 0;
     auto &past = model->past;
     while (common < past.size() && common < static_cast<size_t>(n_tokens) && past[common] == tokens[common]) ++common;
-    if (common == static_cast<size_t>(n_tokens)) --common;  // always re-evaluate the last token for fresh logits
+    // The whole prompt is cached: reuse its saved logits, or re-evaluate the last token.
+    bool reuse_logits = common == static_cast<size_t>(n_tokens) && model->prompt_n == common;
+    if (common == static_cast<size_t>(n_tokens) && !reuse_logits) --common;
     llama_memory_t mem = llama_get_memory(model->ctx);
     if (common < past.size()) {
         if (!llama_memory_seq_rm(mem, 0, static_cast<llama_pos>(common), -1)) {
             llama_memory_clear(mem, true);  // this cache cannot drop a suffix: start over
             common = 0;
+            reuse_logits = false;
         }
         past.resize(common);
     }
+    if (model->prompt_n > common) model->prompt_n = 0;  // its prefix is being rewritten
     if (n_reused) *n_reused = static_cast<int32_t>(common);
+    if (reuse_logits) {
+        model->logits_saved = true;
+        return G4R_OK;
+    }
     int32_t nb = std::min<int32_t>(n_batch, static_cast<int32_t>(llama_n_batch(model->ctx)));
     decode_tokens(model, tokens + common, n_tokens - static_cast<int32_t>(common),
                   static_cast<int32_t>(common), nb);
+    const float *logits = llama_get_logits_ith(model->ctx, -1);
+    if (logits) {
+        model->prompt_logits.assign(logits, logits + llama_vocab_n_tokens(model->vocab));
+        model->prompt_n = static_cast<size_t>(n_tokens);
+    }
     return G4R_OK;
     G4R_GUARD_END
 }
@@ -722,6 +761,8 @@ g4r_status g4r_model_reset(g4r_model *model) {
     llama_memory_t mem = llama_get_memory(model->ctx);
     if (mem) llama_memory_clear(mem, true);
     model->past.clear();
+    model->prompt_n = 0;
+    model->logits_saved = false;
     return G4R_OK;
     G4R_GUARD_END
 }
@@ -800,7 +841,7 @@ g4r_status g4r_generate_next(g4r_model *model, int32_t *token, char *buf, int32_
         model->pending = -1;
         decode_tokens(model, &p, 1, static_cast<int32_t>(model->past.size()), 1);
     }
-    llama_token tok = llama_sampler_sample(model->sampler, model->ctx, -1);
+    llama_token tok = sample_next(model);
     if (llama_vocab_is_eog(model->vocab, tok)) {
         *reason = G4R_STOP_EOG;
         return G4R_OK;

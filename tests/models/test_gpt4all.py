@@ -48,6 +48,27 @@ def generated_ids(m: GPT4All, prompt: str, **kwargs: object) -> list[int]:
     return ids
 
 
+def test_the_same_prompt_again_reuses_its_logits(smol: GPT4All, gemma: GPT4All) -> None:
+    # The cache first holds a prompt sharing only a prefix, so the prompt below is evaluated
+    # in two pieces. Asked again, nothing of it is evaluated: its saved logits are reused
+    # (its last token evaluated alone would round differently and could flip a near-tie).
+    prompt = "Once upon a time there was a cat who"
+    for m in (smol, gemma):
+        m.generate("Once upon a time there was a dragon", max_tokens=4, temp=0)
+        first = generated_ids(m, prompt, max_tokens=24, temp=0)
+        before = m.model.info(_native.PROP_N_DECODED)
+        again = generated_ids(m, prompt, max_tokens=24, temp=0)
+        assert again == first and len(again) > 5
+        assert m.stats.reused_tokens == m.stats.prompt_tokens
+        # Only the generated tokens were evaluated (the last one only if it ended the reply).
+        assert m.model.info(_native.PROP_N_DECODED) - before in (len(again) - 1, len(again))
+        sampled = generated_ids(m, prompt, max_tokens=24, temp=0.8, seed=3)
+        assert generated_ids(m, prompt, max_tokens=24, temp=0.8, seed=3) == sampled
+        # A longer prompt sharing all of it evaluates its new tokens as before.
+        m.generate(prompt + " liked fish", max_tokens=2, temp=0)
+        assert m.stats.reused_tokens < m.stats.prompt_tokens
+
+
 @pytest.mark.parametrize("temp", [0, 0.8])
 def test_repeat_penalty_covers_the_window(smol: GPT4All, gemma: GPT4All, temp: float) -> None:
     # A huge penalty leaves a token of the window a logit of ~0 (positive ones) or of -inf
