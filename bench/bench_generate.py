@@ -171,19 +171,19 @@ def main() -> None:
         prompt = make_prompt(model, args.prompt_tokens)
         model.generate(prompt, max_tokens=1, temp=0)
         n_prompt = model.stats.prompt_tokens
+        gen, threads, n_batch, repeats = args.gen_tokens, args.threads, args.n_batch, args.repeats
         systems: dict[str, rounds.Measure] = {
-            "ours": lambda _r: measure_ours(model, prompt, args.gen_tokens, args.n_batch, args.repeats),
+            "ours": lambda _r: measure_ours(model, prompt, gen, n_batch, repeats),
             "llama-bench": lambda _r: None if exe is None else measure_llama_bench(
-                exe, model_path, n_prompt, args.gen_tokens, args.threads, args.n_batch, args.repeats),
+                exe, model_path, n_prompt, gen, threads, n_batch, repeats),
             "gpt4all 2.8.2": lambda _r: measure_gpt4all_282(
-                model_path, prompt, n_prompt, args.gen_tokens, args.threads, args.n_batch,
-                args.repeats),
+                model_path, prompt, n_prompt, gen, threads, n_batch, repeats),
         }
         res = rounds.run_rounds(systems, args.rounds)
     ours, lb, ref = res["ours"], res["llama-bench"], res["gpt4all 2.8.2"]
     print(f"\nmodel {MODEL}, prompt {ours[0]['prompt_tokens']} tokens, "
           f"{ours[0]['gen_tokens']} generated, {args.threads} threads, n_batch {args.n_batch}; "
-          f"each figure the median of {args.repeats} runs, then of {args.rounds} interleaved rounds")
+          f"each figure the median of {args.repeats} runs, then of {args.rounds} rounds")
     print(f"{'':28s}{'prompt tok/s':>14s}{'gen tok/s':>12s}")
     rows = [("gpt4all-rag GPT4All", ours), ("(a) llama.cpp llama-bench", lb),
             ("(b) gpt4all 2.8.2", ref)]
