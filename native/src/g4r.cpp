@@ -503,7 +503,9 @@ g4r_model *g4r_model_load(const char *path, int32_t n_ctx, int32_t n_gpu_layers,
             // generates 10-40% faster on AVX2 once the context holds 256-2,048 tokens, but in
             // this llama.cpp tree it gives wrong text for SmolLM2 (9 heads, 3 KV heads) whenever
             // a prompt is evaluated more than one token per batch (seen with llama.cpp's own C
-            // API alone, on an AVX2 build; Gemma 3 was right). Measure before switching it off.
+            // API alone, on an AVX2 build; Gemma 3 was right; right again with
+            // GGML_LLAMAFILE=OFF, so the fault is in llamafile's sgemm on the attention
+            // matrices). Measure, and check the text, before switching it off.
         }
         m->ctx = llama_init_from_model(m->model, cp);
         if (!m->ctx)
