@@ -717,6 +717,7 @@ g4r_status g4r_model_ingest(g4r_model *model, const int32_t *tokens, int32_t n_t
     std::lock_guard<std::mutex> lock(model->mu);
     model->cancel.store(false);
     end_generation(model);
+    model->logits_saved = false;  // after a failure, the context's logits are the latest
     uint32_t n_ctx = llama_n_ctx(model->ctx);
     if (static_cast<uint32_t>(n_tokens) > n_ctx)
         fail(G4R_ERR_CONTEXT_OVERFLOW, "the prompt has " + std::to_string(n_tokens) +
