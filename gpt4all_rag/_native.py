@@ -64,11 +64,14 @@ PROP_N_BATCH = 10
 PROP_N_SEQ_MAX = 11
 PROP_POOLING = 12
 PROP_N_PARAMS = 13
+PROP_FLASH_ATTN = 14
 
 # g4r_special_token
 SPECIAL_TOKENS = {"bos": 0, "eos": 1, "eot": 2, "sep": 3, "pad": 4, "mask": 5, "nl": 6}
 
 LOAD_VOCAB_ONLY = 1
+LOAD_FLASH_ATTN_ON = 2
+LOAD_FLASH_ATTN_OFF = 4
 
 _STATUS_ERRORS: dict[int, type[errors.GPT4AllRagError]] = {
     ERR_INVALID_ARGUMENT: errors.InvalidParameterError,
@@ -238,6 +241,9 @@ class NativeModel:
         device: ``None``/``"cpu"``, ``"gpu"``, a backend name or a device name.
         n_threads: CPU threads (``None``: the library's default).
         vocab_only: load the tokenizer and metadata only.
+        flash_attention: ``True``/``False`` force flash or plain attention; ``None`` lets the
+            library choose (plain attention for small CPU generation contexts, see
+            ``g4r_model_load``).
 
     Raises:
         ModelNotFoundError: the file cannot be opened.
@@ -247,11 +253,13 @@ class NativeModel:
 
     def __init__(self, path: str | os.PathLike[str], *, n_ctx: int = 2048, n_gpu_layers: int = 100,
                  device: str | None = None, n_threads: int | None = None,
-                 vocab_only: bool = False) -> None:
+                 vocab_only: bool = False, flash_attention: bool | None = None) -> None:
         L = lib()
         self._lib = L
         self.path = str(path)
         flags = LOAD_VOCAB_ONLY if vocab_only else 0
+        if flash_attention is not None:
+            flags |= LOAD_FLASH_ATTN_ON if flash_attention else LOAD_FLASH_ATTN_OFF
         handle = L.g4r_model_load(os.fsencode(self.path), int(n_ctx), int(n_gpu_layers),
                                   device.encode() if device else None,
                                   int(n_threads) if n_threads else 0, flags)
@@ -300,6 +308,11 @@ class NativeModel:
     @property
     def is_embedding(self) -> bool:
         return bool(self.info(PROP_IS_EMBEDDING))
+
+    @property
+    def flash_attention(self) -> bool:
+        """Whether the context uses flash attention (``False``: plain attention)."""
+        return bool(self.info(PROP_FLASH_ATTN))
 
     def device(self) -> tuple[str, str | None]:
         """``(backend, device description or None)``."""

@@ -139,6 +139,7 @@ class GPT4All:
         n_ctx: int = 2048,
         ngl: int = 100,
         verbose: bool = False,
+        flash_attention: bool | None = None,
     ):
         """Find (or download) a model and load it.
 
@@ -156,12 +157,17 @@ class GPT4All:
             n_ctx: context window in tokens (> 0).
             ngl: layers to offload to the GPU when a GPU device is chosen.
             verbose: print where the model was found (stderr).
+            flash_attention: beyond the seed. ``None`` (default) lets the engine choose:
+                plain attention for a CPU chat model whose attention scores take at most
+                128 MiB (512 x n_ctx x heads x 4 bytes; 20-30% faster generation a few hundred
+                tokens deep), flash attention otherwise. ``True``/``False`` force one.
 
         Raises:
             ModelNotFoundError: (a FileNotFoundError) the file or directory does not exist.
             ModelLoadError: (a ValueError) the file is not a loadable GGUF model (not GGUF,
                 truncated, unsupported architecture).
-            InvalidParameterError: (a ValueError) bad n_ctx, n_threads or device.
+            InvalidParameterError: (a ValueError) bad n_ctx, n_threads, device or
+                flash_attention.
             DownloadError: the download failed.
         """
         self.model_type = model_type
@@ -173,6 +179,9 @@ class GPT4All:
         if n_threads is not None:
             _check_number("n_threads", n_threads, low=0, low_open=True, integer=True)
         native_device = self._native_device(device)
+        if flash_attention is not None and not isinstance(flash_attention, bool):
+            raise errors.InvalidParameterError(
+                f"flash_attention must be True, False or None, got {flash_attention!r}")
 
         model_file = Path(os.fspath(model_name)).expanduser()
         if model_path is None and model_file.is_absolute() and model_file.is_file():
@@ -180,7 +189,8 @@ class GPT4All:
         self.config: ConfigType = self.retrieve_model(
             model_name, model_path=model_path, allow_download=allow_download, verbose=verbose)
         self.model = _native.NativeModel(self.config["path"], n_ctx=n_ctx, n_gpu_layers=ngl,
-                                         device=native_device, n_threads=n_threads)
+                                         device=native_device, n_threads=n_threads,
+                                         flash_attention=flash_attention)
         self._is_embedding = self.model.is_embedding
         self._add_bos = bool(self.model.info(_native.PROP_ADD_BOS))
         self.special_tokens_map = self._special_tokens()

@@ -44,6 +44,9 @@ constexpr int32_t kEmbedSeqMax = 64;
 // throw-away sequence so that a text's vector does not depend on how many other texts share
 // its batch (measured: 1.2e-4 apart without the padding, see tests/models/test_embed4all.py).
 constexpr int32_t kEmbedMinDecodeTokens = 64;
+// A CPU generation context uses plain attention while its score matrix (n_ubatch x n_ctx x
+// n_head floats) is at most this many bytes; see g4r_model_load in g4r.h.
+constexpr double kPlainAttnMaxScoreBytes = 128.0 * 1024 * 1024;
 
 struct g4r_failure : std::runtime_error {
     g4r_status status;
@@ -138,6 +141,7 @@ struct g4r_model {
     bool embedding = false;
     int32_t embd_window = 0;  // embedding models: tokens of one sequence (llama.cpp pads n_ctx)
     int32_t n_threads = 1;
+    bool flash_attn = false;  // flash attention requested (ENABLED, or AUTO: on where supported)
     int32_t pooling = 0;
     std::vector<llama_token> past;  // tokens in the KV cache, sequence 0
     int64_t n_decoded = 0;
@@ -423,6 +427,10 @@ g4r_model *g4r_model_load(const char *path, int32_t n_ctx, int32_t n_gpu_layers,
         ensure_backend();
         if (!path) fail(G4R_ERR_INVALID_ARGUMENT, "path is NULL");
         if (n_ctx < 0) fail(G4R_ERR_INVALID_ARGUMENT, "n_ctx must be >= 0, got " + std::to_string(n_ctx));
+        const uint32_t known = G4R_LOAD_VOCAB_ONLY | G4R_LOAD_FLASH_ATTN_ON | G4R_LOAD_FLASH_ATTN_OFF;
+        if ((flags & ~known) != 0 ||
+            ((flags & G4R_LOAD_FLASH_ATTN_ON) && (flags & G4R_LOAD_FLASH_ATTN_OFF)))
+            fail(G4R_ERR_INVALID_ARGUMENT, "invalid load flags " + std::to_string(flags));
         FILE *f = std::fopen(path, "rb");
         if (!f) fail(G4R_ERR_IO, std::string("cannot open model file: ") + path + ": " + std::strerror(errno));
         char magic[4] = {0, 0, 0, 0};
@@ -499,19 +507,27 @@ g4r_model *g4r_model_load(const char *path, int32_t n_ctx, int32_t n_gpu_layers,
             cp.n_ubatch = std::min<uint32_t>(cp.n_batch, 512);
             cp.n_seq_max = 1;
             cp.swa_full = true;  // keep the whole window so a shared prefix can be reused
-            // Flash attention stays llama.cpp's default (AUTO: on for the CPU). Plain attention
-            // generates 10-40% faster on AVX2 once the context holds 256-2,048 tokens, but in
-            // this llama.cpp tree it gives wrong text for SmolLM2 (9 heads, 3 KV heads) whenever
-            // a prompt is evaluated more than one token per batch (seen with llama.cpp's own C
-            // API alone, on an AVX2 build; Gemma 3 was right; right again with
-            // GGML_LLAMAFILE=OFF, so the fault is in llamafile's sgemm on the attention
-            // matrices). Measure, and check the text, before switching it off.
+            // Plain attention on the CPU while its score matrix stays small (g4r.h has the rule
+            // and the figures). It is not batch-invariant: a prompt evaluated in one ubatch
+            // and the same prompt evaluated a few tokens at a time round differently (tinyBLAS
+            // tiles vs one-row dot products), e.g. SmolLM2's first logits for "What is the
+            // capital of France?" differ by up to 0.9 and flip a 0.13 near-tie between "The"
+            // and "La". Flash attention is invariant only below 64 tokens per ubatch (its tiled
+            // path starts there), so no choice makes long prompts split-independent;
+            // g4r_model_ingest's saved logits keep the same prompt asked again exact.
+            bool on_gpu = m->device != nullptr && n_gpu_layers != 0;
+            double scores = 4.0 * cp.n_ubatch * cp.n_ctx * std::max(1, llama_model_n_head(m->model));
+            if (!on_gpu && scores <= kPlainAttnMaxScoreBytes)
+                cp.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_DISABLED;
         }
+        if (flags & G4R_LOAD_FLASH_ATTN_ON) cp.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_ENABLED;
+        if (flags & G4R_LOAD_FLASH_ATTN_OFF) cp.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_DISABLED;
         m->ctx = llama_init_from_model(m->model, cp);
         if (!m->ctx)
             fail(G4R_ERR_MODEL_LOAD, std::string("llama.cpp could not create a context for ") + path +
                                          (t_last_log_error.empty() ? "" : ": " + t_last_log_error));
         m->pooling = static_cast<int32_t>(llama_pooling_type(m->ctx));
+        m->flash_attn = cp.flash_attn_type != LLAMA_FLASH_ATTN_TYPE_DISABLED;
         if (m->embedding && m->pooling == LLAMA_POOLING_TYPE_NONE) m->embedding = false;
         return m.release();
     } catch (const g4r_failure &e) {
@@ -557,6 +573,7 @@ g4r_status g4r_model_info(g4r_model *model, int32_t property, int64_t *value) {
         case G4R_PROP_N_PAST: *value = static_cast<int64_t>(model->past.size()); return G4R_OK;
         case G4R_PROP_N_DECODED: *value = model->n_decoded; return G4R_OK;
         case G4R_PROP_N_THREADS: *value = model->n_threads; return G4R_OK;
+        case G4R_PROP_FLASH_ATTN: *value = model->flash_attn ? 1 : 0; return G4R_OK;
         case G4R_PROP_N_BATCH: *value = llama_n_batch(model->ctx);
             return G4R_OK;
         case G4R_PROP_N_SEQ_MAX:

@@ -29,9 +29,12 @@ def gemma(model_dir: Path) -> Iterator[GPT4All]:
 
 
 def test_both_models_generate_sensible_text(smol: GPT4All, gemma: GPT4All) -> None:
+    # Not "What is the capital of France?": SmolLM2 135M (Q4_1) starts its reply with "The"
+    # or "La" 0.13 logits apart, and which one wins depends on rounding (plain or flash
+    # attention, how the prompt is split into batches). This question has a clear margin.
     with smol.chat_session(system_message=SYSTEM):
-        assert "Paris" in smol.generate("What is the capital of France?", max_tokens=30, **GREEDY)
-    answer = gemma.generate("Question: What is the capital of France?\nAnswer:", max_tokens=8, **GREEDY)
+        assert "Paris" in smol.generate("What is the capital city of France?", max_tokens=30, **GREEDY)
+    answer = gemma.generate("Question: What is the capital city of France?\nAnswer:", max_tokens=8, **GREEDY)
     assert "Paris" in answer
 
 
@@ -80,7 +83,9 @@ def test_repeat_penalty_covers_the_window(smol: GPT4All, gemma: GPT4All, temp: f
         assert window & set(plain), "without a penalty the model repeats the prompt"
         ids = generated_ids(m, prompt, max_tokens=16, temp=temp, seed=5, repeat_penalty=1e30,
                             repeat_last_n=-1)
-        assert len(ids) == 16 and not window & set(ids) and len(set(ids)) == len(ids), ids
+        # 16 tokens, unless the model ends its reply (its end token is outside the window)
+        assert len(ids) == 16 or m.stats.finish_reason == "stop", ids
+        assert len(ids) >= 8 and not window & set(ids) and len(set(ids)) == len(ids), ids
         # a window of one token: only the token just before is penalised
         ids = generated_ids(m, prompt, max_tokens=24, temp=temp, seed=5, repeat_penalty=1e30,
                             repeat_last_n=1)
@@ -131,12 +136,12 @@ def test_stop_sequences_cut_before_the_match(smol: GPT4All, stop: str) -> None:
 
 def test_chat_session_history_and_gguf_template(smol: GPT4All) -> None:
     with smol.chat_session(system_message=SYSTEM):
-        r1 = smol.generate("What is the capital of France?", max_tokens=20, **GREEDY)
+        r1 = smol.generate("What is the capital city of France?", max_tokens=20, **GREEDY)
         r2 = smol.generate("And of Italy?", max_tokens=20, **GREEDY)
         hist = smol.current_chat_session
         assert hist == [
             {"role": "system", "content": SYSTEM},
-            {"role": "user", "content": "What is the capital of France?"},
+            {"role": "user", "content": "What is the capital city of France?"},
             {"role": "assistant", "content": r1},
             {"role": "user", "content": "And of Italy?"},
             {"role": "assistant", "content": r2},
@@ -145,7 +150,7 @@ def test_chat_session_history_and_gguf_template(smol: GPT4All) -> None:
     # The session used the GGUF's own template: rendering it by hand gives the same reply.
     template = ChatTemplate(smol.model.chat_template())
     prompt = template.render([{"role": "system", "content": SYSTEM},
-                              {"role": "user", "content": "What is the capital of France?"}],
+                              {"role": "user", "content": "What is the capital city of France?"}],
                              special_tokens=smol.special_tokens_map)
     assert "<|im_start|>assistant\n" in prompt
     assert smol.generate(prompt, max_tokens=20, **GREEDY) == r1
@@ -344,6 +349,24 @@ def test_embedding_model_cannot_generate(model_dir: Path) -> None:
         with pytest.raises(errors.UnsupportedOperationError):
             with m.chat_session(chat_template="{{ messages[0].content }}"):
                 m.generate("Hello")
+
+
+def test_attention_kind_follows_the_rule_and_the_override(model_dir: Path, smol: GPT4All) -> None:
+    # Default on the CPU: plain attention while 512 x n_ctx x 9 heads x 4 bytes <= 128 MiB.
+    assert smol.model.flash_attention is False
+    question = "What is the capital city of France?"
+    expected = None
+    for n_ctx, flash in ((8192, None), (2048, True), (2048, False)):
+        with GPT4All(SMOLLM2, model_path=model_dir, allow_download=False, n_threads=2,
+                     n_ctx=n_ctx, flash_attention=flash) as m:
+            assert m.model.flash_attention is (True if flash is None else flash)
+            with m.chat_session(system_message=SYSTEM):
+                answer = m.generate(question, max_tokens=12, **GREEDY)
+            assert "Paris" in answer
+            expected = expected or answer
+            assert answer == expected  # a clear margin: same text either way
+    with GPT4All(MINILM, model_path=model_dir, allow_download=False) as e:
+        assert e.model.flash_attention is True  # embeddings: flash attention skips packed pairs
 
 
 def test_use_after_close(model_dir: Path) -> None:

@@ -122,7 +122,7 @@ def test_cli_chat_one_shot(model_dir: Path) -> None:
     r = CliRunner().invoke(main, ["chat", "--model", SMOLLM2, "--model-path", str(model_dir),
                                   "--offline", "--temp", "0", "--max-tokens", "20",
                                   "--system", "You are a helpful assistant.",
-                                  "-p", "What is the capital of France?"])
+                                  "-p", "What is the capital city of France?"])
     assert r.exit_code == 0, r.output
     assert "Paris" in r.output
 

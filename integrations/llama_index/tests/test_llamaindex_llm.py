@@ -16,7 +16,7 @@ from llama_index.llms.gpt4all_rag import GPT4AllRag
 from gpt4all_rag import GPT4All, errors
 from gpt4all_rag.templates import ChatTemplate
 
-QUESTION = "What is the capital of France?"
+QUESTION = "What is the capital city of France?"
 SYSTEM = "You are a helpful assistant."
 
 
