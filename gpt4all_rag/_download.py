@@ -1,7 +1,7 @@
 """Resumable HTTP download of one model file into a ``.part`` file (private).
 
-The machinery behind :func:`gpt4all_rag.models.download_model`, which validates its arguments,
-chooses the file names and calls these helpers:
+:func:`download_model` (public as :func:`gpt4all_rag.models.download_model`) validates its
+arguments, chooses the file names and calls these helpers:
 
 * :func:`_open_partial` creates the ``.part`` file, locked (POSIX ``flock``) against a second
   download of the same model, and truncates it.
@@ -12,7 +12,8 @@ chooses the file names and calls these helpers:
 * :func:`_fsync_directory` makes the final rename durable; :func:`_remove_quietly` deletes a
   ``.part`` (or temporary catalogue cache) file, ignoring errors.
 
-Log records use the ``gpt4all_rag.models`` logger, as the public module does.
+The argument checks at the end are shared with :mod:`gpt4all_rag.models`. Log records use the
+``gpt4all_rag.models`` logger, as the public module does.
 """
 
 from __future__ import annotations
@@ -20,19 +21,21 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import math
 import os
 import re
 import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
-from typing import Any, BinaryIO
+from pathlib import Path, PureWindowsPath
+from typing import Any, BinaryIO, TypeAlias
+from urllib.parse import urlsplit
 
 import requests
 import urllib3
 from tqdm import tqdm
 
-from .errors import DownloadError
+from .errors import DownloadError, InvalidParameterError, ModelNotFoundError
 
 try:  # POSIX only: guards a .part file against two concurrent downloads of one model
     import fcntl
@@ -41,9 +44,16 @@ except ImportError:  # pragma: no cover - Windows
 
 logger = logging.getLogger("gpt4all_rag.models")
 
+_PathLike: TypeAlias = "str | os.PathLike[str]"
+
 BLOCK_SIZE = 2**20
 """Largest block read and written per step of a download or verification (1 MiB)."""
 
+DEFAULT_DOWNLOAD_URL = "https://gpt4all.io/models/gguf/{model_filename}"
+"""The seed's download URL of a model file that has no ``url`` in the catalogue."""
+
+_RETRY_BACKOFF_S = 1.0  # first pause between attempts without progress; doubles each time
+_MD5_RE = re.compile(r"[0-9a-fA-F]{32}")
 _RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 _MAX_BACKOFF_S = 30.0
 _CONTENT_RANGE_RE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)", re.IGNORECASE)
@@ -273,3 +283,158 @@ def _verify(
         raise DownloadError(
             f"Expected MD5 hash of {expected_md5!r}, got {digest.hexdigest()!r} from {url}"
         )
+
+
+# Argument checks shared with gpt4all_rag.models
+
+
+def _safe_name(model_name: object) -> str:
+    """Return ``model_name`` if it is one plain file name that stays inside its directory."""
+    if not isinstance(model_name, str):
+        raise InvalidParameterError(
+            f"model name must be a str, got {type(model_name).__name__}: {model_name!r}"
+        )
+    if (
+        model_name in ("", ".", "..")
+        or any(c in model_name for c in ("/", "\\", "\0"))
+        or PureWindowsPath(model_name).drive
+        or os.path.isabs(model_name)
+    ):
+        raise InvalidParameterError(
+            f"invalid model name {model_name!r}: give a plain file name such as "
+            "'orca-mini-3b-gguf2-q4_0.gguf' (no path separators, '..' or absolute paths); "
+            "use model_path for the directory"
+        )
+    return model_name
+
+
+def _check_positive(name: str, value: object, *, allow_zero: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidParameterError(f"{name} must be a number, got {value!r}")
+    if math.isnan(value) or value < 0 or (value == 0 and not allow_zero):
+        raise InvalidParameterError(
+            f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value!r}"
+        )
+    return float(value)
+
+
+def _check_http_url(url: object) -> str:
+    if not isinstance(url, str):
+        raise InvalidParameterError(f"URL must be a str, got {url!r}")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise InvalidParameterError(f"URL must be an http(s) URL, got {url!r}")
+    return url
+
+
+def download_model(
+    model_filename: str,
+    model_path: _PathLike,
+    verbose: bool = True,
+    url: str | None = None,
+    expected_size: int | None = None,
+    expected_md5: str | None = None,
+    *,
+    timeout_s: float = 60,
+    max_retries: int = 5,
+) -> Path:
+    """Download a model file (the seed's ``GPT4All.download_model``).
+
+    The body is streamed in :data:`BLOCK_SIZE` blocks into ``<model_filename>.part`` with a
+    progress bar. A dropped connection or timeout is resumed with an HTTP ``Range`` request
+    (the ``206`` answer's ``Content-Range`` start is checked; a server that ignores ranges makes
+    the download restart from zero). The file is then checked against ``expected_size`` and
+    ``expected_md5``, fsynced and renamed atomically to ``model_filename``. On any failure the
+    ``.part`` file is deleted: nothing partial is ever left under the final name. On POSIX the
+    ``.part`` file is locked, so a concurrent download of the same file fails instead of
+    corrupting it. An existing file of the final name is replaced.
+
+    Args:
+        model_filename: file name of the model (with extension); a plain name, no directories.
+        model_path: existing directory to download into.
+        verbose: show progress bars and messages on stderr.
+        url: URL of the file; ``None`` means ``https://gpt4all.io/models/gguf/<model_filename>``.
+        expected_size: expected size in bytes, or ``None`` to skip the check.
+        expected_md5: expected MD5 as 32 hex digits, or ``None`` to skip the check.
+        timeout_s: connect and read timeout in seconds: a server that sends nothing for this
+            long counts as a failed attempt.
+        max_retries: how many failed attempts in a row (connection errors, timeouts, HTTP
+            408/425/429/5xx, unusable range answers) are retried before giving up. An attempt
+            that got further into the file than any before resets the count, so a long
+            download survives many drops. Pauses after attempts without progress start at
+            1 s and double (at most 30 s).
+
+    Returns:
+        Path of the downloaded file.
+
+    Raises:
+        InvalidParameterError: ``model_filename`` is not a plain file name, ``url`` is not an
+            http(s) URL, or ``expected_size``, ``expected_md5``, ``timeout_s`` or
+            ``max_retries`` is invalid.
+        ModelNotFoundError: ``model_path`` is not an existing directory.
+        DownloadError: HTTP error (the message names status and URL), retries exhausted,
+            stalled server, size or MD5 mismatch, unexpected Content-Encoding, the ``.part``
+            file is locked by another download, or it cannot be written.
+    """
+    model_filename = _safe_name(model_filename)
+    url = _check_http_url(
+        DEFAULT_DOWNLOAD_URL.format(model_filename=model_filename) if url is None else url
+    )
+    if expected_size is not None and (
+        isinstance(expected_size, bool) or not isinstance(expected_size, int) or expected_size < 0
+    ):
+        raise InvalidParameterError(f"expected_size must be an int >= 0, got {expected_size!r}")
+    if expected_md5 is not None and (
+        not isinstance(expected_md5, str) or not _MD5_RE.fullmatch(expected_md5)
+    ):
+        raise InvalidParameterError(f"expected_md5 must be 32 hex digits, got {expected_md5!r}")
+    timeout_s = _check_positive("timeout_s", timeout_s)
+    if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+        raise InvalidParameterError(f"max_retries must be an int >= 0, got {max_retries!r}")
+    directory = Path(model_path).expanduser()
+    if not directory.is_dir():
+        raise ModelNotFoundError(f"Model directory does not exist: {str(directory)!r}")
+
+    partial_path = directory / f"{model_filename}.part"
+    download_path = directory / model_filename
+    logger.info("downloading %s to %s", url, download_path)
+    partf = _open_partial(partial_path)
+    try:
+        try:
+            size = _fetch_into(
+                partf,
+                url,
+                expected_size=expected_size,
+                timeout_s=timeout_s,
+                max_retries=max_retries,
+                backoff_s=_RETRY_BACKOFF_S,
+                verbose=verbose,
+            )
+            _verify(
+                partf,
+                size,
+                expected_size=expected_size,
+                expected_md5=expected_md5,
+                url=url,
+                verbose=verbose,
+            )
+            partf.flush()
+            os.fsync(partf.fileno())
+            if os.name == "nt":  # pragma: no cover - Windows cannot rename an open file
+                partf.close()
+            os.replace(partial_path, download_path)
+        except BaseException as exc:
+            if verbose and not partf.closed and partf.tell():
+                print("Cleaning up the interrupted download...", file=sys.stderr)
+            _remove_quietly(partial_path)
+            if isinstance(exc, OSError) and not isinstance(exc, DownloadError):
+                raise DownloadError(
+                    f"cannot store the download in {str(directory)!r}: {exc}"
+                ) from exc
+            raise
+    finally:
+        partf.close()
+    _fsync_directory(directory)
+    if verbose:
+        print(f"Model downloaded to {str(download_path)!r}", file=sys.stderr)
+    return download_path

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from httpserver import Behaviour, FileServer
 
-from gpt4all_rag import models
+from gpt4all_rag import _download, models
 from gpt4all_rag.errors import DownloadError, InvalidParameterError, ModelNotFoundError
 
 MiB = 2**20
@@ -44,8 +44,8 @@ def _hermetic(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("GPT4ALL_MODEL_PATH", raising=False)
     # A closed port: a test that forgets to point at its server fails fast and stays local.
     monkeypatch.setenv("GPT4ALL_RAG_CATALOG_URL", "http://127.0.0.1:9/models3.json")
-    monkeypatch.setattr(models, "DEFAULT_DOWNLOAD_URL", "http://127.0.0.1:9/gguf/{model_filename}")
-    monkeypatch.setattr(models, "_RETRY_BACKOFF_S", 0.0)
+    monkeypatch.setattr(_download, "DEFAULT_DOWNLOAD_URL", "http://127.0.0.1:9/gguf/{model_filename}")
+    monkeypatch.setattr(_download, "_RETRY_BACKOFF_S", 0.0)
 
 
 @pytest.fixture
@@ -293,7 +293,7 @@ def test_download_uses_the_default_url(
 ) -> None:
     data = make_bytes(1000)
     http_server.add("/gguf/m.gguf", data)
-    monkeypatch.setattr(models, "DEFAULT_DOWNLOAD_URL", http_server.url("/gguf/{model_filename}"))
+    monkeypatch.setattr(_download, "DEFAULT_DOWNLOAD_URL", http_server.url("/gguf/{model_filename}"))
     assert models.download_model("m.gguf", str(model_dir), verbose=False).read_bytes() == data
 
 
@@ -686,7 +686,7 @@ def test_retrieve_a_model_missing_from_the_catalogue_uses_the_default_url(
 ) -> None:
     data = make_bytes(2000, seed=18)
     http_server.add("/gguf/other.gguf", data)
-    monkeypatch.setattr(models, "DEFAULT_DOWNLOAD_URL", http_server.url("/gguf/{model_filename}"))
+    monkeypatch.setattr(_download, "DEFAULT_DOWNLOAD_URL", http_server.url("/gguf/{model_filename}"))
     config = models.retrieve_model("other", model_dir)
     assert config == {"path": str(model_dir / "other.gguf")}
     assert (model_dir / "other.gguf").read_bytes() == data
@@ -762,7 +762,7 @@ def test_any_failure_removes_the_part_file(
     def fail(*args: object, **kwargs: object) -> None:
         raise raised
 
-    monkeypatch.setattr(models, "_verify", fail)
+    monkeypatch.setattr(_download, "_verify", fail)
     entry = http_server.add_model("m.gguf", make_bytes(5000))
     with pytest.raises(expected):
         models.download_model("m.gguf", model_dir, False, entry["url"])

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 from httpserver import Behaviour, FileServer
 
-from gpt4all_rag import models as models_module
+from gpt4all_rag import _download
 from gpt4all_rag.commands.models import models
 
 DATA = bytes(range(256)) * 40
@@ -22,10 +22,8 @@ def _hermetic(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("GPT4ALL_RAG_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("GPT4ALL_MODEL_PATH", str(tmp_path / "models"))
     monkeypatch.setenv("GPT4ALL_RAG_CATALOG_URL", "http://127.0.0.1:9/models3.json")
-    monkeypatch.setattr(
-        models_module, "DEFAULT_DOWNLOAD_URL", "http://127.0.0.1:9/gguf/{model_filename}"
-    )
-    monkeypatch.setattr(models_module, "_RETRY_BACKOFF_S", 0.0)
+    monkeypatch.setattr(_download, "DEFAULT_DOWNLOAD_URL", "http://127.0.0.1:9/gguf/{model_filename}")
+    monkeypatch.setattr(_download, "_RETRY_BACKOFF_S", 0.0)
 
 
 @pytest.fixture
