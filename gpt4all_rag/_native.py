@@ -22,7 +22,8 @@ import numpy as np
 
 from . import errors
 
-__all__ = ["ABI_VERSION", "DECLARATIONS", "NativeModel", "lib", "gpu_devices", "system_info"]
+__all__ = ["ABI_VERSION", "DECLARATIONS", "NativeModel", "lib", "gpu_devices",
+           "json_schema_to_grammar", "system_info"]
 
 ABI_VERSION = 1
 LIB_ENV = "GPT4ALL_RAG_NATIVE_LIB"
@@ -108,6 +109,8 @@ DECLARATIONS: dict[str, tuple[Any, tuple[Any, ...]]] = {
     "g4r_model_meta": (ctypes.c_int, (ctypes.c_void_p, ctypes.c_char_p, ctypes.c_char_p,
                                       ctypes.c_size_t, _p(ctypes.c_size_t))),
     "g4r_model_chat_template": (ctypes.c_int, (ctypes.c_void_p, _c_char_pp)),
+    "g4r_json_schema_to_grammar": (ctypes.c_int, (ctypes.c_char_p, ctypes.c_char_p, ctypes.c_size_t,
+                                                  _p(ctypes.c_size_t))),
     "g4r_model_special_token": (ctypes.c_int, (ctypes.c_void_p, ctypes.c_int32, _p(ctypes.c_int32))),
     "g4r_model_token_is_eog": (ctypes.c_int32, (ctypes.c_void_p, ctypes.c_int32)),
     "g4r_tokenize": (ctypes.c_int, (ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int32, ctypes.c_int32,
@@ -213,6 +216,24 @@ def check(status: int, what: str = "") -> None:
 def system_info() -> str:
     """The CPU features the native library was compiled for (llama.cpp's system info line)."""
     return (lib().g4r_system_info() or b"").decode()
+
+
+def json_schema_to_grammar(schema_json: str) -> str:
+    """GBNF grammar of a JSON schema given as JSON text (``g4r_json_schema_to_grammar``).
+
+    Raises:
+        InvalidParameterError: not JSON, or a schema the converter rejects (the message says why).
+    """
+    L = lib()
+    data = schema_json.encode("utf-8")
+    need = ctypes.c_size_t()
+    buf = ctypes.create_string_buffer(4096)
+    status = L.g4r_json_schema_to_grammar(data, buf, 4096, ctypes.byref(need))
+    if status == ERR_BUFFER_TOO_SMALL:
+        buf = ctypes.create_string_buffer(need.value + 1)
+        status = L.g4r_json_schema_to_grammar(data, buf, need.value + 1, ctypes.byref(need))
+    check(status)
+    return buf.raw[: need.value].decode("utf-8")
 
 
 def gpu_devices() -> list[dict[str, str]]:

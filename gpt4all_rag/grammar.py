@@ -1,34 +1,27 @@
 """Constrained generation: JSON schemas to GBNF grammars for ``GPT4All.generate(grammar=...)``.
 
-The conversion is llama.cpp's own algorithm (``json-schema-to-grammar``), in the pure-Python
-port that llama-cpp-python ships (``llama_cpp/llama_grammar.py``). That file is not part of
-this repository: the build takes it from the same pinned llama-cpp-python source distribution
-that carries llama.cpp, and installs it as ``gpt4all_rag/_llama_grammar.py``.
+The conversion is llama.cpp's own (``common/json-schema-to-grammar.cpp``), compiled into our
+native library and reached through ``g4r_json_schema_to_grammar``: every build has it,
+including builds against your own llama.cpp tree (``G4R_LLAMA_CPP_DIR``).
 
-Supported: objects (properties, required, additionalProperties), arrays (items, min/maxItems),
-strings (enum, const, pattern, minLength/maxLength, formats date/time/uuid), numbers, integers,
-booleans, null, anyOf/oneOf/allOf, local ``$ref``.
+Supported: objects (properties, required, additionalProperties), arrays (items, prefixItems,
+minItems, maxItems), strings (enum, const, pattern, minLength, maxLength, formats date, time,
+date-time, uuid), integers (minimum, maximum, exclusiveMinimum, exclusiveMaximum), numbers,
+booleans, null, anyOf/oneOf/allOf, local ``$ref``. Strings never contain raw control
+characters, so the output always parses as JSON. A regex ``pattern`` the converter cannot
+enforce (not anchored with ``^...$``, lookarounds, ...) admits any string; the conversion then
+logs a warning on the ``gpt4all_rag.native`` logger naming the pattern.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 from typing import Any, Mapping
 
-from .errors import GrammarError
+from . import _native
+from .errors import GrammarError, InvalidParameterError
 
 __all__ = ["json_schema_to_gbnf"]
-
-
-def _converter() -> Any:
-    try:
-        return importlib.import_module("gpt4all_rag._llama_grammar")
-    except ImportError as exc:
-        raise GrammarError(
-            "JSON-schema conversion is not available in this build: gpt4all_rag/_llama_grammar.py "
-            "is installed by the default build (it comes with the pinned llama-cpp-python sdist); "
-            "builds against G4R_LLAMA_CPP_DIR do not have it") from exc
 
 
 def json_schema_to_gbnf(schema: Mapping[str, Any] | str) -> str:
@@ -42,7 +35,8 @@ def json_schema_to_gbnf(schema: Mapping[str, Any] | str) -> str:
 
     Raises:
         GrammarError: (a ValueError) the schema is not valid JSON, not an object, or uses a
-            construct the converter does not support.
+            construct the converter does not support (the message says which).
+        NativeLibraryError: the native library is missing or cannot be loaded.
     """
     if isinstance(schema, str):
         try:
@@ -57,9 +51,7 @@ def json_schema_to_gbnf(schema: Mapping[str, Any] | str) -> str:
         text = json.dumps(parsed)
     except (TypeError, ValueError) as exc:
         raise GrammarError(f"the schema cannot be serialised as JSON: {exc}") from exc
-    module = _converter()
     try:
-        return module.json_schema_to_gbnf(text)
-    except (KeyError, ValueError, TypeError, AttributeError, RecursionError,
-            NotImplementedError, AssertionError) as exc:
-        raise GrammarError(f"cannot convert the JSON schema: {type(exc).__name__}: {exc}") from exc
+        return _native.json_schema_to_grammar(text)
+    except InvalidParameterError as exc:
+        raise GrammarError(f"cannot convert the JSON schema: {exc}") from exc

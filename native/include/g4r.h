@@ -195,6 +195,26 @@ G4R_API g4r_status g4r_model_info(g4r_model *model, int32_t property, int64_t *v
 G4R_API g4r_status g4r_model_device(g4r_model *model, const char **backend, const char **device);
 
 /**
+ * Convert a JSON schema into a GBNF grammar (start symbol "root") for g4r_generate_start(),
+ * with llama.cpp's converter (common/json-schema-to-grammar.cpp). It covers objects
+ * (properties, required, additionalProperties), arrays (items, prefixItems, minItems,
+ * maxItems), strings (enum, const, pattern, minLength, maxLength, formats date, time,
+ * date-time, uuid), integers (minimum, maximum, exclusiveMinimum, exclusiveMaximum), numbers,
+ * booleans, null, anyOf/oneOf/allOf and local $ref. String rules never admit a raw control
+ * character (U+0000-U+001F) or an invalid escape. A regex "pattern" the converter cannot
+ * enforce (not anchored with ^...$, lookarounds, ...) admits any string, and the conversion
+ * logs a warning (level 3) through the log callback saying so. Needs no model. Thread-safe
+ * (conversions are serialised).
+ * @param[in]  schema_json the schema as JSON text, UTF-8, NUL-terminated.
+ * @param[out] buf         receives up to buf_size-1 bytes of the grammar and a NUL.
+ * @param[out] n_needed    receives the grammar's length in bytes, without the NUL.
+ * @return G4R_OK, G4R_ERR_INVALID_ARGUMENT (not JSON, or a schema the converter rejects: the
+ *         message says why), or G4R_ERR_BUFFER_TOO_SMALL (call again with n_needed+1).
+ */
+G4R_API g4r_status g4r_json_schema_to_grammar(const char *schema_json, char *buf, size_t buf_size,
+                                              size_t *n_needed);
+
+/**
  * Read a GGUF metadata value as a string (numbers and booleans are formatted).
  * @param[in]  key      e.g. "general.name".
  * @param[out] buf      receives up to buf_size-1 bytes and a NUL.

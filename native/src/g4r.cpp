@@ -6,11 +6,13 @@
 #include "g4r.h"
 
 #include "ggml-backend.h"
+#include "json-schema-to-grammar.h"  // llama.cpp common: JSON schema -> GBNF
 #include "llama.h"
 
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <memory>
@@ -606,6 +608,75 @@ g4r_status g4r_model_meta(g4r_model *model, const char *key, char *buf, size_t b
     if (n_needed) *n_needed = static_cast<size_t>(n);
     if (!buf || static_cast<size_t>(n) >= buf_size)
         fail(G4R_ERR_BUFFER_TOO_SMALL, "buffer too small for metadata value");
+    return G4R_OK;
+    G4R_GUARD_END
+}
+
+namespace {
+
+// llama.cpp's JSON-schema converter reports a regex pattern it cannot enforce ("accepting any
+// string") with fprintf(stderr). The library never prints: while a conversion runs, the C
+// stream stderr points at a memory stream (glibc and macOS let a program assign it), and what
+// was written goes to the log callback. Conversions are serialised; Python writes its own
+// stderr through the file descriptor, not this FILE*, so it is not captured.
+std::mutex g_stderr_mu;
+
+struct StderrCapture {
+    std::string &out;
+    std::unique_lock<std::mutex> lock{g_stderr_mu};
+#if defined(__GLIBC__) || defined(__APPLE__)
+    char *data = nullptr;
+    size_t size = 0;
+    FILE *mem = nullptr;
+    FILE *saved = nullptr;
+    explicit StderrCapture(std::string &o) : out(o) {
+        mem = open_memstream(&data, &size);
+        if (mem) {
+            saved = stderr;
+            stderr = mem;
+        }
+    }
+    ~StderrCapture() {
+        if (!mem) return;
+        stderr = saved;
+        std::fclose(mem);
+        if (data) {
+            out.assign(data, size);
+            std::free(data);
+        }
+    }
+#else
+    explicit StderrCapture(std::string &o) : out(o) {}
+#endif
+    StderrCapture(const StderrCapture &) = delete;
+    StderrCapture &operator=(const StderrCapture &) = delete;
+};
+
+}  // namespace
+
+g4r_status g4r_json_schema_to_grammar(const char *schema_json, char *buf, size_t buf_size,
+                                      size_t *n_needed) {
+    G4R_GUARD_BEGIN
+    clear_error();
+    if (!schema_json) fail(G4R_ERR_INVALID_ARGUMENT, "schema_json is NULL");
+    std::string grammar, printed;
+    try {
+        StderrCapture capture(printed);
+        grammar = json_schema_to_grammar(common_json::parse(schema_json), /*force_gbnf=*/true);
+    } catch (const std::bad_alloc &) {
+        throw;
+    } catch (const std::exception &e) {  // parse errors and unsupported constructs
+        fail(G4R_ERR_INVALID_ARGUMENT, e.what());
+    }
+    if (!printed.empty()) {  // e.g. "WARNING: JSON schema conversion was incomplete: pattern ..."
+        while (!printed.empty() && printed.back() == '\n') printed.pop_back();
+        if (printed.rfind("WARNING: ", 0) == 0) printed.erase(0, 9);
+        log_trampoline(GGML_LOG_LEVEL_WARN, (printed + "\n").c_str(), nullptr);
+    }
+    if (n_needed) *n_needed = grammar.size();
+    if (!buf || grammar.size() >= buf_size)
+        fail(G4R_ERR_BUFFER_TOO_SMALL, "buffer too small for the grammar");
+    std::memcpy(buf, grammar.c_str(), grammar.size() + 1);
     return G4R_OK;
     G4R_GUARD_END
 }

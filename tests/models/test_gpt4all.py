@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from pathlib import Path
 from typing import Iterator
@@ -9,6 +10,7 @@ from typing import Iterator
 import pytest
 
 from gpt4all_rag import GPT4All, _native, errors
+from gpt4all_rag.grammar import json_schema_to_gbnf
 from gpt4all_rag.templates import ChatTemplate
 from tests.conftest import GEMMA3, MINILM, SMOLLM2
 
@@ -303,6 +305,18 @@ def test_bad_grammar(smol: GPT4All) -> None:
         smol.generate("Hello", max_tokens=5, grammar="root ::= (")
     out = smol.generate("Is water wet? Answer yes or no.", max_tokens=5, grammar='root ::= "yes" | "no"')
     assert out in ("yes", "no")
+
+
+def test_json_schema_grammar_enforces_integer_bounds_and_valid_strings(smol: GPT4All) -> None:
+    schema = {"type": "object", "properties": {
+        "month": {"type": "integer", "minimum": 1, "maximum": 12},
+        "note": {"type": "string", "maxLength": 12}}, "required": ["month", "note"]}
+    grammar = json_schema_to_gbnf(schema)
+    for seed in range(6):  # hot sampling explores the grammar, not just the likeliest path
+        out = smol.generate("Pick a month and write a note about it as JSON:", max_tokens=40,
+                            temp=1.5, top_k=0, top_p=1.0, min_p=0.0, seed=seed, grammar=grammar)
+        value = json.loads(out)  # strict: a raw control character in a string would fail
+        assert 1 <= value["month"] <= 12 and len(value["note"]) <= 12, out
 
 
 def test_model_without_template_needs_one(gemma: GPT4All) -> None:
