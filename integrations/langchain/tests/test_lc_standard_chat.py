@@ -25,10 +25,6 @@ _NO_UNICODE_COPY = (
     "SmolLM2-135M writes customer_name='hello' instead of copying '你好啊集团' (it translates); "
     "the grammar admits any Unicode and test_lc_chat_models checks Chinese arguments arrive "
     "intact")
-_EMPTY_ARGUMENT = (
-    "asked to 'generate a Pirate greeting' with greeting_generator(answer_style: str), "
-    "SmolLM2-135M calls it with answer_style='' (a valid string for the schema, so the grammar "
-    "admits it); the test wants a non-empty one")
 _JSON_MODE_KEYS = (
     "json_mode constrains the reply to *some* JSON object and names the keys only in prose; "
     "SmolLM2-135M invents its own keys ('set-up', nested objects) instead of "
@@ -119,10 +115,6 @@ class TestChatGPT4AllIntegration(ChatModelIntegrationTests):
     @pytest.mark.parametrize("model", [{}, {"output_version": "v1"}], indirect=True)
     def test_agent_loop(self, model: BaseChatModel) -> None:
         super().test_agent_loop(model)
-
-    @pytest.mark.xfail(reason=_EMPTY_ARGUMENT, strict=False)
-    def test_bind_runnables_as_tools(self, model: BaseChatModel) -> None:
-        super().test_bind_runnables_as_tools(model)
 
     @pytest.mark.xfail(reason=_JSON_MODE_KEYS, strict=False)
     def test_json_mode(self, model: BaseChatModel) -> None:
