@@ -7,8 +7,8 @@ same batch size, same context):
     libraries as our native library (``cmake --build build/<tag> --target llama-bench``):
     prompt speed on an empty cache, generation speed after as many tokens as our prompt
     (``-d``), with the attention our context uses (``-fa``: plain attention by default on the
-    CPU, see ``g4r_model_load``). llama-bench does no sampling at all; ours and (b) sample with the SDK's
-    default repetition penalty (1.18 over the last 64 tokens), greedily.
+    CPU, see ``g4r_model_load``). llama-bench does no sampling at all; ours and (b) sample
+    with the SDK's default repetition penalty (1.18 over the last 64 tokens), greedily.
 (b) ``gpt4all==2.8.2`` (the newest GPT4All SDK on PyPI) when ``bench/setup_reference.sh`` has
     installed it. It cannot load SmolLM2's ``smollm`` pre-tokenizer, so it gets a copy of the
     file whose ``tokenizer.ggml.pre`` is rewritten in place to ``refact`` (same length;
@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import statistics
 import subprocess
 import sys
@@ -221,6 +220,7 @@ def main() -> None:
               f"generation {rounds.format_ratio(ours, ref, 'tg')}   (target > 1x)")
     print(f"n_ctx {args.n_ctx} vs n_ctx {n_prompt + gen} (ours): generation "
           f"{rounds.format_ratio(ours, tight_res, 'tg')}")
+
 
 if __name__ == "__main__":
     main()

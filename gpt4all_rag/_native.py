@@ -16,7 +16,7 @@ import logging
 import os
 import threading
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -218,6 +218,21 @@ def system_info() -> str:
     return (lib().g4r_system_info() or b"").decode()
 
 
+def _read_string(call: Callable[[Any, int, Any], int], size: int) -> tuple[int, bytes]:
+    """Run a g4r_ call that writes a NUL-terminated string into ``(buf, buf_size, &n_needed)``,
+    starting with a ``size``-byte buffer and retrying once with the size it reports when it
+    returns ERR_BUFFER_TOO_SMALL. Returns ``(status, the string's bytes)``; the bytes are only
+    meaningful when the status is OK."""
+    need = ctypes.c_size_t()
+    buf = ctypes.create_string_buffer(size)
+    status = call(buf, size, ctypes.byref(need))
+    if status == ERR_BUFFER_TOO_SMALL:
+        size = need.value + 1
+        buf = ctypes.create_string_buffer(size)
+        status = call(buf, size, ctypes.byref(need))
+    return status, buf.raw[: need.value]
+
+
 def json_schema_to_grammar(schema_json: str) -> str:
     """GBNF grammar of a JSON schema given as JSON text (``g4r_json_schema_to_grammar``).
 
@@ -226,14 +241,10 @@ def json_schema_to_grammar(schema_json: str) -> str:
     """
     L = lib()
     data = schema_json.encode("utf-8")
-    need = ctypes.c_size_t()
-    buf = ctypes.create_string_buffer(4096)
-    status = L.g4r_json_schema_to_grammar(data, buf, 4096, ctypes.byref(need))
-    if status == ERR_BUFFER_TOO_SMALL:
-        buf = ctypes.create_string_buffer(need.value + 1)
-        status = L.g4r_json_schema_to_grammar(data, buf, need.value + 1, ctypes.byref(need))
+    status, grammar = _read_string(
+        lambda buf, size, need: L.g4r_json_schema_to_grammar(data, buf, size, need), 4096)
     check(status)
-    return buf.raw[: need.value].decode("utf-8")
+    return grammar.decode("utf-8")
 
 
 def gpu_devices() -> list[dict[str, str]]:
@@ -343,17 +354,13 @@ class NativeModel:
 
     def meta(self, key: str) -> str | None:
         """A GGUF metadata value as a string, or ``None`` when the key is absent."""
-        need = ctypes.c_size_t()
-        buf = ctypes.create_string_buffer(256)
-        status = self._lib.g4r_model_meta(self.handle, key.encode(), buf, 256, ctypes.byref(need))
+        handle, name = self.handle, key.encode()
+        status, value = _read_string(
+            lambda buf, size, need: self._lib.g4r_model_meta(handle, name, buf, size, need), 256)
         if status == ERR_NOT_FOUND:
             return None
-        if status == ERR_BUFFER_TOO_SMALL:
-            buf = ctypes.create_string_buffer(need.value + 1)
-            status = self._lib.g4r_model_meta(self.handle, key.encode(), buf, need.value + 1,
-                                              ctypes.byref(need))
         check(status)
-        return buf.raw[: need.value].decode("utf-8", "replace")
+        return value.decode("utf-8", "replace")
 
     def chat_template(self) -> str | None:
         """The GGUF's ``tokenizer.chat_template``, or ``None``."""
