@@ -3,11 +3,14 @@
 :func:`download_model` (public as :func:`gpt4all_rag.models.download_model`) validates its
 arguments, chooses the file names and calls these helpers:
 
-* :func:`_open_partial` creates the ``.part`` file, locked (POSIX ``flock``) against a second
-  download of the same model, and truncates it.
+* :func:`_lock_partial` takes the lock ``<model>.part.lock`` (:mod:`filelock`: ``flock`` on
+  POSIX, ``msvcrt`` locking on Windows) against a second download of the same model, and
+  :func:`_unlock_partial` removes and releases it at the end; :func:`_open_partial` creates
+  the ``.part`` file and truncates it.
 * :func:`_fetch_into` streams the body into it with a progress bar, resuming after a dropped
   connection or timeout with an HTTP ``Range`` request, restarting from zero when the server
-  ignores ranges, and giving up after a bounded number of attempts without progress.
+  ignores ranges, and giving up after a bounded number of attempts without progress. Bars
+  are :mod:`tqdm.auto`'s (a widget in Jupyter), shown when ``verbose``.
 * :func:`_verify` checks the size and MD5 of the result.
 * :func:`_fsync_directory` makes the final rename durable; :func:`_remove_quietly` deletes a
   ``.part`` (or temporary catalogue cache) file, ignoring errors.
@@ -31,16 +34,12 @@ from pathlib import Path, PureWindowsPath
 from typing import Any, BinaryIO, TypeAlias
 from urllib.parse import urlsplit
 
+import filelock
 import requests
 import urllib3
-from tqdm import tqdm
 
+from ._progress import progress_bar
 from .errors import DownloadError, InvalidParameterError, ModelNotFoundError
-
-try:  # POSIX only: guards a .part file against two concurrent downloads of one model
-    import fcntl
-except ImportError:  # pragma: no cover - Windows
-    fcntl = None  # type: ignore[assignment]
 
 logger = logging.getLogger("gpt4all_rag.models")
 
@@ -86,29 +85,47 @@ def _fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
+def _lock_partial(path: Path) -> filelock.BaseFileLock:
+    """Take the lock ``<path>.lock`` that guards ``path`` against a second download.
+
+    :func:`_unlock_partial` removes the lock file before it releases the lock. That is safe
+    because filelock (4.2 and later) refuses a lock on a file that was unlinked before its
+    ``flock`` succeeded, so a process that opened the old file cannot take it.
+
+    Raises:
+        DownloadError: another process holds the lock, or the lock file cannot be created.
+    """
+    lock = filelock.FileLock(f"{path}.lock", timeout=0)
+    try:
+        lock.acquire()
+    except filelock.Timeout as exc:
+        raise DownloadError(
+            f"{str(path)!r} is locked: another download of this model is in progress"
+        ) from exc
+    except OSError as exc:
+        raise DownloadError(f"cannot create the lock file {str(lock.lock_file)!r}: {exc}") from exc
+    return lock
+
+
+def _unlock_partial(lock: filelock.BaseFileLock) -> None:
+    """Remove the lock file, then release the lock (see :func:`_lock_partial`)."""
+    if lock.is_locked:
+        _remove_quietly(Path(lock.lock_file))  # Windows cannot: filelock removes it there
+    lock.release()
+
+
 def _open_partial(path: Path) -> BinaryIO:
-    """Open ``path`` for writing, locked against other downloads, and truncate it."""
+    """Open ``path`` for writing and truncate it (the caller holds :func:`_lock_partial`)."""
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o644)
     except OSError as exc:
         raise DownloadError(f"cannot create {str(path)!r}: {exc}") from exc
     partf = os.fdopen(fd, "r+b")
     try:
-        if fcntl is not None:
-            try:
-                fcntl.flock(partf.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError as exc:
-                raise DownloadError(
-                    f"{str(path)!r} is locked: another download of this model is in progress"
-                ) from exc
-            except OSError as exc:  # e.g. ENOLCK on some network file systems
-                logger.debug("cannot lock %s (%s); downloading without a lock", path, exc)
         partf.truncate(0)
-    except BaseException as exc:
+    except OSError as exc:
         partf.close()
-        if isinstance(exc, OSError):
-            raise DownloadError(f"cannot prepare {str(path)!r}: {exc}") from exc
-        raise
+        raise DownloadError(f"cannot prepare {str(path)!r}: {exc}") from exc
     return partf
 
 
@@ -191,7 +208,7 @@ def _fetch_into(
     total: int | None = None
     reached = 0  # the furthest offset any attempt got to: progress means passing it
     failures = 0  # consecutive attempts that made no progress
-    progress: tqdm[Any] | None = None
+    progress: Any = None
     with requests.Session() as session, contextlib.ExitStack() as stack:
         while True:
             try:
@@ -215,13 +232,13 @@ def _fetch_into(
                         total = remote_total
                     if progress is None:
                         progress = stack.enter_context(
-                            tqdm(
+                            progress_bar(
+                                enabled=verbose,
                                 desc="Downloading",
                                 total=total,
                                 initial=offset,
                                 unit="iB",
                                 unit_scale=True,
-                                disable=not verbose,
                             )
                         )
                     elif (progress.n, progress.total) != (offset, total):
@@ -275,7 +292,9 @@ def _verify(
         return
     partf.seek(0)
     digest = hashlib.md5()
-    with tqdm(desc="Verifying", total=size, unit="iB", unit_scale=True, disable=not verbose) as bar:
+    with progress_bar(
+        enabled=verbose, desc="Verifying", total=size, unit="iB", unit_scale=True
+    ) as bar:
         while block := partf.read(BLOCK_SIZE):
             digest.update(block)
             bar.update(len(block))
@@ -345,14 +364,16 @@ def download_model(
     (the ``206`` answer's ``Content-Range`` start is checked; a server that ignores ranges makes
     the download restart from zero). The file is then checked against ``expected_size`` and
     ``expected_md5``, fsynced and renamed atomically to ``model_filename``. On any failure the
-    ``.part`` file is deleted: nothing partial is ever left under the final name. On POSIX the
-    ``.part`` file is locked, so a concurrent download of the same file fails instead of
-    corrupting it. An existing file of the final name is replaced.
+    ``.part`` file is deleted: nothing partial is ever left under the final name. A lock file
+    ``<model_filename>.part.lock`` (:mod:`filelock`, POSIX and Windows; removed when the
+    download ends) makes a concurrent download of the same file fail instead of corrupting it.
+    An existing file of the final name is replaced.
 
     Args:
         model_filename: file name of the model (with extension); a plain name, no directories.
         model_path: existing directory to download into.
-        verbose: show progress bars and messages on stderr.
+        verbose: show progress bars (:mod:`tqdm.auto`: a widget in Jupyter) and messages on
+            stderr.
         url: URL of the file; ``None`` means ``https://gpt4all.io/models/gguf/<model_filename>``.
         expected_size: expected size in bytes, or ``None`` to skip the check.
         expected_md5: expected MD5 as 32 hex digits, or ``None`` to skip the check.
@@ -398,7 +419,12 @@ def download_model(
     partial_path = directory / f"{model_filename}.part"
     download_path = directory / model_filename
     logger.info("downloading %s to %s", url, download_path)
-    partf = _open_partial(partial_path)
+    lock = _lock_partial(partial_path)
+    try:
+        partf = _open_partial(partial_path)
+    except BaseException:
+        _unlock_partial(lock)
+        raise
     try:
         try:
             size = _fetch_into(
@@ -434,6 +460,7 @@ def download_model(
             raise
     finally:
         partf.close()
+        _unlock_partial(lock)
     _fsync_directory(directory)
     if verbose:
         print(f"Model downloaded to {str(download_path)!r}", file=sys.stderr)

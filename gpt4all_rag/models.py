@@ -22,12 +22,13 @@ Beyond the seed:
 Environment variables:
 
 ``GPT4ALL_MODEL_PATH``
-    Directory of model files (default ``~/.cache/gpt4all/``, as in the seed).
+    Directory of model files (default ``~/.cache/gpt4all/``, as in the seed; the platform's
+    cache folder, ``$XDG_CACHE_HOME`` on Linux, see :mod:`gpt4all_rag.paths`).
 ``GPT4ALL_RAG_CATALOG_URL``
     URL of the catalogue (default :data:`DEFAULT_CATALOG_URL`).
 ``GPT4ALL_RAG_CACHE``
-    Base directory of gpt4all-rag's caches (default ``~/.cache/gpt4all-rag``); the catalogue is
-    cached in its ``catalog`` subdirectory.
+    Base directory of gpt4all-rag's caches (default ``~/.cache/gpt4all-rag``, likewise); the
+    catalogue is cached in its ``catalog`` subdirectory.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from typing import Any, TypeAlias
 
 import requests
 
+from . import paths
 from ._download import (
     _MD5_RE,
     BLOCK_SIZE,  # noqa: F401 - re-exported: download_model's documented block size
@@ -94,14 +96,12 @@ def default_model_directory() -> Path:
     """Return the directory where model files live by default.
 
     Returns:
-        ``$GPT4ALL_MODEL_PATH`` if set and not empty (``~`` expanded), else
-        ``~/.cache/gpt4all`` (the seed's ``DEFAULT_MODEL_DIRECTORY``). The directory is not
-        created here.
+        ``$GPT4ALL_MODEL_PATH`` if set and not empty (``~`` expanded), else ``gpt4all`` in the
+        platform's cache folder: ``$XDG_CACHE_HOME/gpt4all`` on Linux, by default
+        ``~/.cache/gpt4all`` (the seed's ``DEFAULT_MODEL_DIRECTORY``); see
+        :func:`gpt4all_rag.paths.model_directory`. The directory is not created here.
     """
-    env = os.environ.get("GPT4ALL_MODEL_PATH")
-    if env:
-        return Path(env).expanduser()
-    return Path.home() / ".cache" / "gpt4all"
+    return paths.model_directory()
 
 
 def resolve_catalog_url(url: str | None = None) -> str:
@@ -122,16 +122,16 @@ def catalog_cache_dir(cache_dir: _PathLike | None = None) -> Path:
 
     Args:
         cache_dir: an explicit directory, or ``None`` for ``$GPT4ALL_RAG_CACHE/catalog`` if the
-            variable is set, else ``~/.cache/gpt4all-rag/catalog``.
+            variable is set, else ``catalog`` in gpt4all-rag's platform cache folder
+            (``$XDG_CACHE_HOME/gpt4all-rag/catalog``, by default
+            ``~/.cache/gpt4all-rag/catalog``).
 
     Returns:
         The directory (not created here).
     """
     if cache_dir is not None:
         return Path(cache_dir).expanduser()
-    base = os.environ.get("GPT4ALL_RAG_CACHE")
-    root = Path(base).expanduser() if base else Path.home() / ".cache" / "gpt4all-rag"
-    return root / "catalog"
+    return paths.cache_directory() / "catalog"
 
 
 def append_extension_if_missing(model_name: str) -> str:

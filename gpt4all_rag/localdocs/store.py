@@ -38,6 +38,7 @@ import numpy as np
 from chromadb.api.types import Documents, EmbeddingFunction, Embeddings
 from chromadb.utils.embedding_functions import register_embedding_function
 
+from .. import paths
 from ..errors import CollectionMismatchError, CollectionNotFoundError, InvalidParameterError, StoreError
 
 __all__ = [
@@ -53,10 +54,10 @@ _READ_PAGE = 5000
 
 
 def default_persist_directory() -> Path:
-    """Where the embedded Chroma database lives: ``$GPT4ALL_RAG_LOCALDOCS_DIR`` or
-    ``~/.local/share/gpt4all-rag/localdocs``."""
-    env = os.environ.get("GPT4ALL_RAG_LOCALDOCS_DIR")
-    return Path(env) if env else Path.home() / ".local" / "share" / "gpt4all-rag" / "localdocs"
+    """Where the embedded Chroma database lives: ``$GPT4ALL_RAG_LOCALDOCS_DIR``, else
+    ``localdocs`` in gpt4all-rag's platform data folder (``$XDG_DATA_HOME/gpt4all-rag/localdocs``,
+    by default ``~/.local/share/gpt4all-rag/localdocs``); see :mod:`gpt4all_rag.paths`."""
+    return paths.localdocs_directory()
 
 
 def doc_id_for(path: str) -> str:

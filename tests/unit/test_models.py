@@ -40,6 +40,8 @@ def make_bytes(n: int, seed: int = 0) -> bytes:
 def _hermetic(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Keep every path under tmp_path and every URL on 127.0.0.1; no pauses between retries."""
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.delenv("XDG_DATA_HOME", raising=False)
     monkeypatch.setenv("GPT4ALL_RAG_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv("GPT4ALL_MODEL_PATH", raising=False)
     # A closed port: a test that forgets to point at its server fails fast and stays local.
@@ -84,6 +86,35 @@ def test_default_model_directory_follows_env_then_home(
     assert models.default_model_directory() == tmp_path / "home" / ".cache" / "gpt4all"
     monkeypatch.setenv("GPT4ALL_MODEL_PATH", str(tmp_path / "elsewhere"))
     assert models.default_model_directory() == tmp_path / "elsewhere"
+
+
+def test_folders_follow_xdg_when_no_variable_is_set(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from gpt4all_rag import paths, pypi_models
+    from gpt4all_rag.localdocs import store
+
+    monkeypatch.delenv("GPT4ALL_RAG_CACHE")
+    monkeypatch.delenv("G4R_PYPI_MODELS", raising=False)
+    monkeypatch.delenv("GPT4ALL_RAG_LOCALDOCS_DIR", raising=False)
+    home = tmp_path / "home"
+    assert paths.localdocs_directory() == home / ".local" / "share" / "gpt4all-rag" / "localdocs"
+    assert pypi_models.cache_dir() == home / ".cache" / "gpt4all-rag" / "pypi-models"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
+    assert models.default_model_directory() == tmp_path / "xdg-cache" / "gpt4all"
+    assert models.catalog_cache_dir() == tmp_path / "xdg-cache" / "gpt4all-rag" / "catalog"
+    assert pypi_models.cache_dir() == tmp_path / "xdg-cache" / "gpt4all-rag" / "pypi-models"
+    assert store.default_persist_directory() == tmp_path / "xdg-data" / "gpt4all-rag" / "localdocs"
+    # The environment variables still win over XDG.
+    monkeypatch.setenv("GPT4ALL_MODEL_PATH", "~/models")
+    monkeypatch.setenv("GPT4ALL_RAG_CACHE", str(tmp_path / "c"))
+    monkeypatch.setenv("G4R_PYPI_MODELS", str(tmp_path / "p"))
+    monkeypatch.setenv("GPT4ALL_RAG_LOCALDOCS_DIR", str(tmp_path / "l"))
+    assert models.default_model_directory() == home / "models"
+    assert models.catalog_cache_dir() == tmp_path / "c" / "catalog"
+    assert pypi_models.cache_dir() == tmp_path / "p"
+    assert store.default_persist_directory() == tmp_path / "l"
 
 
 def test_catalog_url_and_cache_dir_follow_env(
@@ -504,12 +535,14 @@ def test_a_leftover_part_file_is_overwritten(http_server: FileServer, model_dir:
 def test_a_concurrent_download_of_the_same_file_is_refused(
     http_server: FileServer, model_dir: Path
 ) -> None:
-    import fcntl
+    import filelock
 
     entry = http_server.add_model("m.gguf", b"z" * 100)
     part = model_dir / "m.gguf.part"
-    with open(part, "wb") as other:
-        fcntl.flock(other.fileno(), fcntl.LOCK_EX)
+    # The other download holds the lock file (from another process, as filelock sees it: a
+    # lock object of its own, not shared with download_model's).
+    with filelock.FileLock(f"{part}.lock", thread_local=False, is_singleton=False), \
+            open(part, "wb") as other:
         other.write(b"the other download's bytes")
         other.flush()
         with pytest.raises(DownloadError, match="in progress"):
@@ -517,6 +550,17 @@ def test_a_concurrent_download_of_the_same_file_is_refused(
     assert part.read_bytes() == b"the other download's bytes"  # not deleted, not truncated
     assert not (model_dir / "m.gguf").exists()
     assert http_server.request_count() == 0
+    # Once the other download is gone, the same call succeeds.
+    assert models.download_model("m.gguf", model_dir, False, entry["url"]).read_bytes() == b"z" * 100
+
+
+def test_the_lock_is_released_after_a_failed_download(
+    http_server: FileServer, model_dir: Path
+) -> None:
+    entry = http_server.add_model("m.gguf", b"z" * 100)
+    with pytest.raises(DownloadError, match="MD5"):
+        models.download_model("m.gguf", model_dir, False, entry["url"], 100, "0" * 32)
+    assert models.download_model("m.gguf", model_dir, False, entry["url"], 100).exists()
 
 
 def test_a_content_encoding_is_refused(http_server: FileServer, model_dir: Path) -> None:
