@@ -70,6 +70,9 @@ PROP_FLASH_ATTN = 14
 # g4r_special_token
 SPECIAL_TOKENS = {"bos": 0, "eos": 1, "eot": 2, "sep": 3, "pad": 4, "mask": 5, "nl": 6}
 
+#: G4R_MAX_TOP_LOGPROBS: the most alternatives ``generate_logprobs`` reports.
+MAX_TOP_LOGPROBS = 20
+
 LOAD_VOCAB_ONLY = 1
 LOAD_FLASH_ATTN_ON = 2
 LOAD_FLASH_ATTN_OFF = 4
@@ -131,6 +134,12 @@ DECLARATIONS: dict[str, tuple[Any, tuple[Any, ...]]] = {
     "g4r_generate_next": (ctypes.c_int, (ctypes.c_void_p, _p(ctypes.c_int32), ctypes.c_char_p,
                                          ctypes.c_int32, _p(ctypes.c_int32), _p(ctypes.c_int32))),
     "g4r_generate_finish": (ctypes.c_int, (ctypes.c_void_p,)),
+    "g4r_generate_logprobs": (ctypes.c_int, (ctypes.c_void_p, ctypes.c_int32, _p(ctypes.c_float),
+                                             _p(ctypes.c_int32), _p(ctypes.c_float),
+                                             _p(ctypes.c_int32))),
+    "g4r_model_score": (ctypes.c_int, (ctypes.c_void_p, _p(ctypes.c_int32), ctypes.c_int32,
+                                       ctypes.c_int32, ctypes.c_int32, _p(ctypes.c_float),
+                                       _p(ctypes.c_int32), _p(ctypes.c_int32))),
     "g4r_model_embed": (ctypes.c_int, (ctypes.c_void_p, _p(ctypes.c_int32), _p(ctypes.c_int32),
                                        ctypes.c_int32, _p(ctypes.c_float), ctypes.c_int32)),
     "g4r_model_cancel": (None, (ctypes.c_void_p,)),
@@ -451,6 +460,30 @@ class NativeModel:
         check(self._lib.g4r_generate_next(self.handle, ctypes.byref(token), self._piece, 256,
                                           ctypes.byref(n), ctypes.byref(reason)))
         return token.value, self._piece.raw[: n.value], reason.value
+
+    def generate_logprobs(self, n_top: int) -> tuple[float, list[tuple[int, float]]]:
+        """Log-probability of the token ``generate_next`` just produced and the ``n_top``
+        (<= :data:`MAX_TOP_LOGPROBS`) most likely ``(token, logprob)`` pairs at that step,
+        from the raw logits (``g4r_generate_logprobs``)."""
+        logprob, n = ctypes.c_float(), ctypes.c_int32()
+        ids, lps = (ctypes.c_int32 * max(n_top, 1))(), (ctypes.c_float * max(n_top, 1))()
+        check(self._lib.g4r_generate_logprobs(self.handle, int(n_top), ctypes.byref(logprob),
+                                              ids, lps, ctypes.byref(n)))
+        return logprob.value, [(ids[i], lps[i]) for i in range(n.value)]
+
+    def score(self, tokens: Sequence[int], n_prompt: int, n_batch: int
+              ) -> tuple[list[float], list[int], int]:
+        """``(logprobs, ranks, reused)`` of ``tokens[n_prompt:]`` given what precedes each
+        (``g4r_model_score``): natural-log probabilities, the number of vocabulary entries with
+        a higher logit (0 = greedy), and how many cached tokens were kept."""
+        n = len(tokens)
+        arr = (ctypes.c_int32 * n)(*tokens)
+        m = max(n - int(n_prompt), 1)
+        lps, ranks, reused = (ctypes.c_float * m)(), (ctypes.c_int32 * m)(), ctypes.c_int32()
+        check(self._lib.g4r_model_score(self.handle, arr, n, int(n_prompt), int(n_batch), lps,
+                                        ranks, ctypes.byref(reused)))
+        k = n - int(n_prompt)
+        return list(lps[:k]), list(ranks[:k]), reused.value
 
     def generate_finish(self) -> None:
         if self._handle is not None:

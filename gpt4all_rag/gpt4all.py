@@ -38,6 +38,7 @@ from typing import Any, Callable, Iterable, Iterator, Literal, overload
 from typing_extensions import Self
 
 from . import _native, errors, models
+from .completion_types import LogLikelihood, TokenLogprob, TopLogprob
 from .prompting import LOCALDOCS_PROMPT_KEY, ChatSession, PromptBuilder
 from .templates import ChatTemplate, MessageType
 
@@ -198,6 +199,9 @@ class GPT4All:
         self.stats = GenerationStats()
         #: LocalDocs sources (SearchResult objects) used by the latest chat turn; see chat_session.
         self.last_sources: list[Any] = []
+        #: The generated tokens' log-probabilities of the latest ``generate(logprobs=n)`` call
+        #: (filled while a stream runs; empty when it was called without ``logprobs``).
+        self.last_logprobs: list[TokenLogprob] = []
 
     # -- construction helpers ---------------------------------------------------------------
     @staticmethod
@@ -354,7 +358,7 @@ class GPT4All:
                  repeat_last_n: int = ..., n_batch: int = ..., n_predict: int | None = ...,
                  streaming: Literal[False] = ..., callback: ResponseCallbackType = ...,
                  stop: str | list[str] | None = ..., seed: int | None = ...,
-                 grammar: str | None = ...) -> str: ...
+                 grammar: str | None = ..., logprobs: int | None = ...) -> str: ...
 
     @overload
     def generate(self, prompt: str, *, max_tokens: int = ..., temp: float = ..., top_k: int = ...,
@@ -362,7 +366,7 @@ class GPT4All:
                  repeat_last_n: int = ..., n_batch: int = ..., n_predict: int | None = ...,
                  streaming: Literal[True], callback: ResponseCallbackType = ...,
                  stop: str | list[str] | None = ..., seed: int | None = ...,
-                 grammar: str | None = ...) -> Iterable[str]: ...
+                 grammar: str | None = ..., logprobs: int | None = ...) -> Iterable[str]: ...
 
     @overload
     def generate(self, prompt: str, *, max_tokens: int = ..., temp: float = ..., top_k: int = ...,
@@ -370,7 +374,7 @@ class GPT4All:
                  repeat_last_n: int = ..., n_batch: int = ..., n_predict: int | None = ...,
                  streaming: bool, callback: ResponseCallbackType = ...,
                  stop: str | list[str] | None = ..., seed: int | None = ...,
-                 grammar: str | None = ...) -> Any: ...
+                 grammar: str | None = ..., logprobs: int | None = ...) -> Any: ...
 
     def generate(
         self,
@@ -390,6 +394,7 @@ class GPT4All:
         stop: str | list[str] | None = None,
         seed: int | None = None,
         grammar: str | None = None,
+        logprobs: int | None = None,
     ) -> Any:
         """Generate a completion, or the assistant's reply inside a chat session.
 
@@ -408,6 +413,12 @@ class GPT4All:
                 which is not part of the response.
             seed: extension: seed of the random draw (None: fresh each call).
             grammar: extension: a GBNF grammar (start symbol ``root``) the output must follow.
+            logprobs: extension: ``None`` (default, no cost) or ``n`` in 0..20: record each
+                generated token's log-probability and the ``n`` most likely tokens at its step
+                in :attr:`last_logprobs` (:class:`~gpt4all_rag.completion_types.TokenLogprob`,
+                OpenAI's shape; natural log of the model's distribution before penalties,
+                grammar, temperature and truncation). Tokens cut by a stop sequence are
+                recorded up to the one in which the stop sequence begins.
 
         Returns:
             The generated text, or (``streaming=True``) a generator of its pieces. Closing the
@@ -443,6 +454,8 @@ class GPT4All:
         _check_number("n_batch", n_batch, low=1, integer=True)
         if seed is not None:
             _check_number("seed", seed, integer=True)
+        if logprobs is not None:
+            _check_number("logprobs", logprobs, low=0, high=_native.MAX_TOP_LOGPROBS, integer=True)
         if not callable(callback):
             raise errors.InvalidParameterError("callback must be callable")
         stops = [stop] if isinstance(stop, str) else list(stop or [])
@@ -460,6 +473,7 @@ class GPT4All:
                         seed=secrets.randbits(32) if seed is None else seed, grammar=grammar)
         session = self._chat_session
         self.last_sources = []
+        self.last_logprobs = []
         if session is not None:
             session.history.append(MessageType(role="user", content=prompt))
         try:
@@ -474,7 +488,8 @@ class GPT4All:
             raise
 
         def run() -> Iterator[tuple[int, str]]:
-            yield from self._run(tokens, dropped, n_predict, n_batch, sampling, stops, callback)
+            yield from self._run(tokens, dropped, n_predict, n_batch, sampling, stops, callback,
+                                 logprobs)
 
         def finish(reply: str) -> None:
             if session is not None and self._chat_session is session:
@@ -527,7 +542,7 @@ class GPT4All:
 
     def _run(self, tokens: list[int], dropped: int, n_predict: int, n_batch: int,
              sampling: dict[str, Any], stops: list[str], callback: ResponseCallbackType,
-             ) -> Iterator[tuple[int, str]]:
+             logprobs: int | None = None) -> Iterator[tuple[int, str]]:
         model = self.model
         stats = self.stats
         stats.prompt_tokens, stats.completion_tokens = len(tokens), 0
@@ -551,6 +566,8 @@ class GPT4All:
                     stats.finish_reason = "stop" if reason == _native.STOP_EOG else "length"
                     break
                 stats.completion_tokens += 1
+                if logprobs is not None:
+                    self.last_logprobs.append(self._token_logprob(token, piece, logprobs))
                 held += decoder.decode(piece)
                 if stops:
                     hits = [i for i in (held.find(s) for s in stops) if i >= 0]
@@ -579,6 +596,92 @@ class GPT4All:
         finally:
             model.generate_finish()
             stats.decoded_tokens_total = model.info(_native.PROP_N_DECODED) if not model.closed else 0
+
+    def _token_logprob(self, token: int, piece: bytes, n_top: int) -> TokenLogprob:
+        """The log-probabilities of the token just produced (and ``n_top`` alternatives)."""
+        model = self.model
+        logprob, top = model.generate_logprobs(n_top)
+
+        def alt(tok: int, lp: float, raw: bytes | None = None) -> TopLogprob:
+            raw = model.token_to_piece(tok) if raw is None else raw
+            return TopLogprob(raw.decode("utf-8", "replace"), lp, list(raw), tok)
+
+        return TokenLogprob(piece.decode("utf-8", "replace"), logprob, list(piece), token,
+                            [alt(t, lp) for t, lp in top])
+
+    def loglikelihood(self, prompt: str | list[MessageType], continuation: str, *,
+                      n_batch: int = 512) -> LogLikelihood:
+        """Log-likelihood of ``continuation`` after ``prompt``: for tests, evaluation and
+        reranking (the ``loglikelihood`` request of EleutherAI's lm-evaluation-harness).
+
+        Args:
+            prompt: a raw prompt (tokenized as ``generate`` tokenizes one outside a chat
+                session: special-token text parsed, BOS added as the model wants), or a list
+                of OpenAI-style messages, rendered with the model's chat template (the
+                catalogue's, else the GGUF's) with the assistant's turn opened, message text
+                never parsed for special tokens.
+            continuation: the text to score (tokenized on its own, without special-token
+                parsing or BOS; a leading space matters as in any BPE vocabulary).
+            n_batch: tokens per evaluation (>= 1).
+
+        Returns:
+            A :class:`~gpt4all_rag.completion_types.LogLikelihood` (sum, per-token values and
+            greedy ranks). The prompt's tokens stay in the KV cache, so scoring several
+            continuations of one prompt evaluates it once.
+
+        Raises:
+            InvalidParameterError: a non-string argument, an empty continuation or prompt.
+            ContextOverflowError: prompt and continuation do not fit the context window.
+            ChatTemplateError: messages given and no chat template is available.
+            UnsupportedOperationError: the model is an embedding model.
+            ModelClosedError: the model was closed.
+            ConcurrentUseError: this thread's own stream is still open.
+        """
+        if not isinstance(continuation, str) or not continuation:
+            raise errors.InvalidParameterError("continuation must be a non-empty string")
+        _check_number("n_batch", n_batch, low=1, integer=True)
+        if self._is_embedding:
+            raise errors.UnsupportedOperationError(
+                f"{Path(self.config['path']).name} is an embedding model: it cannot score text")
+        if isinstance(prompt, str):
+            head = self._prompts.tokenize(prompt)
+        elif isinstance(prompt, list) and prompt:
+            session = ChatSession(template=ChatTemplate(self._default_chat_template()),
+                                  history=list(prompt))
+            head = self._prompts.chat_tokens(session, session.history)
+        else:
+            raise errors.InvalidParameterError(
+                f"prompt must be a string or a non-empty list of messages, got {prompt!r}")
+        if not head:
+            raise errors.InvalidParameterError("the prompt is empty and the model adds no BOS token")
+        tail = self.model.tokenize(continuation, add_special=False, parse_special=False)
+        if len(head) + len(tail) > self.model.n_ctx:
+            raise errors.ContextOverflowError(
+                f"prompt and continuation take {len(head) + len(tail)} tokens, more than the "
+                f"context window of {self.model.n_ctx}")
+        self._acquire()
+        try:
+            lps, ranks, _ = self.model.score(head + tail, len(head), n_batch)
+        finally:
+            self._release()
+        return LogLikelihood(float(sum(lps)), tail, lps, ranks)
+
+    def _default_chat_template(self) -> str:
+        """The catalogue's chat template, else the GGUF's.
+
+        Raises:
+            ChatTemplateError: there is none (the message says how to pass one).
+        """
+        if "chatTemplate" in self.config and self.config["chatTemplate"] is None:
+            raise errors.ChatTemplateError(
+                f"The model {self.config.get('name', '')!r} does not support chat.")
+        chat_template = self.config.get("chatTemplate") or self.model.chat_template()
+        if not chat_template:
+            raise errors.ChatTemplateError(
+                f"{Path(self.config['path']).name} has no chat template (no catalogue entry "
+                "and no tokenizer.chat_template in the GGUF); pass one: "
+                "chat_session(chat_template='{% for m in messages %}...{% endfor %}')")
+        return chat_template
 
     # -- chat sessions ----------------------------------------------------------------------
     @contextmanager
@@ -609,15 +712,7 @@ class GPT4All:
         if system_message is None:
             system_message = self.config.get("systemMessage", False)
         if chat_template is None:
-            if "chatTemplate" in self.config and self.config["chatTemplate"] is None:
-                raise errors.ChatTemplateError(
-                    f"The model {self.config.get('name', '')!r} does not support chat.")
-            chat_template = self.config.get("chatTemplate") or self.model.chat_template()
-            if not chat_template:
-                raise errors.ChatTemplateError(
-                    f"{Path(self.config['path']).name} has no chat template (no catalogue entry "
-                    "and no tokenizer.chat_template in the GGUF); pass one: "
-                    "chat_session(chat_template='{% for m in messages %}...{% endfor %}')")
+            chat_template = self._default_chat_template()
         template = ChatTemplate(chat_template)
         _check_number("localdocs_k", localdocs_k, low=1, integer=True)
         if localdocs is not None and not (hasattr(localdocs, "search") and hasattr(localdocs, "build_prompt")):

@@ -330,6 +330,50 @@ G4R_API g4r_status g4r_generate_next(g4r_model *model, int32_t *token, char *buf
  *  dropped, so the cache holds the prompt and every token but the last. */
 G4R_API g4r_status g4r_generate_finish(g4r_model *model);
 
+/** The largest n_top that g4r_generate_logprobs() accepts (OpenAI's top_logprobs limit). */
+#define G4R_MAX_TOP_LOGPROBS 20
+
+/**
+ * Log-probabilities of the token that the last g4r_generate_next() produced (only when it
+ * returned G4R_CONTINUE), and the n_top most likely tokens at that step. They are the natural
+ * logarithm of the model's own distribution: the softmax of the raw logits, before the
+ * repetition penalty, grammar, temperature and top-k/top-p/min-p truncation (what OpenAI's
+ * `logprobs` report). Costs one pass over the vocabulary (plus a partial sort for n_top > 0),
+ * only when called.
+ * @param[in]  n_top        0 <= n_top <= G4R_MAX_TOP_LOGPROBS alternatives.
+ * @param[out] logprob      the produced token's log-probability (<= 0).
+ * @param[out] top_tokens   int32_t[n_top]: most likely first; ties by lower id. NULL if n_top 0.
+ * @param[out] top_logprobs float[n_top]: their log-probabilities. NULL if n_top is 0.
+ * @param[out] n_written    alternatives written: min(n_top, vocabulary size).
+ * @return G4R_OK, G4R_ERR_INVALID_ARGUMENT, G4R_ERR_STATE (no token produced since the last
+ *         g4r_generate_start or since an end-of-generation).
+ */
+G4R_API g4r_status g4r_generate_logprobs(g4r_model *model, int32_t n_top, float *logprob,
+                                         int32_t *top_tokens, float *top_logprobs,
+                                         int32_t *n_written);
+
+/**
+ * Log-likelihood of a continuation: for each token tokens[j], n_prompt <= j < n_tokens, its
+ * log-probability (natural log of the softmax of the raw logits) given tokens[0, j). Uses and
+ * updates the KV cache like g4r_model_ingest (the cached prefix up to tokens[n_prompt - 2] is
+ * kept; the rest is evaluated in chunks of n_batch), so scoring several continuations of one
+ * prompt evaluates the prompt once. Ends any active generation; afterwards the cache holds
+ * `tokens`. This is the "loglikelihood" request of EleutherAI's lm-evaluation-harness.
+ * @param[in]  tokens    int32_t[n_tokens]: the prompt, then the continuation.
+ * @param[in]  n_prompt  prompt tokens, 1 <= n_prompt < n_tokens.
+ * @param[in]  n_batch   tokens per evaluation, >= 1 (clamped to the context's batch size).
+ * @param[out] logprobs  float[n_tokens - n_prompt].
+ * @param[out] ranks     int32_t[n_tokens - n_prompt] or NULL: how many vocabulary entries had
+ *                       a strictly higher logit (0: the token was the greedy choice).
+ * @param[out] n_reused  cached tokens kept (may be NULL).
+ * @return G4R_OK, G4R_ERR_INVALID_ARGUMENT, G4R_ERR_CONTEXT_OVERFLOW (n_tokens > n_ctx; the
+ *         cache is unchanged), G4R_ERR_NOT_SUPPORTED (embedding model), G4R_ERR_CANCELLED,
+ *         G4R_ERR_DECODE. After an error the cache is a prefix of `tokens`.
+ */
+G4R_API g4r_status g4r_model_score(g4r_model *model, const int32_t *tokens, int32_t n_tokens,
+                                   int32_t n_prompt, int32_t n_batch, float *logprobs,
+                                   int32_t *ranks, int32_t *n_reused);
+
 /**
  * Pooled embeddings of several token sequences, evaluated in as few batches as fit.
  * @param[in]  tokens   all sequences concatenated: int32_t[sum(seq_lens)].

@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -151,6 +152,7 @@ struct g4r_model {
     // generation
     llama_sampler *sampler = nullptr;
     llama_token pending = -1;  // produced, not yet evaluated
+    llama_token last_sampled = -1;  // the token g4r_generate_next produced last (-1: none)
 
     // Logits of the last token of the latest ingested prompt, valid while past[0, prompt_n)
     // is unchanged (prompt_n == 0: none). Asking the same prompt again samples its first token
@@ -296,10 +298,13 @@ struct owned_batch {
     owned_batch &operator=(const owned_batch &) = delete;
 };
 
-// Evaluate toks[0, n) at positions pos0, pos0+1, ... of sequence 0, in chunks of n_batch,
-// with logits for the last token only; appends them to m->past.
-void decode_tokens(g4r_model *m, const llama_token *toks, int32_t n, int32_t pos0,
-                   int32_t n_batch) {
+// Evaluate toks[0, n) at positions pos0, pos0+1, ... of sequence 0, in chunks of n_batch;
+// appends them to m->past. Logits are computed for the last token, and for every token from
+// index `logits_from` on when on_logits is given: on_logits(i, logits) is then called for
+// each i in [logits_from, n) with that token's float[n_vocab] logits, valid during the call.
+template <typename F>
+void decode_tokens_with(g4r_model *m, const llama_token *toks, int32_t n, int32_t pos0,
+                        int32_t n_batch, int32_t logits_from, F &&on_logits) {
     owned_batch owned(n_batch);
     llama_batch &batch = owned.batch;
     for (int32_t start = 0; start < n; start += n_batch) {
@@ -310,7 +315,7 @@ void decode_tokens(g4r_model *m, const llama_token *toks, int32_t n, int32_t pos
             batch.pos[i] = pos0 + start + i;
             batch.n_seq_id[i] = 1;
             batch.seq_id[i][0] = 0;
-            batch.logits[i] = (start + i == n - 1) ? 1 : 0;
+            batch.logits[i] = (start + i == n - 1 || start + i >= logits_from) ? 1 : 0;
         }
         int32_t rc = llama_decode(m->ctx, batch);
         if (rc != 0) {
@@ -325,8 +330,35 @@ void decode_tokens(g4r_model *m, const llama_token *toks, int32_t n, int32_t pos
         }
         m->past.insert(m->past.end(), toks + start, toks + start + k);
         m->n_decoded += k;
+        for (int32_t i = std::max(start, logits_from); i < start + k; ++i) {
+            const float *logits = llama_get_logits_ith(m->ctx, i - start);
+            if (!logits) fail(G4R_ERR_DECODE, "llama.cpp returned no logits for token " + std::to_string(i));
+            on_logits(i, logits);
+        }
     }
     m->logits_saved = false;
+}
+
+// Evaluate with logits for the last token only.
+void decode_tokens(g4r_model *m, const llama_token *toks, int32_t n, int32_t pos0,
+                   int32_t n_batch) {
+    decode_tokens_with(m, toks, n, pos0, n_batch, n, [](int32_t, const float *) {});
+}
+
+// log(sum(exp(logits))) over the vocabulary, computed stably around the maximum.
+double log_sum_exp(const float *logits, int32_t n_vocab) {
+    float mx = *std::max_element(logits, logits + n_vocab);
+    double sum = 0.0;
+    for (int32_t i = 0; i < n_vocab; ++i) sum += std::exp(static_cast<double>(logits[i] - mx));
+    return static_cast<double>(mx) + std::log(sum);
+}
+
+// The logits the latest sampled token was drawn from (see sample_next).
+const float *sampled_logits(g4r_model *m) {
+    if (m->logits_saved) return m->prompt_logits.data();
+    const float *logits = llama_get_logits_ith(m->ctx, -1);
+    if (!logits) fail(G4R_ERR_STATE, "no logits are available");
+    return logits;
 }
 
 // Sample from `chain` over the logits the next token follows: the context's, or the saved
@@ -351,6 +383,7 @@ void end_generation(g4r_model *m) {
         m->sampler = nullptr;
     }
     m->pending = -1;
+    m->last_sampled = -1;
 }
 
 }  // namespace
@@ -937,6 +970,7 @@ g4r_status g4r_generate_next(g4r_model *model, int32_t *token, char *buf, int32_
         model->pending = -1;
         decode_tokens(model, &p, 1, static_cast<int32_t>(model->past.size()), 1);
     }
+    model->last_sampled = -1;
     llama_token tok = sample_next(model);
     if (llama_vocab_is_eog(model->vocab, tok)) {
         *reason = G4R_STOP_EOG;
@@ -948,6 +982,7 @@ g4r_status g4r_generate_next(g4r_model *model, int32_t *token, char *buf, int32_
         fail(G4R_ERR_BUFFER_TOO_SMALL, "piece buffer too small");
     }
     model->pending = tok;
+    model->last_sampled = tok;
     *token = tok;
     *n_bytes = n;
     *reason = G4R_CONTINUE;
@@ -961,6 +996,99 @@ g4r_status g4r_generate_finish(g4r_model *model) {
     require_model(model);
     std::lock_guard<std::mutex> lock(model->mu);
     end_generation(model);
+    return G4R_OK;
+    G4R_GUARD_END
+}
+
+g4r_status g4r_generate_logprobs(g4r_model *model, int32_t n_top, float *logprob,
+                                 int32_t *top_tokens, float *top_logprobs, int32_t *n_written) {
+    G4R_GUARD_BEGIN
+    clear_error();
+    require_ctx(model);
+    if (n_top < 0 || n_top > G4R_MAX_TOP_LOGPROBS)
+        fail(G4R_ERR_INVALID_ARGUMENT, "n_top must be in [0, " + std::to_string(G4R_MAX_TOP_LOGPROBS) +
+                                           "], got " + std::to_string(n_top));
+    if (!logprob || !n_written || (n_top > 0 && (!top_tokens || !top_logprobs)))
+        fail(G4R_ERR_INVALID_ARGUMENT, "invalid logprobs arguments");
+    std::lock_guard<std::mutex> lock(model->mu);
+    if (!model->sampler || model->last_sampled < 0)
+        fail(G4R_ERR_STATE, "no token to report: call g4r_generate_next first (it must have produced one)");
+    int32_t nv = llama_vocab_n_tokens(model->vocab);
+    const float *logits = sampled_logits(model);
+    double lse = log_sum_exp(logits, nv);
+    *logprob = static_cast<float>(logits[model->last_sampled] - lse);
+    int32_t k = std::min(n_top, nv);
+    if (k > 0) {
+        std::vector<int32_t> ids(static_cast<size_t>(nv));
+        for (int32_t i = 0; i < nv; ++i) ids[i] = i;
+        std::partial_sort(ids.begin(), ids.begin() + k, ids.end(), [logits](int32_t a, int32_t b) {
+            return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
+        });
+        for (int32_t i = 0; i < k; ++i) {
+            top_tokens[i] = ids[i];
+            top_logprobs[i] = static_cast<float>(logits[ids[i]] - lse);
+        }
+    }
+    *n_written = k;
+    return G4R_OK;
+    G4R_GUARD_END
+}
+
+g4r_status g4r_model_score(g4r_model *model, const int32_t *tokens, int32_t n_tokens,
+                           int32_t n_prompt, int32_t n_batch, float *logprobs, int32_t *ranks,
+                           int32_t *n_reused) {
+    G4R_GUARD_BEGIN
+    clear_error();
+    require_ctx(model);
+    if (model->embedding) fail(G4R_ERR_NOT_SUPPORTED, "this is an embedding model: it cannot score text");
+    if (!tokens || !logprobs) fail(G4R_ERR_INVALID_ARGUMENT, "tokens and logprobs must not be NULL");
+    if (n_prompt < 1 || n_prompt >= n_tokens)
+        fail(G4R_ERR_INVALID_ARGUMENT, "need 1 <= n_prompt < n_tokens, got n_prompt " +
+                                           std::to_string(n_prompt) + " of " + std::to_string(n_tokens));
+    if (n_batch < 1) fail(G4R_ERR_INVALID_ARGUMENT, "n_batch must be >= 1, got " + std::to_string(n_batch));
+    std::lock_guard<std::mutex> lock(model->mu);
+    model->cancel.store(false);
+    end_generation(model);
+    model->logits_saved = false;
+    uint32_t n_ctx = llama_n_ctx(model->ctx);
+    if (static_cast<uint32_t>(n_tokens) > n_ctx)
+        fail(G4R_ERR_CONTEXT_OVERFLOW, "prompt and continuation have " + std::to_string(n_tokens) +
+                                           " tokens but the context window holds " + std::to_string(n_ctx));
+    int32_t nv = llama_vocab_n_tokens(model->vocab);
+    for (int32_t i = 0; i < n_tokens; ++i)
+        if (tokens[i] < 0 || tokens[i] >= nv)
+            fail(G4R_ERR_INVALID_ARGUMENT, "token id " + std::to_string(tokens[i]) + " is outside the vocabulary");
+    // Keep the cached prefix up to the prompt's last token, whose logits are needed.
+    auto &past = model->past;
+    size_t keep = 0;
+    size_t limit = static_cast<size_t>(n_prompt - 1);
+    while (keep < past.size() && keep < limit && past[keep] == tokens[keep]) ++keep;
+    llama_memory_t mem = llama_get_memory(model->ctx);
+    if (keep < past.size()) {
+        if (!llama_memory_seq_rm(mem, 0, static_cast<llama_pos>(keep), -1)) {
+            llama_memory_clear(mem, true);
+            keep = 0;
+        }
+        past.resize(keep);
+    }
+    if (model->prompt_n > keep) model->prompt_n = 0;
+    if (n_reused) *n_reused = static_cast<int32_t>(keep);
+    int32_t k0 = static_cast<int32_t>(keep);
+    int32_t nb = std::min<int32_t>(n_batch, static_cast<int32_t>(llama_n_batch(model->ctx)));
+    // Token i's logits predict token i + 1: those of n_prompt - 1 .. n_tokens - 2 are read.
+    decode_tokens_with(model, tokens + k0, n_tokens - k0, k0, nb, n_prompt - 1 - k0,
+                       [&](int32_t i, const float *logits) {
+                           int32_t pos = k0 + i;
+                           if (pos + 1 >= n_tokens) return;
+                           llama_token next = tokens[pos + 1];
+                           double lse = log_sum_exp(logits, nv);
+                           logprobs[pos + 1 - n_prompt] = static_cast<float>(logits[next] - lse);
+                           if (ranks) {
+                               int32_t higher = 0;
+                               for (int32_t v = 0; v < nv; ++v) higher += logits[v] > logits[next];
+                               ranks[pos + 1 - n_prompt] = higher;
+                           }
+                       });
     return G4R_OK;
     G4R_GUARD_END
 }

@@ -30,14 +30,33 @@ def gemma(model_dir: Path) -> Iterator[GPT4All]:
         yield m
 
 
-def test_both_models_generate_sensible_text(smol: GPT4All, gemma: GPT4All) -> None:
-    # Not "What is the capital of France?": SmolLM2 135M (Q4_1) starts its reply with "The"
-    # or "La" 0.13 logits apart, and which one wins depends on rounding (plain or flash
-    # attention, how the prompt is split into batches). This question has a clear margin.
+# How much more likely (natural log) the right answer must be than a wrong one. Measured on a
+# 2-core Xeon (AVX-512), plain and flash attention: SmolLM2 6.8-7.2, Gemma 3 4.9. A change that
+# brings the margin below this makes any greedy-answer test a bet on a near-tie: fail loudly.
+KNOWS_MARGIN = 3.0
+FRANCE = "What is the capital city of France?"
+
+
+def assert_prefers(m: GPT4All, prompt: str | list, right: str, wrong: str) -> float:
+    margin = m.loglikelihood(prompt, right).logprob - m.loglikelihood(prompt, wrong).logprob
+    assert margin >= KNOWS_MARGIN, (
+        f"log P({right!r}) - log P({wrong!r}) = {margin:.2f} < {KNOWS_MARGIN}: the model no "
+        "longer prefers the right answer by a clear margin (re-measure before trusting any "
+        "greedy-answer test)")
+    return margin
+
+
+def test_both_models_know_the_capital_of_france(smol: GPT4All, gemma: GPT4All) -> None:
+    # Asserted on log-likelihoods, not on a greedy answer: SmolLM2's first reply token is a
+    # near-tie whose winner depends on the CPU's kernels (see tests/models/test_logprobs.py).
+    chat = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": FRANCE}]
+    assert_prefers(smol, chat, "The capital city of France is Paris.",
+                   "The capital city of France is London.")
+    assert_prefers(gemma, f"Question: {FRANCE}\nAnswer:", " Paris", " London")
+    # and both generate text
     with smol.chat_session(system_message=SYSTEM):
-        assert "Paris" in smol.generate("What is the capital city of France?", max_tokens=30, **GREEDY)
-    answer = gemma.generate("Question: What is the capital city of France?\nAnswer:", max_tokens=8, **GREEDY)
-    assert "Paris" in answer
+        assert smol.generate(FRANCE, max_tokens=12, **GREEDY).strip()
+    assert gemma.generate(f"Question: {FRANCE}\nAnswer:", max_tokens=8, **GREEDY).strip()
 
 
 def test_greedy_output_is_deterministic(smol: GPT4All, gemma: GPT4All) -> None:
@@ -365,20 +384,27 @@ def test_embedding_model_cannot_generate(model_dir: Path) -> None:
                 m.generate("Hello")
 
 
+# A fixed text (the opening of Python's tutorial, PSF licence) for likelihood parity checks.
+FIXED_TEXT = ("Python is an easy to learn, powerful programming language. It has efficient "
+              "high-level data structures and a simple but effective approach to object-oriented "
+              "programming. Python's elegant syntax and dynamic typing, together with its "
+              "interpreted nature, make it an ideal language for scripting and rapid application "
+              "development in many areas on most platforms.")
+
+
 def test_attention_kind_follows_the_rule_and_the_override(model_dir: Path, smol: GPT4All) -> None:
     # Default on the CPU: plain attention while 512 x n_ctx x 9 heads x 4 bytes <= 128 MiB.
     assert smol.model.flash_attention is False
-    question = "What is the capital city of France?"
-    expected = None
+    means = {}
     for n_ctx, flash in ((8192, None), (2048, True), (2048, False)):
         with GPT4All(SMOLLM2, model_path=model_dir, allow_download=False, n_threads=2,
                      n_ctx=n_ctx, flash_attention=flash) as m:
             assert m.model.flash_attention is (True if flash is None else flash)
-            with m.chat_session(system_message=SYSTEM):
-                answer = m.generate(question, max_tokens=12, **GREEDY)
-            assert "Paris" in answer
-            expected = expected or answer
-            assert answer == expected  # a clear margin: same text either way
+            means[(n_ctx, flash)] = m.loglikelihood("The Python Tutorial.", " " + FIXED_TEXT).mean_logprob
+    # Both compute the same attention up to rounding: the same per-token likelihood within 1%.
+    reference = means[(2048, False)]
+    for key, value in means.items():
+        assert abs(value - reference) <= 0.01 * abs(reference), (key, value, reference)
     with GPT4All(MINILM, model_path=model_dir, allow_download=False) as e:
         assert e.model.flash_attention is True  # embeddings: flash attention skips packed pairs
 
