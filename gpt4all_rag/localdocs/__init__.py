@@ -3,11 +3,17 @@
 The pipeline is ``loaders`` (find files, read them into :class:`~.loaders.Document` objects)
 -> ``chunking`` (split documents into token-bounded chunks with page and line spans)
 -> embed -> store -> retrieve -> prompt context with citations.
+
+Importing this package registers LocalDocs' Chroma embedding function (``gpt4all-rag``), so a
+plain ``chromadb`` client can reopen a collection and query it by text (see
+:class:`~gpt4all_rag.localdocs.store.LocalDocsEmbeddingFunction`).
 """
 
+from .collections import Collections, list_collections
 from .context import DEFAULT_EXCERPT_TEMPLATE, DEFAULT_PROMPT_TEMPLATE, build_prompt, format_sources
 from .localdocs import DEFAULT_EMBEDDING_MODEL, IndexReport, LocalDocs
-from .retrieval import SearchResult
+from .retrieval import SearchResult, SearchResults
 
 __all__ = ["DEFAULT_EMBEDDING_MODEL", "DEFAULT_EXCERPT_TEMPLATE", "DEFAULT_PROMPT_TEMPLATE",
-           "IndexReport", "LocalDocs", "SearchResult", "build_prompt", "format_sources"]
+           "Collections", "IndexReport", "LocalDocs", "SearchResult", "SearchResults",
+           "build_prompt", "format_sources", "list_collections"]

@@ -371,7 +371,7 @@ def retrieve(search: Callable[[str], Sequence[Any]], queries: Mapping[str, str],
 def evaluate_localdocs(dataset: BeirDataset, *, mode: str = "hybrid", k: int = 10,
                        candidates: int | None = None,
                        work_dir: str | os.PathLike[str] | None = None,
-                       collection: str = "beir-eval", progress: bool = False,
+                       collection: str = "beir-eval", progress: bool | None = None,
                        **localdocs_kwargs: Any) -> EvaluationReport:
     """Index a BEIR corpus into a fresh LocalDocs collection and score every query.
 
@@ -392,7 +392,8 @@ def evaluate_localdocs(dataset: BeirDataset, *, mode: str = "hybrid", k: int = 1
         work_dir: folder for the files and the database (None: a temporary folder, removed
             afterwards).
         collection: collection name.
-        progress: show indexing progress bars.
+        progress: bars over indexing and the queries (:mod:`tqdm.auto`). None: in a Jupyter
+            kernel and when stderr is a terminal; True: always; False: never.
         **localdocs_kwargs: passed to :class:`~gpt4all_rag.localdocs.LocalDocs`
             (``embedding_model``, ``model_path``, ``chunk_tokens``, ``overlap_tokens``,
             ``n_threads``, ``chroma_url``, prefixes). ``persist_directory`` and ``reindex`` are
@@ -402,12 +403,14 @@ def evaluate_localdocs(dataset: BeirDataset, *, mode: str = "hybrid", k: int = 1
         An :class:`EvaluationReport`.
 
     Raises:
-        InvalidParameterError: bad ``mode``, ``k`` or LocalDocs settings.
+        InvalidParameterError: bad ``mode``, ``k``, ``progress`` or LocalDocs settings.
         StoreError: Chroma failed.
         ModelNotFoundError, ModelLoadError: the embedding model is unavailable.
     """
+    from .._progress import progress_bar, show_progress
     from .localdocs import LocalDocs
 
+    show = show_progress(progress)
     if mode not in ("hybrid", "dense", "keyword"):
         raise InvalidParameterError(f"mode must be 'hybrid', 'dense' or 'keyword', got {mode!r}")
     _check_k(k)
@@ -427,11 +430,17 @@ def evaluate_localdocs(dataset: BeirDataset, *, mode: str = "hybrid", k: int = 1
             except CollectionNotFoundError:
                 pass  # already fresh
             start = time.perf_counter()
-            ld.index(docs_dir, progress=progress)
+            ld.index(docs_dir, progress=show)
             index_s = time.perf_counter() - start
             start = time.perf_counter()
-            run = retrieve(lambda q: ld.search(q, k, mode=mode, candidates=candidates),  # type: ignore[arg-type]
-                           dataset.queries, path_to_doc)
+            with progress_bar(enabled=show, total=len(dataset.queries), desc="queries",
+                              unit="query") as bar:
+                def search(query: str) -> Sequence[Any]:
+                    found = ld.search(query, k, mode=mode, candidates=candidates)  # type: ignore[arg-type]
+                    bar.update(1)
+                    return found
+
+                run = retrieve(search, dataset.queries, path_to_doc)
             search_s = time.perf_counter() - start
             n_chunks = int(ld.stats()["chunks"])
             settings = {"mode": mode, "k": k, "candidates": candidates,

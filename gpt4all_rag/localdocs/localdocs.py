@@ -4,21 +4,24 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
+import numpy as np
 from typing_extensions import Self
 
+from .._progress import progress_bar, show_progress
 from ..errors import CollectionNotFoundError, InvalidParameterError
 from . import chunking, loaders
+from . import texts as _texts
 from .context import DEFAULT_EXCERPT_TEMPLATE, DEFAULT_PROMPT_TEMPLATE, build_prompt
-from .retrieval import KeywordIndex, Mode, SearchResult, hybrid_search
-from .store import (ChunkRecord, FileRecord, LocalDocsEmbeddingFunction, Store, check_name,
-                    doc_id_for, make_client)
+from .filters import Filter, to_where
+from .records import ChunkRecord, FileRecord, doc_id_for
+from .retrieval import KeywordIndex, Mode, SearchResult, SearchResults, hybrid_search
+from .store import LocalDocsEmbeddingFunction, Store, check_name, make_client
 
 __all__ = ["DEFAULT_EMBEDDING_MODEL", "IndexReport", "LocalDocs"]
 
@@ -51,8 +54,23 @@ class IndexReport:
     n_chunks: int = 0
 
     def summary(self) -> str:
+        """One line: ``"3 indexed (41 chunks), 1 unchanged, 0 removed, 2 skipped"``."""
         return (f"{len(self.indexed)} indexed ({self.n_chunks} chunks), {len(self.unchanged)} "
                 f"unchanged, {len(self.removed)} removed, {len(self.skipped)} skipped")
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready data, the keys of ``gpt4all-rag index --json``: ``indexed``,
+        ``unchanged``, ``removed`` (lists of paths), ``skipped`` (a list of ``{"path",
+        "reason"}``) and ``n_chunks``."""
+        return {"indexed": list(self.indexed), "unchanged": list(self.unchanged),
+                "removed": list(self.removed),
+                "skipped": [{"path": p, "reason": r} for p, r in self.skipped],
+                "n_chunks": self.n_chunks}
+
+    def _repr_html_(self) -> str:
+        from .display import index_report_html
+
+        return index_report_html(self)
 
 
 @dataclass
@@ -245,10 +263,13 @@ class LocalDocs:
         but are gone (or no longer readable) are removed. A run killed at any point leaves a
         consistent collection and the next run finishes the work without duplicates.
 
+        Texts added with :meth:`add_texts` are left alone.
+
         Args:
             paths: files and folders.
             extensions: file extensions to index (None: every supported type).
-            progress: show tqdm bars over files and chunks (None: when stderr is a terminal).
+            progress: bars over files and chunks (:mod:`tqdm.auto`). None: in a Jupyter
+                kernel and when stderr is a terminal; True: always; False: never.
             max_file_bytes: larger files are skipped.
 
         Returns:
@@ -256,19 +277,18 @@ class LocalDocs:
 
         Raises:
             CollectionMismatchError: the collection was built with other settings.
+            InvalidParameterError: ``progress`` is not None, True or False.
             StoreError: Chroma failed.
         """
-        from tqdm import tqdm
-
         if isinstance(paths, (str, os.PathLike)):
             paths = [paths]
         roots = [os.path.abspath(os.fspath(p)) for p in paths]
-        show = sys.stderr.isatty() if progress is None else progress
+        show = show_progress(progress)
         with self._lock:
             store, _ = self._open(create=True)
             doc_prefix = self._prefix(0)
             report = IndexReport()
-            records = store.file_records()
+            records = {path: rec for path, rec in store.file_records().items() if rec.origin == "file"}
             seen: set[str] = set()
             todo: list[tuple[loaders.FileInfo, FileRecord | None]] = []
             for item in loaders.iter_files(roots, extensions=extensions, max_file_bytes=max_file_bytes):
@@ -291,8 +311,8 @@ class LocalDocs:
             max_tokens = self.embedder.n_ctx - len(counter.prefix_tokens(doc_prefix)) - 2
             pending: list[_Pending] = []
             n_pending = 0
-            files_bar = tqdm(total=len(todo), desc="files", unit="file", disable=not show)
-            chunks_bar = tqdm(desc="chunks", unit="chunk", disable=not show)
+            files_bar = progress_bar(enabled=show, total=len(todo), desc="files", unit="file")
+            chunks_bar = progress_bar(enabled=show, desc="chunks", unit="chunk")
             try:
                 for info, rec in todo:
                     if rec is not None and rec.state == "done" and \
@@ -353,7 +373,7 @@ class LocalDocs:
 
     # -- retrieval ----------------------------------------------------------------------------
     def search(self, query: str, k: int = 4, *, mode: Mode = "hybrid",
-               candidates: int | None = None) -> list[SearchResult]:
+               candidates: int | None = None, filter: Filter | None = None) -> SearchResults:  # noqa: A002
         """The ``k`` chunks that best match ``query``.
 
         Args:
@@ -362,20 +382,134 @@ class LocalDocs:
             mode: ``"hybrid"`` (default: dense and BM25 fused by reciprocal rank fusion),
                 ``"dense"`` or ``"keyword"``.
             candidates: results taken from each ranking before fusion (default max(4k, 20)).
+            filter: only chunks whose metadata match, e.g. ``{"extension": ".md"}`` or
+                ``{"path": "/notes/a.md", "heading": "Install > Linux"}``; see
+                :mod:`gpt4all_rag.localdocs.filters`.
 
         Returns:
-            :class:`SearchResult` objects, best first.
+            :class:`SearchResults` (a list of :class:`SearchResult`), best first; shown as a
+            table in Jupyter.
 
         Raises:
             CollectionNotFoundError: nothing has been indexed into this collection.
             CollectionMismatchError: the collection was built with another embedding model.
-            InvalidParameterError: empty query, k < 1, unknown mode.
+            InvalidParameterError: empty query, k < 1, unknown mode, a malformed filter.
         """
+        where = to_where(filter)
         store, keywords = self._open(create=False)
         prefix = self._prefix(1) if mode != "keyword" else ""
         return hybrid_search(store, keywords,
                              lambda q: self.embedder.embed(q, prefix=prefix), query, k,
-                             mode=mode, candidates=candidates)
+                             mode=mode, candidates=candidates, where=where)
+
+    def embed_query(self, query: str) -> list[float]:
+        """The query's vector as searches compute it (the model's query prefix), unit length.
+
+        Raises:
+            InvalidParameterError: an empty query, or the model's prefixes are unknown.
+        """
+        if not isinstance(query, str) or not query.strip():
+            raise InvalidParameterError("the query must be a non-empty string")
+        return list(self.embedder.embed(query, prefix=self._prefix(1)))
+
+    def search_by_vector(self, embedding: Sequence[float], k: int = 4, *,
+                         filter: Filter | None = None,  # noqa: A002
+                         with_embeddings: bool = False) -> SearchResults:
+        """The ``k`` chunks nearest to a query vector (dense retrieval only).
+
+        Args:
+            embedding: the query vector (``float[dimensionality]``, e.g. from
+                :meth:`embed_query`).
+            k: number of results (>= 1).
+            filter: as for :meth:`search`.
+            with_embeddings: fill each result's ``embedding`` (for maximal marginal relevance).
+
+        Returns:
+            :class:`SearchResults` with cosine similarity as ``score``, best first.
+
+        Raises:
+            CollectionNotFoundError: the collection does not exist.
+            CollectionMismatchError: it was built with another embedding model.
+            InvalidParameterError: k < 1, a vector of the wrong size, a malformed filter.
+        """
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise InvalidParameterError(f"k must be a positive integer, got {k!r}")
+        where = to_where(filter)
+        store, _ = self._open(create=False)
+        vector = np.asarray(embedding, dtype=np.float64)
+        dim = int(store.build_info.get("dimensionality", vector.size))
+        if vector.ndim != 1 or vector.size != dim or not np.all(np.isfinite(vector)):
+            raise InvalidParameterError(f"the query vector must be {dim} finite numbers, got shape "
+                                        f"{vector.shape}")
+        found = store.query(vector, k, where=where, with_embeddings=with_embeddings)
+        return SearchResults(SearchResult.from_stored(c, score, {"dense": i})
+                             for i, (c, score) in enumerate(found, 1))
+
+    # -- texts --------------------------------------------------------------------------------
+    def add_texts(self, texts: Iterable[str], metadatas: Sequence[Mapping[str, Any] | None] | None = None,
+                  ids: Sequence[str | None] | None = None) -> list[str]:
+        """Store texts that do not come from files (LangChain's ``add_texts``), one chunk each.
+
+        Each text is embedded with the document prefix (a text longer than the model's
+        context is embedded in windows and averaged) and kept with its metadata, which
+        :meth:`search` gives back in :attr:`SearchResult.metadata` exactly. Metadata values
+        that Chroma can store (str, int, float, bool) can be used in filters; ``title``,
+        ``heading``, ``page``, ``start_line``, ``end_line`` and ``source`` (or ``path``) fill
+        the result's fields of those names. Adding a text with an existing id replaces it.
+        Texts are documents of the collection like files (with a record of their own and
+        ``origin="text"``); :meth:`index` never removes them. Creates the collection if needed.
+
+        Args:
+            texts: non-empty strings.
+            metadatas: one dict (or None) per text, JSON-serialisable; keys ``doc_id``,
+                ``chunk_index``, ``origin``, ``extension`` and ``g4r_*`` are kept but not
+                filterable (LocalDocs' own fields of those names win).
+            ids: one id (or None for a new UUID4) per text; not of the form LocalDocs gives to
+                files (24 hex digits, optionally ``:NNNNN``).
+
+        Returns:
+            The ids, in order.
+
+        Raises:
+            InvalidParameterError: an empty text, lists of other lengths, a repeated or
+                reserved id, metadata that is not a dict of JSON values with string keys.
+            CollectionMismatchError: the collection was built with other settings.
+            StoreError: Chroma failed.
+        """
+        with self._lock:
+            store, _ = self._open(create=True)
+            prefix = self._prefix(0)
+            return _texts.add_texts(store, lambda batch: self.embedder.embed(batch, prefix=prefix),
+                                   texts_list(texts), metadatas, ids)
+
+    def delete(self, ids: Sequence[str]) -> int:
+        """Remove the documents that these ids belong to: added texts by their id, indexed
+        files by their chunk ids or ``doc_id``. A file's chunks go as a unit (all of them, and
+        its record), so indexing its folder again puts it back. Unknown ids are ignored.
+
+        Returns:
+            How many documents were removed.
+
+        Raises:
+            InvalidParameterError: ``ids`` is not a list of non-empty strings.
+            CollectionNotFoundError: the collection does not exist.
+            StoreError: Chroma failed.
+        """
+        with self._lock:
+            store, _ = self._open(create=False)
+            return _texts.delete(store, ids)
+
+    def get(self, ids: Sequence[str]) -> SearchResults:
+        """The chunks of these ids (added texts' ids or file chunk ids), in the order given;
+        unknown ids are left out. ``score`` is 0.0 and ``ranks`` empty (no query).
+
+        Raises:
+            InvalidParameterError: ``ids`` is not a list of non-empty strings.
+            CollectionNotFoundError: the collection does not exist.
+            StoreError: Chroma failed.
+        """
+        store, _ = self._open(create=False)
+        return _texts.get(store, ids)
 
     def build_prompt(self, question: str, results: Sequence[SearchResult], *,
                      prompt_template: str = DEFAULT_PROMPT_TEMPLATE,
@@ -389,6 +523,15 @@ class LocalDocs:
         store, _ = self._open(create=False)
         return {"collection": self.collection, "chunks": store.count(),
                 "documents": len(store.file_records()), **store.build_info}
+
+    @staticmethod
+    def list_collections(persist_directory: str | os.PathLike[str] | None = None,
+                         chroma_url: str | None = None) -> Any:
+        """The LocalDocs collections of a database or server, shown as a table in Jupyter;
+        see :func:`gpt4all_rag.localdocs.collections.list_collections`."""
+        from .collections import list_collections
+
+        return list_collections(persist_directory, chroma_url)
 
     def remove(self) -> None:
         """Delete the collection and its bookkeeping."""
@@ -412,6 +555,17 @@ class _TokenCounter:
         if prefix not in self._prefix_cache:
             self._prefix_cache[prefix] = self._model.tokenize(prefix + ": ", add_special=False) if prefix else []
         return self._prefix_cache[prefix]
+
+
+def texts_list(values: Iterable[str]) -> list[str]:
+    """``values`` as a list; a single string is refused (it would be split into characters).
+
+    Raises:
+        InvalidParameterError: ``values`` is a string.
+    """
+    if isinstance(values, str):
+        raise InvalidParameterError("texts must be a list of strings, not one string")
+    return list(values)
 
 
 def _is_under(path: str, root: str) -> bool:

@@ -13,16 +13,19 @@ and rebuilt when the collection's revision counter changes.
 
 from __future__ import annotations
 
+import json
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal, Sequence
+from typing import Any, Callable, Collection, Literal, Mapping, Sequence
 
 import numpy as np
 
 from ..errors import InvalidParameterError
-from .store import Store, StoredChunk
+from .records import StoredChunk
+from .store import Store
 
-__all__ = ["KeywordIndex", "SearchResult", "hybrid_search", "reciprocal_rank_fusion"]
+__all__ = ["KeywordIndex", "SearchResult", "SearchResults", "hybrid_search",
+           "reciprocal_rank_fusion"]
 
 RRF_K = 60
 Mode = Literal["hybrid", "dense", "keyword"]
@@ -44,6 +47,11 @@ class SearchResult:
         chunk_id: the chunk's id in the collection (``<doc_id>:<index>``).
         ranks: the chunk's rank (1-based) in each ranking that found it, e.g.
             ``{"dense": 2, "keyword": 1}``.
+        origin: ``"file"`` (a chunk of an indexed file) or ``"text"`` (a text added with
+            :meth:`~gpt4all_rag.localdocs.LocalDocs.add_texts`).
+        metadata: an added text's own metadata, exactly as given; ``{}`` for file chunks.
+        embedding: the chunk's vector (``list[float]``, unit length) where the search was
+            asked for it (``search_by_vector(..., with_embeddings=True)``), else None.
     """
 
     text: str
@@ -56,6 +64,9 @@ class SearchResult:
     heading: str | None
     chunk_id: str
     ranks: dict[str, int] = field(default_factory=dict)
+    origin: str = "file"
+    metadata: dict[str, Any] = field(default_factory=dict, repr=False)
+    embedding: list[float] | None = field(default=None, repr=False, compare=False)
 
     def location(self) -> str:
         """Where the chunk is: ``"page 3"``, ``"lines 10-24"`` or ``""``."""
@@ -71,13 +82,49 @@ class SearchResult:
         where = self.location()
         return f"{self.path}, {where}" if where else self.path
 
+    def as_dict(self) -> dict[str, Any]:
+        """The result as JSON-ready data, the keys of ``gpt4all-rag search --json``: ``text``,
+        ``score``, ``path``, ``title``, ``page``, ``start_line``, ``end_line``, ``heading``,
+        ``chunk_id``, ``citation``, ``ranks``, ``origin``, ``metadata``."""
+        return {"text": self.text, "score": self.score, "path": self.path, "title": self.title,
+                "page": self.page, "start_line": self.start_line, "end_line": self.end_line,
+                "heading": self.heading, "chunk_id": self.chunk_id, "citation": self.citation(),
+                "ranks": dict(self.ranks), "origin": self.origin, "metadata": dict(self.metadata)}
+
+    def _repr_html_(self) -> str:
+        from .display import search_results_html
+
+        return search_results_html([self])
+
     @classmethod
     def from_stored(cls, chunk: StoredChunk, score: float, ranks: dict[str, int]) -> "SearchResult":
+        """A result from a stored chunk (metadata as :mod:`~gpt4all_rag.localdocs.store`
+        writes it)."""
         m = chunk.metadata
+        own = m.get("g4r_metadata")
         return cls(text=chunk.text, score=float(score), path=str(m.get("path", "")),
                    title=str(m.get("title", "")), page=_opt_int(m.get("page")),
                    start_line=_opt_int(m.get("start_line")), end_line=_opt_int(m.get("end_line")),
-                   heading=m.get("heading"), chunk_id=chunk.chunk_id, ranks=dict(ranks))
+                   heading=m.get("heading"), chunk_id=chunk.chunk_id, ranks=dict(ranks),
+                   origin=str(m.get("origin", "file")),
+                   metadata=json.loads(own) if isinstance(own, str) else {},
+                   embedding=None if chunk.embedding is None else list(chunk.embedding))
+
+
+class SearchResults(list):  # type: ignore[type-arg]
+    """A list of :class:`SearchResult`, best first, that Jupyter shows as a table.
+
+    It is a plain ``list`` in every other way (indexing, iteration, ``==`` with lists).
+    """
+
+    def as_dicts(self) -> list[dict[str, Any]]:
+        """Each result's :meth:`SearchResult.as_dict`, with ``rank`` (1-based) first."""
+        return [{"rank": i, **r.as_dict()} for i, r in enumerate(self, start=1)]
+
+    def _repr_html_(self) -> str:
+        from .display import search_results_html
+
+        return search_results_html(self)
 
 
 def _opt_int(v: Any) -> int | None:
@@ -133,10 +180,17 @@ class KeywordIndex:
                 self._bm25 = None
             self._revision = revision
 
-    def search(self, query: str, k: int) -> list[tuple[str, float]]:
-        """Top ``k`` chunk ids by BM25 score (only chunks sharing a term with the query)."""
+    def search(self, query: str, k: int, *,
+               allowed: Collection[str] | None = None) -> list[tuple[str, float]]:
+        """Top ``k`` chunk ids by BM25 score (only chunks sharing a term with the query).
+
+        Args:
+            query: the query text.
+            k: at most this many.
+            allowed: only these chunk ids (a metadata filter's matches); None: all.
+        """
         self._ensure()
-        if self._bm25 is None or k <= 0:
+        if self._bm25 is None or k <= 0 or (allowed is not None and not allowed):
             return []
         import bm25s
 
@@ -144,13 +198,18 @@ class KeywordIndex:
         if not tokens.ids or not tokens.ids[0]:
             return []
         k = min(k, len(self._ids))
-        docs, scores = self._bm25.retrieve(tokens, k=k, show_progress=False, n_threads=1)
+        mask = None
+        if allowed is not None:
+            keep = set(allowed)
+            mask = np.fromiter((cid in keep for cid in self._ids), dtype=np.float32, count=len(self._ids))
+        docs, scores = self._bm25.retrieve(tokens, k=k, show_progress=False, n_threads=1,
+                                           weight_mask=mask)
         return [(self._ids[int(d)], float(s)) for d, s in zip(docs[0], scores[0]) if s > 0]
 
 
 def hybrid_search(store: Store, keyword_index: KeywordIndex, embed_query: Callable[[str], Sequence[float]],
                   query: str, k: int = 4, *, mode: Mode = "hybrid", candidates: int | None = None,
-                  rrf_k: int = RRF_K) -> list[SearchResult]:
+                  rrf_k: int = RRF_K, where: Mapping[str, Any] | None = None) -> SearchResults:
     """Retrieve the ``k`` best chunks for ``query``.
 
     Args:
@@ -163,6 +222,8 @@ def hybrid_search(store: Store, keyword_index: KeywordIndex, embed_query: Callab
         candidates: how many results each ranking contributes before fusion (default
             ``max(4 * k, 20)``).
         rrf_k: the RRF constant.
+        where: a Chroma metadata filter (:func:`~gpt4all_rag.localdocs.filters.to_where`):
+            both rankings only see the chunks it matches.
 
     Raises:
         InvalidParameterError: empty query, k < 1, unknown mode.
@@ -177,19 +238,22 @@ def hybrid_search(store: Store, keyword_index: KeywordIndex, embed_query: Callab
     dense: list[tuple[StoredChunk, float]] = []
     keyword: list[tuple[str, float]] = []
     if mode in ("hybrid", "dense"):
-        dense = store.query(np.asarray(embed_query(query), dtype=np.float64), n if mode == "hybrid" else k)
+        dense = store.query(np.asarray(embed_query(query), dtype=np.float64),
+                            n if mode == "hybrid" else k, where=where)
         if mode == "dense":
-            return [SearchResult.from_stored(c, s, {"dense": i}) for i, (c, s) in enumerate(dense, 1)]
+            return SearchResults(SearchResult.from_stored(c, s, {"dense": i})
+                                 for i, (c, s) in enumerate(dense, 1))
     if mode in ("hybrid", "keyword"):
-        keyword = keyword_index.search(query, n if mode == "hybrid" else k)
+        allowed = store.ids_matching(where) if where else None
+        keyword = keyword_index.search(query, n if mode == "hybrid" else k, allowed=allowed)
         if mode == "keyword":
             chunks = store.get_chunks([cid for cid, _ in keyword])
-            return [SearchResult.from_stored(chunks[cid], s, {"keyword": i})
-                    for i, (cid, s) in enumerate(keyword, 1) if cid in chunks]
+            return SearchResults(SearchResult.from_stored(chunks[cid], s, {"keyword": i})
+                                 for i, (cid, s) in enumerate(keyword, 1) if cid in chunks)
     fused = reciprocal_rank_fusion({"dense": [c.chunk_id for c, _ in dense],
                                     "keyword": [cid for cid, _ in keyword]}, rrf_k)[:k]
     known = {c.chunk_id: c for c, _ in dense}
     missing = [cid for cid, _, _ in fused if cid not in known]
     known.update(store.get_chunks(missing))
-    return [SearchResult.from_stored(known[cid], score, ranks) for cid, score, ranks in fused
-            if cid in known]
+    return SearchResults(SearchResult.from_stored(known[cid], score, ranks)
+                         for cid, score, ranks in fused if cid in known)

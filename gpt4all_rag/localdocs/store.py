@@ -7,15 +7,24 @@ Chroma server shared by several machines:
 * ``NAME``: one record per chunk. Id ``<doc_id>:<chunk index, 5 digits>``, where ``doc_id`` is
   derived from the document's absolute path (:func:`doc_id_for`), the chunk text as the
   document, the embedding computed by LocalDocs (document prefix), and metadata: ``doc_id``,
-  ``path``, ``title``, ``chunk_index``, and where known ``page``, ``start_line``, ``end_line``,
-  ``heading``. The collection's metadata records how it was built (``g4r_embedding_model``,
+  ``path``, ``title``, ``chunk_index``, ``extension`` (of the path, lower case with its dot,
+  e.g. ``".md"``; ``""`` if none), ``origin`` (``"file"`` for an indexed file, ``"text"`` for a
+  text added with :meth:`LocalDocs.add_texts`), and where known ``page``, ``start_line``,
+  ``end_line``, ``heading``. An added text is one chunk whose id is the caller's; it also
+  carries the caller's metadata: each key whose value Chroma can store (str, int, float,
+  bool) as itself, for filters, and all of it as JSON under ``g4r_metadata``, to be given
+  back exactly. The collection's metadata records how it was built (``g4r_embedding_model``,
   ``g4r_dimensionality``, chunking settings, schema version) and a ``g4r_revision`` counter
   that changes whenever its content does (the keyword index is rebuilt when it changes).
 * ``NAME__files``: one record per document (id ``doc_id``): ``path``, ``size_bytes``,
   ``mtime`` (the ``repr`` of the float, a string: Chroma does not give every float back
   exactly), ``content_hash``, ``n_chunks``, ``title`` and ``state`` (``"indexing"`` while its
-  chunks are being replaced, ``"done"`` after). A 1-dimensional placeholder vector satisfies
-  Chroma.
+  chunks are being replaced, ``"done"`` after) and ``origin``. An added text's record has the
+  text's id as ``doc_id`` and ``text:<id>`` as ``path``, so it never collides with a file. A
+  1-dimensional placeholder vector satisfies Chroma.
+
+Schema versions (``g4r_schema``): 1 had no ``extension`` and ``origin``; a collection of
+version 1 gets them added to every chunk when it is first opened.
 
 Chroma quirks handled here (see the project's FACTS): ``add`` with an existing id is ignored,
 so a document's chunks are deleted before new ones are added; ``upsert`` merges metadata, so
@@ -25,10 +34,8 @@ need 3 to 512 characters of ``[a-zA-Z0-9._-]``.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 from urllib.parse import urlparse
@@ -40,13 +47,16 @@ from chromadb.utils.embedding_functions import register_embedding_function
 
 from .. import paths
 from ..errors import CollectionMismatchError, CollectionNotFoundError, InvalidParameterError, StoreError
+from .records import (ChunkRecord, FileRecord, StoredChunk, chunk_metadata, doc_id_for,
+                      path_extension)
 
+# ChunkRecord, FileRecord, StoredChunk and doc_id_for live in .records; re-exported here.
 __all__ = [
     "ChunkRecord", "FileRecord", "LocalDocsEmbeddingFunction", "Store", "StoredChunk",
     "default_persist_directory", "doc_id_for", "make_client",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 FILES_SUFFIX = "__files"
 _NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._-]{1,61}[a-zA-Z0-9]$")
 _WRITE_BATCH = 1000  # records per Chroma write (well under its max batch size)
@@ -58,11 +68,6 @@ def default_persist_directory() -> Path:
     ``localdocs`` in gpt4all-rag's platform data folder (``$XDG_DATA_HOME/gpt4all-rag/localdocs``,
     by default ``~/.local/share/gpt4all-rag/localdocs``); see :mod:`gpt4all_rag.paths`."""
     return paths.localdocs_directory()
-
-
-def doc_id_for(path: str) -> str:
-    """Stable id of a document: the first 24 hex digits of SHA-256 of its absolute path."""
-    return hashlib.sha256(os.path.abspath(path).encode("utf-8", "surrogateescape")).hexdigest()[:24]
 
 
 def make_client(persist_directory: str | os.PathLike[str] | None = None,
@@ -102,21 +107,43 @@ def make_client(persist_directory: str | os.PathLike[str] | None = None,
 class LocalDocsEmbeddingFunction(EmbeddingFunction[Documents]):
     """A Chroma embedding function over :class:`~gpt4all_rag.Embed4All`.
 
-    Registered with Chroma under :meth:`name`, so a collection created with it can be reopened
-    in a new process (``client.get_collection(name)``) and queried with ``query_texts``: texts
-    get the model's document prefix, queries (``embed_query``) its query prefix. The model is
-    loaded on first use.
+    Registered with Chroma under the name ``gpt4all-rag`` (:meth:`name`) when this module is
+    imported. A plain ``chromadb`` process, on this machine or another, reopens a LocalDocs
+    collection and queries it by text this way::
+
+        import chromadb
+        import gpt4all_rag.localdocs  # registers "gpt4all-rag" with Chroma
+
+        client = chromadb.PersistentClient(path="...")   # or chromadb.HttpClient(...)
+        collection = client.get_collection("notes")
+        collection.query(query_texts=["how do I renew my passport?"], n_results=3)
+
+    Without the import, Chroma refuses the collection ("Embedding function gpt4all-rag not
+    found"). The collection's configuration stores the model's file name and task prefixes
+    (:meth:`get_config`), never a folder: the reopening process finds the model in its default
+    model directory (``$GPT4ALL_MODEL_PATH``, else ``~/.cache/gpt4all``; see
+    :mod:`gpt4all_rag.paths`), or the caller passes
+    ``embedding_function=LocalDocsEmbeddingFunction(name, model_path=...)``. Texts get the
+    model's document prefix, queries (``embed_query``) its query prefix. The model is loaded on
+    first use.
 
     Args:
-        model_name: the embedding model file (e.g. ``all-MiniLM-L6-v2.gguf2.f16.gguf``).
-        model_path: its directory (None: the default model directory).
+        model_name: the embedding model's file name (e.g. ``all-MiniLM-L6-v2.gguf2.f16.gguf``).
+        model_path: its directory (None: the default model directory). Not part of the stored
+            configuration.
         document_prefix, query_prefix: task prefixes; None uses the model's rules.
         n_threads: CPU threads (None: automatic).
+
+    Raises:
+        InvalidParameterError: (a ValueError) ``model_name`` is not a plain file name or a
+            prefix is not a string or None.
     """
 
     def __init__(self, model_name: str, model_path: str | None = None, *,
                  document_prefix: str | None = None, query_prefix: str | None = None,
                  n_threads: int | None = None) -> None:
+        self.validate_config({"model_name": model_name, "document_prefix": document_prefix,
+                              "query_prefix": query_prefix})
         self.model_name = model_name
         self.model_path = model_path
         self.document_prefix = document_prefix
@@ -126,10 +153,13 @@ class LocalDocsEmbeddingFunction(EmbeddingFunction[Documents]):
 
     @property
     def embedder(self) -> Any:
+        """The :class:`~gpt4all_rag.Embed4All` (loaded on first use)."""
         if self._embedder is None:
             from ..embed4all import Embed4All
 
-            self._embedder = Embed4All(self.model_name, model_path=self.model_path,
+            # The default folder as of now (GPT4All's DEFAULT_MODEL_DIRECTORY is fixed at import).
+            folder = self.model_path or str(paths.model_directory())
+            self._embedder = Embed4All(self.model_name, model_path=folder,
                                        allow_download=False, n_threads=self.n_threads)
         return self._embedder
 
@@ -145,6 +175,7 @@ class LocalDocsEmbeddingFunction(EmbeddingFunction[Documents]):
 
     @staticmethod
     def name() -> str:
+        """The name Chroma knows this function by: ``"gpt4all-rag"``."""
         return "gpt4all-rag"
 
     def default_space(self) -> str:  # type: ignore[override]
@@ -154,57 +185,64 @@ class LocalDocsEmbeddingFunction(EmbeddingFunction[Documents]):
         return ["cosine", "ip", "l2"]
 
     def get_config(self) -> dict[str, Any]:
-        return {"model_name": self.model_name, "model_path": self.model_path,
-                "document_prefix": self.document_prefix, "query_prefix": self.query_prefix}
+        """The configuration Chroma stores: ``model_name``, ``document_prefix``,
+        ``query_prefix`` (no folder: it would not exist on another machine)."""
+        return {"model_name": self.model_name, "document_prefix": self.document_prefix,
+                "query_prefix": self.query_prefix}
 
     @staticmethod
     def build_from_config(config: dict[str, Any]) -> "LocalDocsEmbeddingFunction":
+        """The function a stored configuration describes (see :meth:`validate_config`).
+
+        A ``model_path`` from a configuration written by an older version is used only when
+        that folder exists here.
+        """
+        LocalDocsEmbeddingFunction.validate_config(config)
+        folder = config.get("model_path")
         return LocalDocsEmbeddingFunction(
-            config["model_name"], config.get("model_path"),
+            config["model_name"], folder if folder and os.path.isdir(folder) else None,
             document_prefix=config.get("document_prefix"), query_prefix=config.get("query_prefix"))
 
+    @staticmethod
+    def validate_config(config: dict[str, Any]) -> None:
+        """Check a configuration: ``model_name`` a plain file name (no folder), the prefixes a
+        string or None, no other keys (``model_path``, written by older versions, is allowed).
 
-@dataclass(frozen=True)
-class FileRecord:
-    """Bookkeeping of one indexed document (see the module docstring)."""
+        Raises:
+            InvalidParameterError: (a ValueError, as Chroma expects) what is wrong, and the value.
+        """
+        if not isinstance(config, dict):
+            raise InvalidParameterError(f"the gpt4all-rag embedding function's config must be a "
+                                        f"dict, got {config!r}")
+        unknown = sorted(set(config) - {"model_name", "document_prefix", "query_prefix", "model_path"})
+        if unknown:
+            raise InvalidParameterError(f"unknown keys in the gpt4all-rag embedding function's "
+                                        f"config: {unknown}")
+        name = config.get("model_name")
+        if not isinstance(name, str) or not name or name in (".", "..") or "/" in name \
+                or "\\" in name or "\0" in name:
+            raise InvalidParameterError(
+                f"model_name must be a model's file name such as 'all-MiniLM-L6-v2.gguf2.f16.gguf' "
+                f"(no folder: the model directory is found on each machine), got {name!r}")
+        for key in ("document_prefix", "query_prefix", "model_path"):
+            if config.get(key) is not None and not isinstance(config[key], str):
+                raise InvalidParameterError(f"{key} must be a string or None, got {config[key]!r}")
 
-    doc_id: str
-    path: str
-    size_bytes: int
-    mtime: float
-    content_hash: str
-    n_chunks: int
-    title: str
-    state: str  # "indexing" or "done"
+    def validate_config_update(self, old_config: dict[str, Any], new_config: dict[str, Any]) -> None:
+        """Refuse changing the model or a prefix of an existing collection (its stored vectors
+        would no longer match new queries); re-index instead.
 
-    def metadata(self) -> dict[str, Any]:
-        # mtime as repr(): Chroma does not round-trip every float64 exactly (1795307564.6310275
-        # comes back as ...277 from both clients), and a changed mtime costs a full re-hash.
-        return {"path": self.path, "size_bytes": self.size_bytes,
-                "mtime": repr(float(self.mtime)), "content_hash": self.content_hash,
-                "n_chunks": self.n_chunks, "title": self.title, "state": self.state}
-
-
-@dataclass(frozen=True)
-class ChunkRecord:
-    """A chunk to store: its text, vector ``list[float]`` and source span."""
-
-    chunk_index: int
-    text: str
-    embedding: Sequence[float]
-    page: int | None
-    start_line: int | None
-    end_line: int | None
-    heading: str | None
-
-
-@dataclass(frozen=True)
-class StoredChunk:
-    """A chunk read back from the store."""
-
-    chunk_id: str
-    text: str
-    metadata: Mapping[str, Any]
+        Raises:
+            InvalidParameterError: the update changes ``model_name``, ``document_prefix`` or
+                ``query_prefix``, or the new configuration is invalid.
+        """
+        self.validate_config(new_config)
+        for key in ("model_name", "document_prefix", "query_prefix"):
+            if old_config.get(key) != new_config.get(key):
+                raise InvalidParameterError(
+                    f"the {key} of a LocalDocs collection cannot change ({old_config.get(key)!r} -> "
+                    f"{new_config.get(key)!r}): its vectors were computed with the old one; "
+                    "re-index the collection (LocalDocs(..., reindex=True) / --reindex)")
 
 
 class Store:
@@ -250,6 +288,8 @@ class Store:
                 self.check_build_info(build_info)
             self.files = client.get_or_create_collection(collection + FILES_SUFFIX,
                                                          embedding_function=None)
+            if int((self.chunks.metadata or {}).get("g4r_schema", 1)) < SCHEMA_VERSION:
+                self._upgrade_schema()
         except (CollectionNotFoundError, CollectionMismatchError):
             raise
         except Exception as exc:  # noqa: BLE001 - chromadb raises many unrelated types here
@@ -283,10 +323,23 @@ class Store:
         return self.client.get_collection(self.name).metadata
 
     def bump_revision(self) -> None:
+        """Count a change of content (the keyword index is rebuilt on the next query)."""
+        self._modify_metadata(g4r_revision=int((self._fresh_metadata() or {}).get("g4r_revision", 0)) + 1)
+
+    def _modify_metadata(self, **changes: Any) -> None:
         meta = dict(self._fresh_metadata() or {})
-        meta["g4r_revision"] = int(meta.get("g4r_revision", 0)) + 1
+        meta.update(changes)
         meta.pop("hnsw:space", None)
         self.chunks.modify(metadata=meta)
+
+    def _upgrade_schema(self) -> None:
+        """Schema 1 -> 2: add ``extension`` and ``origin`` to every chunk (metadata updates
+        merge, so nothing else changes), then record the new version."""
+        for ids, metas, _docs in self._pages(self.chunks, include=["metadatas"]):
+            self.chunks.update(ids=ids, metadatas=[
+                {"extension": path_extension(str((m or {}).get("path", ""))), "origin": "file"}
+                for m in metas])
+        self._modify_metadata(g4r_schema=SCHEMA_VERSION)
 
     # -- files --------------------------------------------------------------------------------
     def file_records(self) -> dict[str, FileRecord]:
@@ -296,7 +349,8 @@ class Store:
             for doc_id, m in zip(ids, metas):
                 out[m["path"]] = FileRecord(doc_id, m["path"], int(m["size_bytes"]), float(m["mtime"]),
                                             str(m["content_hash"]), int(m["n_chunks"]),
-                                            str(m.get("title", "")), str(m["state"]))
+                                            str(m.get("title", "")), str(m["state"]),
+                                            str(m.get("origin", "file")))
         return out
 
     def put_file(self, record: FileRecord) -> None:
@@ -332,20 +386,47 @@ class Store:
         for start in range(0, len(rows), _WRITE_BATCH):
             part = rows[start:start + _WRITE_BATCH]
             self.chunks.add(
-                ids=[f"{r.doc_id}:{c.chunk_index:05d}" for r, c in part],
+                ids=[c.chunk_id or f"{r.doc_id}:{c.chunk_index:05d}" for r, c in part],
                 embeddings=[list(map(float, c.embedding)) for _, c in part],
                 documents=[c.text for _, c in part],
-                metadatas=[_chunk_metadata(r, c) for r, c in part])
+                metadatas=[chunk_metadata(r, c) for r, c in part])
         self.put_files([FileRecord(**{**r.__dict__, "state": "done", "n_chunks": len(chunks)})
                         for r, chunks in documents])
 
     def remove_document(self, doc_id: str) -> None:
         """Delete a document's chunks, then its record."""
-        self.chunks.delete(where={"doc_id": doc_id})
-        self.files.delete(ids=[doc_id])
+        self.remove_documents([doc_id])
+
+    def remove_documents(self, doc_ids: Sequence[str]) -> None:
+        """Delete documents' chunks, then their records (unknown ids are ignored)."""
+        if not doc_ids:
+            return
+        ids = list(doc_ids)
+        self.chunks.delete(where={"doc_id": {"$in": ids}} if len(ids) > 1 else {"doc_id": ids[0]})
+        self.files.delete(ids=ids)
+
+    def doc_ids_of(self, ids: Sequence[str]) -> set[str]:
+        """The documents that chunk ids or document ids belong to (unknown ids are left out)."""
+        if not ids:
+            return set()
+        found = {str((m or {})["doc_id"]) for m in
+                 self.chunks.get(ids=list(ids), include=["metadatas"])["metadatas"] or []}
+        return found | set(self.files.get(ids=list(ids), include=[])["ids"])
 
     def count(self) -> int:
+        """Number of chunks."""
         return int(self.chunks.count())
+
+    def ids_matching(self, where: Mapping[str, Any]) -> list[str]:
+        """Ids of the chunks whose metadata match a Chroma ``where`` filter."""
+        out: list[str] = []
+        offset = 0
+        while True:
+            ids = self.chunks.get(where=dict(where), include=[], limit=_READ_PAGE, offset=offset)["ids"]
+            out.extend(ids)
+            if len(ids) < _READ_PAGE:
+                return out
+            offset += len(ids)
 
     def all_chunks(self) -> Iterable[StoredChunk]:
         """Every chunk (id, text, metadata), in pages."""
@@ -354,22 +435,35 @@ class Store:
                 yield StoredChunk(cid, d or "", m or {})
 
     def get_chunks(self, ids: Sequence[str]) -> dict[str, StoredChunk]:
+        """The chunks of these ids, by id (unknown ids are left out)."""
         if not ids:
             return {}
         r = self.chunks.get(ids=list(ids), include=["metadatas", "documents"])
         return {cid: StoredChunk(cid, d or "", m or {})
                 for cid, m, d in zip(r["ids"], r["metadatas"], r["documents"])}
 
-    def query(self, embedding: Sequence[float], n_results: int) -> list[tuple[StoredChunk, float]]:
-        """Nearest chunks by cosine distance: ``[(chunk, similarity = 1 - distance)]``."""
+    def query(self, embedding: Sequence[float], n_results: int, *,
+              where: Mapping[str, Any] | None = None,
+              with_embeddings: bool = False) -> list[tuple[StoredChunk, float]]:
+        """Nearest chunks by cosine distance: ``[(chunk, similarity = 1 - distance)]``.
+
+        Args:
+            embedding: the query vector.
+            n_results: at most this many.
+            where: a Chroma metadata filter (see :mod:`gpt4all_rag.localdocs.filters`).
+            with_embeddings: also read each chunk's vector (``StoredChunk.embedding``).
+        """
         n = min(n_results, self.count())
         if n <= 0:
             return []
+        include = ["metadatas", "documents", "distances"] + (["embeddings"] if with_embeddings else [])
         r = self.chunks.query(query_embeddings=[list(map(float, embedding))], n_results=n,
-                              include=["metadatas", "documents", "distances"])
-        return [(StoredChunk(cid, d or "", m or {}), 1.0 - float(dist))
-                for cid, m, d, dist in zip(r["ids"][0], r["metadatas"][0], r["documents"][0],
-                                           r["distances"][0])]
+                              where=dict(where) if where else None, include=include)
+        vectors = r["embeddings"][0] if with_embeddings else [None] * len(r["ids"][0])
+        return [(StoredChunk(cid, d or "", m or {}, None if v is None else [float(x) for x in v]),
+                 1.0 - float(dist))
+                for cid, m, d, dist, v in zip(r["ids"][0], r["metadatas"][0], r["documents"][0],
+                                              r["distances"][0], vectors)]
 
     def delete_collection(self) -> None:
         """Remove the collection and its file records."""
@@ -425,14 +519,3 @@ def list_collections(client: Any) -> list[dict[str, Any]]:
 def _as_embeddings(vectors: Sequence[Sequence[float]]) -> Embeddings:
     """Chroma's embeddings type: one float32 numpy vector per text."""
     return [np.asarray(v, dtype=np.float32) for v in vectors]
-
-
-def _chunk_metadata(record: FileRecord, c: ChunkRecord) -> dict[str, Any]:
-    meta: dict[str, Any] = {"doc_id": record.doc_id, "path": record.path, "title": record.title,
-                            "chunk_index": c.chunk_index}
-    for key in ("page", "start_line", "end_line", "heading"):
-        value = getattr(c, key)
-        if value is not None:
-            meta[key] = value
-    return meta
-

@@ -93,9 +93,11 @@ def jsonable(backend: Backend, model_dir: Path, **extra: Any) -> dict[str, Any]:
             "n_threads": N_THREADS, **extra}
 
 
-def run_worker(job: dict[str, Any], timeout_s: float = 600) -> dict[str, Any]:
-    """Run ``worker.py`` with ``job`` to completion; returns its JSON output."""
+def run_worker(job: dict[str, Any], timeout_s: float = 600,
+               env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Run ``worker.py`` with ``job`` to completion (``env``: its whole environment, None:
+    this process's); returns its JSON output."""
     proc = subprocess.run([sys.executable, str(WORKER), json.dumps(job)], capture_output=True,
-                          check=False, text=True, timeout=timeout_s)
+                          check=False, text=True, timeout=timeout_s, env=env)
     assert proc.returncode == 0, f"worker failed ({proc.returncode}):\n{proc.stderr[-4000:]}"
     return json.loads(proc.stdout.strip().splitlines()[-1])

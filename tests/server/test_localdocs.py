@@ -8,6 +8,7 @@ check the errors users get.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Iterator
@@ -279,15 +280,51 @@ def _check_plain_query(out: dict[str, Any], indexed: Indexed, queries: list[str]
         assert paths[0] == dense[0].path
 
 
-def test_plain_chromadb_in_a_new_process_rebuilds_the_embedding_function(indexed: Indexed) -> None:
+def _plain_job(indexed: Indexed, queries: list[str], **extra: Any) -> dict[str, Any]:
+    return {"action": "plain", "collection": indexed.backend["collection"], "queries": queries,
+            "chroma_url": indexed.backend.get("chroma_url"),
+            "persist_directory": indexed.backend.get("persist_directory"), **extra}
+
+
+def _other_machine_env(tmp_path: Path, model_dir: Path) -> dict[str, str]:
+    """The environment of a process on "another machine": another home, no gpt4all-rag
+    variables but the documented GPT4ALL_MODEL_PATH (where that machine keeps its models)."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("GPT4ALL", "G4R_", "XDG_")) and k != "HOME"}
+    return {**env, "HOME": str(tmp_path / "home"), "GPT4ALL_MODEL_PATH": str(model_dir)}
+
+
+def test_plain_chromadb_in_a_new_process_rebuilds_the_embedding_function(
+        indexed: Indexed, tmp_path: Path) -> None:
+    # The documented way: import gpt4all_rag.localdocs, then plain chromadb calls; the model
+    # is found through the reopening machine's own model directory, not the indexing one's.
+    elsewhere = tmp_path / "models-elsewhere"
+    elsewhere.mkdir()
+    os.symlink(indexed.model_dir / MINILM, elsewhere / MINILM)
     queries = [corpus.PROBES[1].query, corpus.PROBES[6].query]
-    job = {"action": "plain", "collection": indexed.backend["collection"], "queries": queries,
-           "chroma_url": indexed.backend.get("chroma_url"),
-           "persist_directory": indexed.backend.get("persist_directory")}
-    _check_plain_query(run_worker(job), indexed, queries)
+    out = run_worker(_plain_job(indexed, queries), env=_other_machine_env(tmp_path, elsewhere))
+    _check_plain_query(out, indexed, queries)
+    assert out["ef_config"] == {"model_name": MINILM, "document_prefix": None, "query_prefix": None}
 
 
-def test_plain_chromadb_query_texts_in_process(indexed: Indexed) -> None:
+def test_plain_chromadb_without_the_import_names_the_missing_function(
+        indexed: Indexed, tmp_path: Path) -> None:
+    out = run_worker(_plain_job(indexed, ["anything"], no_import=True),
+                     env=_other_machine_env(tmp_path, indexed.model_dir))
+    assert out["gpt4all_rag_imported"] is False
+    assert "gpt4all-rag" in out["error"] and "not found" in out["error"]
+
+
+def test_the_stored_embedding_config_names_the_model_not_a_folder(indexed: Indexed) -> None:
+    collection = plain_client(indexed.backend).get_collection(indexed.backend["collection"])
+    config = collection.configuration_json["embedding_function"]
+    assert config["name"] == "gpt4all-rag"
+    assert config["config"] == {"model_name": MINILM, "document_prefix": None, "query_prefix": None}
+    assert str(indexed.model_dir) not in json.dumps(collection.configuration_json)
+
+
+def test_plain_chromadb_query_texts_in_process(indexed: Indexed, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GPT4ALL_MODEL_PATH", str(indexed.model_dir))
     queries = [corpus.PROBES[0].query, corpus.PROBES[4].query]
     collection = plain_client(indexed.backend).get_collection(indexed.backend["collection"])
     ef = collection.configuration.get("embedding_function")

@@ -11,7 +11,8 @@ Jobs (``job["action"]``):
 * ``"search"``: open the collection in this new process, print stats and search results.
 * ``"plain"``: reopen the chunk collection with plain chromadb (``get_collection(name)``,
   no embedding function given) after importing gpt4all_rag.localdocs (which registers its
-  embedding function), and run ``collection.query(query_texts=...)``.
+  embedding function), and run ``collection.query(query_texts=...)``. With
+  ``job["no_import"]`` it skips the import and prints the error Chroma raises instead.
 """
 
 from __future__ import annotations
@@ -93,7 +94,8 @@ def main() -> None:
 def _plain(job: dict[str, Any]) -> None:
     import chromadb
 
-    import gpt4all_rag.localdocs  # noqa: F401 - registers LocalDocsEmbeddingFunction with Chroma
+    if not job.get("no_import"):
+        import gpt4all_rag.localdocs  # noqa: F401 - registers LocalDocsEmbeddingFunction with Chroma
 
     settings = chromadb.config.Settings(anonymized_telemetry=False)
     if job.get("chroma_url"):
@@ -103,6 +105,15 @@ def _plain(job: dict[str, Any]) -> None:
         client = chromadb.HttpClient(host=u.hostname, port=u.port, settings=settings)
     else:
         client = chromadb.PersistentClient(path=job["persist_directory"], settings=settings)
+    if job.get("no_import"):
+        try:
+            client.get_collection(job["collection"]).query(query_texts=job["queries"], n_results=3)
+        except Exception as exc:  # noqa: BLE001 - report whatever Chroma raises
+            print(json.dumps({"error": f"{type(exc).__name__}: {exc}",
+                              "gpt4all_rag_imported": "gpt4all_rag" in sys.modules}))
+            return
+        print(json.dumps({"error": None}))
+        return
     collection = client.get_collection(job["collection"])
     ef = collection.configuration.get("embedding_function")
     result = collection.query(query_texts=job["queries"], n_results=3,
