@@ -12,6 +12,7 @@ of the one installed with the package.
 from __future__ import annotations
 
 import ctypes
+import json
 import logging
 import os
 import threading
@@ -112,6 +113,11 @@ DECLARATIONS: dict[str, tuple[Any, tuple[Any, ...]]] = {
     "g4r_model_meta": (ctypes.c_int, (ctypes.c_void_p, ctypes.c_char_p, ctypes.c_char_p,
                                       ctypes.c_size_t, _p(ctypes.c_size_t))),
     "g4r_model_chat_template": (ctypes.c_int, (ctypes.c_void_p, _c_char_pp)),
+    "g4r_chat_apply": (ctypes.c_int, (ctypes.c_void_p, ctypes.c_char_p, ctypes.c_char_p,
+                                      _p(ctypes.c_void_p))),
+    "g4r_chat_parse": (ctypes.c_int, (ctypes.c_char_p, ctypes.c_char_p, ctypes.c_size_t,
+                                      ctypes.c_int32, _p(ctypes.c_void_p))),
+    "g4r_string_free": (None, (ctypes.c_char_p,)),
     "g4r_json_schema_to_grammar": (ctypes.c_int, (ctypes.c_char_p, ctypes.c_char_p, ctypes.c_size_t,
                                                   _p(ctypes.c_size_t))),
     "g4r_model_special_token": (ctypes.c_int, (ctypes.c_void_p, ctypes.c_int32, _p(ctypes.c_int32))),
@@ -256,6 +262,32 @@ def json_schema_to_grammar(schema_json: str) -> str:
     return grammar.decode("utf-8")
 
 
+def _take_string(status: int, out: ctypes.c_void_p) -> str:
+    """Check ``status``, then copy and free a string the library allocated."""
+    try:
+        check(status)
+        return ctypes.string_at(out.value).decode("utf-8", "replace") if out.value else ""
+    finally:
+        if out.value:
+            lib().g4r_string_free(ctypes.cast(out, ctypes.c_char_p))
+
+
+def chat_parse(parser: dict[str, Any], text: str, *, partial: bool) -> dict[str, Any]:
+    """Split a reply into content, reasoning and tool calls with llama.cpp's parser for the
+    chat format ``parser`` describes (``g4r_chat_parse``; ``parser`` holds ``format_id``,
+    ``parser`` and ``generation_prompt`` from :meth:`NativeModel.chat_apply`).
+
+    Raises:
+        GrammarError: a complete reply that does not follow the format.
+        InvalidParameterError: a malformed parser description.
+    """
+    data = text.encode("utf-8")
+    out = ctypes.c_void_p()
+    status = lib().g4r_chat_parse(json.dumps(parser).encode(), data, len(data), int(partial),
+                                  ctypes.byref(out))
+    return json.loads(_take_string(status, out))
+
+
 def gpu_devices() -> list[dict[str, str]]:
     """The GPU devices of this build: dicts with ``name``, ``description`` and ``backend``."""
     L = lib()
@@ -379,6 +411,19 @@ class NativeModel:
             return None
         check(status)
         return (out.value or b"").decode("utf-8", "replace")
+
+    def chat_apply(self, request: dict[str, Any], chat_template: str | None = None) -> dict[str, Any]:
+        """llama.cpp's formatting of a chat request (``g4r_chat_apply``): the chat format, its
+        parser, grammar, stops and llama.cpp's own rendering of the prompt.
+
+        Raises:
+            InvalidParameterError: bad request, or a template llama.cpp cannot apply (also
+                when the model has no template and none is given).
+        """
+        out = ctypes.c_void_p()
+        status = self._lib.g4r_chat_apply(self.handle, chat_template.encode() if chat_template else None,
+                                          json.dumps(request).encode(), ctypes.byref(out))
+        return json.loads(_take_string(status, out))
 
     def special_token(self, kind: str) -> int:
         """Id of a special token (``"bos"``, ``"eos"``, ``"eot"``, ...) or -1."""

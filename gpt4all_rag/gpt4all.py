@@ -5,29 +5,16 @@ documented extensions: chat sessions fall back to the template stored in the GGU
 ``generate`` accepts ``stop``, ``seed`` and ``grammar``, and the prompt cache is reused across
 turns (each turn evaluates only its new tokens; see :attr:`GPT4All.stats`).
 
-Sampling parameters (documented once here, referred to elsewhere):
-
-* ``temp`` (float >= 0, default 0.7): temperature; 0 means greedy decoding (deterministic).
-* ``top_k`` (int >= 0, default 40): sample among the k most likely tokens; 0 disables, 1 is greedy.
-* ``top_p`` (float in (0, 1], default 0.4): nucleus sampling; 1 disables.
-* ``min_p`` (float in [0, 1], default 0.0): drop tokens less likely than min_p times the best one.
-* ``repeat_penalty`` (float > 0, default 1.18): divide the positive logits of recently seen
-  tokens by it and multiply the others (llama.cpp's rule); 1 disables.
-* ``repeat_last_n`` (int >= -1, default 64): how many recent tokens (prompt included) the
-  penalty looks at; 0 disables, -1 means the whole context.
-* ``seed`` (int or None): seed of the random draw; ``None`` draws a fresh one per call.
-
-The sampler chain follows llama.cpp's order: grammar (if any), repetition penalty, then top-k,
-top-p, min-p, temperature, draw (or greedy when ``temp`` is 0).
+Sampling parameters (``temp``, ``top_k``, ``top_p``, ``min_p``, ``repeat_penalty``,
+``repeat_last_n``, ``seed``, ``n_batch``, ``max_tokens``, ``stop``, ``grammar``): their meaning,
+ranges and defaults are documented once, in :mod:`gpt4all_rag.sampling`.
 """
 
 from __future__ import annotations
 
 import codecs
 import logging
-import math
 import os
-import secrets
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -38,7 +25,9 @@ from typing import Any, Callable, Iterable, Iterator, Literal, overload
 from typing_extensions import Self
 
 from . import _native, errors, models
-from .completion_types import LogLikelihood, TokenLogprob, TopLogprob
+from .completion_types import (ChatCompletion, ChatCompletionChunk, LogLikelihood, TokenLogprob,
+                               TopLogprob)
+from .sampling import DEFAULTS, SamplingParams, check_number
 from .prompting import LOCALDOCS_PROMPT_KEY, ChatSession, PromptBuilder
 from .templates import ChatTemplate, MessageType
 
@@ -87,19 +76,6 @@ class GenerationStats:
 
 def _append_extension_if_missing(model_name: str) -> str:
     return model_name if model_name.endswith((".bin", ".gguf")) else model_name + ".gguf"
-
-
-def _check_number(name: str, value: Any, *, low: float | None = None, high: float | None = None,
-                  low_open: bool = False, integer: bool = False) -> None:
-    ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
-    if isinstance(value, bool) or not ok_type or (not integer and not math.isfinite(value)):
-        kind = "an integer" if integer else "a finite number"
-        raise errors.InvalidParameterError(f"{name} must be {kind}, got {value!r}")
-    if low is not None and (value <= low if low_open else value < low):
-        raise errors.InvalidParameterError(
-            f"{name} must be {'>' if low_open else '>='} {low}, got {value!r}")
-    if high is not None and value > high:
-        raise errors.InvalidParameterError(f"{name} must be <= {high}, got {value!r}")
 
 
 def _drop_unanswered_turn(session: ChatSession | None) -> None:
@@ -175,10 +151,10 @@ class GPT4All:
         self._chat_session: ChatSession | None = None
         self._lock = threading.Lock()
         self._owner: int | None = None
-        _check_number("n_ctx", n_ctx, low=0, low_open=True, integer=True)
-        _check_number("ngl", ngl, low=-1, integer=True)
+        check_number("n_ctx", n_ctx, low=0, low_open=True, integer=True)
+        check_number("ngl", ngl, low=-1, integer=True)
         if n_threads is not None:
-            _check_number("n_threads", n_threads, low=0, low_open=True, integer=True)
+            check_number("n_threads", n_threads, low=0, low_open=True, integer=True)
         native_device = self._native_device(device)
         if flash_attention is not None and not isinstance(flash_attention, bool):
             raise errors.InvalidParameterError(
@@ -196,6 +172,7 @@ class GPT4All:
         self._add_bos = bool(self.model.info(_native.PROP_ADD_BOS))
         self.special_tokens_map = self._special_tokens()
         self._prompts = PromptBuilder(self.model, self.special_tokens_map, self._add_bos)
+        self._templates: dict[str, ChatTemplate] = {}
         self.stats = GenerationStats()
         #: LocalDocs sources (SearchResult objects) used by the latest chat turn; see chat_session.
         self.last_sources: list[Any] = []
@@ -337,7 +314,36 @@ class GPT4All:
         """Names of the GPU devices this build can use (empty on a CPU-only build)."""
         return [d["description"] or d["name"] for d in _native.gpu_devices()]
 
+    @property
+    def model_name(self) -> str:
+        """The model file's name (e.g. ``SmolLM2-135M-Instruct.Q4_1.gguf``)."""
+        return Path(self.config["path"]).name
+
+    def _check_can_generate(self) -> None:
+        if self.model.closed:
+            raise errors.ModelClosedError("the model was closed; create a new instance to use it")
+        if self._is_embedding:
+            raise errors.UnsupportedOperationError(
+                f"{self.model_name} is an embedding model: it cannot generate text; use "
+                "Embed4All for embeddings")
+
+    def _template(self, source: str) -> ChatTemplate:
+        """The compiled template of ``source`` (compiled once per instance and source)."""
+        template = self._templates.get(source)
+        if template is None:
+            template = self._templates[source] = ChatTemplate(source)
+        return template
+
     # -- locking ----------------------------------------------------------------------------
+    @contextmanager
+    def _holding(self) -> Iterator[None]:
+        """Hold the model for one generation (see the class's thread-safety note)."""
+        self._acquire()
+        try:
+            yield
+        finally:
+            self._release()
+
     def _acquire(self) -> None:
         me = threading.get_ident()
         if self._owner == me:
@@ -380,14 +386,14 @@ class GPT4All:
         self,
         prompt: str,
         *,
-        max_tokens: int = 200,
-        temp: float = 0.7,
-        top_k: int = 40,
-        top_p: float = 0.4,
-        min_p: float = 0.0,
-        repeat_penalty: float = 1.18,
-        repeat_last_n: int = 64,
-        n_batch: int = 8,
+        max_tokens: int = DEFAULTS.max_tokens,
+        temp: float = DEFAULTS.temp,
+        top_k: int = DEFAULTS.top_k,
+        top_p: float = DEFAULTS.top_p,
+        min_p: float = DEFAULTS.min_p,
+        repeat_penalty: float = DEFAULTS.repeat_penalty,
+        repeat_last_n: int = DEFAULTS.repeat_last_n,
+        n_batch: int = DEFAULTS.n_batch,
         n_predict: int | None = None,
         streaming: bool = False,
         callback: ResponseCallbackType = empty_response_callback,
@@ -402,7 +408,7 @@ class GPT4All:
             prompt: the text to complete, or (in a chat session) the user's message.
             max_tokens: maximum number of tokens to generate (>= 0).
             temp, top_k, top_p, min_p, repeat_penalty, repeat_last_n: sampling parameters,
-                see the module docstring.
+                see :mod:`gpt4all_rag.sampling`.
             n_batch: prompt tokens evaluated per llama.cpp batch (>= 1). Larger is faster
                 up to the context's batch size (2048); the seed's default is 8.
             n_predict: alias of max_tokens (seed compatibility); wins when not None.
@@ -443,37 +449,18 @@ class GPT4All:
         """
         if not isinstance(prompt, str):
             raise errors.InvalidParameterError(f"prompt must be a string, got {type(prompt).__name__}")
-        n_predict = max_tokens if n_predict is None else n_predict
-        _check_number("max_tokens", n_predict, low=0, integer=True)
-        _check_number("temp", temp, low=0)
-        _check_number("top_k", top_k, low=0, integer=True)
-        _check_number("top_p", top_p, low=0, high=1, low_open=True)
-        _check_number("min_p", min_p, low=0, high=1)
-        _check_number("repeat_penalty", repeat_penalty, low=0, low_open=True)
-        _check_number("repeat_last_n", repeat_last_n, low=-1, integer=True)
-        _check_number("n_batch", n_batch, low=1, integer=True)
-        if seed is not None:
-            _check_number("seed", seed, integer=True)
+        params = SamplingParams(
+            max_tokens=max_tokens if n_predict is None else n_predict, temp=temp, top_k=top_k,
+            top_p=top_p, min_p=min_p, repeat_penalty=repeat_penalty, repeat_last_n=repeat_last_n,
+            seed=seed, n_batch=n_batch, stop=stop, grammar=grammar)  # type: ignore[arg-type]
         if logprobs is not None:
-            _check_number("logprobs", logprobs, low=0, high=_native.MAX_TOP_LOGPROBS, integer=True)
+            check_number("logprobs", logprobs, low=0, high=_native.MAX_TOP_LOGPROBS, integer=True)
         if not callable(callback):
             raise errors.InvalidParameterError("callback must be callable")
-        stops = [stop] if isinstance(stop, str) else list(stop or [])
-        if any(not isinstance(s, str) or not s for s in stops):
-            raise errors.InvalidParameterError(f"stop sequences must be non-empty strings, got {stop!r}")
-        if self.model.closed:
-            raise errors.ModelClosedError("the model was closed; create a new instance to use it")
-        if self._is_embedding:
-            raise errors.UnsupportedOperationError(
-                f"{Path(self.config['path']).name} is an embedding model: it cannot generate "
-                "text; use Embed4All for embeddings")
+        self._check_can_generate()
 
-        sampling = dict(temp=temp, top_k=top_k, top_p=top_p, min_p=min_p,
-                        repeat_penalty=repeat_penalty, repeat_last_n=repeat_last_n,
-                        seed=secrets.randbits(32) if seed is None else seed, grammar=grammar)
         session = self._chat_session
         self.last_sources = []
-        self.last_logprobs = []
         if session is not None:
             session.history.append(MessageType(role="user", content=prompt))
         try:
@@ -488,8 +475,7 @@ class GPT4All:
             raise
 
         def run() -> Iterator[tuple[int, str]]:
-            yield from self._run(tokens, dropped, n_predict, n_batch, sampling, stops, callback,
-                                 logprobs)
+            yield from self._run(tokens, params, callback, logprobs, dropped)
 
         def finish(reply: str) -> None:
             if session is not None and self._chat_session is session:
@@ -540,19 +526,25 @@ class GPT4All:
 
         return gen()
 
-    def _run(self, tokens: list[int], dropped: int, n_predict: int, n_batch: int,
-             sampling: dict[str, Any], stops: list[str], callback: ResponseCallbackType,
-             logprobs: int | None = None) -> Iterator[tuple[int, str]]:
+    def _run(self, tokens: list[int], params: SamplingParams,
+             callback: ResponseCallbackType = empty_response_callback,
+             logprobs: int | None = None, dropped: int = 0) -> Iterator[tuple[int, str]]:
+        """The generation loop under every call: ingest ``tokens`` (reusing the cached prefix),
+        then yield ``(token id, text piece)`` until end of generation, ``max_tokens``, a stop
+        sequence (held back until it cannot start one) or a callback returning False; fills
+        :attr:`stats` and, with ``logprobs``, :attr:`last_logprobs`. The caller holds the lock."""
         model = self.model
         stats = self.stats
+        n_predict, stops = params.max_tokens, list(params.stop)
+        self.last_logprobs = []
         stats.prompt_tokens, stats.completion_tokens = len(tokens), 0
         stats.dropped_messages, stats.finish_reason = dropped, None
-        stats.reused_tokens = model.ingest(tokens, n_batch)
+        stats.reused_tokens = model.ingest(tokens, params.n_batch)
         stats.decoded_tokens_total = model.info(_native.PROP_N_DECODED)
         if n_predict == 0:
             stats.finish_reason = "length"
             return
-        model.generate_start(**sampling)
+        model.generate_start(**params.native())
         decoder = codecs.getincrementaldecoder("utf-8")("replace")
         held = ""
         token = -1
@@ -639,14 +631,14 @@ class GPT4All:
         """
         if not isinstance(continuation, str) or not continuation:
             raise errors.InvalidParameterError("continuation must be a non-empty string")
-        _check_number("n_batch", n_batch, low=1, integer=True)
+        check_number("n_batch", n_batch, low=1, integer=True)
         if self._is_embedding:
             raise errors.UnsupportedOperationError(
-                f"{Path(self.config['path']).name} is an embedding model: it cannot score text")
+                f"{self.model_name} is an embedding model: it cannot score text")
         if isinstance(prompt, str):
             head = self._prompts.tokenize(prompt)
         elif isinstance(prompt, list) and prompt:
-            session = ChatSession(template=ChatTemplate(self._default_chat_template()),
+            session = ChatSession(template=self._template(self._default_chat_template()),
                                   history=list(prompt))
             head = self._prompts.chat_tokens(session, session.history)
         else:
@@ -683,6 +675,74 @@ class GPT4All:
                 "chat_session(chat_template='{% for m in messages %}...{% endfor %}')")
         return chat_template
 
+    # -- the chat core ----------------------------------------------------------------------
+    def create_chat_completion(
+        self,
+        messages: list[dict[str, Any]],
+        *,
+        tools: list[dict[str, Any]] | None = None,
+        tool_choice: str | dict[str, Any] | None = None,
+        response_format: dict[str, Any] | None = None,
+        stream: bool = False,
+        logprobs: bool = False,
+        top_logprobs: int | None = None,
+        chat_template: str | None = None,
+        enable_thinking: bool | None = None,
+        **sampling: Any,
+    ) -> ChatCompletion | Iterator[ChatCompletionChunk]:
+        """A stateless chat completion (OpenAI's ``chat.completions.create`` shape).
+
+        Args:
+            messages: OpenAI-style messages: ``system``/``developer``, ``user``, ``assistant``
+                (with ``tool_calls``), ``tool`` (with ``tool_call_id``); content a string or
+                text parts. See :func:`gpt4all_rag.completions.normalize_messages`.
+            tools: OpenAI function tools. A template with a tool format (Qwen, Llama 3.x,
+                Hermes, Mistral, DeepSeek, ...) renders them itself and its replies are parsed
+                by llama.cpp's chat layer (several calls per reply where the model makes
+                several); other templates get a JSON call forced by a grammar.
+            tool_choice: ``"auto"`` (default with tools), ``"required"``, ``"none"``, or
+                ``{"type": "function", "function": {"name": ...}}``. ``"required"`` is
+                grammar-enforced where llama.cpp gives an eager grammar for the format; with
+                ``"auto"`` the model's native output is parsed (no grammar).
+            response_format: ``{"type": "json_object"}`` or ``{"type": "json_schema",
+                "json_schema": {"name", "schema"}}``: the reply is constrained by a grammar
+                (and the schema is described in the system message).
+            stream: return an iterator of :class:`~gpt4all_rag.completion_types.ChatCompletionChunk`
+                (the first with the role, the last with ``finish_reason`` and ``usage``).
+                Closing it stops generation.
+            logprobs, top_logprobs: report the generated tokens' log-probabilities, with
+                ``top_logprobs`` (0..20) alternatives each (see :mod:`~gpt4all_rag.completion_types`).
+            chat_template: a Jinja template instead of the catalogue's or the GGUF's.
+            enable_thinking: for templates that can switch reasoning (Qwen3, ...): passed to
+                the template as ``enable_thinking``; None leaves the template's default.
+                Reasoning is returned as ``reasoning_content``, never in ``content``.
+            **sampling: :class:`~gpt4all_rag.sampling.SamplingParams` fields and aliases
+                (``temperature``, ``max_completion_tokens``, ...), e.g. ``max_tokens``,
+                ``temp``, ``seed``, ``stop``, ``grammar``.
+
+        Returns:
+            A :class:`~gpt4all_rag.completion_types.ChatCompletion`, or the chunk iterator.
+            The KV cache's common prefix with the previous call is reused
+            (``usage.cached_tokens``).
+
+        Raises:
+            InvalidParameterError: malformed messages, tools, tool_choice, response_format
+                or sampling options (``ValueError``).
+            ContextOverflowError: the messages do not fit the context window.
+            ChatTemplateError: no template, or the template failed (or ran past its limits).
+            GrammarError: a bad grammar or schema.
+            UnsupportedOperationError: an embedding model.
+            ModelClosedError, ConcurrentUseError, GenerationError: as for :meth:`generate`.
+        """
+        from .completions import create_chat_completion
+
+        params = SamplingParams.from_options(**sampling)
+        return create_chat_completion(
+            self, messages, params=params, tools=tools, tool_choice=tool_choice,
+            response_format=response_format, stream=stream, logprobs=logprobs,
+            top_logprobs=top_logprobs, chat_template=chat_template,
+            enable_thinking=enable_thinking)
+
     # -- chat sessions ----------------------------------------------------------------------
     @contextmanager
     def chat_session(self, system_message: str | Literal[False] | None = None,
@@ -713,8 +773,8 @@ class GPT4All:
             system_message = self.config.get("systemMessage", False)
         if chat_template is None:
             chat_template = self._default_chat_template()
-        template = ChatTemplate(chat_template)
-        _check_number("localdocs_k", localdocs_k, low=1, integer=True)
+        template = self._template(chat_template)
+        check_number("localdocs_k", localdocs_k, low=1, integer=True)
         if localdocs is not None and not (hasattr(localdocs, "search") and hasattr(localdocs, "build_prompt")):
             raise errors.InvalidParameterError("localdocs must be a gpt4all_rag.localdocs.LocalDocs")
         history: list[MessageType] = []

@@ -31,6 +31,8 @@ class ChatSession:
     localdocs: Any = None
     localdocs_k: int = 3
     localdocs_template: str | None = None
+    #: Further template variables (``tools``, ``enable_thinking``, ...).
+    template_vars: dict[str, Any] = field(default_factory=dict)
 
 
 #: History key holding the user message as the model saw it (with retrieved context).
@@ -177,7 +179,7 @@ class PromptBuilder:
 
     def render(self, session: ChatSession, messages: list[MessageType]) -> str:
         text = session.template.render(messages, add_generation_prompt=True,
-                                       special_tokens=self.special_tokens)
+                                       special_tokens=self.special_tokens, **session.template_vars)
         if not text:
             raise errors.ChatTemplateError("the chat template rendered an empty prompt")
         return text

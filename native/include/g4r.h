@@ -215,6 +215,52 @@ G4R_API g4r_status g4r_json_schema_to_grammar(const char *schema_json, char *buf
                                               size_t *n_needed);
 
 /**
+ * Format a chat request with llama.cpp's chat layer (common/chat.cpp): the model family's own
+ * tool-call format, reasoning markers and output parser for this template.
+ * @param[in]  chat_template NULL or "" for the GGUF's tokenizer.chat_template, else a Jinja
+ *                           template source to use instead (compiled once per handle and cached).
+ * @param[in]  request_json  a JSON object: "messages" (OpenAI chat messages, with tool_calls and
+ *                           tool results), optional "tools" (OpenAI function tools),
+ *                           "tool_choice" ("auto" | "required" | "none"), "parallel_tool_calls"
+ *                           (bool, default true), "enable_thinking" (bool, default true),
+ *                           "add_generation_prompt" (bool, default true), "json_schema".
+ * @param[out] result_json   receives a JSON object to free with g4r_string_free(): "prompt"
+ *                           (llama.cpp's own rendering), "format" (name), "format_id",
+ *                           "generation_prompt", "grammar", "grammar_lazy", "grammar_triggers"
+ *                           ([{"type", "value", "token"}]), "preserved_tokens",
+ *                           "additional_stops", "parser" (for g4r_chat_parse),
+ *                           "supports_thinking", "thinking_start_tag", "thinking_end_tags",
+ *                           "caps" (what the template handles: "supports_tools",
+ *                           "supports_tool_calls", "supports_system_role", ...).
+ * @return G4R_OK, G4R_ERR_NOT_FOUND (no template), G4R_ERR_INVALID_ARGUMENT (bad JSON, a
+ *         template llama.cpp cannot read or apply; the message says why).
+ * Thread-safe; does not wait for a running evaluation. Works on vocab-only handles.
+ */
+G4R_API g4r_status g4r_chat_apply(g4r_model *model, const char *chat_template,
+                                  const char *request_json, char **result_json);
+
+/**
+ * Parse a model's reply with the chat format found by g4r_chat_apply(): content, reasoning
+ * (<think>...</think> and the other families' markers) and tool calls, several per reply where
+ * the model emits several. Needs no model.
+ * @param[in]  parser_json  a JSON object with "format_id", "parser" and "generation_prompt" as
+ *                          g4r_chat_apply() returned them, and optional "parse_reasoning"
+ *                          (default true) and "parse_tool_calls" (default true).
+ * @param[in]  text, text_len the reply (UTF-8, length in bytes).
+ * @param[in]  is_partial   1 while the reply is still being generated (a cut-off marker or tool
+ *                          call is then not an error).
+ * @param[out] result_json  receives {"content", "reasoning_content", "tool_calls": [{"name",
+ *                          "arguments" (JSON text), "id"}]}; free it with g4r_string_free().
+ * @return G4R_OK, G4R_ERR_INVALID_ARGUMENT, G4R_ERR_GRAMMAR (a complete reply that does not
+ *         follow the format). Thread-safe.
+ */
+G4R_API g4r_status g4r_chat_parse(const char *parser_json, const char *text, size_t text_len,
+                                  int32_t is_partial, char **result_json);
+
+/** Free a string returned by g4r_chat_apply() or g4r_chat_parse(). NULL is allowed. */
+G4R_API void g4r_string_free(char *s);
+
+/**
  * Read a GGUF metadata value as a string (numbers and booleans are formatted).
  * @param[in]  key      e.g. "general.name".
  * @param[out] buf      receives up to buf_size-1 bytes and a NUL.

@@ -5,6 +5,7 @@
 
 #include "g4r.h"
 
+#include "chat.h"                    // llama.cpp common: chat formats, tool calls, reasoning
 #include "ggml-backend.h"
 #include "json-schema-to-grammar.h"  // llama.cpp common: JSON schema -> GBNF
 #include "llama.h"
@@ -16,6 +17,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <deque>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <new>
@@ -164,6 +166,11 @@ struct g4r_model {
     bool logits_saved = false;  // the next sample reads prompt_logits, not the context
 
     ggml_backend_dev_t device = nullptr;
+
+    // llama.cpp chat-template state (common/chat.h), per template source ("" = the GGUF's),
+    // built on first use; guarded by chat_mu so chat formatting never waits for a decode.
+    std::mutex chat_mu;
+    std::map<std::string, common_chat_templates_ptr> chat_templates;
 
     ~g4r_model() {
         if (sampler) llama_sampler_free(sampler);
@@ -713,6 +720,164 @@ g4r_status g4r_json_schema_to_grammar(const char *schema_json, char *buf, size_t
     return G4R_OK;
     G4R_GUARD_END
 }
+
+namespace {
+
+char *dup_string(const std::string &s) {
+    char *out = static_cast<char *>(std::malloc(s.size() + 1));
+    if (!out) throw std::bad_alloc();
+    std::memcpy(out, s.c_str(), s.size() + 1);
+    return out;
+}
+
+common_json string_array(const std::vector<std::string> &items) {
+    common_json arr = common_json::array();
+    for (const auto &i : items) arr.push_back(i);
+    return arr;
+}
+
+}  // namespace
+
+g4r_status g4r_chat_apply(g4r_model *model, const char *chat_template, const char *request_json,
+                          char **result_json) {
+    G4R_GUARD_BEGIN
+    clear_error();
+    require_model(model);
+    if (!request_json || !result_json) fail(G4R_ERR_INVALID_ARGUMENT, "request_json and result_json must not be NULL");
+    *result_json = nullptr;
+    common_json req;
+    common_chat_templates_inputs in;
+    try {
+        req = common_json::parse(request_json);
+        if (!req.is_object()) fail(G4R_ERR_INVALID_ARGUMENT, "the request must be a JSON object");
+        in.messages = common_chat_msgs_parse_oaicompat(req.value("messages", common_json::array()));
+        if (req.contains("tools") && !req.at("tools").is_null())
+            in.tools = common_chat_tools_parse_oaicompat(req.at("tools"));
+        in.tool_choice = common_chat_tool_choice_parse_oaicompat(req.value("tool_choice", std::string("auto")));
+        in.parallel_tool_calls = req.value("parallel_tool_calls", true);
+        in.enable_thinking = req.value("enable_thinking", true);
+        in.add_generation_prompt = req.value("add_generation_prompt", true);
+        in.reasoning_format = COMMON_REASONING_FORMAT_DEEPSEEK;
+        if (req.contains("json_schema") && !req.at("json_schema").is_null())
+            in.json_schema = req.at("json_schema").dump();
+    } catch (const g4r_failure &) {
+        throw;
+    } catch (const std::bad_alloc &) {
+        throw;
+    } catch (const std::exception &e) {
+        fail(G4R_ERR_INVALID_ARGUMENT, std::string("invalid chat request: ") + e.what());
+    }
+    std::string key = chat_template ? chat_template : "";
+    common_chat_params out;
+    std::map<std::string, bool> caps;
+    {
+        std::lock_guard<std::mutex> lock(model->chat_mu);
+        auto it = model->chat_templates.find(key);
+        if (it == model->chat_templates.end()) {
+            if (key.empty() && !llama_model_chat_template(model->model, nullptr))
+                fail(G4R_ERR_NOT_FOUND, "the model has no tokenizer.chat_template");
+            common_chat_templates_ptr t;
+            try {
+                t = common_chat_templates_init(model->model, key);
+            } catch (const std::bad_alloc &) {
+                throw;
+            } catch (const std::exception &e) {
+                fail(G4R_ERR_INVALID_ARGUMENT, std::string("llama.cpp cannot read the chat template: ") + e.what());
+            }
+            if (!t) fail(G4R_ERR_INVALID_ARGUMENT, "llama.cpp cannot read the chat template");
+            it = model->chat_templates.emplace(key, std::move(t)).first;
+        }
+        try {
+            caps = common_chat_templates_get_caps(it->second.get());
+            out = common_chat_templates_apply(it->second.get(), in);
+        } catch (const std::bad_alloc &) {
+            throw;
+        } catch (const std::exception &e) {
+            fail(G4R_ERR_INVALID_ARGUMENT, std::string("llama.cpp cannot apply the chat template: ") + e.what());
+        }
+    }
+    common_json res = common_json::object();
+    res["prompt"] = out.prompt;
+    res["format"] = std::string(common_chat_format_name(out.format));
+    res["format_id"] = static_cast<int64_t>(out.format);
+    res["grammar"] = out.grammar;
+    res["grammar_lazy"] = out.grammar_lazy;
+    res["generation_prompt"] = out.generation_prompt;
+    res["supports_thinking"] = out.supports_thinking;
+    res["thinking_start_tag"] = out.thinking_start_tag;
+    res["thinking_end_tags"] = string_array(out.thinking_end_tags);
+    res["preserved_tokens"] = string_array(out.preserved_tokens);
+    res["additional_stops"] = string_array(out.additional_stops);
+    res["parser"] = out.parser;
+    common_json triggers = common_json::array();
+    for (const auto &t : out.grammar_triggers) {
+        common_json tj = common_json::object();
+        tj["type"] = static_cast<int64_t>(t.type);
+        tj["value"] = t.value;
+        tj["token"] = static_cast<int64_t>(t.token);
+        triggers.push_back(tj);
+    }
+    res["grammar_triggers"] = triggers;
+    common_json caps_json = common_json::object();
+    for (const auto &kv : caps) caps_json[kv.first] = kv.second;
+    res["caps"] = caps_json;
+    *result_json = dup_string(res.dump());
+    return G4R_OK;
+    G4R_GUARD_END
+}
+
+g4r_status g4r_chat_parse(const char *parser_json, const char *text, size_t text_len,
+                          int32_t is_partial, char **result_json) {
+    G4R_GUARD_BEGIN
+    clear_error();
+    if (!parser_json || (!text && text_len > 0) || !result_json)
+        fail(G4R_ERR_INVALID_ARGUMENT, "invalid chat parse arguments");
+    *result_json = nullptr;
+    common_chat_parser_params params;
+    try {
+        common_json pj = common_json::parse(parser_json);
+        int64_t fmt = pj.value("format_id", static_cast<int64_t>(0));
+        if (fmt < 0 || fmt >= COMMON_CHAT_FORMAT_COUNT) fail(G4R_ERR_INVALID_ARGUMENT, "unknown chat format id " + std::to_string(fmt));
+        params.format = static_cast<common_chat_format>(fmt);
+        params.generation_prompt = pj.value("generation_prompt", std::string());
+        params.reasoning_format = pj.value("parse_reasoning", true) ? COMMON_REASONING_FORMAT_DEEPSEEK
+                                                                     : COMMON_REASONING_FORMAT_NONE;
+        params.parse_tool_calls = pj.value("parse_tool_calls", true);
+        std::string parser = pj.value("parser", std::string());
+        if (!parser.empty()) params.parser.load(parser);
+    } catch (const g4r_failure &) {
+        throw;
+    } catch (const std::bad_alloc &) {
+        throw;
+    } catch (const std::exception &e) {
+        fail(G4R_ERR_INVALID_ARGUMENT, std::string("invalid parser description: ") + e.what());
+    }
+    common_chat_msg msg;
+    try {
+        msg = common_chat_parse(std::string(text ? text : "", text_len), is_partial != 0, params);
+    } catch (const std::bad_alloc &) {
+        throw;
+    } catch (const std::exception &e) {
+        fail(G4R_ERR_GRAMMAR, std::string("the reply does not follow the chat format: ") + e.what());
+    }
+    common_json res = common_json::object();
+    res["content"] = msg.content;
+    res["reasoning_content"] = msg.reasoning_content;
+    common_json calls = common_json::array();
+    for (const auto &c : msg.tool_calls) {
+        common_json cj = common_json::object();
+        cj["name"] = c.name;
+        cj["arguments"] = c.arguments;
+        cj["id"] = c.id;
+        calls.push_back(cj);
+    }
+    res["tool_calls"] = calls;
+    *result_json = dup_string(res.dump());
+    return G4R_OK;
+    G4R_GUARD_END
+}
+
+void g4r_string_free(char *s) { std::free(s); }
 
 g4r_status g4r_model_chat_template(g4r_model *model, const char **tmpl) {
     G4R_GUARD_BEGIN

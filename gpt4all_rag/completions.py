@@ -1,0 +1,454 @@
+"""The chat core: a stateless chat completion from OpenAI-style messages.
+
+``GPT4All.create_chat_completion`` (the call every front uses: LangChain, LlamaIndex, the CLI
+and the server) runs :func:`create_chat_completion`:
+
+1. the messages are checked and normalised (:func:`normalize_messages`);
+2. llama.cpp's chat layer (``g4r_chat_apply``, ``common/chat.cpp``) finds the model family's
+   chat format for the template: whether it renders tools, how it marks reasoning and tool
+   calls, and the parser that reads them back;
+3. the prompt is rendered by the template in the sandbox (:mod:`~gpt4all_rag.templates`, with
+   ``tools`` and ``enable_thinking`` as template variables, as in transformers) and tokenized
+   so that no message text becomes a control token (:class:`~gpt4all_rag.prompting.PromptBuilder`);
+4. tokens are generated with the KV cache's prefix reused, and the reply is parsed into
+   content, reasoning and tool calls (``g4r_chat_parse``).
+
+Models whose template has no tool format (SmolLM2's ChatML) get tools described in the system
+message and a grammar that forces a JSON call ``{"name": ..., "arguments": {...}}`` (or, with
+``tool_choice="auto"``, either such a call or text that does not start with ``{``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
+
+from . import _native, errors
+from .completion_types import (ChatCompletion, ChatCompletionChunk, ChatCompletionMessage,
+                               TokenLogprob, ToolCall, Usage)
+from .prompting import ChatSession
+from .sampling import SamplingParams, check_number
+
+if TYPE_CHECKING:
+    from .gpt4all import GPT4All
+
+__all__ = ["create_chat_completion", "normalize_messages", "tool_call_schema"]
+
+ROLES = ("system", "developer", "user", "assistant", "tool")
+
+
+# -- messages ---------------------------------------------------------------------------------
+def _text(content: Any, where: str) -> str:
+    """Message content as text: a string, None, or a list of OpenAI text parts."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = []
+        for part in content:
+            if isinstance(part, str):
+                parts.append(part)
+            elif isinstance(part, Mapping) and part.get("type") == "text" and isinstance(part.get("text"), str):
+                parts.append(part["text"])
+            else:
+                kind = part.get("type") if isinstance(part, Mapping) else type(part).__name__
+                raise errors.InvalidParameterError(
+                    f"{where}: content part of type {kind!r} is not supported (text only)")
+        return "".join(parts)
+    raise errors.InvalidParameterError(f"{where}: content must be a string or a list of text parts")
+
+
+def normalize_messages(messages: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Check OpenAI-style chat messages and bring them to one shape.
+
+    Each message is ``{"role", "content"}`` with role ``system``, ``developer`` (treated as
+    ``system``), ``user``, ``assistant`` (optionally with ``tool_calls``:
+    ``[{"id", "type": "function", "function": {"name", "arguments": JSON text or object}}]``)
+    or ``tool`` (with ``tool_call_id``; ``name`` optional). Content is a string, None, or a
+    list of ``{"type": "text", "text"}`` parts.
+
+    Returns:
+        New dicts: content as a string, tool-call arguments as JSON text.
+
+    Raises:
+        InvalidParameterError: not a non-empty list of such messages (the message names the
+            offending index).
+    """
+    if not isinstance(messages, (list, tuple)) or not messages:
+        raise errors.InvalidParameterError("messages must be a non-empty list of chat messages")
+    out: list[dict[str, Any]] = []
+    for i, m in enumerate(messages):
+        where = f"messages[{i}]"
+        if not isinstance(m, Mapping):
+            raise errors.InvalidParameterError(f"{where} must be a dict, got {type(m).__name__}")
+        role = m.get("role")
+        if role not in ROLES:
+            raise errors.InvalidParameterError(f"{where}: role must be one of {ROLES}, got {role!r}")
+        msg: dict[str, Any] = {"role": "system" if role == "developer" else role,
+                               "content": _text(m.get("content"), where)}
+        if role == "assistant" and m.get("tool_calls"):
+            calls = []
+            for j, call in enumerate(m["tool_calls"]):
+                fn = call.get("function") if isinstance(call, Mapping) else None
+                if not isinstance(fn, Mapping) or not isinstance(fn.get("name"), str):
+                    raise errors.InvalidParameterError(
+                        f"{where}.tool_calls[{j}] must be {{'type': 'function', 'function': "
+                        "{'name': ..., 'arguments': ...}}")
+                args = fn.get("arguments", "{}")
+                if not isinstance(args, str):
+                    args = json.dumps(args, ensure_ascii=False)
+                calls.append({"id": str(call.get("id") or _call_id()), "type": "function",
+                              "function": {"name": fn["name"], "arguments": args}})
+            msg["tool_calls"] = calls
+        if role == "tool":
+            msg["tool_call_id"] = str(m.get("tool_call_id") or "")
+            if m.get("name"):
+                msg["name"] = str(m["name"])
+        elif role != "assistant" and not msg["content"]:
+            raise errors.InvalidParameterError(f"{where}: a {role} message needs content")
+        out.append(msg)
+    return out
+
+
+def _call_id() -> str:
+    return f"call_{uuid.uuid4().hex[:24]}"
+
+
+def _arguments_object(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+# -- tools ------------------------------------------------------------------------------------
+def _check_tools(tools: Any) -> list[dict[str, Any]]:
+    if tools is None:
+        return []
+    if not isinstance(tools, (list, tuple)):
+        raise errors.InvalidParameterError("tools must be a list of OpenAI function tools")
+    for i, t in enumerate(tools):
+        fn = t.get("function") if isinstance(t, Mapping) else None
+        if not isinstance(t, Mapping) or t.get("type", "function") != "function" \
+                or not isinstance(fn, Mapping) or not isinstance(fn.get("name"), str) or not fn["name"]:
+            raise errors.InvalidParameterError(
+                f"tools[{i}] must be {{'type': 'function', 'function': {{'name': ..., "
+                "'parameters': {...}}}}")
+    return [dict(t) for t in tools]
+
+
+def _resolve_tool_choice(choice: Any, tools: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
+    """``("auto" | "required" | "none", the tools the model may call)``."""
+    if choice is None or choice == "auto":
+        return ("auto" if tools else "none"), tools
+    if choice in ("required", "none"):
+        return choice, tools if choice == "required" else []
+    name = None
+    if isinstance(choice, Mapping):
+        name = (choice.get("function") or {}).get("name") if isinstance(choice.get("function"), Mapping) else None
+    if not isinstance(name, str):
+        raise errors.InvalidParameterError(
+            f"tool_choice must be 'auto', 'required', 'none' or {{'type': 'function', 'function': "
+            f"{{'name': ...}}}}, got {choice!r}")
+    chosen = [t for t in tools if t["function"]["name"] == name]
+    if not chosen:
+        raise errors.InvalidParameterError(f"tool_choice names {name!r}, which is not among the tools")
+    return "required", chosen
+
+
+def tool_call_schema(tools: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The JSON schema of one call ``{"name", "arguments"}`` to any of ``tools``.
+
+    ``$defs`` of the tools' parameter schemas are hoisted to the root, where their local
+    ``$ref`` pointers (``#/$defs/...``) resolve.
+    """
+    defs: dict[str, Any] = {}
+    options: list[dict[str, Any]] = []
+    for t in tools:
+        fn = t["function"]
+        params = dict(fn.get("parameters") or {"type": "object", "properties": {}})
+        defs.update(params.pop("$defs", {}) or {})
+        params.pop("definitions", None)
+        if not params.get("properties") and params.get("type", "object") == "object":
+            params = {"type": "object", "properties": {}, "additionalProperties": False}
+        options.append({"type": "object",
+                        "properties": {"name": {"const": fn["name"]}, "arguments": params},
+                        "required": ["name", "arguments"], "additionalProperties": False})
+    schema: dict[str, Any] = options[0] if len(options) == 1 else {"anyOf": options}
+    if defs:
+        schema = {**schema, "$defs": defs}
+    return schema
+
+
+def _tools_instruction(tools: Sequence[Mapping[str, Any]], *, required: bool) -> str:
+    lines = [json.dumps({"name": t["function"]["name"],
+                         "description": t["function"].get("description", ""),
+                         "parameters": t["function"].get("parameters", {})}, ensure_ascii=False)
+             for t in tools]
+    head = ("You can call these tools. To call one, reply with only a JSON object "
+            '{"name": <tool name>, "arguments": <object of arguments>}.')
+    if not required:
+        head += " If no tool is needed, answer in plain text instead."
+    return head + "\nTools:\n" + "\n".join(lines)
+
+
+_ROOT_RULE = re.compile(r"^root ::=", re.MULTILINE)
+
+
+def _json_grammar(schema: Mapping[str, Any]) -> str:
+    from .grammar import json_schema_to_gbnf
+
+    return json_schema_to_gbnf(dict(schema))
+
+
+def _fallback_tool_grammar(tools: Sequence[Mapping[str, Any]], *, required: bool) -> str:
+    grammar = _json_grammar(tool_call_schema(tools))
+    if required:
+        return grammar
+    # Either a tool call or free text that does not start with "{".
+    grammar = _ROOT_RULE.sub("g4r-call ::=", grammar)
+    return (grammar + "\ng4r-text ::= [^{ \\t\\n] .*\n"
+            "root ::= [ \\t\\n]* (g4r-call | g4r-text)\n")
+
+
+def _response_format(fmt: Any) -> tuple[str | None, str | None]:
+    """``(grammar, system instruction)`` of an OpenAI ``response_format``."""
+    if fmt is None:
+        return None, None
+    kind = fmt.get("type") if isinstance(fmt, Mapping) else None
+    if kind == "text":
+        return None, None
+    if kind == "json_object":
+        return _json_grammar({"type": "object"}), "Reply with only a JSON object."
+    if kind == "json_schema":
+        spec = fmt.get("json_schema")
+        schema = spec.get("schema") if isinstance(spec, Mapping) else None
+        if not isinstance(schema, Mapping):
+            raise errors.InvalidParameterError(
+                "response_format json_schema needs {'json_schema': {'name': ..., 'schema': {...}}}")
+        return _json_grammar(schema), ("Reply with only a JSON object that follows this JSON "
+                                       "schema:\n" + json.dumps(schema, ensure_ascii=False))
+    raise errors.InvalidParameterError(
+        f"response_format type must be 'text', 'json_object' or 'json_schema', got {fmt!r}")
+
+
+# -- planning ---------------------------------------------------------------------------------
+@dataclass
+class _Plan:
+    """How one request is rendered, constrained and read back."""
+
+    messages: list[dict[str, Any]]
+    variables: dict[str, Any]
+    grammar: str | None
+    stops: tuple[str, ...]
+    parser: dict[str, Any] | None            # llama.cpp's chat-format parser, or None
+    fallback_tools: list[str] = field(default_factory=list)  # tool names of the JSON fallback
+    fallback_required: bool = False
+
+
+def _with_system(messages: list[dict[str, Any]], text: str) -> list[dict[str, Any]]:
+    if messages and messages[0]["role"] == "system":
+        return [dict(messages[0], content=messages[0]["content"] + "\n\n" + text)] + messages[1:]
+    return [{"role": "system", "content": text}] + messages
+
+
+def _plan(llm: GPT4All, source: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]],
+          tool_choice: str, response_format: Any, enable_thinking: bool | None,
+          params: SamplingParams) -> _Plan:
+    request: dict[str, Any] = {"messages": messages, "tool_choice": tool_choice}
+    if tools and tool_choice != "none":
+        request["tools"] = tools
+    if enable_thinking is not None:
+        request["enable_thinking"] = enable_thinking
+    override = None if source == llm.model.chat_template() else source
+    info = llm.model.chat_apply(request, chat_template=override)
+    caps = info.get("caps", {})
+    native_tools = bool(request.get("tools")) and caps.get("supports_tool_calls", False) \
+        and caps.get("supports_tools", False)
+    grammar, instruction = _response_format(response_format)
+    if params.grammar is not None:
+        grammar = params.grammar
+    variables: dict[str, Any] = {}
+    if enable_thinking is not None:
+        variables["enable_thinking"] = enable_thinking
+    shown = messages
+    fallback: list[str] = []
+    required = False
+    if native_tools:
+        variables["tools"] = tools
+        shown = [dict(m, tool_calls=[{**c, "function": {**c["function"], "arguments":
+                 _arguments_object(c["function"]["arguments"])}} for c in m["tool_calls"]])
+                 if m.get("tool_calls") else m for m in messages]
+        if tool_choice == "required" and info.get("grammar") and not info.get("grammar_lazy"):
+            grammar = info["grammar"]
+    elif request.get("tools"):
+        required = tool_choice == "required"
+        fallback = [t["function"]["name"] for t in tools]
+        instruction = _tools_instruction(tools, required=required)
+        grammar = _fallback_tool_grammar(tools, required=required)
+        knows_tool_role = "tool" in source
+        shown = []
+        for m in messages:
+            if m.get("tool_calls"):
+                calls = [json.dumps({"name": c["function"]["name"],
+                                     "arguments": _arguments_object(c["function"]["arguments"])},
+                                    ensure_ascii=False) for c in m["tool_calls"]]
+                m = {"role": "assistant", "content": "\n".join(filter(None, [m["content"], *calls]))}
+            elif m["role"] == "tool" and not knows_tool_role:
+                m = {"role": "user", "content": f"Tool result: {m['content']}"}
+            shown.append(m)
+    if instruction:
+        shown = _with_system(shown, instruction)
+    parse = native_tools or (info.get("supports_thinking") and not fallback)
+    return _Plan(messages=shown, variables=variables, grammar=grammar,
+                 stops=params.stop + tuple(s for s in info.get("additional_stops", []) if s),
+                 parser=info if parse else None, fallback_tools=fallback,
+                 fallback_required=required)
+
+
+# -- reading the reply ------------------------------------------------------------------------
+@dataclass
+class _Reply:
+    content: str
+    reasoning: str | None
+    calls: list[ToolCall]
+
+
+def _read_reply(plan: _Plan, text: str, *, partial: bool) -> _Reply:
+    if plan.parser is not None:
+        try:
+            r = _native.chat_parse(plan.parser, text, partial=partial)
+        except errors.GrammarError:
+            return _Reply(text, None, [])
+        calls = [ToolCall(c.get("id") or _call_id(), c["name"], c["arguments"])
+                 for c in r["tool_calls"] if c.get("name")]
+        return _Reply(r["content"], r["reasoning_content"] or None, calls)
+    if plan.fallback_tools and not partial and (plan.fallback_required or text.lstrip().startswith("{")):
+        try:
+            obj = json.loads(text.strip(), strict=False)
+        except json.JSONDecodeError:
+            return _Reply(text, None, [])
+        if isinstance(obj, dict) and obj.get("name") in plan.fallback_tools:
+            args = obj.get("arguments", {})
+            return _Reply("", None, [ToolCall(_call_id(), obj["name"],
+                                              json.dumps(args, ensure_ascii=False))])
+    return _Reply(text, None, [])
+
+
+def _finish_reason(stats_reason: str | None, reply: _Reply) -> str:
+    if reply.calls:
+        return "tool_calls"
+    return "length" if stats_reason == "length" else "stop"
+
+
+# -- the call ---------------------------------------------------------------------------------
+def create_chat_completion(
+    llm: GPT4All,
+    messages: Sequence[Mapping[str, Any]],
+    *,
+    params: SamplingParams,
+    tools: Sequence[Mapping[str, Any]] | None = None,
+    tool_choice: Any = None,
+    response_format: Any = None,
+    stream: bool = False,
+    logprobs: bool = False,
+    top_logprobs: int | None = None,
+    chat_template: str | None = None,
+    enable_thinking: bool | None = None,
+) -> ChatCompletion | Iterator[ChatCompletionChunk]:
+    """See :meth:`gpt4all_rag.GPT4All.create_chat_completion`."""
+    msgs = normalize_messages(messages)
+    checked_tools = _check_tools(tools)
+    choice, callable_tools = _resolve_tool_choice(tool_choice, checked_tools)
+    if not isinstance(logprobs, bool):
+        raise errors.InvalidParameterError(f"logprobs must be True or False, got {logprobs!r}")
+    if top_logprobs is not None:
+        check_number("top_logprobs", top_logprobs, low=0, high=_native.MAX_TOP_LOGPROBS, integer=True)
+    if enable_thinking is not None and not isinstance(enable_thinking, bool):
+        raise errors.InvalidParameterError(f"enable_thinking must be a bool or None, got {enable_thinking!r}")
+    n_top = (top_logprobs or 0) if logprobs else None
+    llm._check_can_generate()
+    source = chat_template if chat_template is not None else llm._default_chat_template()
+    plan = _plan(llm, source, msgs, callable_tools, choice, response_format, enable_thinking, params)
+    run_params = SamplingParams.from_options(params, stop=plan.stops, grammar=plan.grammar)
+    session = ChatSession(template=llm._template(source), history=plan.messages,
+                          template_vars=plan.variables)
+    tokens = llm._prompts.chat_tokens(session, plan.messages)
+    limit = llm.model.n_ctx - 4
+    if len(tokens) > limit:
+        raise errors.ContextOverflowError(
+            f"the messages take {len(tokens)} tokens, more than the context window allows "
+            f"({limit} of {llm.model.n_ctx}); shorten them or load the model with a larger n_ctx")
+    ident = f"chatcmpl-{uuid.uuid4().hex[:24]}"
+    created = int(time.time())
+    model_name = llm.model_name
+
+    def run() -> Iterator[tuple[str, list[TokenLogprob]]]:
+        """Text pieces with the log-probabilities recorded since the previous piece."""
+        seen = 0
+        for _, text in llm._run(tokens, run_params, logprobs=n_top):
+            new = llm.last_logprobs[seen:]
+            seen = len(llm.last_logprobs)
+            yield text, new
+
+    def usage() -> Usage:
+        s = llm.stats
+        return Usage(s.prompt_tokens, s.completion_tokens, s.reused_tokens)
+
+    if not stream:
+        with llm._holding():
+            pieces, lps = [], []
+            for text, new in run():
+                pieces.append(text)
+                lps += new
+            reply = _read_reply(plan, "".join(pieces), partial=False)
+            return ChatCompletion(
+                ident, created, model_name,
+                ChatCompletionMessage(reply.content if reply.content or not reply.calls else None,
+                                      reply.reasoning, reply.calls),
+                _finish_reason(llm.stats.finish_reason, reply), usage(),
+                lps if n_top is not None else None)
+
+    def chunks() -> Iterator[ChatCompletionChunk]:
+        def chunk(delta: dict[str, Any], **kw: Any) -> ChatCompletionChunk:
+            return ChatCompletionChunk(ident, created, model_name, delta, **kw)
+
+        with llm._holding():
+            yield chunk({"role": "assistant", "content": ""})
+            text, sent_content, sent_reasoning = "", "", ""
+            held: list[TokenLogprob] = []
+            for piece, new in run():
+                text += piece
+                held += new
+                if plan.fallback_tools and (plan.fallback_required or text.lstrip().startswith("{")):
+                    continue  # a JSON tool call: sent whole at the end
+                reply = _read_reply(plan, text, partial=True)
+                delta: dict[str, Any] = {}
+                if reply.content.startswith(sent_content) and len(reply.content) > len(sent_content):
+                    delta["content"] = reply.content[len(sent_content):]
+                    sent_content = reply.content
+                reasoning = reply.reasoning or ""
+                if reasoning.startswith(sent_reasoning) and len(reasoning) > len(sent_reasoning):
+                    delta["reasoning_content"] = reasoning[len(sent_reasoning):]
+                    sent_reasoning = reasoning
+                if delta:
+                    yield chunk(delta, logprobs=held if n_top is not None else None)
+                    held = []
+            reply = _read_reply(plan, text, partial=False)
+            delta = {}
+            if reply.content.startswith(sent_content) and len(reply.content) > len(sent_content):
+                delta["content"] = reply.content[len(sent_content):]
+            reasoning = reply.reasoning or ""
+            if reasoning.startswith(sent_reasoning) and len(reasoning) > len(sent_reasoning):
+                delta["reasoning_content"] = reasoning[len(sent_reasoning):]
+            if reply.calls:
+                delta["tool_calls"] = [dict(c.to_dict(), index=i) for i, c in enumerate(reply.calls)]
+            yield chunk(delta, finish_reason=_finish_reason(llm.stats.finish_reason, reply),
+                        usage=usage(), logprobs=held if n_top is not None else None)
+
+    return chunks()

@@ -1,0 +1,148 @@
+"""The one sampling-parameter schema: every front derives its fields and defaults from it.
+
+:class:`SamplingParams` holds the sampling parameters with the GPT4All SDK's defaults and checks
+them once, when it is built. ``GPT4All.generate``, ``GPT4All.create_chat_completion``, the
+LangChain and LlamaIndex classes and the CLI take their option names, aliases and defaults from
+it (:data:`FIELDS`, :data:`ALIASES`); no default is written anywhere else.
+
+Parameters (llama.cpp's names; the sampler chain follows llama.cpp's order: grammar, repetition
+penalty, then top-k, top-p, min-p, temperature and the seeded draw, or greedy when ``temp`` is 0):
+
+* ``max_tokens`` (int >= 0, default 200): most tokens generated.
+* ``temp`` (float >= 0, default 0.7): temperature; 0 means greedy decoding (deterministic).
+  Alias ``temperature``.
+* ``top_k`` (int >= 0, default 40): sample among the k most likely tokens; 0 disables.
+* ``top_p`` (float in (0, 1], default 0.4): nucleus sampling; 1 disables.
+* ``min_p`` (float in [0, 1], default 0.0): drop tokens less likely than min_p times the best.
+* ``repeat_penalty`` (float > 0, default 1.18): divide the positive logits of recently seen
+  tokens by it and multiply the others (llama.cpp's rule); 1 disables.
+* ``repeat_last_n`` (int >= -1, default 64): how many recent tokens (prompt included) the
+  penalty looks at; 0 disables, -1 means the whole context.
+* ``seed`` (int or None, default None): seed of the random draw; None draws a fresh one per call.
+* ``n_batch`` (int >= 1, default 8): prompt tokens evaluated per llama.cpp batch; larger is
+  faster up to the context's batch size (2,048), e.g. 512 for long RAG prompts.
+* ``stop`` (tuple of non-empty strings, default ()): generation stops before the first
+  occurrence of any, which is not part of the output.
+* ``grammar`` (GBNF text or None): the output must follow it (start symbol ``root``).
+
+Aliases accepted by :meth:`SamplingParams.from_options`: ``temperature`` → ``temp``,
+``n_predict``/``max_completion_tokens`` → ``max_tokens``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import secrets
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+from . import errors
+
+__all__ = ["ALIASES", "FIELDS", "SamplingParams", "check_number"]
+
+
+def check_number(name: str, value: Any, *, low: float | None = None, high: float | None = None,
+                 low_open: bool = False, integer: bool = False) -> None:
+    """Check a numeric parameter.
+
+    Raises:
+        InvalidParameterError: ``value`` is not a (finite) number or integer as required, or
+            lies outside ``[low, high]`` (``(low, high]`` with ``low_open``); bools are refused.
+    """
+    ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
+    if isinstance(value, bool) or not ok_type or (not integer and not math.isfinite(value)):
+        kind = "an integer" if integer else "a finite number"
+        raise errors.InvalidParameterError(f"{name} must be {kind}, got {value!r}")
+    if low is not None and (value <= low if low_open else value < low):
+        raise errors.InvalidParameterError(
+            f"{name} must be {'>' if low_open else '>='} {low}, got {value!r}")
+    if high is not None and value > high:
+        raise errors.InvalidParameterError(f"{name} must be <= {high}, got {value!r}")
+
+
+def _stops(stop: str | Iterable[str] | None) -> tuple[str, ...]:
+    if stop is None:
+        return ()
+    stops = (stop,) if isinstance(stop, str) else tuple(stop) if isinstance(stop, (list, tuple)) else None
+    if stops is None or any(not isinstance(s, str) or not s for s in stops):
+        raise errors.InvalidParameterError(
+            f"stop must be a non-empty string or a list of them, got {stop!r}")
+    return stops
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """Sampling parameters of one generation, checked when built (see the module docstring
+    for each field's meaning, range and default).
+
+    Raises:
+        InvalidParameterError: (a ValueError) a field is out of range or of the wrong type.
+    """
+
+    max_tokens: int = 200
+    temp: float = 0.7
+    top_k: int = 40
+    top_p: float = 0.4
+    min_p: float = 0.0
+    repeat_penalty: float = 1.18
+    repeat_last_n: int = 64
+    seed: int | None = None
+    n_batch: int = 8
+    stop: tuple[str, ...] = ()
+    grammar: str | None = None
+
+    def __post_init__(self) -> None:
+        check_number("max_tokens", self.max_tokens, low=0, integer=True)
+        check_number("temp", self.temp, low=0)
+        check_number("top_k", self.top_k, low=0, integer=True)
+        check_number("top_p", self.top_p, low=0, high=1, low_open=True)
+        check_number("min_p", self.min_p, low=0, high=1)
+        check_number("repeat_penalty", self.repeat_penalty, low=0, low_open=True)
+        check_number("repeat_last_n", self.repeat_last_n, low=-1, integer=True)
+        check_number("n_batch", self.n_batch, low=1, integer=True)
+        if self.seed is not None:
+            check_number("seed", self.seed, integer=True)
+        object.__setattr__(self, "stop", _stops(self.stop))
+        if self.grammar is not None and not isinstance(self.grammar, str):
+            raise errors.InvalidParameterError(f"grammar must be GBNF text, got {self.grammar!r}")
+
+    @classmethod
+    def from_options(cls, base: SamplingParams | None = None, **options: Any) -> SamplingParams:
+        """``base`` (default: the defaults) with ``options`` applied; aliases are accepted and
+        ``None`` values leave a field as it is (except ``seed``, ``grammar`` and ``stop``,
+        where None is a value).
+
+        Raises:
+            InvalidParameterError: an unknown option, both a name and its alias, or a bad value.
+        """
+        resolved: dict[str, Any] = {}
+        for key, value in options.items():
+            name = ALIASES.get(key, key)
+            if name not in FIELDS:
+                raise errors.InvalidParameterError(
+                    f"unknown sampling option {key!r}; accepted: {', '.join(FIELDS)} (aliases: "
+                    f"{', '.join(ALIASES)})")
+            if name in resolved and resolved[name] != value:
+                raise errors.InvalidParameterError(f"{key!r} and another alias of {name!r} disagree")
+            if value is None and name not in _NONE_IS_A_VALUE:
+                continue
+            resolved[name] = value
+        return dataclasses.replace(base or cls(), **resolved)
+
+    def native(self) -> dict[str, Any]:
+        """The keyword arguments of ``NativeModel.generate_start`` (a fresh seed when None)."""
+        return dict(temp=self.temp, top_k=self.top_k, top_p=self.top_p, min_p=self.min_p,
+                    repeat_penalty=self.repeat_penalty, repeat_last_n=self.repeat_last_n,
+                    seed=secrets.randbits(32) if self.seed is None else self.seed,
+                    grammar=self.grammar)
+
+
+#: The field names, in declaration order.
+FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(SamplingParams))
+#: Other names accepted for a field (OpenAI's and the seed's).
+ALIASES: dict[str, str] = {"temperature": "temp", "n_predict": "max_tokens",
+                           "max_completion_tokens": "max_tokens"}
+_NONE_IS_A_VALUE = frozenset({"seed", "grammar", "stop"})
+#: The defaults, as one object.
+DEFAULTS = SamplingParams()
