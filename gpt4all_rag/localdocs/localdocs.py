@@ -150,6 +150,16 @@ class LocalDocs:
             self._chunking = (int(recorded["chunk_tokens"]), int(recorded["overlap_tokens"]))
 
     @property
+    def document_prefix(self) -> str | None:
+        """The document prefix given to the constructor (None: the model's rule)."""
+        return self._prefixes[0]
+
+    @property
+    def query_prefix(self) -> str | None:
+        """The query prefix given to the constructor (None: the model's rule)."""
+        return self._prefixes[1]
+
+    @property
     def chunk_tokens(self) -> int:
         """Target chunk size in the embedding model's tokens (see the class arguments; may
         load the embedding model to find its rule)."""

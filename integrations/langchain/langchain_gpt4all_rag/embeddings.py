@@ -6,7 +6,7 @@ import threading
 from typing import Any, Literal
 
 from langchain_core.embeddings import Embeddings
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from gpt4all_rag import Embed4All
 from gpt4all_rag.errors import InvalidParameterError
@@ -35,7 +35,8 @@ class GPT4AllEmbeddings(BaseModel, Embeddings):
 
     Fields:
         model: GGUF embedding model file name (in ``model_path``) or path; default
-            ``all-MiniLM-L6-v2.gguf2.f16.gguf``.
+            ``all-MiniLM-L6-v2.gguf2.f16.gguf``. ``model_name=`` is accepted as another name
+            for it (langchain-community's ``GPT4AllEmbeddings`` calls it that).
         model_path: directory of the model (None: ``~/.cache/gpt4all``).
         allow_download: download a missing catalogue model (default True).
         n_threads: CPU threads (None: a default). device: as for ``ChatGPT4All``.
@@ -53,6 +54,10 @@ class GPT4AllEmbeddings(BaseModel, Embeddings):
 
     Vectors are lists of floats with L2 norm 1. Weights load on the first call. Thread safety:
     calls are serialised by the engine; the async methods run in a worker thread.
+
+    Raises:
+        pydantic.ValidationError: (a ValueError) an unknown field, a bad value, or both
+            ``model`` and ``model_name`` with different values.
 
     Raises (on calls):
         gpt4all_rag.ModelNotFoundError, gpt4all_rag.ModelLoadError: as for loading any model.
@@ -78,6 +83,18 @@ class GPT4AllEmbeddings(BaseModel, Embeddings):
 
     _embedder: Embed4All | None = PrivateAttr(default=None)
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _model_name_alias(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "model_name" in data:
+            data = dict(data)
+            name = data.pop("model_name")
+            if "model" in data and data["model"] != name:
+                raise ValueError(f"model={data['model']!r} and model_name={name!r} name different "
+                                 "models; give one of them")
+            data["model"] = name
+        return data
 
     @property
     def embedder(self) -> Embed4All:

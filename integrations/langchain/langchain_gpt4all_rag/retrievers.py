@@ -48,6 +48,8 @@ class LocalDocsRetriever(BaseRetriever):
             ``LocalDocs`` (None: what the collection was built with, or the defaults).
         k: number of documents returned (>= 1, default 4); ``invoke(query, k=2)`` overrides.
         mode: ``"hybrid"`` (default), ``"dense"`` or ``"keyword"``; per call too.
+        filter: a metadata filter such as ``{"extension": ".md"}`` (see
+            :mod:`gpt4all_rag.localdocs.filters`); per call too. None: every chunk.
 
     Each :class:`~langchain_core.documents.Document` has ``page_content`` = the chunk's text
     and ``metadata``: ``source`` (file path), ``title``, ``page`` (1-based PDF page or None),
@@ -58,7 +60,8 @@ class LocalDocsRetriever(BaseRetriever):
     Raises (on calls):
         gpt4all_rag.errors.CollectionNotFoundError: nothing was indexed into the collection.
         gpt4all_rag.errors.CollectionMismatchError: built with another embedding model.
-        gpt4all_rag.errors.InvalidParameterError: empty query, k < 1, unknown mode.
+        gpt4all_rag.errors.InvalidParameterError: empty query, k < 1, unknown mode, a
+            malformed filter.
 
     Thread safety: searches may run concurrently (LocalDocs allows it).
     """
@@ -77,6 +80,7 @@ class LocalDocsRetriever(BaseRetriever):
     n_threads: int | None = Field(default=None, gt=0)
     k: int = Field(default=4, ge=1)
     mode: Literal["hybrid", "dense", "keyword"] = "hybrid"
+    filter: dict[str, Any] | None = None
 
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
@@ -96,10 +100,11 @@ class LocalDocsRetriever(BaseRetriever):
                                 **kwargs: Any) -> list[Document]:
         k = kwargs.pop("k", self.k)
         mode = kwargs.pop("mode", self.mode)
+        where = kwargs.pop("filter", self.filter)
         if kwargs:
             raise ValueError(f"unsupported keyword argument(s): {sorted(kwargs)}; "
-                             "accepted: k, mode")
-        return [to_document(r) for r in self._docs().search(query, k=k, mode=mode)]
+                             "accepted: k, mode, filter")
+        return [to_document(r) for r in self._docs().search(query, k=k, mode=mode, filter=where)]
 
     async def _aget_relevant_documents(self, query: str, *,
                                        run_manager: AsyncCallbackManagerForRetrieverRun,
@@ -110,7 +115,14 @@ class LocalDocsRetriever(BaseRetriever):
 
 
 def to_document(result: SearchResult) -> Document:
-    """A LangChain document from a LocalDocs search result (see :class:`LocalDocsRetriever`)."""
+    """A LangChain document from a LocalDocs search result (see :class:`LocalDocsRetriever`).
+
+    A text added with ``add_texts`` carries its own metadata, plus ``chunk_id`` and ``score``.
+    """
+    if result.origin == "text":
+        return Document(id=result.chunk_id, page_content=result.text,
+                        metadata={**result.metadata, "chunk_id": result.chunk_id,
+                                  "score": result.score})
     return Document(
         id=result.chunk_id,
         page_content=result.text,

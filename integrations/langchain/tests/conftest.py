@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import inspect
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from lc_helpers import models_dir
+
+# The repository's tests/ (on sys.path when the suite runs from the repository root, its
+# pyproject's pythonpath) holds the Chroma server helper that the server tier uses too.
+_REPO_TESTS = Path(__file__).resolve().parents[3] / "tests"
+if str(_REPO_TESTS) not in sys.path:
+    sys.path.append(str(_REPO_TESTS))
+from chroma_server import running_chroma_server  # noqa: E402
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -35,3 +44,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def model_dir() -> Path:
     """Folder holding the real test models."""
     return models_dir()
+
+
+@pytest.fixture(scope="session")
+def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """URL of a real Chroma server on 127.0.0.1 (``chroma run``), running for the session."""
+    with running_chroma_server(tmp_path_factory.mktemp("lc-chroma-server")) as url:
+        yield url

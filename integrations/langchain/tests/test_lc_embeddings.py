@@ -128,3 +128,16 @@ def test_dimensionality_below_full_size_needs_a_matryoshka_model() -> None:
     emb = GPT4AllEmbeddings(**embedding_params(dimensionality=128))
     with pytest.raises(InvalidParameterError, match="Matryoshka"):
         emb.embed_query("hello")
+
+
+def test_model_name_is_an_alias_of_model(emb: GPT4AllEmbeddings) -> None:
+    # langchain-community's GPT4AllEmbeddings takes model_name=; code moving over keeps working.
+    params = embedding_params()
+    alias = GPT4AllEmbeddings(**{**{k: v for k, v in params.items() if k != "model"},
+                                 "model_name": params["model"]})
+    assert alias.model == MINILM
+    assert alias.embed_query("a kitten") == pytest.approx(emb.embed_query("a kitten"), abs=1e-5)
+    same = GPT4AllEmbeddings(model=MINILM, model_name=MINILM, allow_download=False)
+    assert same.model == MINILM
+    with pytest.raises(ValueError, match="name different models"):
+        GPT4AllEmbeddings(model=MINILM, model_name="other.gguf")

@@ -111,3 +111,11 @@ def test_missing_collection_raises(tmp_path: Path) -> None:
                                    embedding_model=MINILM, model_path=str(models_dir()))
     with pytest.raises(CollectionNotFoundError):
         retriever.invoke("cats")
+
+
+def test_a_metadata_filter_restricts_the_documents(collection: dict[str, Any]) -> None:
+    retriever = LocalDocsRetriever(**collection, k=4, filter={"extension": ".md"})
+    docs = retriever.invoke("How long do cats sleep?")
+    assert {Path(d.metadata["source"]).name for d in docs} == {"cats.md", "bread.md"}
+    txt = retriever.invoke("trains", filter={"extension": ".txt"}, mode="dense")
+    assert {Path(d.metadata["source"]).name for d in txt} == {"volcanoes.txt", "trains.txt"}
