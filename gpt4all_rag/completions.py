@@ -332,7 +332,10 @@ def _read_reply(plan: _Plan, text: str, *, partial: bool) -> _Reply:
         try:
             obj = json.loads(text.strip(), strict=False)
         except json.JSONDecodeError:
-            return _Reply(text, None, [])
+            # Cut off (max_tokens) inside the call: a call whose arguments are not valid JSON,
+            # as OpenAI returns one cut by its length limit.
+            name = re.search(r'"name"\s*:\s*"([^"]*)"', text)
+            return _Reply("", None, [ToolCall(_call_id(), name[1] if name else "", text.strip())])
         if isinstance(obj, dict) and obj.get("name") in plan.fallback_tools:
             args = obj.get("arguments", {})
             return _Reply("", None, [ToolCall(_call_id(), obj["name"],

@@ -42,6 +42,8 @@ logger = logging.getLogger("gpt4all_rag")
 DEFAULT_MODEL_DIRECTORY: Path = models.default_model_directory()
 
 ConfigType = dict[str, Any]
+#: The default context window of a loaded model, in tokens (the seed's ``n_ctx``).
+DEFAULT_N_CTX = 2048
 ResponseCallbackType = Callable[[int, str], bool]
 
 
@@ -113,7 +115,7 @@ class GPT4All:
         allow_download: bool = True,
         n_threads: int | None = None,
         device: str | None = None,
-        n_ctx: int = 2048,
+        n_ctx: int = DEFAULT_N_CTX,
         ngl: int = 100,
         verbose: bool = False,
         flash_attention: bool | None = None,

@@ -20,6 +20,8 @@ from langchain_core.language_models.base import LangSmithParams
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from gpt4all_rag import GPT4All
+from gpt4all_rag.gpt4all import DEFAULT_N_CTX
+from gpt4all_rag.sampling import DEFAULTS, FIELDS
 from gpt4all_rag.errors import ConcurrentUseError, ModelNotFoundError
 from gpt4all_rag.gpt4all import GenerationStats
 
@@ -30,9 +32,9 @@ __all__: list[str] = []
 #: makes no network request to time out, retry or authenticate.
 IGNORED_REMOTE_PARAMS = frozenset({"timeout", "max_retries", "api_key"})
 
-#: Per-call keyword arguments that override a sampling field for one call.
-SAMPLING_KEYS = ("temp", "top_k", "top_p", "min_p", "repeat_penalty", "repeat_last_n",
-                 "max_tokens", "n_batch", "seed")
+#: Per-call keyword arguments that override a sampling field for one call (the chat core's
+#: schema, gpt4all_rag.sampling; ``stop`` and ``grammar`` are handled on their own).
+SAMPLING_KEYS = tuple(f for f in FIELDS if f not in ("stop", "grammar"))
 
 #: ``ls_provider`` of the LangSmith tracing parameters.
 PROVIDER = "gpt4all"
@@ -55,24 +57,26 @@ class GPT4AllParams(BaseModel):
     allow_download: bool = Field(
         default=True, description="Allow downloading a missing catalogue model. A file that is "
         "present is used without network access.")
-    n_ctx: int = Field(default=4096, gt=0, description="Context window in tokens.")
+    n_ctx: int = Field(default=DEFAULT_N_CTX, gt=0, description="Context window in tokens.")
     n_threads: int | None = Field(default=None, gt=0,
                                   description="CPU threads; None picks a default.")
     device: str | None = Field(default=None,
                                description='"cpu" (default), "gpu", "cuda", "vulkan", ...')
-    temp: float = Field(default=0.7, ge=0, alias="temperature",
+    # Sampling fields: defaults and meaning from gpt4all_rag.sampling (checked there again).
+    temp: float = Field(default=DEFAULTS.temp, ge=0, alias="temperature",
                         description="Temperature; 0 is greedy (deterministic).")
-    top_k: int = Field(default=40, ge=0)
-    top_p: float = Field(default=0.4, gt=0, le=1)
-    min_p: float = Field(default=0.0, ge=0, le=1)
-    repeat_penalty: float = Field(default=1.18, gt=0)
-    repeat_last_n: int = Field(default=64, ge=-1)
-    max_tokens: int = Field(default=200, ge=0, description="Most tokens generated per call.")
+    top_k: int = Field(default=DEFAULTS.top_k, ge=0)
+    top_p: float = Field(default=DEFAULTS.top_p, gt=0, le=1)
+    min_p: float = Field(default=DEFAULTS.min_p, ge=0, le=1)
+    repeat_penalty: float = Field(default=DEFAULTS.repeat_penalty, gt=0)
+    repeat_last_n: int = Field(default=DEFAULTS.repeat_last_n, ge=-1)
+    max_tokens: int = Field(default=DEFAULTS.max_tokens, ge=0,
+                            description="Most tokens generated per call.")
     n_batch: int = Field(
-        default=512, ge=1, description="Prompt tokens per evaluation batch (the SDK's default "
-        "is 8; a larger batch reads long prompts much faster).")
-    seed: int | None = Field(default=None, description="Seed of the random draw; None draws "
-                             "a fresh one per call.")
+        default=DEFAULTS.n_batch, ge=1, description="Prompt tokens per evaluation batch; a "
+        "larger batch (e.g. 512) reads long prompts much faster.")
+    seed: int | None = Field(default=DEFAULTS.seed, description="Seed of the random draw; "
+                             "None draws a fresh one per call.")
     stop: list[str] | None = Field(
         default=None, description="Stop sequences; generation ends before the first one. A "
         "call's own `stop` replaces these.")

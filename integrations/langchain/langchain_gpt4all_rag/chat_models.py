@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
@@ -26,15 +24,13 @@ from langchain_core.runnables import Runnable, RunnableMap, RunnablePassthrough
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_json_schema, convert_to_openai_tool
 from langchain_core.utils.pydantic import is_basemodel_subclass
-from pydantic import Field, PrivateAttr
+from pydantic import Field
 
-from gpt4all_rag.errors import ChatTemplateError
-from gpt4all_rag.gpt4all import GenerationStats
-from gpt4all_rag.templates import ChatTemplate
+from gpt4all_rag import GPT4All
+from gpt4all_rag.completion_types import ChatCompletion, ChatCompletionChunk, Usage
 
 from . import _messages
-from ._common import (PROVIDER, GPT4AllParams, _Engine, identifying_params, ls_params, pump,
-                      run_blocking)
+from ._common import PROVIDER, GPT4AllParams, identifying_params, ls_params, pump, run_blocking
 
 __all__ = ["ChatGPT4All"]
 
@@ -43,15 +39,15 @@ _ToolChoice = Literal["auto", "any", "required", "none"]
 
 @dataclass
 class _Call:
-    """Everything one generation needs, prepared before the engine is touched."""
+    """One call of the chat core, prepared: the model, its messages and keyword arguments."""
 
-    engine: _Engine
+    model: GPT4All
     model_name: str
-    prompt: str
-    sampling: dict[str, Any]
-    grammar: str | None
-    tool_mode: Literal["off", "forced", "auto"] = "off"
-    tool_names: list[str] = field(default_factory=list)
+    messages: list[dict[str, Any]]
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def run(self, *, stream: bool) -> Any:
+        return self.model.create_chat_completion(self.messages, stream=stream, **self.kwargs)
 
 
 class ChatGPT4All(GPT4AllParams, BaseChatModel):
@@ -134,8 +130,11 @@ class ChatGPT4All(GPT4AllParams, BaseChatModel):
 
     chat_template: str | None = Field(
         default=None, description="Jinja chat template replacing the model's own.")
-
-    _templates: dict[str, ChatTemplate] = PrivateAttr(default_factory=dict)
+    logprobs: bool = Field(
+        default=False, description="Report the generated tokens' log-probabilities in "
+        "response_metadata['logprobs'] (OpenAI's shape: {'content': [...]}).")
+    top_logprobs: int | None = Field(
+        default=None, ge=0, le=20, description="Alternatives per token with logprobs (0-20).")
 
     # -- LangChain plumbing -----------------------------------------------------------------
     @property
@@ -150,88 +149,81 @@ class ChatGPT4All(GPT4AllParams, BaseChatModel):
         return ls_params(self, "chat", stop, kwargs)
 
     # -- preparing a call -------------------------------------------------------------------
-    def _template(self, engine: _Engine, model_name: str) -> ChatTemplate:
-        with self._engines_lock:
-            template = self._templates.get(model_name)
-        if template is None:
-            model = engine.model
-            source = (self.chat_template or model.config.get("chatTemplate")
-                      or model.model.chat_template())
-            if not source:
-                raise ChatTemplateError(
-                    f"{self._display_name(model.config['path'])} has no chat template (neither "
-                    "in its GGUF nor in the catalogue); pass ChatGPT4All(chat_template=...) or "
-                    "use GPT4AllLLM for plain completion")
-            template = ChatTemplate(source)
-            with self._engines_lock:
-                self._templates[model_name] = template
-        return template
-
     def _prepare(self, messages: Sequence[BaseMessage], stop: list[str] | None,
                  kwargs: dict[str, Any]) -> _Call:
         kwargs = dict(kwargs)
         model_name = self._model_name(kwargs)
-        sampling = self._sampling(stop, kwargs)
-        grammar: str | None = kwargs.pop("grammar", None)
+        call_kwargs: dict[str, Any] = self._sampling(stop, kwargs)
+        call_kwargs["grammar"] = kwargs.pop("grammar", None)
         tools: list[dict[str, Any]] | None = kwargs.pop("tools", None)
         tool_choice = kwargs.pop("tool_choice", None)
         has_schema = "json_schema" in kwargs
         schema = kwargs.pop("json_schema", None)
+        logprobs = kwargs.pop("logprobs", self.logprobs)
+        top_logprobs = kwargs.pop("top_logprobs", self.top_logprobs)
         self._check_no_kwargs(kwargs)
-
-        extra_system: str | None = None
-        tool_mode: Literal["off", "forced", "auto"] = "off"
-        tool_names: list[str] = []
+        call_kwargs.update(logprobs=bool(logprobs), top_logprobs=top_logprobs,
+                           chat_template=self.chat_template)
         if tools and tool_choice != "none":
-            chosen = _chosen_tools(tools, tool_choice)
-            tool_names = [t["function"]["name"] for t in chosen]
-            tool_mode = "auto" if tool_choice in (None, "auto") else "forced"
-            extra_system = _messages.tools_instruction(chosen, required=tool_mode == "forced")
-            grammar = _tool_grammar(chosen, forced=tool_mode == "forced")
+            call_kwargs["tools"] = tools
+            call_kwargs["tool_choice"] = (
+                "auto" if tool_choice in (None, "auto") else "required"
+                if tool_choice in ("any", "required") else
+                {"type": "function", "function": {"name": tool_choice}})
         elif has_schema:
-            extra_system = _messages.schema_instruction(schema)
-            grammar = _gbnf(schema if schema is not None else {"type": "object"})
-
+            call_kwargs["response_format"] = (
+                {"type": "json_object"} if schema is None else
+                {"type": "json_schema", "json_schema": {"name": "output", "schema": schema}})
         engine = self._engine(model_name)
-        template = self._template(engine, model_name)
-        turns = _messages.to_template_messages(
-            messages, tool_role=_messages.template_knows_tool_role(template.source),
-            extra_system=extra_system)
-        prompt = template.render(turns, add_generation_prompt=True,
-                                 special_tokens=engine.model.special_tokens_map)
-        return _Call(engine=engine, model_name=model_name, prompt=prompt, sampling=sampling,
-                     grammar=grammar, tool_mode=tool_mode, tool_names=tool_names)
+        return _Call(engine.model, model_name, _messages.to_openai_messages(messages), call_kwargs)
 
     # -- results ----------------------------------------------------------------------------
-    def _metadata(self, call: _Call,
-                  stats: GenerationStats) -> tuple[UsageMetadata, dict[str, Any]]:
-        usage = UsageMetadata(
-            input_tokens=stats.prompt_tokens, output_tokens=stats.completion_tokens,
-            total_tokens=stats.prompt_tokens + stats.completion_tokens,
-            input_token_details=InputTokenDetails(cache_read=stats.reused_tokens))
-        meta = {"model_name": call.model_name, "model_provider": PROVIDER,
-                "finish_reason": stats.finish_reason}
-        return usage, meta
+    def _metadata(self, call: _Call, usage: Usage, finish_reason: str | None,
+                  logprobs: list[Any] | None) -> tuple[UsageMetadata, dict[str, Any]]:
+        meta: dict[str, Any] = {"model_name": call.model_name, "model_provider": PROVIDER,
+                                "finish_reason": finish_reason}
+        if logprobs is not None:
+            meta["logprobs"] = {"content": [t.to_dict() for t in logprobs]}
+        return UsageMetadata(
+            input_tokens=usage.prompt_tokens, output_tokens=usage.completion_tokens,
+            total_tokens=usage.total_tokens,
+            input_token_details=InputTokenDetails(cache_read=usage.cached_tokens)), meta
 
-    def _message(self, call: _Call, text: str, stats: GenerationStats) -> AIMessage:
-        usage, meta = self._metadata(call, stats)
-        is_call = call.tool_mode == "forced" or (call.tool_mode == "auto"
-                                                 and text.lstrip().startswith("{"))
-        if is_call:
-            tool_call, invalid = _messages.parse_tool_call(text, call.tool_names,
-                                                           _messages.new_call_id())
-            return AIMessage(content="", tool_calls=[tool_call] if tool_call else [],
-                             invalid_tool_calls=[invalid] if invalid else [],
-                             usage_metadata=usage, response_metadata=meta)
-        return AIMessage(content=text, usage_metadata=usage, response_metadata=meta)
+    def _message(self, call: _Call, completion: ChatCompletion) -> AIMessage:
+        usage, meta = self._metadata(call, completion.usage, completion.finish_reason,
+                                     completion.logprobs)
+        reply = completion.message
+        tool_calls, invalid = _messages.to_langchain_tool_calls(reply.tool_calls)
+        extra = {"reasoning_content": reply.reasoning_content} if reply.reasoning_content else {}
+        return AIMessage(content=reply.content or "", tool_calls=tool_calls,
+                         invalid_tool_calls=invalid, additional_kwargs=extra,
+                         usage_metadata=usage, response_metadata=meta)
+
+    def _chunk(self, call: _Call, chunk: ChatCompletionChunk) -> ChatGenerationChunk | None:
+        delta = chunk.delta
+        extra = {"reasoning_content": delta["reasoning_content"]} \
+            if delta.get("reasoning_content") else {}
+        calls = [tool_call_chunk(name=c["function"]["name"], args=c["function"]["arguments"],
+                                 id=c["id"], index=c["index"]) for c in delta.get("tool_calls", [])]
+        if chunk.finish_reason is None:
+            if not delta.get("content") and not extra:
+                return None
+            return ChatGenerationChunk(message=AIMessageChunk(
+                content=delta.get("content", ""), additional_kwargs=extra))
+        assert chunk.usage is not None  # the last chunk always carries it
+        usage, meta = self._metadata(call, chunk.usage, chunk.finish_reason, None)
+        message = AIMessageChunk(content=delta.get("content", ""), additional_kwargs=extra,
+                                 tool_call_chunks=calls, usage_metadata=usage,
+                                 response_metadata=meta, chunk_position="last")
+        return ChatGenerationChunk(message=message,
+                                   generation_info={"finish_reason": chunk.finish_reason})
 
     # -- generation -------------------------------------------------------------------------
     def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
                   run_manager: CallbackManagerForLLMRun | None = None,
                   **kwargs: Any) -> ChatResult:
         call = self._prepare(messages, stop, kwargs)
-        text, stats = call.engine.complete(call.prompt, call.sampling, call.grammar)
-        return ChatResult(generations=[ChatGeneration(message=self._message(call, text, stats))])
+        return ChatResult(generations=[ChatGeneration(message=self._message(call, call.run(stream=False)))])
 
     async def _agenerate(self, messages: list[BaseMessage], stop: list[str] | None = None,
                          run_manager: AsyncCallbackManagerForLLMRun | None = None,
@@ -242,25 +234,31 @@ class ChatGPT4All(GPT4AllParams, BaseChatModel):
                 run_manager: CallbackManagerForLLMRun | None = None,
                 **kwargs: Any) -> Iterator[ChatGenerationChunk]:
         call = self._prepare(messages, stop, kwargs)
-        builder = _ChunkBuilder(self, call)
-        for item in call.engine.pieces(call.prompt, call.sampling, call.grammar):
-            for chunk in builder.feed(item):
+        stream = call.run(stream=True)
+        try:
+            for item in stream:
+                chunk = self._chunk(call, item)
+                if chunk is None:
+                    continue
                 if run_manager is not None and chunk.text:
                     run_manager.on_llm_new_token(chunk.text, chunk=chunk)
                 yield chunk
+        finally:
+            stream.close()
 
     async def _astream(self, messages: list[BaseMessage], stop: list[str] | None = None,
                        run_manager: AsyncCallbackManagerForLLMRun | None = None,
                        **kwargs: Any) -> AsyncIterator[ChatGenerationChunk]:
         call = await run_blocking(lambda: self._prepare(messages, stop, kwargs))
-        builder = _ChunkBuilder(self, call)
-        items = pump(lambda: call.engine.pieces(call.prompt, call.sampling, call.grammar))
+        items = pump(lambda: call.run(stream=True))
         try:
             async for item in items:
-                for chunk in builder.feed(item):
-                    if run_manager is not None and chunk.text:
-                        await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
-                    yield chunk
+                chunk = self._chunk(call, item)
+                if chunk is None:
+                    continue
+                if run_manager is not None and chunk.text:
+                    await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+                yield chunk
         finally:
             await items.aclose()
 
@@ -365,54 +363,6 @@ class ChatGPT4All(GPT4AllParams, BaseChatModel):
                                                            exception_key="parsing_error")
 
 
-class _ChunkBuilder:
-    """Turns the engine's text pieces (and final stats) into LangChain chunks.
-
-    Text streams as it comes. A tool call is buffered and sent as one tool-call chunk at the
-    end; with ``tool_choice="auto"``, the first non-blank character decides (``{``: a call).
-    """
-
-    def __init__(self, chat: ChatGPT4All, call: _Call) -> None:
-        self.chat = chat
-        self.call = call
-        self.buffer = ""
-        self.mode = "tool" if call.tool_mode == "forced" else \
-            "undecided" if call.tool_mode == "auto" else "text"
-
-    def feed(self, item: str | GenerationStats) -> list[ChatGenerationChunk]:
-        if isinstance(item, GenerationStats):
-            return [self._last(item)]
-        if self.mode == "text":
-            return [ChatGenerationChunk(message=AIMessageChunk(content=item))] if item else []
-        self.buffer += item
-        if self.mode == "undecided" and self.buffer.strip():
-            if self.buffer.lstrip().startswith("{"):
-                self.mode = "tool"
-            else:
-                self.mode, text, self.buffer = "text", self.buffer, ""
-                return [ChatGenerationChunk(message=AIMessageChunk(content=text))]
-        return []
-
-    def _last(self, stats: GenerationStats) -> ChatGenerationChunk:
-        usage, meta = self.chat._metadata(self.call, stats)
-        if self.mode == "tool":
-            call_id = _messages.new_call_id()
-            tool_call, invalid = _messages.parse_tool_call(self.buffer, self.call.tool_names,
-                                                           call_id)
-            name = tool_call["name"] if tool_call else invalid["name"] if invalid else None
-            args = json.dumps(tool_call["args"], ensure_ascii=False) if tool_call \
-                else self.buffer
-            message = AIMessageChunk(
-                content="", usage_metadata=usage, response_metadata=meta,
-                tool_call_chunks=[tool_call_chunk(name=name, args=args, id=call_id, index=0)],
-                chunk_position="last")
-        else:
-            message = AIMessageChunk(content=self.buffer, usage_metadata=usage,
-                                     response_metadata=meta, chunk_position="last")
-        return ChatGenerationChunk(message=message,
-                                   generation_info={"finish_reason": stats.finish_reason})
-
-
 def _normalise_tool_choice(choice: dict[str, Any] | str | bool | None) -> str | None:
     if choice is True:
         return "any"
@@ -426,28 +376,3 @@ def _normalise_tool_choice(choice: dict[str, Any] | str | bool | None) -> str | 
     if choice is not None and not isinstance(choice, str):
         raise TypeError(f"tool_choice must be a string, dict, bool or None, got {choice!r}")
     return choice
-
-
-def _chosen_tools(tools: list[dict[str, Any]], choice: str | None) -> list[dict[str, Any]]:
-    if choice in (None, "auto", "any", "required"):
-        return tools
-    return [t for t in tools if t["function"]["name"] == choice]
-
-
-def _gbnf(schema: dict[str, Any]) -> str:
-    from gpt4all_rag.grammar import json_schema_to_gbnf
-
-    return json_schema_to_gbnf(schema)
-
-
-_ROOT_RULE = re.compile(r"^root ::=", re.MULTILINE)
-
-
-def _tool_grammar(tools: list[dict[str, Any]], *, forced: bool) -> str:
-    grammar = _gbnf(_messages.tool_call_schema(tools))
-    if forced:
-        return grammar
-    # Either a tool call or free text that does not start with "{".
-    grammar = _ROOT_RULE.sub("g4r-call ::=", grammar)
-    return (grammar + "\ng4r-text ::= [^{ \\t\\n] .*\n"
-            "root ::= [ \\t\\n]* (g4r-call | g4r-text)\n")
