@@ -97,8 +97,8 @@ def text_metadata(metadata: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str
         ``(fields, extra)``: ``fields`` holds ``title``, ``heading``, ``page``,
         ``start_line``, ``end_line`` where the metadata has them with the right type, and
         ``path`` from ``source`` or ``path`` (a string); ``extra`` holds the storable values
-        (str, int, float, bool) of the other keys, and ``g4r_metadata``: all of the metadata
-        as JSON.
+        (str, int, float, bool) of the other keys (``source`` included; not the reserved
+        ones), and ``g4r_metadata``: all of the metadata as JSON.
 
     Raises:
         InvalidParameterError: the metadata is not a mapping with string keys, or is not
@@ -120,8 +120,8 @@ def text_metadata(metadata: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str
         elif key in ("source", "path"):
             if isinstance(value, str) and value and "path" not in fields:
                 fields["path"] = value
-        if key not in RESERVED_KEYS and not key.startswith("g4r_") and key not in fields \
-                and isinstance(value, (str, int, float, bool)):
+        if key not in RESERVED_KEYS and key not in _TEXT_FIELDS and key != "path" \
+                and not key.startswith("g4r_") and isinstance(value, (str, int, float, bool)):
             extra[key] = value
     return fields, extra
 

@@ -232,6 +232,10 @@ class LocalDocsEmbeddingFunction(EmbeddingFunction[Documents]):
         """Refuse changing the model or a prefix of an existing collection (its stored vectors
         would no longer match new queries); re-index instead.
 
+        Chroma (1.5) calls this after its backend has stored the new configuration, so the
+        error reaches the caller but does not undo the change; LocalDocs itself checks the
+        build it recorded in the collection's metadata, which such an update leaves alone.
+
         Raises:
             InvalidParameterError: the update changes ``model_name``, ``document_prefix`` or
                 ``query_prefix``, or the new configuration is invalid.
