@@ -21,6 +21,7 @@ message and a grammar that forces a JSON call ``{"name": ..., "arguments": {...}
 from __future__ import annotations
 
 import json
+import logging
 import re
 import time
 import uuid
@@ -37,6 +38,8 @@ if TYPE_CHECKING:
     from .gpt4all import GPT4All
 
 __all__ = ["create_chat_completion", "normalize_messages", "tool_call_schema"]
+
+logger = logging.getLogger("gpt4all_rag")
 
 ROLES = ("system", "developer", "user", "assistant", "tool")
 
@@ -266,7 +269,14 @@ def _plan(llm: GPT4All, source: str, messages: list[dict[str, Any]], tools: list
     if enable_thinking is not None:
         request["enable_thinking"] = enable_thinking
     override = None if source == llm.model.chat_template() else source
-    info = llm.model.chat_apply(request, chat_template=override)
+    try:
+        info = llm.model.chat_apply(request, chat_template=override)
+    except errors.InvalidParameterError as exc:
+        # llama.cpp's Jinja reads fewer templates than Python's: without its chat format the
+        # reply is plain content (tools then use the JSON fallback).
+        logger.warning("llama.cpp cannot read this chat template (%s): no native tool calls "
+                       "or reasoning parsing", exc)
+        info = {}
     caps = info.get("caps", {})
     native_tools = bool(request.get("tools")) and caps.get("supports_tool_calls", False) \
         and caps.get("supports_tools", False)
@@ -377,9 +387,10 @@ def create_chat_completion(
     n_top = (top_logprobs or 0) if logprobs else None
     llm._check_can_generate()
     source = chat_template if chat_template is not None else llm._default_chat_template()
+    template = llm._template(source)  # a malformed template fails here, as ChatTemplateError
     plan = _plan(llm, source, msgs, callable_tools, choice, response_format, enable_thinking, params)
     run_params = SamplingParams.from_options(params, stop=plan.stops, grammar=plan.grammar)
-    session = ChatSession(template=llm._template(source), history=plan.messages,
+    session = ChatSession(template=template, history=plan.messages,
                           template_vars=plan.variables)
     tokens = llm._prompts.chat_tokens(session, plan.messages)
     limit = llm.model.n_ctx - 4
