@@ -14,7 +14,7 @@ from ..convert import (
     convert_sentence_transformer,
     default_embedding_model,
 )
-from ..errors import GPT4AllRagError
+from .common import cli_errors
 
 __all__ = ["convert"]
 
@@ -42,7 +42,7 @@ def convert(src_dir: Path | None, out: Path | None, outtype: str, name: str | No
     configuration (modules.json, 1_Pooling/config.json). OUT defaults to NAME.OUTTYPE.gguf in
     the current folder; an existing OUT is replaced.
     """
-    try:
+    with cli_errors():
         if minilm:
             if src_dir is not None or out is not None or name is not None:
                 raise click.UsageError("--minilm takes no SRC_DIR, OUT or --name")
@@ -62,5 +62,3 @@ def convert(src_dir: Path | None, out: Path | None, outtype: str, name: str | No
             out = Path.cwd() / f"{name or checkpoint_name(src_dir)}.{outtype.lower()}.gguf"
         path = convert_sentence_transformer(src_dir, out, name=name, outtype=outtype)
         click.echo(f"wrote: {path} ({path.stat().st_size:,} bytes)")
-    except (GPT4AllRagError, OSError) as exc:
-        raise click.ClickException(str(exc)) from exc

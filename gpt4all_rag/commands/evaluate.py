@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
 
-from ..errors import GPT4AllRagError
+from .common import cli_errors, echo_json, json_option
 
 __all__ = ["evaluate"]
 
@@ -38,8 +37,9 @@ __all__ = ["evaluate"]
               help="Keep the corpus files (WORK_DIR/docs, replaced) and the index "
                    "(WORK_DIR/chroma, collection rebuilt) here [default: a temporary folder, "
                    "deleted afterwards].")
-@click.option("--json", "as_json", is_flag=True, help="Print the results as one JSON object.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+@json_option("Print the results as one JSON object.")
+@click.option("--quiet", "-q", is_flag=True,
+              help="No progress bars [default: bars when stderr is a terminal].")
 def evaluate(data_dir: Path, split: str, mode: str, k: int, candidates: int | None,
              chunk_tokens: int | None, overlap_tokens: int | None, embedding_model: str | None,
              embedding_model_path: Path | None, threads: int | None, work_dir: Path | None,
@@ -53,24 +53,22 @@ def evaluate(data_dir: Path, split: str, mode: str, k: int, candidates: int | No
     """
     from ..localdocs.evaluation import evaluate_localdocs, load_beir
 
-    try:
+    with cli_errors():
         dataset = load_beir(data_dir, split)
         if not as_json:
             click.echo(f"{dataset.name}: {len(dataset.corpus)} documents, "
                        f"{len(dataset.queries)} queries", err=True)
         report = evaluate_localdocs(
             dataset, mode=mode, k=k, candidates=candidates, work_dir=work_dir,
-            progress=not quiet and not as_json, embedding_model=embedding_model,
+            progress=False if quiet or as_json else None, embedding_model=embedding_model,
             model_path=embedding_model_path, chunk_tokens=chunk_tokens,
             overlap_tokens=overlap_tokens, n_threads=threads)
-    except GPT4AllRagError as exc:
-        raise click.ClickException(str(exc)) from exc
     if as_json:
-        click.echo(json.dumps({
+        echo_json({
             "dataset": dataset.name, "split": split, **report.metrics.as_dict(),
             "n_queries": report.metrics.n_queries, "n_documents": report.n_documents,
             "n_chunks": report.n_chunks, "index_s": round(report.index_s, 3),
-            "search_s": round(report.search_s, 3), **report.settings}))
+            "search_s": round(report.search_s, 3), **report.settings})
         return
     s = report.settings
     click.echo(f"mode {s['mode']}, k {s['k']}, {s['embedding_model']}, chunks of "

@@ -1,49 +1,32 @@
-"""``gpt4all-rag index | search | ask | collections``: LocalDocs from the command line."""
+"""``gpt4all-rag index | search | ask | collections``: LocalDocs from the command line.
+
+``--json`` (each command) prints one JSON object on stdout with these keys:
+
+* ``index``: ``collection``, ``indexed``, ``unchanged``, ``removed`` (lists of paths),
+  ``skipped`` (``[{"path", "reason"}]``), ``n_chunks``.
+* ``search``: ``collection``, ``query``, ``mode``, ``k``, ``results``: a list of ``{"rank",
+  "text", "score", "path", "title", "page", "start_line", "end_line", "heading", "chunk_id",
+  "citation", "ranks", "origin", "metadata"}``.
+* ``ask``: ``collection``, ``question``, ``model``, ``answer``, ``sources`` (as ``results``).
+* ``collections`` / ``collections list``: ``collections``: a list of ``{"name", "documents",
+  "chunks", "embedding_model", "dimensionality", "chunk_tokens", "overlap_tokens", "chunker",
+  "schema", "revision"}``; ``collections show NAME``: ``collection`` (one such object) and
+  ``documents`` (``[{"path", "title", "n_chunks", "state", "origin", "size_bytes",
+  "mtime"}]``); ``collections remove NAME``: ``removed`` (the name).
+"""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any, Callable
 
 import click
 
-from ..errors import GPT4AllRagError
 from .chat import load_chat_model, model_options
+from .common import cli_errors, echo_json, json_option, localdocs_options, open_localdocs, store_options
 
+# localdocs_options and open_localdocs live in .common; other command modules import them here.
 __all__ = ["ask", "collections", "index", "localdocs_options", "open_localdocs", "search"]
-
-
-def localdocs_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    """Options shared by every command that opens a LocalDocs collection."""
-    options = [
-        click.option("--collection", "-c", default="default", show_default=True,
-                     help="LocalDocs collection name."),
-        click.option("--persist-dir", type=click.Path(file_okay=False, path_type=Path),
-                     help="Folder of the embedded Chroma database [default: "
-                          "$GPT4ALL_RAG_LOCALDOCS_DIR or ~/.local/share/gpt4all-rag/localdocs]."),
-        click.option("--chroma-url", help="Use the Chroma server at http://HOST:PORT instead."),
-        click.option("--embedding-model", help="GGUF embedding model [default: the collection's, "
-                                               "else all-MiniLM-L6-v2.gguf2.f16.gguf]."),
-        click.option("--embedding-model-path", type=click.Path(file_okay=False, path_type=Path),
-                     help="Folder of the embedding model [default: the model directory]."),
-    ]
-    for option in reversed(options):
-        f = option(f)
-    return f
-
-
-def open_localdocs(collection: str, persist_dir: Path | None, chroma_url: str | None,
-                   embedding_model: str | None, embedding_model_path: Path | None,
-                   **kwargs: Any) -> Any:
-    """Open a LocalDocs collection, turning errors into click errors."""
-    from ..localdocs import LocalDocs
-
-    try:
-        return LocalDocs(collection, persist_directory=persist_dir, chroma_url=chroma_url,
-                         embedding_model=embedding_model, model_path=embedding_model_path, **kwargs)
-    except GPT4AllRagError as exc:
-        raise click.ClickException(str(exc)) from exc
 
 
 @click.command("index")
@@ -60,11 +43,14 @@ def open_localdocs(collection: str, persist_dir: Path | None, chroma_url: str | 
                    "--chunk-tokens].")
 @click.option("--reindex", is_flag=True,
               help="Rebuild the collection if it was built with other settings.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+@click.option("--quiet", "-q", is_flag=True,
+              help="No progress bars [default: bars when stderr is a terminal].")
+@json_option("Print the report as one JSON object (collection, indexed, unchanged, removed, "
+             "skipped, n_chunks).")
 def index(paths: tuple[Path, ...], collection: str, persist_dir: Path | None,
           chroma_url: str | None, embedding_model: str | None, embedding_model_path: Path | None,
           extensions: tuple[str, ...], chunk_tokens: int | None, overlap_tokens: int | None,
-          reindex: bool, quiet: bool) -> None:
+          reindex: bool, quiet: bool, as_json: bool) -> None:
     """Index the documents under PATHS into a collection (incrementally).
 
     Reads .txt .md .rst .html .pdf .docx and source-code files. Unchanged files are skipped,
@@ -73,12 +59,12 @@ def index(paths: tuple[Path, ...], collection: str, persist_dir: Path | None,
     """
     ld = open_localdocs(collection, persist_dir, chroma_url, embedding_model, embedding_model_path,
                         chunk_tokens=chunk_tokens, overlap_tokens=overlap_tokens, reindex=reindex)
-    try:
-        with ld:
-            report = ld.index([str(p) for p in paths], extensions=extensions or None,
-                              progress=None if not quiet else False)
-    except GPT4AllRagError as exc:
-        raise click.ClickException(str(exc)) from exc
+    with cli_errors(), ld:
+        report = ld.index([str(p) for p in paths], extensions=extensions or None,
+                          progress=False if quiet else None)
+    if as_json:
+        echo_json({"collection": collection, **report.as_dict()})
+        return
     for path, reason in report.skipped:
         click.echo(f"skipped {path}: {reason}", err=True)
     click.echo(f"{collection}: {report.summary()}")
@@ -91,15 +77,22 @@ def index(paths: tuple[Path, ...], collection: str, persist_dir: Path | None,
               help="Number of results.")
 @click.option("--mode", type=click.Choice(["hybrid", "dense", "keyword"]), default="hybrid",
               show_default=True, help="Dense + BM25 fused, dense only, or BM25 only.")
+@json_option("Print the results as one JSON object (collection, query, mode, k, results).")
 def search(query: str, collection: str, persist_dir: Path | None, chroma_url: str | None,
-           embedding_model: str | None, embedding_model_path: Path | None, k: int, mode: str) -> None:
-    """Retrieve the chunks that best match QUERY (no language model involved)."""
+           embedding_model: str | None, embedding_model_path: Path | None, k: int, mode: str,
+           as_json: bool) -> None:
+    """Retrieve the chunks that best match QUERY (no language model involved).
+
+    QUERY "-" reads the query from standard input.
+    """
+    query = _text_argument(query, "QUERY")
     ld = open_localdocs(collection, persist_dir, chroma_url, embedding_model, embedding_model_path)
-    try:
-        with ld:
-            results = ld.search(query, k, mode=mode)  # type: ignore[arg-type]
-    except GPT4AllRagError as exc:
-        raise click.ClickException(str(exc)) from exc
+    with cli_errors(), ld:
+        results = ld.search(query, k, mode=mode)  # type: ignore[arg-type]
+    if as_json:
+        echo_json({"collection": collection, "query": query, "mode": mode, "k": k,
+                   "results": results.as_dicts()})
+        return
     if not results:
         click.echo("no results")
     for i, r in enumerate(results, start=1):
@@ -118,74 +111,107 @@ def search(query: str, collection: str, persist_dir: Path | None, chroma_url: st
               help="Excerpts given to the model.")
 @click.option("--system", "system_message", default="You are a helpful assistant. Answer from "
               "the provided context and cite it.", show_default=True, help="System message.")
+@json_option("Print one JSON object (collection, question, model, answer, sources) when the "
+             "answer is complete, instead of streaming it.")
 def ask(question: str, collection: str, persist_dir: Path | None, chroma_url: str | None,
         embedding_model: str | None, embedding_model_path: Path | None, model: str,
         model_path: Path | None, n_ctx: int, threads: int | None, device: str | None, temp: float,
-        max_tokens: int, allow_download: bool, k: int, system_message: str) -> None:
-    """Answer QUESTION from a collection: streams the answer, then numbered sources."""
-    from ..localdocs import format_sources
+        max_tokens: int, allow_download: bool, k: int, system_message: str, as_json: bool) -> None:
+    """Answer QUESTION from a collection: streams the answer, then numbered sources.
 
+    QUESTION "-" reads the question from standard input (e.g. echo "..." | gpt4all-rag ask -).
+    """
+    from ..localdocs import SearchResults, format_sources
+
+    question = _text_argument(question, "QUESTION")
     ld = open_localdocs(collection, persist_dir, chroma_url, embedding_model, embedding_model_path)
-    try:
-        with ld, load_chat_model(model, model_path, n_ctx, threads, device, allow_download) as llm:
-            with llm.chat_session(system_message=system_message, localdocs=ld, localdocs_k=k):
-                for piece in llm.generate(question, max_tokens=max_tokens, temp=temp,
-                                          repeat_penalty=1.1, streaming=True):
+    with cli_errors(), ld, load_chat_model(model, model_path, n_ctx, threads, device,
+                                           allow_download) as llm:
+        pieces: list[str] = []
+        with llm.chat_session(system_message=system_message, localdocs=ld, localdocs_k=k):
+            for piece in llm.generate(question, max_tokens=max_tokens, temp=temp,
+                                      repeat_penalty=1.1, streaming=True):
+                if as_json:
+                    pieces.append(piece)
+                else:
                     click.echo(piece, nl=False)
                     sys.stdout.flush()
-            click.echo()
-            if llm.last_sources:
-                click.echo("\nSources:")
-                click.echo(format_sources(llm.last_sources))
-            else:
-                click.echo("\n(no matching documents in the collection)")
-    except GPT4AllRagError as exc:
-        raise click.ClickException(str(exc)) from exc
+        sources = SearchResults(llm.last_sources)
+    if as_json:
+        echo_json({"collection": collection, "question": question, "model": model,
+                   "answer": "".join(pieces), "sources": sources.as_dicts()})
+        return
+    click.echo()
+    if sources:
+        click.echo("\nSources:")
+        click.echo(format_sources(sources))
+    else:
+        click.echo("\n(no matching documents in the collection)")
+
+
+def _text_argument(value: str, name: str) -> str:
+    """``value``, or standard input when it is ``-``; refuses an empty text."""
+    from_stdin = value == "-"
+    if from_stdin:
+        value = sys.stdin.read()
+    if not value.strip():
+        raise click.UsageError(f"{name} is empty" + (" (nothing on standard input)" if from_stdin else ""))
+    return value.strip()
 
 
 @click.group("collections", invoke_without_command=True)
-@click.option("--persist-dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Folder of the embedded Chroma database.")
-@click.option("--chroma-url", help="Use the Chroma server at http://HOST:PORT instead.")
+@store_options
+@json_option("Print the listing as one JSON object (collections: [...]).")
 @click.pass_context
-def collections(ctx: click.Context, persist_dir: Path | None, chroma_url: str | None) -> None:
+def collections(ctx: click.Context, persist_dir: Path | None, chroma_url: str | None,
+                as_json: bool) -> None:
     """List LocalDocs collections (or show / remove one)."""
-    ctx.obj = {"persist_dir": persist_dir, "chroma_url": chroma_url}
+    ctx.obj = {"persist_dir": persist_dir, "chroma_url": chroma_url, "as_json": as_json}
     if ctx.invoked_subcommand is None:
         ctx.invoke(list_collections_cmd)
 
 
 @collections.command("list")
+@json_option("Print one JSON object: collections, a list of {name, documents, chunks, "
+             "embedding_model, dimensionality, chunk_tokens, overlap_tokens, chunker, schema, "
+             "revision}.")
 @click.pass_context
-def list_collections_cmd(ctx: click.Context) -> None:
+def list_collections_cmd(ctx: click.Context, as_json: bool = False) -> None:
     """List collections with their document and chunk counts."""
-    from ..localdocs import store
+    from ..localdocs import list_collections
 
-    try:
-        client = store.make_client(ctx.obj["persist_dir"], ctx.obj["chroma_url"])
-        rows = store.list_collections(client)
-    except GPT4AllRagError as exc:
-        raise click.ClickException(str(exc)) from exc
+    with cli_errors():
+        rows = list_collections(ctx.obj["persist_dir"], ctx.obj["chroma_url"])
+    if as_json or ctx.obj["as_json"]:
+        echo_json({"collections": list(rows)})
+        return
     if not rows:
         click.echo("no collections")
     for row in rows:
         click.echo(f"{row['name']}: {row['documents']} documents, {row['chunks']} chunks, "
-                   f"{row.get('embedding_model', '?')}")
+                   f"{row['embedding_model'] or '?'}")
 
 
 @collections.command("show")
 @click.argument("name")
+@json_option("Print one JSON object: collection (as in 'list') and documents.")
 @click.pass_context
-def show_collection(ctx: click.Context, name: str) -> None:
+def show_collection(ctx: click.Context, name: str, as_json: bool) -> None:
     """Show how a collection was built and what it holds."""
-    from ..localdocs import store
+    from ..localdocs import list_collections, store
 
-    try:
+    with cli_errors():
         client = store.make_client(ctx.obj["persist_dir"], ctx.obj["chroma_url"])
         st = store.Store(client, name, create=False)
         records = st.file_records()
-    except GPT4AllRagError as exc:
-        raise click.ClickException(str(exc)) from exc
+        info = next((r for r in list_collections(ctx.obj["persist_dir"], ctx.obj["chroma_url"])
+                     if r["name"] == name), None)
+    if as_json or ctx.obj["as_json"]:
+        echo_json({"collection": info, "documents": [
+            {"path": r.path, "title": r.title, "n_chunks": r.n_chunks, "state": r.state,
+             "origin": r.origin, "size_bytes": r.size_bytes, "mtime": r.mtime}
+            for _, r in sorted(records.items())]})
+        return
     click.echo(f"collection {name}: {len(records)} documents, {st.count()} chunks")
     for key, value in sorted(st.build_info.items()):
         click.echo(f"  {key}: {value}")
@@ -197,16 +223,18 @@ def show_collection(ctx: click.Context, name: str) -> None:
 @collections.command("remove")
 @click.argument("name")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@json_option("Print one JSON object: removed (the name).")
 @click.pass_context
-def remove_collection(ctx: click.Context, name: str, yes: bool) -> None:
+def remove_collection(ctx: click.Context, name: str, yes: bool, as_json: bool) -> None:
     """Delete a collection and its bookkeeping (the documents themselves are untouched)."""
     from ..localdocs import store
 
     if not yes:
         click.confirm(f"Delete collection {name!r}?", abort=True)
-    try:
+    with cli_errors():
         client = store.make_client(ctx.obj["persist_dir"], ctx.obj["chroma_url"])
         store.Store(client, name, create=False).delete_collection()
-    except GPT4AllRagError as exc:
-        raise click.ClickException(str(exc)) from exc
+    if as_json or ctx.obj["as_json"]:
+        echo_json({"removed": name})
+        return
     click.echo(f"removed {name}")

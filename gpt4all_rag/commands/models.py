@@ -8,11 +8,12 @@ from pathlib import Path
 import click
 
 from .. import models as _models
-from ..errors import GPT4AllRagError
+from .common import cli_errors
 
 __all__ = ["models"]
 
-_MODEL_PATH_HELP = "Directory of model files [default: $GPT4ALL_MODEL_PATH or ~/.cache/gpt4all]."
+_MODEL_PATH_HELP = ("Directory of model files [default: $GPT4ALL_MODEL_PATH, else "
+                    "$XDG_CACHE_HOME/gpt4all, ~/.cache/gpt4all on Linux].")
 
 
 def _model_dir(model_path: Path | None) -> Path:
@@ -58,10 +59,8 @@ def list_command(url: str | None, model_path: Path | None, as_json: bool) -> Non
     Files in the model directory that the catalogue does not know are listed after it.
     """
     directory = _model_dir(model_path)
-    try:
+    with cli_errors():
         entries = _models.list_models(url)
-    except GPT4AllRagError as exc:
-        raise click.ClickException(str(exc)) from exc
     known = {entry["filename"] for entry in entries}
     for entry in entries:
         entry["installed"] = (directory / entry["filename"]).is_file()
@@ -117,7 +116,7 @@ def download_command(
     The file is checked against the catalogue's size and MD5, and only a complete file is
     ever placed under its final name. Prints the path of the model file.
     """
-    try:
+    with cli_errors():
         config = _models.retrieve_model(
             name,
             model_path,
@@ -126,8 +125,6 @@ def download_command(
             catalog_url=catalog_url,
             download_url=url,
         )
-    except (GPT4AllRagError, OSError) as exc:
-        raise click.ClickException(str(exc)) from exc
     click.echo(config["path"])
 
 
