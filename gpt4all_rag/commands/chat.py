@@ -80,7 +80,7 @@ def chat(model: str, model_path: Path | None, n_ctx: int, threads: int | None,
     """
     localdocs = None
     if collection is not None:
-        from .localdocs import open_localdocs
+        from .common import open_localdocs
 
         localdocs = open_localdocs(collection, persist_dir, chroma_url, None, None)
     try:

