@@ -14,7 +14,7 @@ COLLECTION_KEYS = ("name", "documents", "chunks", "embedding_model", "dimensiona
                    "chunk_tokens", "overlap_tokens", "chunker", "schema", "revision")
 
 
-class Collections(list):  # type: ignore[type-arg]
+class Collections(list[dict[str, Any]]):
     """A list of collections (dicts with :data:`COLLECTION_KEYS`; None where a collection does
     not record a value), sorted by name, that Jupyter shows as a table."""
 

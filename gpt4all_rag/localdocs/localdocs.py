@@ -490,7 +490,7 @@ class LocalDocs:
             store, _ = self._open(create=True)
             prefix = self._prefix(0)
             return _texts.add_texts(store, lambda batch: self.embedder.embed(batch, prefix=prefix),
-                                   texts_list(texts), metadatas, ids)
+                                   _as_text_list(texts), metadatas, ids)
 
     def delete(self, ids: Sequence[str]) -> int:
         """Remove the documents that these ids belong to: added texts by their id, indexed
@@ -567,7 +567,7 @@ class _TokenCounter:
         return self._prefix_cache[prefix]
 
 
-def texts_list(values: Iterable[str]) -> list[str]:
+def _as_text_list(values: Iterable[str]) -> list[str]:
     """``values`` as a list; a single string is refused (it would be split into characters).
 
     Raises:

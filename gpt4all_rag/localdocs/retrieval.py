@@ -111,7 +111,7 @@ class SearchResult:
                    embedding=None if chunk.embedding is None else list(chunk.embedding))
 
 
-class SearchResults(list):  # type: ignore[type-arg]
+class SearchResults(list[SearchResult]):
     """A list of :class:`SearchResult`, best first, that Jupyter shows as a table.
 
     It is a plain ``list`` in every other way (indexing, iteration, ``==`` with lists).
