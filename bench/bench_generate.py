@@ -1,4 +1,5 @@
-"""Prompt-processing and generation speed of ``GPT4All.generate``, against its anchors.
+"""Prompt-processing and generation speed of ``GPT4All.generate``, against its anchors, and
+of the chat core (``create_chat_completion``) against ``generate`` itself.
 
 Anchors, measured in the same run on the same prompt and settings (greedy, same threads,
 same batch size, same context):
@@ -69,6 +70,30 @@ def measure_ours(model: GPT4All, prompt: str, gen_tokens: int, n_batch: int, rep
                 t_first = time.perf_counter()
         t_end = time.perf_counter()
         n_prompt, n_gen = model.stats.prompt_tokens, model.stats.completion_tokens
+        pp.append(n_prompt / (t_first - t0))
+        tg.append((n_gen - 1) / (t_end - t_first))
+    return {"pp": statistics.median(pp[1:]), "tg": statistics.median(tg[1:]),
+            "prompt_tokens": n_prompt, "gen_tokens": n_gen}
+
+
+def measure_core(model: GPT4All, prompt: str, gen_tokens: int, n_batch: int, repeats: int) -> dict:
+    """The same prompt as one user message through the chat core (``create_chat_completion``,
+    streaming): what the LangChain, LlamaIndex and server fronts pay on top of ``generate``."""
+    pp, tg = [], []
+    n_prompt = n_gen = 0
+    messages = [{"role": "user", "content": prompt}]
+    for _ in range(repeats + 1):  # the first run warms up
+        model.model.reset()
+        t0 = time.perf_counter()
+        t_first = None
+        usage = None
+        for chunk in model.create_chat_completion(messages, max_tokens=gen_tokens, temp=0,
+                                                  n_batch=n_batch, stream=True):
+            if t_first is None and chunk.delta.get("content"):
+                t_first = time.perf_counter()
+            usage = chunk.usage or usage
+        t_end = time.perf_counter()
+        n_prompt, n_gen = usage.prompt_tokens, usage.completion_tokens
         pp.append(n_prompt / (t_first - t0))
         tg.append((n_gen - 1) / (t_end - t_first))
     return {"pp": statistics.median(pp[1:]), "tg": statistics.median(tg[1:]),
@@ -186,6 +211,7 @@ def main() -> None:
         with tight:
             systems: dict[str, rounds.Measure] = {
                 "ours": lambda _r: measure_ours(model, prompt, gen, n_batch, repeats),
+                "ours, chat core": lambda _r: measure_core(model, prompt, gen, n_batch, repeats),
                 "ours, tight context": lambda _r: measure_ours(tight, prompt, gen, n_batch, repeats),
                 "llama-bench": lambda _r: None if exe is None else measure_llama_bench(
                     exe, model_path, n_prompt, gen, threads, n_batch, repeats, fa),
@@ -193,7 +219,7 @@ def main() -> None:
                     model_path, prompt, n_prompt, gen, threads, n_batch, repeats, args.n_ctx),
             }
             res = rounds.run_rounds(systems, args.rounds)
-    ours, tight_res = res["ours"], res["ours, tight context"]
+    ours, tight_res, core = res["ours"], res["ours, tight context"], res["ours, chat core"]
     lb, ref = res["llama-bench"], res["gpt4all 2.8.2"]
     print(f"\nmodel {MODEL}, prompt {ours[0]['prompt_tokens']} tokens, "
           f"{ours[0]['gen_tokens']} generated, {args.threads} threads, n_batch {args.n_batch}, "
@@ -201,6 +227,7 @@ def main() -> None:
           f"each figure the median of {args.repeats} runs, then of {args.rounds} rounds")
     print(f"{'':36s}{'prompt tok/s':>14s}{'gen tok/s':>12s}")
     rows = [(f"gpt4all-rag GPT4All, n_ctx {args.n_ctx}", ours),
+            (f"gpt4all-rag chat core, n_ctx {args.n_ctx}", core),
             (f"gpt4all-rag GPT4All, n_ctx {n_prompt + gen}", tight_res),
             (f"(a) llama.cpp llama-bench ({n_prompt + gen})", lb),
             (f"(b) gpt4all 2.8.2, n_ctx {args.n_ctx}", ref)]
@@ -218,6 +245,8 @@ def main() -> None:
     if ref:
         print(f"vs (b), n_ctx {args.n_ctx} both: prompt {rounds.format_ratio(ours, ref, 'pp')}, "
               f"generation {rounds.format_ratio(ours, ref, 'tg')}   (target > 1x)")
+    print(f"chat core vs generate(), n_ctx {args.n_ctx}: prompt {rounds.format_ratio(core, ours, 'pp')}, "
+          f"generation {rounds.format_ratio(core, ours, 'tg')}   (target: 1x, the core adds nothing)")
     print(f"n_ctx {args.n_ctx} vs n_ctx {n_prompt + gen} (ours): generation "
           f"{rounds.format_ratio(ours, tight_res, 'tg')}")
 
