@@ -10,7 +10,7 @@ arguments, chooses the file names and calls these helpers:
 * :func:`_fetch_into` streams the body into it with a progress bar, resuming after a dropped
   connection or timeout with an HTTP ``Range`` request, restarting from zero when the server
   ignores ranges, and giving up after a bounded number of attempts without progress. Bars
-  are :mod:`tqdm.auto`'s (a widget in Jupyter), shown when ``verbose``.
+  are :mod:`tqdm.auto`'s (a widget in Jupyter), shown when ``progress`` says so.
 * :func:`_verify` checks the size and MD5 of the result.
 * :func:`_fsync_directory` makes the final rename durable; :func:`_remove_quietly` deletes a
   ``.part`` (or temporary catalogue cache) file, ignoring errors.
@@ -197,6 +197,7 @@ def _fetch_into(
     max_retries: int,
     backoff_s: float,
     verbose: bool,
+    bars: bool,
 ) -> int:
     """Download ``url`` into ``partf`` from byte 0, resuming after failures; return the size.
 
@@ -233,7 +234,7 @@ def _fetch_into(
                     if progress is None:
                         progress = stack.enter_context(
                             progress_bar(
-                                enabled=verbose,
+                                enabled=bars,
                                 desc="Downloading",
                                 total=total,
                                 initial=offset,
@@ -284,7 +285,7 @@ def _verify(
     expected_size: int | None,
     expected_md5: str | None,
     url: str,
-    verbose: bool,
+    bars: bool,
 ) -> None:
     if expected_size is not None and size != expected_size:
         raise DownloadError(f"Expected file size of {expected_size} bytes, got {size} from {url}")
@@ -293,7 +294,7 @@ def _verify(
     partf.seek(0)
     digest = hashlib.md5()
     with progress_bar(
-        enabled=verbose, desc="Verifying", total=size, unit="iB", unit_scale=True
+        enabled=bars, desc="Verifying", total=size, unit="iB", unit_scale=True
     ) as bar:
         while block := partf.read(BLOCK_SIZE):
             digest.update(block)
@@ -356,6 +357,7 @@ def download_model(
     *,
     timeout_s: float = 60,
     max_retries: int = 5,
+    progress: bool | None = None,
 ) -> Path:
     """Download a model file (the seed's ``GPT4All.download_model``).
 
@@ -372,8 +374,7 @@ def download_model(
     Args:
         model_filename: file name of the model (with extension); a plain name, no directories.
         model_path: existing directory to download into.
-        verbose: show progress bars (:mod:`tqdm.auto`: a widget in Jupyter) and messages on
-            stderr.
+        verbose: show messages on stderr, and progress bars unless ``progress`` says otherwise.
         url: URL of the file; ``None`` means ``https://gpt4all.io/models/gguf/<model_filename>``.
         expected_size: expected size in bytes, or ``None`` to skip the check.
         expected_md5: expected MD5 as 32 hex digits, or ``None`` to skip the check.
@@ -384,6 +385,8 @@ def download_model(
             that got further into the file than any before resets the count, so a long
             download survives many drops. Pauses after attempts without progress start at
             1 s and double (at most 30 s).
+        progress: download and verification bars (:mod:`tqdm.auto`: a widget in Jupyter).
+            None: when ``verbose`` (the seed's behaviour); True: always; False: never.
 
     Returns:
         Path of the downloaded file.
@@ -391,7 +394,7 @@ def download_model(
     Raises:
         InvalidParameterError: ``model_filename`` is not a plain file name, ``url`` is not an
             http(s) URL, or ``expected_size``, ``expected_md5``, ``timeout_s`` or
-            ``max_retries`` is invalid.
+            ``max_retries`` or ``progress`` is invalid.
         ModelNotFoundError: ``model_path`` is not an existing directory.
         DownloadError: HTTP error (the message names status and URL), retries exhausted,
             stalled server, size or MD5 mismatch, unexpected Content-Encoding, the ``.part``
@@ -412,6 +415,9 @@ def download_model(
     timeout_s = _check_positive("timeout_s", timeout_s)
     if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
         raise InvalidParameterError(f"max_retries must be an int >= 0, got {max_retries!r}")
+    if progress is not None and not isinstance(progress, bool):
+        raise InvalidParameterError(f"progress must be None, True or False, got {progress!r}")
+    bars = verbose if progress is None else progress
     directory = Path(model_path).expanduser()
     if not directory.is_dir():
         raise ModelNotFoundError(f"Model directory does not exist: {str(directory)!r}")
@@ -435,6 +441,7 @@ def download_model(
                 max_retries=max_retries,
                 backoff_s=_RETRY_BACKOFF_S,
                 verbose=verbose,
+                bars=bars,
             )
             _verify(
                 partf,
@@ -442,7 +449,7 @@ def download_model(
                 expected_size=expected_size,
                 expected_md5=expected_md5,
                 url=url,
-                verbose=verbose,
+                bars=bars,
             )
             partf.flush()
             os.fsync(partf.fileno())

@@ -56,6 +56,7 @@ from ._download import (
     _safe_name,
     download_model,  # re-exported (public)
 )
+from ._progress import show_progress
 from .errors import DownloadError, ModelNotFoundError
 
 __all__ = [
@@ -394,7 +395,9 @@ def retrieve_model(
             if missing.
         allow_download: download a missing model and use the catalogue. If False, the result
             holds only ``"path"`` (as in the seed).
-        verbose: print what happens (found file, download progress) to stderr.
+        verbose: print what happens (found file, download) to stderr. The download's
+            progress bars are shown when ``verbose``, and otherwise by the rule of every
+            ``progress`` argument: in a Jupyter kernel and when stderr is a terminal.
         default_directory: directory used when ``model_path`` is ``None``; ``None`` means
             :func:`default_model_directory`. (``GPT4All`` passes its module's
             ``DEFAULT_MODEL_DIRECTORY`` here.)
@@ -474,6 +477,7 @@ def retrieve_model(
             url=url,
             expected_size=_parse_size(config.get("filesize")),
             expected_md5=md5,
+            progress=True if verbose else show_progress(None),
         )
     )
     return config

@@ -644,6 +644,39 @@ def test_retrieve_downloads_with_the_catalogue_entry(
     assert http_server.request_count() == 2  # catalogue and model
 
 
+def test_a_download_shows_its_bars_by_the_progress_rule(
+    http_server: FileServer,
+    catalog: dict[str, object],
+    model_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from gpt4all_rag import _progress
+
+    # Not verbose, not a terminal, not a notebook: quiet (as the seed).
+    monkeypatch.setattr(_progress, "_stderr_is_a_terminal", lambda: False)
+    monkeypatch.setattr(_progress, "in_notebook", lambda: False)
+    models.retrieve_model("tiny-chat.Q4_0", model_dir)
+    assert capsys.readouterr().err == ""
+    # In a Jupyter kernel the bars appear without verbose (tqdm.auto: widgets there).
+    (model_dir / "tiny-chat.Q4_0.gguf").unlink()
+    monkeypatch.setattr(_progress, "in_notebook", lambda: True)
+    models.retrieve_model("tiny-chat.Q4_0", model_dir)
+    err = capsys.readouterr().err
+    assert "Downloading" in err and "Verifying" in err and "Model downloaded" not in err
+
+
+def test_download_progress_overrides_verbose(
+    http_server: FileServer, model_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    entry = http_server.add_model("m.gguf", b"z" * 1000)
+    models.download_model("m.gguf", model_dir, True, entry["url"], progress=False)
+    err = capsys.readouterr().err
+    assert "Downloading" not in err and "Model downloaded to" in err
+    with pytest.raises(InvalidParameterError, match="progress"):
+        models.download_model("m.gguf", model_dir, False, entry["url"], progress="yes")
+
+
 def test_retrieve_uses_a_cached_model_offline(
     http_server: FileServer, catalog: dict[str, object], model_dir: Path, tmp_path: Path
 ) -> None:
