@@ -28,7 +28,8 @@ def cells(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str
 
 def _html(cell: Any) -> str:
     found = [o["data"]["text/html"] for o in cell.outputs
-             if o.get("output_type") in ("execute_result", "display_data") and "text/html" in o.get("data", {})]
+             if o.get("output_type") in ("execute_result", "display_data")
+             and "text/html" in o.get("data", {})]
     assert len(found) == 1, cell.outputs
     return found[0]
 

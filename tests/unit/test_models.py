@@ -551,7 +551,8 @@ def test_a_concurrent_download_of_the_same_file_is_refused(
     assert not (model_dir / "m.gguf").exists()
     assert http_server.request_count() == 0
     # Once the other download is gone, the same call succeeds.
-    assert models.download_model("m.gguf", model_dir, False, entry["url"]).read_bytes() == b"z" * 100
+    path = models.download_model("m.gguf", model_dir, False, entry["url"])
+    assert path.read_bytes() == b"z" * 100
 
 
 def test_the_lock_is_released_after_a_failed_download(
