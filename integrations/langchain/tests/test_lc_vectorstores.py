@@ -16,8 +16,9 @@ from langchain_gpt4all_rag import GPT4AllEmbeddings, LocalDocsVectorStore
 from langchain_tests.integration_tests import VectorStoreIntegrationTests
 from lc_helpers import MINILM, N_THREADS, models_dir
 
-from gpt4all_rag.errors import InvalidParameterError
-from gpt4all_rag.localdocs import LocalDocs
+from gpt4all_rag.errors import CollectionNotFoundError, InvalidParameterError
+from gpt4all_rag.localdocs import LocalDocs, list_collections
+from gpt4all_rag.localdocs.store import FileRecord, Store, make_client
 
 BACKENDS = ("embedded", "server")
 
@@ -56,7 +57,7 @@ class TestLocalDocsVectorStoreStandard(VectorStoreIntegrationTests):
             store.localdocs.close()
             try:
                 store.localdocs.remove()
-            except Exception:  # noqa: BLE001 - a test that wrote nothing left no collection
+            except CollectionNotFoundError:  # a test that wrote nothing left no collection
                 pass
 
 
@@ -140,16 +141,27 @@ def test_mmr_prefers_different_chunks(filled: LocalDocsVectorStore) -> None:
     assert [d.id for d in retriever.invoke(query)] == [d.id for d in mmr]
 
 
-def test_writes_keep_the_bookkeeping_right(filled: LocalDocsVectorStore, tmp_path: Path) -> None:
+def _records(backend: dict[str, Any]) -> dict[str, FileRecord]:
+    client = make_client(backend.get("persist_directory"), backend.get("chroma_url"))
+    return Store(client, backend["collection"], create=False).file_records()
+
+
+def _revision(backend: dict[str, Any]) -> int:
+    where = {k: backend.get(k) for k in ("persist_directory", "chroma_url")}
+    (row,) = [r for r in list_collections(**where) if r["name"] == backend["collection"]]
+    return int(row["revision"])
+
+
+def test_writes_keep_the_bookkeeping_right(filled: LocalDocsVectorStore, backend: dict[str, Any],
+                                           tmp_path: Path) -> None:
     ld = filled.localdocs
-    records = ld._open(create=False)[0].file_records()
-    texts = {p: r for p, r in records.items() if r.origin == "text"}
+    texts = {p: r for p, r in _records(backend).items() if r.origin == "text"}
     assert set(texts) == {"text:memo-12", "text:memo-13"}
-    assert all(r.state == "done" and r.n_chunks == 1 for r in texts.values())
-    revision = ld._open(create=False)[0].revision
+    assert all(r.state == "done" and r.n_chunks == 1 and r.doc_id == p[5:] for p, r in texts.items())
+    revision = _revision(backend)
     # BM25 sees a text as soon as it is added (the revision changed).
     filled.add_texts(["Zanzibar-flavoured tea is in the top drawer."], ids=["tea"])
-    assert ld._open(create=False)[0].revision == revision + 1
+    assert _revision(backend) == revision + 1
     assert [r.chunk_id for r in ld.search("Zanzibar", k=1, mode="keyword")] == ["tea"]
     # Re-indexing the folder leaves texts alone and finds the files unchanged.
     report = ld.index(tmp_path / "docs", progress=False)
