@@ -86,7 +86,9 @@ class LocalDocs:
     Args:
         collection: collection name (3-63 characters: letters, digits, ``.``, ``_``, ``-``).
         persist_directory: folder of the embedded Chroma database (None:
-            ``$GPT4ALL_RAG_LOCALDOCS_DIR`` or ``~/.local/share/gpt4all-rag/localdocs``).
+            ``$GPT4ALL_RAG_LOCALDOCS_DIR``, else the platform's data folder:
+            ``$XDG_DATA_HOME/gpt4all-rag/localdocs``, by default
+            ``~/.local/share/gpt4all-rag/localdocs``; see :mod:`gpt4all_rag.paths`).
         chroma_url: ``http://host:port`` of a Chroma server to use instead of the embedded one.
         embedding_model: GGUF embedding model file. None: the model the collection was built
             with, or ``all-MiniLM-L6-v2.gguf2.f16.gguf`` for a new collection.
