@@ -52,7 +52,6 @@ __all__ = [
     "OUTTYPES",
     "checkpoint_name",
     "convert_sentence_transformer",
-    "default_embedding_model",
 ]
 
 #: Output types :func:`convert_sentence_transformer` accepts.

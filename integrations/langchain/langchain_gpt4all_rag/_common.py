@@ -11,7 +11,7 @@ import dataclasses
 import os
 import threading
 import weakref
-from collections.abc import AsyncGenerator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -20,6 +20,7 @@ from langchain_core.language_models.base import LangSmithParams
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from gpt4all_rag import GPT4All
+from gpt4all_rag.aio import iterate_in_thread
 from gpt4all_rag.gpt4all import DEFAULT_N_CTX
 from gpt4all_rag.sampling import DEFAULTS, FIELDS
 from gpt4all_rag.errors import ConcurrentUseError, ModelNotFoundError
@@ -258,60 +259,8 @@ class _Engine:
 _SHARED: weakref.WeakValueDictionary[tuple[Any, ...], _Engine] = weakref.WeakValueDictionary()
 _SHARED_LOCK = threading.Lock()
 
-_ITEM, _ERROR, _DONE = 0, 1, 2
-
-
-async def pump(make: Callable[[], Iterator[T]]) -> AsyncGenerator[T, None]:
-    """Run a blocking iterator in a worker thread and yield its items on the event loop.
-
-    The iterator is created, consumed and closed in one worker thread (the engine ties a
-    stream to the thread that started it); items travel through an :class:`asyncio.Queue`,
-    so the event loop never blocks. When the consumer stops early (``aclose()``,
-    cancellation), the worker closes the iterator at its next item, which stops generation.
-    Exceptions raised by the iterator are re-raised here.
-    """
-    loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[tuple[int, Any]] = asyncio.Queue()
-    stop = threading.Event()
-
-    def post(kind: int, value: Any) -> bool:
-        try:
-            loop.call_soon_threadsafe(queue.put_nowait, (kind, value))
-        except RuntimeError:  # the event loop is closed: nobody is listening any more
-            stop.set()
-            return False
-        return True
-
-    def produce() -> None:
-        iterator = make()
-        try:
-            for item in iterator:
-                if stop.is_set() or not post(_ITEM, item):
-                    break
-        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, re-raised there
-            post(_ERROR, exc)
-            return
-        finally:
-            close = getattr(iterator, "close", None)
-            if close is not None:
-                close()
-        post(_DONE, None)
-
-    ctx = contextvars.copy_context()
-    future = loop.run_in_executor(None, ctx.run, produce)
-    try:
-        while True:
-            kind, value = await queue.get()
-            if kind == _ITEM:
-                yield value
-            elif kind == _ERROR:
-                raise value
-            else:
-                break
-    finally:
-        stop.set()
-        if future.done():
-            future.result()
+#: The thread-to-asyncio bridge of every async front (gpt4all_rag.aio).
+pump = iterate_in_thread
 
 
 async def run_blocking(func: Callable[..., T], *args: Any) -> T:

@@ -49,13 +49,13 @@ from llama_index.core.types import Model
 from pydantic import AliasChoices
 
 from gpt4all_rag import GPT4All, errors
+from gpt4all_rag.aio import iterate_in_thread
 from gpt4all_rag.completion_types import ChatCompletion, TokenLogprob
 from gpt4all_rag.gpt4all import DEFAULT_N_CTX
 from gpt4all_rag.sampling import ALIASES, DEFAULTS, FIELDS
 from gpt4all_rag.templates import ChatTemplate
 
 from . import _structured
-from ._async import iterate_in_thread
 
 __all__ = ["GPT4AllRag"]
 

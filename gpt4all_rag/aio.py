@@ -1,4 +1,5 @@
-"""Run a blocking iterator in a worker thread and consume it from asyncio without blocking.
+"""Run a blocking iterator in a worker thread and consume it from asyncio without blocking
+(the bridge every async front uses: the LangChain and LlamaIndex classes and the server).
 
 gpt4all-rag generation is pulled token by token from a synchronous generator that holds the
 model's lock between ``next()`` calls of one thread. The worker thread therefore owns the
@@ -15,6 +16,8 @@ import contextvars
 import threading
 from collections.abc import AsyncGenerator, Callable, Iterator
 from typing import TypeVar, cast
+
+__all__ = ["iterate_in_thread"]
 
 T = TypeVar("T")
 
