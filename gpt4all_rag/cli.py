@@ -20,6 +20,7 @@ _COMMANDS: tuple[tuple[str, str], ...] = (
     ("evaluate", "evaluate"),
     ("models", "models"),
     ("convert", "convert"),
+    ("serve", "serve"),
 )
 
 

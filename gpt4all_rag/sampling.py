@@ -130,6 +130,12 @@ class SamplingParams:
             resolved[name] = value
         return dataclasses.replace(base or cls(), **resolved)
 
+    def generate_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments of ``GPT4All.generate`` for these parameters."""
+        out = dataclasses.asdict(self)
+        out["stop"] = list(self.stop) or None
+        return out
+
     def native(self) -> dict[str, Any]:
         """The keyword arguments of ``NativeModel.generate_start`` (a fresh seed when None)."""
         return dict(temp=self.temp, top_k=self.top_k, top_p=self.top_p, min_p=self.min_p,

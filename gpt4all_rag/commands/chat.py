@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import sys
 from pathlib import Path
@@ -82,11 +81,6 @@ def sampling_options(f):  # type: ignore[no-untyped-def]
     return wrapper
 
 
-def generate_options(sampling: SamplingParams) -> dict[str, Any]:
-    """``GPT4All.generate`` keyword arguments of a sampling object."""
-    out = dataclasses.asdict(sampling)
-    out["stop"] = list(sampling.stop) or None
-    return out
 
 
 def load_chat_model(model: str, model_path: Path | None, n_ctx: int, threads: int | None,
@@ -141,7 +135,7 @@ def chat(model: str, model_path: Path | None, n_ctx: int, threads: int | None,
             if interactive and not message.strip():
                 break
             try:
-                for piece in llm.generate(message, streaming=True, **generate_options(sampling)):
+                for piece in llm.generate(message, streaming=True, **sampling.generate_kwargs()):
                     click.echo(piece, nl=False)
                     sys.stdout.flush()
             except GPT4AllRagError as exc:

@@ -23,7 +23,7 @@ from pathlib import Path
 import click
 
 from ..sampling import SamplingParams
-from .chat import generate_options, load_chat_model, model_options
+from .chat import load_chat_model, model_options
 from .common import cli_errors, echo_json, json_option, localdocs_options, open_localdocs, store_options
 
 # localdocs_options and open_localdocs live in .common; other command modules import them here.
@@ -131,7 +131,7 @@ def ask(question: str, collection: str, persist_dir: Path | None, chroma_url: st
                                            allow_download) as llm:
         pieces: list[str] = []
         with llm.chat_session(system_message=system_message, localdocs=ld, localdocs_k=k):
-            for piece in llm.generate(question, streaming=True, **generate_options(sampling)):
+            for piece in llm.generate(question, streaming=True, **sampling.generate_kwargs()):
                 if as_json:
                     pieces.append(piece)
                 else:

@@ -1,0 +1,71 @@
+"""``gpt4all-rag serve``: the OpenAI-compatible server (uvicorn running gpt4all_rag.server)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from .common import cli_errors
+
+__all__ = ["serve"]
+
+
+@click.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on (loopback by default; 0.0.0.0 exposes it).")
+@click.option("--port", type=click.IntRange(1, 65535), default=4891, show_default=True,
+              help="Port (4891 is GPT4All Desktop's).")
+@click.option("--model", "-m", default=None,
+              help="Chat model loaded at start and used when a request names none.")
+@click.option("--embedding-model", default="all-MiniLM-L6-v2.gguf2.f16.gguf", show_default=True,
+              help="Embedding model used when a request names none.")
+@click.option("--model-path", type=click.Path(file_okay=False, path_type=Path),
+              help="Model directory [default: $GPT4ALL_MODEL_PATH or ~/.cache/gpt4all].")
+@click.option("--api-key", envvar="GPT4ALL_RAG_API_KEY", default=None,
+              help="Require 'Authorization: Bearer KEY' on every endpoint but /health "
+                   "[env: GPT4ALL_RAG_API_KEY].")
+@click.option("--chroma-url", default=None, help="LocalDocs on a Chroma server http://HOST:PORT.")
+@click.option("--persist-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder of the embedded LocalDocs database.")
+@click.option("--n-ctx", type=click.IntRange(min=64), default=None, help="Context window of chat models.")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads per model.")
+@click.option("--max-loaded-models", type=click.IntRange(min=1), default=2, show_default=True)
+@click.option("--max-queue", type=click.IntRange(min=0), default=16, show_default=True,
+              help="Requests that may wait for a busy model (more get 503).")
+@click.option("--queue-timeout", "queue_timeout_s", type=click.FloatRange(min=0.1), default=60.0,
+              show_default=True, help="Seconds a request waits before it gets 503.")
+@click.option("--max-tokens-limit", type=click.IntRange(min=1), default=4096, show_default=True,
+              help="Largest max_tokens a request may ask for.")
+@click.option("--cors-origin", "cors_origins", multiple=True,
+              help="Allow this origin by CORS (repeatable; CORS is off without one).")
+@click.option("--allow-download/--offline", default=False, show_default=True,
+              help="Let requests download catalogue models that are missing.")
+def serve(host: str, port: int, model: str | None, embedding_model: str, model_path: Path | None,
+          api_key: str | None, chroma_url: str | None, persist_dir: Path | None, n_ctx: int | None,
+          threads: int | None, max_loaded_models: int, max_queue: int, queue_timeout_s: float,
+          max_tokens_limit: int, cors_origins: tuple[str, ...], allow_download: bool) -> None:
+    """Serve the OpenAI API (chat, completions, embeddings) with LocalDocs on HOST:PORT.
+
+    Ctrl-C stops it cleanly. Point any OpenAI client at http://HOST:PORT/v1.
+    """
+    import uvicorn
+
+    from ..server import ServerConfig, create_app
+    from ..server.pool import ModelPool
+
+    config = ServerConfig(model_path=model_path, model=model, embedding_model=embedding_model,
+                          allow_download=allow_download, n_threads=threads,
+                          max_loaded_models=max_loaded_models, max_queue=max_queue,
+                          queue_timeout_s=queue_timeout_s, max_tokens_limit=max_tokens_limit,
+                          api_key=api_key or None, cors_origins=list(cors_origins),
+                          persist_directory=persist_dir, chroma_url=chroma_url)
+    if n_ctx is not None:
+        config.n_ctx = n_ctx
+    pool = ModelPool(config)
+    if model is not None:
+        with cli_errors():
+            pool.chat_model(pool.resolve(model))  # pinned: loaded before the first request
+    click.echo(f"gpt4all-rag serving the OpenAI API on http://{host}:{port}/v1"
+               f"{' (API key required)' if config.api_key else ''}", err=True)
+    uvicorn.run(create_app(config, pool), host=host, port=port, log_level="warning")

@@ -1,0 +1,377 @@
+"""The OpenAI-compatible HTTP API: FastAPI routes mapped onto the chat core.
+
+Endpoints: ``GET /health``, ``GET /v1/models``, ``POST /v1/chat/completions``,
+``POST /v1/completions``, ``POST /v1/embeddings``, ``GET /v1/collections``,
+``POST /v1/collections/{name}/search``. Request fields are :mod:`.schemas`; responses are the
+chat core's objects as OpenAI's JSON. Streaming is Server-Sent Events (``data: {...}`` chunks,
+then ``data: [DONE]``) by sse-starlette; a client that disconnects stops its generation at the
+next token.
+
+LocalDocs: a chat request with ``"localdocs": {"collections": [...], "k": 3}`` retrieves
+excerpts for its last user message from those collections, and the model sees them through
+the same prompt code as ``chat_session(localdocs=...)``; the response carries them as
+``references`` (path, heading, page or lines, excerpt, score), in a stream as a last chunk
+with no choices.
+
+Errors are OpenAI's error object with the right status: 400 bad parameters (also an
+over-long prompt: code ``context_length_exceeded``), 401 a missing or wrong API key, 404 an
+unknown model, collection or route, 413 a body over the limit, 503 a full queue or a wait past
+the timeout. Nothing a client sends produces a 500.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hmac
+import json
+import time
+import uuid
+from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator
+
+import numpy as np
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sse_starlette.sse import EventSourceResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.cors import CORSMiddleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .. import errors
+from ..aio import iterate_in_thread
+from ..completion_types import ChatCompletion, ChatCompletionChunk
+from ..sampling import SamplingParams
+from .pool import ApiError, ModelPool, ServerConfig
+from .schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest, SearchRequest
+
+__all__ = ["create_app"]
+
+#: Status of each error class a request can cause (first match in order wins).
+_STATUS: tuple[tuple[type[BaseException], int, str], ...] = (
+    (errors.ModelNotFoundError, 404, "model_not_found"),
+    (errors.CollectionNotFoundError, 404, "collection_not_found"),
+    (errors.ContextOverflowError, 400, "context_length_exceeded"),
+    (errors.GrammarError, 400, "invalid_grammar"),
+    (errors.ChatTemplateError, 400, "chat_template_error"),
+    (errors.ModelLoadError, 400, "invalid_model_file"),
+    (errors.CollectionMismatchError, 400, "collection_mismatch"),
+    (errors.UnsupportedOperationError, 400, "unsupported"),
+    (errors.InvalidParameterError, 400, "invalid_parameter"),
+)
+
+
+def _api_error(exc: BaseException) -> ApiError:
+    if isinstance(exc, ApiError):
+        return exc
+    for cls, status, code in _STATUS:
+        if isinstance(exc, cls):
+            return ApiError(status, str(exc), code=code)
+    return ApiError(500, f"internal error: {type(exc).__name__}: {exc}", type="server_error")
+
+
+class _BodyLimit:
+    """413 for a request body over ``limit`` bytes (by Content-Length, or while it streams in)."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        too_big = ApiError(413, f"the request body is larger than {self.limit:,} bytes",
+                           code="request_too_large")
+        if length is not None and length.isdigit() and int(length) > self.limit:
+            await JSONResponse(too_big.body(), status_code=413)(scope, receive, send)
+            return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise too_big
+            return message
+
+        try:
+            await self.app(scope, limited, send)
+        except ApiError as exc:  # raised before any response started
+            await JSONResponse(exc.body(), status_code=exc.status)(scope, receive, send)
+
+
+def create_app(config: ServerConfig, pool: ModelPool | None = None) -> FastAPI:
+    """The ASGI application (run it with uvicorn, as ``gpt4all-rag serve`` does).
+
+    Args:
+        config: the server's settings.
+        pool: the models and collections (default: a new :class:`ModelPool`); the app closes
+            it on shutdown.
+    """
+    pool = pool or ModelPool(config)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        await asyncio.to_thread(pool.close)
+
+    app = FastAPI(title="gpt4all-rag", description="OpenAI-compatible API with LocalDocs",
+                  version="1", lifespan=lifespan)
+    app.state.pool = pool
+    if config.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=config.cors_origins,
+                           allow_methods=["GET", "POST"], allow_headers=["Authorization", "Content-Type"])
+    app.add_middleware(_BodyLimit, limit=config.max_body_bytes)
+
+    @app.exception_handler(ApiError)
+    async def _api(_: Request, exc: ApiError) -> JSONResponse:
+        return JSONResponse(exc.body(), status_code=exc.status)
+
+    @app.exception_handler(errors.GPT4AllRagError)
+    async def _ours(_: Request, exc: errors.GPT4AllRagError) -> JSONResponse:
+        e = _api_error(exc)
+        return JSONResponse(e.body(), status_code=e.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        loc = [str(p) for p in first.get("loc", ()) if p != "body"]
+        e = ApiError(400, f"{'.'.join(loc) or 'body'}: {first.get('msg', 'invalid request')}",
+                     param=".".join(loc) or None, code="invalid_request")
+        return JSONResponse(e.body(), status_code=400)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        e = ApiError(exc.status_code, str(exc.detail), code="not_found" if exc.status_code == 404 else None)
+        return JSONResponse(e.body(), status_code=exc.status_code)
+
+    def authorize(request: Request) -> None:
+        if config.api_key is None:
+            return
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), config.api_key.encode()):
+            raise ApiError(401, "missing or wrong API key: send 'Authorization: Bearer KEY'",
+                           code="invalid_api_key")
+
+    auth = [Depends(authorize)]
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/v1/models", dependencies=auth)
+    async def list_models() -> dict[str, Any]:
+        names = await asyncio.to_thread(pool.list_models)
+        return {"object": "list", "data": [{"id": n, "object": "model", "created": 0,
+                                            "owned_by": "gpt4all-rag"} for n in names]}
+
+    def check_max_tokens(value: int | None) -> None:
+        if value is not None and value > config.max_tokens_limit:
+            raise ApiError(400, f"max_tokens is {value}; this server allows at most "
+                                f"{config.max_tokens_limit}", param="max_tokens")
+
+    @app.post("/v1/chat/completions", dependencies=auth)
+    async def chat_completions(req: ChatCompletionRequest) -> Any:
+        filename = pool.resolve(req.model)
+        options = {k: v for k, v in req.sampling().items() if v is not None}
+        check_max_tokens(options.get("max_tokens"))
+        messages, references = req.messages, []
+        if req.localdocs is not None:
+            messages, references = await asyncio.to_thread(_with_localdocs, pool, req)
+        kwargs = dict(tools=req.tools, tool_choice=req.tool_choice,
+                      response_format=req.response_format, logprobs=req.logprobs,
+                      top_logprobs=req.top_logprobs, enable_thinking=req.enable_thinking, **options)
+        include_usage = bool(req.stream_options and req.stream_options.include_usage)
+        if not req.stream:
+            async with pool.slot(filename):
+                def run() -> ChatCompletion:
+                    out = pool.chat_model(filename).create_chat_completion(messages, **kwargs)
+                    assert isinstance(out, ChatCompletion)
+                    return out
+
+                body = (await asyncio.to_thread(run)).to_dict()
+            if req.localdocs is not None:
+                body["references"] = references
+            return JSONResponse(body)
+
+        slot = pool.slot(filename)
+        await slot.__aenter__()
+        try:
+            stream = await asyncio.to_thread(
+                lambda: pool.chat_model(filename).create_chat_completion(messages, stream=True, **kwargs))
+        except BaseException:
+            await slot.__aexit__(None, None, None)
+            raise
+
+        async def events() -> AsyncIterator[dict[str, str]]:
+            try:
+                last: ChatCompletionChunk | None = None
+                async for chunk in iterate_in_thread(lambda: stream):
+                    last = chunk
+                    data = chunk.to_dict()
+                    data["usage"] = None  # OpenAI: usage only in the include_usage chunk
+                    yield {"data": json.dumps(data)}
+                if last is not None and include_usage and last.usage is not None:
+                    yield {"data": json.dumps({**last.to_dict(), "choices": []})}
+                if req.localdocs is not None and last is not None:
+                    yield {"data": json.dumps({"id": last.id, "object": "chat.completion.chunk",
+                                               "created": last.created, "model": last.model,
+                                               "choices": [], "references": references})}
+                yield {"data": "[DONE]"}
+            except Exception as exc:  # after the response started: report it in the stream
+                yield {"data": json.dumps(_api_error(exc).body())}
+            finally:
+                await slot.__aexit__(None, None, None)
+
+        return EventSourceResponse(events(), ping=15)
+
+    @app.post("/v1/completions", dependencies=auth)
+    async def completions(req: CompletionRequest) -> Any:
+        filename = pool.resolve(req.model)
+        params = SamplingParams.from_options(**{k: v for k, v in req.sampling().items() if v is not None})
+        check_max_tokens(params.max_tokens)
+        ident, created = f"cmpl-{uuid.uuid4().hex[:24]}", int(time.time())
+
+        def body(text: str, model: Any, finish: str | None, lps: Any) -> dict[str, Any]:
+            return {"id": ident, "object": "text_completion", "created": created, "model": filename,
+                    "choices": [{"text": text, "index": 0, "finish_reason": finish,
+                                 "logprobs": lps}], "usage": None}
+
+        def legacy_logprobs(model: Any) -> dict[str, Any] | None:
+            if req.logprobs is None:
+                return None
+            lps = model.last_logprobs
+            offsets, pos = [], 0
+            for t in lps:
+                offsets.append(pos)
+                pos += len(t.token)
+            return {"tokens": [t.token for t in lps], "token_logprobs": [t.logprob for t in lps],
+                    "top_logprobs": [{a.token: a.logprob for a in t.top_logprobs} for t in lps],
+                    "text_offset": offsets}
+
+        def usage(model: Any) -> dict[str, int]:
+            s = model.stats
+            return {"prompt_tokens": s.prompt_tokens, "completion_tokens": s.completion_tokens,
+                    "total_tokens": s.prompt_tokens + s.completion_tokens}
+
+        def finish_reason(model: Any) -> str:
+            return "length" if model.stats.finish_reason == "length" else "stop"
+
+        if not req.stream:
+            async with pool.slot(filename):
+                def run() -> dict[str, Any]:
+                    model = pool.chat_model(filename)
+                    text = model.generate(req.text, logprobs=req.logprobs, **params.generate_kwargs())
+                    out = body(text, model, finish_reason(model), legacy_logprobs(model))
+                    out["usage"] = usage(model)
+                    return out
+
+                return JSONResponse(await asyncio.to_thread(run))
+
+        slot = pool.slot(filename)
+        await slot.__aenter__()
+        try:
+            model = await asyncio.to_thread(pool.chat_model, filename)
+            pieces = model.generate(req.text, streaming=True, logprobs=req.logprobs,
+                                    **params.generate_kwargs())
+        except BaseException:
+            await slot.__aexit__(None, None, None)
+            raise
+
+        async def events() -> AsyncIterator[dict[str, str]]:
+            try:
+                async for piece in iterate_in_thread(lambda: iter(pieces)):
+                    yield {"data": json.dumps(body(piece, model, None, None))}
+                last = body("", model, finish_reason(model), legacy_logprobs(model))
+                if req.stream_options and req.stream_options.include_usage:
+                    last["usage"] = usage(model)
+                yield {"data": json.dumps(last)}
+                yield {"data": "[DONE]"}
+            except Exception as exc:
+                yield {"data": json.dumps(_api_error(exc).body())}
+            finally:
+                await slot.__aexit__(None, None, None)
+
+        return EventSourceResponse(events(), ping=15)
+
+    @app.post("/v1/embeddings", dependencies=auth)
+    async def embeddings(req: EmbeddingRequest) -> Any:
+        filename = pool.resolve(req.model, embedding=True)
+        async with pool.slot(filename):
+            return JSONResponse(await asyncio.to_thread(_embed, pool, filename, req))
+
+    @app.get("/v1/collections", dependencies=auth)
+    async def collections() -> dict[str, Any]:
+        rows = await asyncio.to_thread(pool.collections)
+        return {"object": "list", "data": [{"id": r["name"], "object": "collection", **r} for r in rows]}
+
+    @app.post("/v1/collections/{name}/search", dependencies=auth)
+    async def search(name: str, req: SearchRequest) -> dict[str, Any]:
+        def run() -> list[dict[str, Any]]:
+            return [r.as_dict() for r in pool.localdocs(name).search(req.query, req.k, mode=req.mode)]
+
+        return {"object": "list", "data": await asyncio.to_thread(run)}
+
+    return app
+
+
+def _last_user_text(messages: list[dict[str, Any]]) -> tuple[int, str]:
+    for i in range(len(messages) - 1, -1, -1):
+        m = messages[i]
+        if isinstance(m, dict) and m.get("role") == "user":
+            content = m.get("content")
+            if isinstance(content, list):
+                content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
+            if isinstance(content, str) and content.strip():
+                return i, content
+    raise ApiError(400, "localdocs needs a user message to search for", param="messages")
+
+
+def _with_localdocs(pool: ModelPool, req: ChatCompletionRequest) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The messages with retrieved context in the last user message (the prompt code of
+    ``chat_session(localdocs=...)``), and the references."""
+    from ..localdocs import build_prompt
+
+    assert req.localdocs is not None
+    index, question = _last_user_text(req.messages)
+    results = []
+    for name in dict.fromkeys(req.localdocs.collections):
+        results += pool.localdocs(name).search(question, req.localdocs.k, mode=req.localdocs.mode)
+    results = sorted(results, key=lambda r: r.score, reverse=True)[: req.localdocs.k]
+    messages = list(req.messages)
+    messages[index] = {**messages[index], "content": build_prompt(question, results)}
+    references = [{"index": i, **{k: v for k, v in r.as_dict().items() if k != "metadata"}}
+                  for i, r in enumerate(results, start=1)]
+    return messages, references
+
+
+def _embed(pool: ModelPool, filename: str, req: EmbeddingRequest) -> dict[str, Any]:
+    embedder = pool.embedder(filename)
+    model = embedder.gpt4all.model
+    items = req.input if isinstance(req.input, list) else [req.input]
+    if items and isinstance(items[0], int):
+        items = [items]  # one token array
+    texts = [i if isinstance(i, str) else model.detokenize(list(i)) for i in items]
+    if any(not t for t in texts):
+        raise ApiError(400, "an input is empty", param="input")
+    prefix = None
+    if req.input_type == "query":
+        if embedder.rule is None:
+            raise ApiError(400, f"{filename} has no known query prefix", param="input_type")
+        prefix = embedder.rule.query_prefix
+    vectors = embedder.embed(texts, prefix=prefix, dimensionality=req.dimensions)
+    n_tokens = sum(len(model.tokenize(t, add_special=True)) for t in texts)
+    data = []
+    for i, v in enumerate(vectors):
+        value: Any = v
+        if req.encoding_format == "base64":
+            value = base64.b64encode(np.asarray(v, dtype="<f4").tobytes()).decode()
+        data.append({"object": "embedding", "index": i, "embedding": value})
+    return {"object": "list", "data": data, "model": filename,
+            "usage": {"prompt_tokens": n_tokens, "total_tokens": n_tokens}}
+

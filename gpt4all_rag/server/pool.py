@@ -1,0 +1,260 @@
+"""Models and collections the server holds: found by name, loaded on first use, bounded.
+
+Chat and embedding models are files in the model directory (or catalogue models when downloads
+are allowed), loaded when a request first names them and kept in least-recently-used order up
+to :attr:`ServerConfig.max_loaded_models`. A model generates for one request at a time (the
+engine serialises a model's calls); further requests for it wait in arrival order, at most
+:attr:`ServerConfig.max_queue` of them and for at most :attr:`ServerConfig.queue_timeout_s`,
+after which they get 503 instead of hanging.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import os
+import re
+import threading
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+from .. import GPT4All, errors, models
+from ..embed4all import Embed4All
+from ..gpt4all import DEFAULT_N_CTX
+
+__all__ = ["ApiError", "ModelPool", "ServerConfig"]
+
+_MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$")
+
+
+class ApiError(errors.GPT4AllRagError):
+    """An error answered in OpenAI's shape: ``{"error": {"message", "type", "param", "code"}}``."""
+
+    def __init__(self, status: int, message: str, *, type: str = "invalid_request_error",
+                 param: str | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.type, self.param, self.code = status, message, type, param, code
+
+    def body(self) -> dict[str, Any]:
+        return {"error": {"message": self.message, "type": self.type, "param": self.param,
+                          "code": self.code}}
+
+
+@dataclass
+class ServerConfig:
+    """How ``gpt4all-rag serve`` runs (each field is a CLI option).
+
+    Attributes:
+        model_path: the model directory (None: GPT4All's default, ``~/.cache/gpt4all``).
+        model: a chat model loaded at start and used when a request names none.
+        embedding_model: the embedding model used when a request names none.
+        allow_download: let a request download a catalogue model that is missing (off by
+            default: clients cannot make the server fetch files).
+        n_ctx, n_threads: for every chat model loaded.
+        max_loaded_models: chat and embedding models kept loaded (least recently used goes).
+        max_queue: requests that may wait for a busy model; more get 503.
+        queue_timeout_s: how long one waits before it gets 503.
+        max_tokens_limit: the largest ``max_tokens`` a request may ask for.
+        max_body_bytes: the largest request body (413 beyond).
+        api_key: when set, every endpoint but ``/health`` needs ``Authorization: Bearer KEY``.
+        cors_origins: origins allowed by CORS (none: CORS off).
+        persist_directory, chroma_url: where LocalDocs collections live (embedded database
+            folder, or a Chroma server shared by several servers).
+    """
+
+    model_path: Path | None = None
+    model: str | None = None
+    embedding_model: str = "all-MiniLM-L6-v2.gguf2.f16.gguf"
+    allow_download: bool = False
+    n_ctx: int = DEFAULT_N_CTX
+    n_threads: int | None = None
+    max_loaded_models: int = 2
+    max_queue: int = 16
+    queue_timeout_s: float = 60.0
+    max_tokens_limit: int = 4096
+    max_body_bytes: int = 4 * 1024 * 1024
+    api_key: str | None = None
+    cors_origins: list[str] = field(default_factory=list)
+    persist_directory: Path | None = None
+    chroma_url: str | None = None
+
+    @property
+    def model_directory(self) -> Path:
+        return Path(self.model_path) if self.model_path else models.default_model_directory()
+
+
+class _Slot:
+    """Admission to one model: one request at a time, a bounded queue in arrival order."""
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()  # asyncio.Lock wakes waiters first come, first served
+        self.waiting = 0
+
+
+class ModelPool:
+    """The loaded models and LocalDocs collections of one server process.
+
+    Thread safety: loading is serialised by a lock; the models themselves serialise their
+    calls. Admission (:meth:`slot`) runs on the event loop.
+    """
+
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        self._loaded: collections.OrderedDict[str, GPT4All | Embed4All] = collections.OrderedDict()
+        self._load_lock = threading.Lock()
+        self._slots: dict[str, _Slot] = {}
+        self._localdocs: dict[str, Any] = {}
+        self._localdocs_lock = threading.Lock()
+
+    # -- names -------------------------------------------------------------------------------
+    def resolve(self, name: str | None, *, embedding: bool = False) -> str:
+        """The model file name a request means (its own, else the server's default).
+
+        Raises:
+            ApiError: 400 for a malformed name (path separators, ``..``), 404 for a model that
+                is not in the model directory (and not downloadable).
+        """
+        if name is None:
+            name = self.config.embedding_model if embedding else self.config.model
+            if name is None:
+                raise ApiError(400, "no model given and the server has no default chat model "
+                                    "(start it with --model)", param="model")
+        if not isinstance(name, str) or not _MODEL_NAME.match(name) or ".." in name:
+            raise ApiError(400, f"invalid model name {name!r}: a file name in the model "
+                                "directory (letters, digits, '.', '_', '-')", param="model",
+                           code="invalid_model")
+        filename = name if name.endswith((".gguf", ".bin")) else name + ".gguf"
+        if not (self.config.model_directory / filename).is_file() and not self.config.allow_download:
+            raise ApiError(404, f"the model {name!r} does not exist", param="model",
+                           code="model_not_found")
+        return filename
+
+    def list_models(self) -> list[str]:
+        """Model files in the model directory, and the loaded ones."""
+        d = self.config.model_directory
+        names = {p.name for p in d.glob("*.gguf")} if d.is_dir() else set()
+        return sorted(names | set(self._loaded))
+
+    # -- admission ---------------------------------------------------------------------------
+    @asynccontextmanager
+    async def slot(self, filename: str) -> AsyncIterator[None]:
+        """Hold ``filename`` for one request.
+
+        Raises:
+            ApiError: 503 when :attr:`ServerConfig.max_queue` requests already wait, or after
+                waiting :attr:`ServerConfig.queue_timeout_s`.
+        """
+        slot = self._slots.setdefault(filename, _Slot())
+        if slot.lock.locked() and slot.waiting >= self.config.max_queue:
+            raise ApiError(503, f"{filename} is busy and {slot.waiting} requests already wait; "
+                                "retry later", type="server_error", code="queue_full")
+        slot.waiting += 1
+        try:
+            await asyncio.wait_for(slot.lock.acquire(), self.config.queue_timeout_s)
+        except asyncio.TimeoutError:
+            raise ApiError(503, f"waited {self.config.queue_timeout_s:g} s for {filename}; retry "
+                                "later", type="server_error", code="queue_timeout") from None
+        finally:
+            slot.waiting -= 1
+        try:
+            yield
+        finally:
+            slot.lock.release()
+
+    # -- loading -----------------------------------------------------------------------------
+    def chat_model(self, filename: str) -> GPT4All:
+        """The loaded chat model (loading it on first use). Blocking: call from a worker thread.
+
+        Raises:
+            ApiError: 400 when the file is an embedding model.
+            ModelLoadError, ModelNotFoundError, DownloadError: from :class:`GPT4All`.
+        """
+        model = self._get(filename, lambda: GPT4All(
+            filename, model_path=self.config.model_directory, allow_download=self.config.allow_download,
+            n_threads=self.config.n_threads, n_ctx=self.config.n_ctx))
+        if not isinstance(model, GPT4All) or model.model.is_embedding:
+            raise ApiError(400, f"{filename} is an embedding model; use /v1/embeddings", param="model")
+        return model
+
+    def embedder(self, filename: str) -> Embed4All:
+        """The loaded embedding model (loading it on first use). Blocking.
+
+        Raises:
+            ApiError: 400 when the file is not an embedding model.
+        """
+        def load() -> Embed4All:
+            try:
+                return Embed4All(filename, model_path=self.config.model_directory,
+                                 allow_download=self.config.allow_download,
+                                 n_threads=self.config.n_threads)
+            except errors.UnsupportedOperationError as exc:
+                raise ApiError(400, str(exc), param="model") from exc
+
+        model = self._get(filename, load)
+        if not isinstance(model, Embed4All):
+            raise ApiError(400, f"{filename} is not an embedding model", param="model")
+        return model
+
+    def _get(self, filename: str, load: Any) -> Any:
+        with self._load_lock:
+            model = self._loaded.get(filename)
+            if model is not None:
+                self._loaded.move_to_end(filename)
+                return model
+            model = load()
+            self._loaded[filename] = model
+            while len(self._loaded) > self.config.max_loaded_models:
+                _, old = self._loaded.popitem(last=False)
+                old.close()  # waits for a generation of its own to finish
+            return model
+
+    def localdocs(self, collection: str) -> Any:
+        """The open LocalDocs collection (opened on first use).
+
+        Raises:
+            ApiError: 400 for an invalid name, 404 for a collection that does not exist.
+        """
+        from ..localdocs import LocalDocs
+        from ..localdocs.store import check_name
+
+        try:
+            check_name(collection)
+        except errors.InvalidParameterError as exc:
+            raise ApiError(400, str(exc), param="collection", code="invalid_collection") from exc
+        with self._localdocs_lock:
+            ld = self._localdocs.get(collection)
+            if ld is None:
+                names = {row["name"] for row in self.collections()}
+                if collection not in names:
+                    raise ApiError(404, f"no LocalDocs collection {collection!r}", param="collection",
+                                   code="collection_not_found")
+                ld = LocalDocs(collection, persist_directory=self.config.persist_directory,
+                               chroma_url=self.config.chroma_url, model_path=self.config.model_directory,
+                               n_threads=self.config.n_threads)
+                self._localdocs[collection] = ld
+            return ld
+
+    def collections(self) -> list[dict[str, Any]]:
+        """The LocalDocs collections of the database or Chroma server."""
+        from ..localdocs import LocalDocs
+
+        return list(LocalDocs.list_collections(self.config.persist_directory, self.config.chroma_url))
+
+    def close(self) -> None:
+        """Free every model and collection."""
+        with self._load_lock:
+            while self._loaded:
+                self._loaded.popitem()[1].close()
+        with self._localdocs_lock:
+            for ld in self._localdocs.values():
+                close = getattr(ld, "close", None)
+                if close is not None:
+                    close()
+            self._localdocs.clear()
+
+
+def env_api_key() -> str | None:
+    """The API key from ``$GPT4ALL_RAG_API_KEY`` (None when unset or empty)."""
+    return os.environ.get("GPT4ALL_RAG_API_KEY") or None
