@@ -7,7 +7,7 @@ non-zero ``frequency_penalty``/``presence_penalty``, ``echo``), so a client neve
 gets something else than it asked for.
 
 Extensions beyond OpenAI's fields (llama.cpp's server names where it has them): ``top_k``,
-``min_p``, ``repeat_penalty``, ``repeat_last_n`` (sampling), ``localdocs`` (retrieval from
+``min_p``, ``repeat_penalty``, ``repeat_last_n`` (sampling), ``grammar`` (GBNF), ``localdocs`` (retrieval from
 LocalDocs collections, :class:`LocalDocsOptions`), ``input_type`` on embeddings (the model's
 query or document prefix), ``enable_thinking`` (templates that switch reasoning).
 """
@@ -67,6 +67,7 @@ class _Sampling(_Request):
     min_p: float | None = Field(default=None, ge=0, le=1)
     repeat_penalty: float | None = Field(default=None, gt=0)
     repeat_last_n: int | None = Field(default=None, ge=-1)
+    grammar: str | None = None
 
     @model_validator(mode="after")
     def _honourable(self) -> _Sampling:
@@ -84,7 +85,7 @@ class _Sampling(_Request):
         return {"temperature": self.temperature, "top_p": self.top_p,
                 "max_tokens": self.max_tokens, "stop": self.stop, "seed": self.seed,
                 "top_k": self.top_k, "min_p": self.min_p, "repeat_penalty": self.repeat_penalty,
-                "repeat_last_n": self.repeat_last_n}
+                "repeat_last_n": self.repeat_last_n, "grammar": self.grammar}
 
 
 class ChatCompletionRequest(_Sampling):
