@@ -12,9 +12,9 @@ $VPY -m pip install -q --disable-pip-version-check -U pip
 # Build requirements installed up front: the build runs without isolation so that its
 # build/ folder (and the fetched llama.cpp tree) is reused incrementally.
 $VPY -m pip install -q --disable-pip-version-check "scikit-build-core>=0.10" ninja
-extras="localdocs"
+extras="localdocs,server"
 pkg_extras=""
-if [ "${1:-}" = "--test" ]; then extras="localdocs,test"; pkg_extras="[test]"; fi
+if [ "${1:-}" = "--test" ]; then extras="localdocs,server,test"; pkg_extras="[test]"; fi
 $VPY -m pip install -q --disable-pip-version-check --no-build-isolation -e ".[${extras}]"
 for pkg in integrations/langchain integrations/llama_index; do
   if [ -f "$pkg/pyproject.toml" ]; then
