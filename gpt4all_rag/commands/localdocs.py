@@ -23,8 +23,8 @@ from pathlib import Path
 import click
 
 from ..sampling import SamplingParams
-from .chat import load_chat_model, model_options
-from .common import cli_errors, echo_json, json_option, localdocs_options, open_localdocs, store_options
+from .common import (cli_errors, echo_json, json_option, load_chat_model, localdocs_options,
+                     model_options, open_localdocs, store_options)
 
 # localdocs_options and open_localdocs live in .common; other command modules import them here.
 __all__ = ["ask", "collections", "index", "localdocs_options", "open_localdocs", "search"]

@@ -8,12 +8,10 @@ from pathlib import Path
 import click
 
 from .. import models as _models
-from .common import cli_errors
+from .common import MODEL_PATH_HELP, cli_errors
 
 __all__ = ["models"]
 
-_MODEL_PATH_HELP = ("Directory of model files [default: $GPT4ALL_MODEL_PATH, else "
-                    "$XDG_CACHE_HOME/gpt4all, ~/.cache/gpt4all on Linux].")
 
 
 def _model_dir(model_path: Path | None) -> Path:
@@ -48,7 +46,7 @@ def models() -> None:
     "--model-path",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help=_MODEL_PATH_HELP,
+    help=MODEL_PATH_HELP,
 )
 @click.option(
     "--json", "as_json", is_flag=True, help="Print the catalogue as JSON, with 'installed'."
@@ -95,7 +93,7 @@ def list_command(url: str | None, model_path: Path | None, as_json: bool) -> Non
     "--model-path",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help=_MODEL_PATH_HELP + " Created if it is the default.",
+    help=MODEL_PATH_HELP + " Created if it is the default.",
 )
 @click.option(
     "--url",

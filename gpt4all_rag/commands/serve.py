@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .common import cli_errors
+from .common import MODEL_PATH_HELP, cli_errors
 
 __all__ = ["serve"]
 
@@ -20,8 +20,7 @@ __all__ = ["serve"]
               help="Chat model loaded at start and used when a request names none.")
 @click.option("--embedding-model", default="all-MiniLM-L6-v2.gguf2.f16.gguf", show_default=True,
               help="Embedding model used when a request names none.")
-@click.option("--model-path", type=click.Path(file_okay=False, path_type=Path),
-              help="Model directory [default: $GPT4ALL_MODEL_PATH or ~/.cache/gpt4all].")
+@click.option("--model-path", type=click.Path(file_okay=False, path_type=Path), help=MODEL_PATH_HELP)
 @click.option("--api-key", envvar="GPT4ALL_RAG_API_KEY", default=None,
               help="Require 'Authorization: Bearer KEY' on every endpoint but /health "
                    "[env: GPT4ALL_RAG_API_KEY].")
