@@ -278,8 +278,8 @@ def _plan(llm: GPT4All, source: str, messages: list[dict[str, Any]], tools: list
                        "or reasoning parsing", exc)
         info = {}
     caps = info.get("caps", {})
-    native_tools = bool(request.get("tools")) and caps.get("supports_tool_calls", False) \
-        and caps.get("supports_tools", False)
+    template_has_tools = bool(caps.get("supports_tool_calls")) and bool(caps.get("supports_tools"))
+    native_tools = bool(request.get("tools")) and template_has_tools
     grammar, instruction = _response_format(response_format)
     if params.grammar is not None:
         grammar = params.grammar
@@ -289,19 +289,24 @@ def _plan(llm: GPT4All, source: str, messages: list[dict[str, Any]], tools: list
     shown = messages
     fallback: list[str] = []
     required = False
-    if native_tools:
-        variables["tools"] = tools
+    if template_has_tools:
+        # Templates read tool-call arguments as objects (transformers' convention).
         shown = [dict(m, tool_calls=[{**c, "function": {**c["function"], "arguments":
                  _arguments_object(c["function"]["arguments"])}} for c in m["tool_calls"]])
                  if m.get("tool_calls") else m for m in messages]
-        if tool_choice == "required" and info.get("grammar") and not info.get("grammar_lazy"):
-            grammar = info["grammar"]
-    elif request.get("tools"):
-        required = tool_choice == "required"
-        fallback = [t["function"]["name"] for t in tools]
-        instruction = _tools_instruction(tools, required=required)
-        grammar = _fallback_tool_grammar(tools, required=required)
-        knows_tool_role = "tool" in source
+        if native_tools:
+            variables["tools"] = tools
+            if tool_choice == "required" and info.get("grammar") and not info.get("grammar_lazy"):
+                grammar = info["grammar"]
+    else:
+        # The template has no tool format: calls in the history are shown as the JSON the
+        # model is asked to write, and tool results as tool (or user) turns.
+        if request.get("tools"):
+            required = tool_choice == "required"
+            fallback = [t["function"]["name"] for t in tools]
+            instruction = _tools_instruction(tools, required=required)
+            grammar = _fallback_tool_grammar(tools, required=required)
+        knows_tool_role = "'tool'" in source or '"tool"' in source
         shown = []
         for m in messages:
             if m.get("tool_calls"):

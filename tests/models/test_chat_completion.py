@@ -102,7 +102,12 @@ def test_tools_without_a_native_format_get_a_forced_json_call(smol: GPT4All) -> 
     # the call and its result go back into the conversation
     follow = ask + [{"role": "assistant", "content": None, "tool_calls": [call.to_dict()]},
                     {"role": "tool", "tool_call_id": call.id, "content": "Sunny, 21 C"}]
-    assert complete(smol, follow, tools=TOOLS, max_tokens=8, **GREEDY).usage.prompt_tokens > 0
+    with_tools = complete(smol, follow, tools=TOOLS, max_tokens=8, **GREEDY).usage.prompt_tokens
+    # without tools this turn, the call still shows in the history (as the JSON it was)
+    without = complete(smol, follow, max_tokens=8, **GREEDY).usage.prompt_tokens
+    bare = follow[:1] + [{"role": "assistant", "content": ""}] + follow[2:]
+    assert without > complete(smol, bare, max_tokens=8, **GREEDY).usage.prompt_tokens
+    assert with_tools > without  # the tools' description in the system message
     named = complete(smol, ask, tools=TOOLS, max_tokens=40, **GREEDY,
                      tool_choice={"type": "function", "function": {"name": "get_weather"}})
     assert named.message.tool_calls[0].name == "get_weather"
