@@ -7,7 +7,8 @@ the file's extension and builds the :class:`~gpt4all_rag.localdocs.loaders.Docum
   path, byte-order marks, then charset-normalizer; binary content is refused), and
   ``_markup_title`` for the first Markdown or reST heading;
 * HTML: ``_load_html`` (beautifulsoup4; visible text, headings and code blocks rendered as
-  Markdown);
+  Markdown; permalink anchors such as Sphinx's ``¶`` header links left out, see
+  ``_strip_permalinks``);
 * PDF: ``_load_pdf`` (pypdf, one section per page; unreadable pages become warnings);
 * DOCX: ``_load_docx`` (python-docx, headings rendered as Markdown ``#`` lines).
 
@@ -244,6 +245,13 @@ _HTML_BLOCK = frozenset({
     "ul", "caption", "html",
 })
 _BR = "\x00"  # stands for <br> while whitespace is collapsed (decoded HTML never has NUL)
+#: Classes of permalink anchors: Sphinx and MkDocs (``headerlink``), Docusaurus (``hash-link``).
+_PERMALINK_CLASSES = frozenset({"headerlink", "hash-link"})
+#: The whole visible text of a permalink anchor in a heading (whitespace and zero-width
+#: spaces removed): ¶ (Sphinx, MkDocs, Python-Markdown's toc), # (Hugo, many themes),
+#: § (rustdoc), 🔗, or nothing (GitHub's icon-only ``<a class="anchor">``).
+_PERMALINK_GLYPHS = frozenset({"", "\u00b6", "#", "\u00a7", "\U0001f517"})
+_ZERO_WIDTH = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff"))
 
 
 def _load_html(raw: bytes) -> tuple[str, list[Section], str | None]:
@@ -252,6 +260,7 @@ def _load_html(raw: bytes) -> tuple[str, list[Section], str | None]:
     if b"\x00" in raw and not raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         raise _RefusedError("binary file (contains NUL bytes)")
     soup = BeautifulSoup(raw, "html.parser")
+    _strip_permalinks(soup)
     title = ""
     if soup.title is not None:
         title = " ".join(soup.title.get_text().split())
@@ -260,6 +269,33 @@ def _load_html(raw: bytes) -> tuple[str, list[Section], str | None]:
         title = next((b.lstrip("#").strip() for b in blocks if b.startswith("# ")), "")
     text = "\n\n".join(blocks)
     return title, [Section(text)] if text.strip() else [], soup.original_encoding
+
+
+def _strip_permalinks(soup: object) -> None:
+    """Remove permalink anchors, which are navigation, not text, from a parsed page.
+
+    Sphinx writes ``<a class="headerlink" href="#id" title="Link to this heading">¶</a>``
+    inside every heading, and also after API signatures (``<dt>``), captions and tables;
+    left in, each heading path of a citation would read "7. Input and Output ¶ > 7.2. ...".
+    Removed: every ``<a>`` with a permalink class (:data:`_PERMALINK_CLASSES`) anywhere, and
+    inside a heading every same-page ``<a href="#...">`` whose whole text is a permalink
+    glyph (:data:`_PERMALINK_GLYPHS`). A heading that is itself a link (``<h2><a
+    href="#install">Install</a></h2>``) keeps its text.
+    """
+    from bs4.element import Tag
+
+    for anchor in soup.find_all("a"):  # type: ignore[attr-defined]
+        if not isinstance(anchor, Tag) or anchor.decomposed:
+            continue
+        classes = anchor.get("class") or []
+        if _PERMALINK_CLASSES.intersection(classes):
+            anchor.decompose()
+            continue
+        href = anchor.get("href")
+        if isinstance(href, str) and href.startswith("#") \
+                and anchor.find_parent(re.compile(r"^h[1-6]$")) is not None \
+                and "".join(anchor.get_text().split()).translate(_ZERO_WIDTH) in _PERMALINK_GLYPHS:
+            anchor.decompose()
 
 
 def _html_blocks(root: object) -> list[str]:
