@@ -35,6 +35,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sse_starlette.sse import EventSourceResponse
+from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -102,6 +103,20 @@ class _BodyLimit:
             await self.app(scope, limited, send)
         except ApiError as exc:  # raised before any response started
             await JSONResponse(exc.body(), status_code=exc.status)(scope, receive, send)
+
+
+class _Held:
+    """A model slot held by a streaming response. Released once: when the stream ends, or by
+    the response's background task when the client left before the stream started (an async
+    generator that never started never runs its ``finally``)."""
+
+    def __init__(self, slot: Any) -> None:
+        self.slot, self.released = slot, False
+
+    async def release(self) -> None:
+        if not self.released:
+            self.released = True
+            await self.slot.__aexit__(None, None, None)
 
 
 def create_app(config: ServerConfig, pool: ModelPool | None = None) -> FastAPI:
@@ -201,11 +216,12 @@ def create_app(config: ServerConfig, pool: ModelPool | None = None) -> FastAPI:
 
         slot = pool.slot(filename)
         await slot.__aenter__()
+        held = _Held(slot)
         try:
             stream = await asyncio.to_thread(
                 lambda: pool.chat_model(filename).create_chat_completion(messages, stream=True, **kwargs))
         except BaseException:
-            await slot.__aexit__(None, None, None)
+            await held.release()
             raise
 
         async def events() -> AsyncIterator[dict[str, str]]:
@@ -226,9 +242,9 @@ def create_app(config: ServerConfig, pool: ModelPool | None = None) -> FastAPI:
             except Exception as exc:  # after the response started: report it in the stream
                 yield {"data": json.dumps(_api_error(exc).body())}
             finally:
-                await slot.__aexit__(None, None, None)
+                await held.release()
 
-        return EventSourceResponse(events(), ping=15)
+        return EventSourceResponse(events(), ping=15, background=BackgroundTask(held.release))
 
     @app.post("/v1/completions", dependencies=auth)
     async def completions(req: CompletionRequest) -> Any:
@@ -275,12 +291,13 @@ def create_app(config: ServerConfig, pool: ModelPool | None = None) -> FastAPI:
 
         slot = pool.slot(filename)
         await slot.__aenter__()
+        held = _Held(slot)
         try:
             model = await asyncio.to_thread(pool.chat_model, filename)
             pieces = model.generate(req.text, streaming=True, logprobs=req.logprobs,
                                     **params.generate_kwargs())
         except BaseException:
-            await slot.__aexit__(None, None, None)
+            await held.release()
             raise
 
         async def events() -> AsyncIterator[dict[str, str]]:
@@ -295,9 +312,9 @@ def create_app(config: ServerConfig, pool: ModelPool | None = None) -> FastAPI:
             except Exception as exc:
                 yield {"data": json.dumps(_api_error(exc).body())}
             finally:
-                await slot.__aexit__(None, None, None)
+                await held.release()
 
-        return EventSourceResponse(events(), ping=15)
+        return EventSourceResponse(events(), ping=15, background=BackgroundTask(held.release))
 
     @app.post("/v1/embeddings", dependencies=auth)
     async def embeddings(req: EmbeddingRequest) -> Any:

