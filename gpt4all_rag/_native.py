@@ -137,6 +137,11 @@ DECLARATIONS: dict[str, tuple[Any, tuple[Any, ...]]] = {
     "g4r_generate_start": (ctypes.c_int, (ctypes.c_void_p, ctypes.c_float, ctypes.c_int32,
                                           ctypes.c_float, ctypes.c_float, ctypes.c_float,
                                           ctypes.c_int32, ctypes.c_uint32, ctypes.c_char_p)),
+    "g4r_generate_start_lazy": (ctypes.c_int, (ctypes.c_void_p, ctypes.c_float, ctypes.c_int32,
+                                               ctypes.c_float, ctypes.c_float, ctypes.c_float,
+                                               ctypes.c_int32, ctypes.c_uint32, ctypes.c_char_p,
+                                               _c_char_pp, ctypes.c_int32, _p(ctypes.c_int32),
+                                               ctypes.c_int32)),
     "g4r_generate_next": (ctypes.c_int, (ctypes.c_void_p, _p(ctypes.c_int32), ctypes.c_char_p,
                                          ctypes.c_int32, _p(ctypes.c_int32), _p(ctypes.c_int32))),
     "g4r_generate_finish": (ctypes.c_int, (ctypes.c_void_p,)),
@@ -493,11 +498,21 @@ class NativeModel:
 
     def generate_start(self, *, temp: float, top_k: int, top_p: float, min_p: float,
                        repeat_penalty: float, repeat_last_n: int, seed: int,
-                       grammar: str | None = None) -> None:
-        check(self._lib.g4r_generate_start(self.handle, float(temp), int(top_k), float(top_p),
-                                           float(min_p), float(repeat_penalty), int(repeat_last_n),
-                                           int(seed) & 0xFFFFFFFF,
-                                           grammar.encode() if grammar else None))
+                       grammar: str | None = None, trigger_patterns: Sequence[str] = (),
+                       trigger_tokens: Sequence[int] = ()) -> None:
+        """Start sampling; with trigger patterns or tokens the grammar is lazy
+        (``g4r_generate_start_lazy``)."""
+        args = (self.handle, float(temp), int(top_k), float(top_p), float(min_p),
+                float(repeat_penalty), int(repeat_last_n), int(seed) & 0xFFFFFFFF,
+                grammar.encode() if grammar else None)
+        if not trigger_patterns and not trigger_tokens:
+            check(self._lib.g4r_generate_start(*args))
+            return
+        patterns = (ctypes.c_char_p * max(len(trigger_patterns), 1))(
+            *[p.encode() for p in trigger_patterns])
+        tokens = (ctypes.c_int32 * max(len(trigger_tokens), 1))(*trigger_tokens)
+        check(self._lib.g4r_generate_start_lazy(*args, patterns, len(trigger_patterns), tokens,
+                                                len(trigger_tokens)))
 
     def generate_next(self) -> tuple[int, bytes, int]:
         """``(token, piece bytes, stop reason)``; see ``g4r_generate_next``."""

@@ -252,6 +252,7 @@ class _Plan:
     parser: dict[str, Any] | None            # llama.cpp's chat-format parser, or None
     fallback_tools: list[str] = field(default_factory=list)  # tool names of the JSON fallback
     fallback_required: bool = False
+    triggers: tuple[tuple[str, ...], tuple[int, ...]] = ((), ())  # a lazy grammar's triggers
 
 
 def _with_system(messages: list[dict[str, Any]], text: str) -> list[dict[str, Any]]:
@@ -289,15 +290,20 @@ def _plan(llm: GPT4All, source: str, messages: list[dict[str, Any]], tools: list
     shown = messages
     fallback: list[str] = []
     required = False
+    triggers: tuple[tuple[str, ...], tuple[int, ...]] = ((), ())
     if template_has_tools:
         # Templates read tool-call arguments as objects (transformers' convention).
         shown = [dict(m, tool_calls=[{**c, "function": {**c["function"], "arguments":
                  _arguments_object(c["function"]["arguments"])}} for c in m["tool_calls"]])
                  if m.get("tool_calls") else m for m in messages]
+        if native_tools and grammar is None and info.get("grammar"):
+            # llama.cpp's grammar of the family's call format: eager for "required"; lazy for
+            # "auto", where it constrains a call only once the model starts one.
+            grammar = info["grammar"]
+            if info.get("grammar_lazy"):
+                triggers = (tuple(info.get("trigger_patterns", ())), tuple(info.get("trigger_tokens", ())))
         if native_tools:
             variables["tools"] = tools
-            if tool_choice == "required" and info.get("grammar") and not info.get("grammar_lazy"):
-                grammar = info["grammar"]
     else:
         # The template has no tool format: calls in the history are shown as the JSON the
         # model is asked to write, and tool results as tool (or user) turns.
@@ -323,7 +329,7 @@ def _plan(llm: GPT4All, source: str, messages: list[dict[str, Any]], tools: list
     return _Plan(messages=shown, variables=variables, grammar=grammar,
                  stops=params.stop + tuple(s for s in info.get("additional_stops", []) if s),
                  parser=info if parse else None, fallback_tools=fallback,
-                 fallback_required=required)
+                 fallback_required=required, triggers=triggers)
 
 
 # -- reading the reply ------------------------------------------------------------------------
@@ -410,7 +416,7 @@ def create_chat_completion(
     def run() -> Iterator[tuple[str, list[TokenLogprob]]]:
         """Text pieces with the log-probabilities recorded since the previous piece."""
         seen = 0
-        for _, text in llm._run(tokens, run_params, logprobs=n_top):
+        for _, text in llm._run(tokens, run_params, logprobs=n_top, grammar_triggers=plan.triggers):
             new = llm.last_logprobs[seen:]
             seen = len(llm.last_logprobs)
             yield text, new

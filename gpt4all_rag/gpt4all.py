@@ -533,11 +533,15 @@ class GPT4All:
 
     def _run(self, tokens: list[int], params: SamplingParams,
              callback: ResponseCallbackType = empty_response_callback,
-             logprobs: int | None = None, dropped: int = 0) -> Iterator[tuple[int, str]]:
+             logprobs: int | None = None, dropped: int = 0,
+             grammar_triggers: tuple[tuple[str, ...], tuple[int, ...]] = ((), ()),
+             ) -> Iterator[tuple[int, str]]:
         """The generation loop under every call: ingest ``tokens`` (reusing the cached prefix),
         then yield ``(token id, text piece)`` until end of generation, ``max_tokens``, a stop
         sequence (held back until it cannot start one) or a callback returning False; fills
-        :attr:`stats` and, with ``logprobs``, :attr:`last_logprobs`. The caller holds the lock."""
+        :attr:`stats` and, with ``logprobs``, :attr:`last_logprobs`. ``grammar_triggers``
+        (regular expressions, token ids) make ``params.grammar`` lazy. The caller holds the
+        lock."""
         model = self.model
         stats = self.stats
         n_predict, stops = params.max_tokens, list(params.stop)
@@ -549,7 +553,8 @@ class GPT4All:
         if n_predict == 0:
             stats.finish_reason = "length"
             return
-        model.generate_start(**params.native())
+        model.generate_start(**params.native(), trigger_patterns=grammar_triggers[0],
+                             trigger_tokens=grammar_triggers[1])
         decoder = codecs.getincrementaldecoder("utf-8")("replace")
         held = ""
         token = -1

@@ -230,6 +230,8 @@ G4R_API g4r_status g4r_json_schema_to_grammar(const char *schema_json, char *buf
  *                           ([{"type", "value", "token"}]), "preserved_tokens",
  *                           "additional_stops", "parser" (for g4r_chat_parse),
  *                           "supports_thinking", "thinking_start_tag", "thinking_end_tags",
+ *                           "trigger_patterns" and "trigger_tokens" (the grammar's triggers
+ *                           as g4r_generate_start_lazy() takes them),
  *                           "caps" (what the template handles: "supports_tools",
  *                           "supports_tool_calls", "supports_system_role", ...).
  * @return G4R_OK, G4R_ERR_NOT_FOUND (no template), G4R_ERR_INVALID_ARGUMENT (bad JSON, a
@@ -357,6 +359,26 @@ G4R_API g4r_status g4r_model_reset(g4r_model *model);
 G4R_API g4r_status g4r_generate_start(g4r_model *model, float temp, int32_t top_k, float top_p,
                                       float min_p, float repeat_penalty, int32_t repeat_last_n,
                                       uint32_t seed, const char *grammar);
+
+/**
+ * g4r_generate_start() with a lazy grammar: the grammar constrains nothing until the output
+ * matches one of the trigger patterns (regular expressions matched from the start of the
+ * generated text; the grammar then reads from the first match group) or a trigger token is
+ * produced (the grammar reads from that token on). This is how llama.cpp constrains tool
+ * calls that a model may or may not make (g4r_chat_apply returns "trigger_patterns" and
+ * "trigger_tokens" for its "grammar" when "grammar_lazy" is true).
+ * @param[in] trigger_patterns n_patterns NUL-terminated regular expressions (may be NULL if 0).
+ * @param[in] trigger_tokens   n_tokens token ids (may be NULL if 0).
+ * With no trigger at all this is g4r_generate_start().
+ * @return as g4r_generate_start(), and G4R_ERR_INVALID_ARGUMENT for triggers without a grammar.
+ */
+G4R_API g4r_status g4r_generate_start_lazy(g4r_model *model, float temp, int32_t top_k,
+                                           float top_p, float min_p, float repeat_penalty,
+                                           int32_t repeat_last_n, uint32_t seed,
+                                           const char *grammar,
+                                           const char *const *trigger_patterns,
+                                           int32_t n_patterns, const int32_t *trigger_tokens,
+                                           int32_t n_tokens);
 
 /**
  * Produce the next token. The previously produced token is evaluated first (lazily, so a

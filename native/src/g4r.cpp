@@ -823,6 +823,25 @@ g4r_status g4r_chat_apply(g4r_model *model, const char *chat_template, const cha
         triggers.push_back(tj);
     }
     res["grammar_triggers"] = triggers;
+    // The same triggers as llama.cpp's sampler builds them (common/sampling.cpp), ready for
+    // g4r_generate_start_lazy: regular expressions and token ids.
+    common_json patterns = common_json::array();
+    common_json tokens = common_json::array();
+    for (const auto &t : out.grammar_triggers) {
+        switch (t.type) {
+            case COMMON_GRAMMAR_TRIGGER_TYPE_WORD: patterns.push_back(regex_escape(t.value)); break;
+            case COMMON_GRAMMAR_TRIGGER_TYPE_PATTERN: patterns.push_back(t.value); break;
+            case COMMON_GRAMMAR_TRIGGER_TYPE_PATTERN_FULL: {
+                std::string a = t.value.empty() ? std::string("^$")
+                    : (t.value.front() != '^' ? "^" : "") + t.value + (t.value.back() != '$' ? "$" : "");
+                patterns.push_back(a);
+                break;
+            }
+            case COMMON_GRAMMAR_TRIGGER_TYPE_TOKEN: tokens.push_back(static_cast<int64_t>(t.token)); break;
+        }
+    }
+    res["trigger_patterns"] = patterns;
+    res["trigger_tokens"] = tokens;
     common_json caps_json = common_json::object();
     for (const auto &kv : caps) caps_json[kv.first] = kv.second;
     res["caps"] = caps_json;
@@ -1068,6 +1087,15 @@ g4r_status g4r_model_reset(g4r_model *model) {
 g4r_status g4r_generate_start(g4r_model *model, float temp, int32_t top_k, float top_p, float min_p,
                               float repeat_penalty, int32_t repeat_last_n, uint32_t seed,
                               const char *grammar) {
+    return g4r_generate_start_lazy(model, temp, top_k, top_p, min_p, repeat_penalty, repeat_last_n,
+                                   seed, grammar, nullptr, 0, nullptr, 0);
+}
+
+g4r_status g4r_generate_start_lazy(g4r_model *model, float temp, int32_t top_k, float top_p,
+                                   float min_p, float repeat_penalty, int32_t repeat_last_n,
+                                   uint32_t seed, const char *grammar,
+                                   const char *const *trigger_patterns, int32_t n_patterns,
+                                   const int32_t *trigger_tokens, int32_t n_tokens) {
     G4R_GUARD_BEGIN
     clear_error();
     require_ctx(model);
@@ -1077,6 +1105,12 @@ g4r_status g4r_generate_start(g4r_model *model, float temp, int32_t top_k, float
     if (!(repeat_penalty > 0.0f)) fail(G4R_ERR_INVALID_ARGUMENT, "repeat_penalty must be > 0, got " + std::to_string(repeat_penalty));
     if (repeat_last_n < -1) fail(G4R_ERR_INVALID_ARGUMENT, "repeat_last_n must be >= -1, got " + std::to_string(repeat_last_n));
     if (temp != temp) fail(G4R_ERR_INVALID_ARGUMENT, "temp is NaN");
+    if (n_patterns < 0 || n_tokens < 0 || (n_patterns > 0 && !trigger_patterns) || (n_tokens > 0 && !trigger_tokens))
+        fail(G4R_ERR_INVALID_ARGUMENT, "invalid grammar triggers");
+    for (int32_t i = 0; i < n_patterns; ++i)
+        if (!trigger_patterns[i]) fail(G4R_ERR_INVALID_ARGUMENT, "trigger pattern " + std::to_string(i) + " is NULL");
+    if ((n_patterns > 0 || n_tokens > 0) && !(grammar && grammar[0]))
+        fail(G4R_ERR_INVALID_ARGUMENT, "grammar triggers need a grammar");
     std::lock_guard<std::mutex> lock(model->mu);
     model->cancel.store(false);
     if (model->past.empty()) fail(G4R_ERR_STATE, "nothing has been ingested: call g4r_model_ingest first");
@@ -1097,7 +1131,14 @@ g4r_status g4r_generate_start(g4r_model *model, float temp, int32_t top_k, float
         llama_sampler *g = nullptr;
         {
             StderrCapture capture(printed);
-            g = llama_sampler_init_grammar(model->vocab, grammar, "root");
+            if (n_patterns > 0 || n_tokens > 0) {
+                std::vector<const char *> pats(trigger_patterns, trigger_patterns + n_patterns);
+                g = llama_sampler_init_grammar_lazy_patterns(
+                    model->vocab, grammar, "root", pats.data(), pats.size(),
+                    reinterpret_cast<const llama_token *>(trigger_tokens), static_cast<size_t>(n_tokens));
+            } else {
+                g = llama_sampler_init_grammar(model->vocab, grammar, "root");
+            }
         }
         while (!printed.empty() && (printed.back() == '\n' || printed.back() == ' ')) printed.pop_back();
         if (!printed.empty()) log_trampoline(GGML_LOG_LEVEL_WARN, (printed + "\n").c_str(), nullptr);

@@ -22,7 +22,7 @@ _C_TYPES = {
     "int32_t *": ctypes.POINTER(ctypes.c_int32), "const int32_t *": ctypes.POINTER(ctypes.c_int32),
     "int64_t *": ctypes.POINTER(ctypes.c_int64), "size_t *": ctypes.POINTER(ctypes.c_size_t),
     "float *": ctypes.POINTER(ctypes.c_float), "g4r_log_callback": _native.LOG_CALLBACK,
-    "char **": ctypes.POINTER(ctypes.c_void_p),
+    "char **": ctypes.POINTER(ctypes.c_void_p), "const char *const *": ctypes.POINTER(ctypes.c_char_p),
     "void": None,
 }
 
