@@ -711,9 +711,9 @@ class GPT4All:
                 by llama.cpp's chat layer (several calls per reply where the model makes
                 several); other templates get a JSON call forced by a grammar.
             tool_choice: ``"auto"`` (default with tools), ``"required"``, ``"none"``, or
-                ``{"type": "function", "function": {"name": ...}}``. ``"required"`` is
-                grammar-enforced where llama.cpp gives an eager grammar for the format; with
-                ``"auto"`` the model's native output is parsed (no grammar).
+                ``{"type": "function", "function": {"name": ...}}``. A native format's calls
+                follow llama.cpp's grammar for it: from the start with ``"required"``, from the
+                moment the model opens a call with ``"auto"`` (a lazy grammar).
             response_format: ``{"type": "json_object"}`` or ``{"type": "json_schema",
                 "json_schema": {"name", "schema"}}``: the reply is constrained by a grammar
                 (and the schema is described in the system message).
