@@ -186,6 +186,10 @@ BAD = [  # (body, status, what the message must say)
     ({"messages": [{"role": "user", "content": "Hi"}], "localdocs": {"collections": ["../x"]}}, 400, "collection"),
     ({"messages": [{"role": "user", "content": "Hi"}], "grammar": "root ::= ("}, 400, ""),
     ({"messages": "Hi"}, 400, "messages"),
+    ({"messages": ["Hi"]}, 400, "messages"),
+    ({"messages": [{"role": "user", "content": 42}]}, 400, "content"),
+    ({"messages": [{"role": "user", "content": "Hi"}], "stop": ["a", "b", "c", "d", "e"]}, 400, "stop"),
+    ({"messages": [{"role": "user", "content": "Hi"}], "logprobs": True, "top_logprobs": 50}, 400, "top_logprobs"),
 ]
 
 
@@ -209,6 +213,12 @@ def test_errors_map_to_the_openai_client_classes(server: str, client: openai.Ope
                    headers={"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"})
     assert r.status_code == 413 and r.json()["error"]["code"] == "request_too_large"
     assert httpx.get(server + "/v1/nothing", headers={"Authorization": f"Bearer {KEY}"}).status_code == 404
+    broken = httpx.post(server + "/v1/chat/completions", content=b'{"messages": [',
+                        headers={"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"})
+    assert broken.status_code == 400 and set(broken.json()["error"]) == {"message", "type", "param", "code"}
+    bad_embed = httpx.post(server + "/v1/embeddings", headers={"Authorization": f"Bearer {KEY}"},
+                           json={"model": MINILM, "input": ""})
+    assert bad_embed.status_code == 400
 
 
 def test_a_full_queue_is_503_never_a_hang(server: str, client: openai.OpenAI) -> None:
