@@ -15,6 +15,7 @@ folder                        environment variable         platform default (Lin
 :func:`cache_directory`       ``GPT4ALL_RAG_CACHE``        ``~/.cache/gpt4all-rag``
 :func:`pypi_models_directory` ``G4R_PYPI_MODELS``          ``~/.cache/gpt4all-rag/pypi-models``
 :func:`localdocs_directory`   ``GPT4ALL_RAG_LOCALDOCS_DIR`` ``~/.local/share/gpt4all-rag/localdocs``
+:func:`bm25_cache_directory`  ``GPT4ALL_RAG_BM25_CACHE``   ``~/.cache/gpt4all-rag/bm25``
 ============================  ===========================  =====================================
 
 The model folder keeps the seed SDK's name, ``gpt4all``: files GPT4All itself downloaded are
@@ -32,8 +33,8 @@ from pathlib import Path
 import platformdirs
 
 __all__ = [
-    "CACHE_ENV", "LOCALDOCS_ENV", "MODEL_PATH_ENV", "PYPI_MODELS_ENV", "cache_directory",
-    "localdocs_directory", "model_directory", "pypi_models_directory",
+    "BM25_CACHE_ENV", "CACHE_ENV", "LOCALDOCS_ENV", "MODEL_PATH_ENV", "PYPI_MODELS_ENV", "cache_directory",
+    "bm25_cache_directory", "localdocs_directory", "model_directory", "pypi_models_directory",
 ]
 
 APP = "gpt4all-rag"
@@ -41,6 +42,7 @@ MODEL_PATH_ENV = "GPT4ALL_MODEL_PATH"
 CACHE_ENV = "GPT4ALL_RAG_CACHE"
 PYPI_MODELS_ENV = "G4R_PYPI_MODELS"
 LOCALDOCS_ENV = "GPT4ALL_RAG_LOCALDOCS_DIR"
+BM25_CACHE_ENV = "GPT4ALL_RAG_BM25_CACHE"
 
 
 def _env(name: str) -> Path | None:
@@ -77,3 +79,11 @@ def localdocs_directory() -> Path:
     """The embedded Chroma database of LocalDocs: ``$GPT4ALL_RAG_LOCALDOCS_DIR``, else
     ``$XDG_DATA_HOME/gpt4all-rag/localdocs`` (``~/.local/share/gpt4all-rag/localdocs``)."""
     return _env(LOCALDOCS_ENV) or platformdirs.user_data_path(APP, appauthor=False) / "localdocs"
+
+
+def bm25_cache_directory() -> Path:
+    """LocalDocs' persisted keyword indexes (:mod:`gpt4all_rag.localdocs.keyword_cache`):
+    ``$GPT4ALL_RAG_BM25_CACHE``, else :func:`cache_directory`'s ``bm25``
+    (``~/.cache/gpt4all-rag/bm25``). Always on the local machine, also for collections on a
+    Chroma server."""
+    return _env(BM25_CACHE_ENV) or cache_directory() / "bm25"

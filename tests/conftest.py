@@ -8,6 +8,7 @@ fetch them fails the tests: the real-model tier is never skipped.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         for tier in TIERS:
             if tier in parts and tier != "unit":
                 item.add_marker(getattr(pytest.mark, tier))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _bm25_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """LocalDocs' persisted keyword indexes go to a folder of the session, not the user's
+    cache (``$GPT4ALL_RAG_BM25_CACHE``; worker processes inherit it)."""
+    folder = tmp_path_factory.mktemp("bm25-cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GPT4ALL_RAG_BM25_CACHE", str(folder))
+        yield folder
 
 
 @pytest.fixture(scope="session")

@@ -546,7 +546,7 @@ class LocalDocs:
         return list_collections(persist_directory, chroma_url)
 
     def remove(self) -> None:
-        """Delete the collection and its bookkeeping."""
+        """Delete the collection, its bookkeeping and this machine's cached keyword index."""
         with self._lock:
             Store(self._client, self.collection, create=False).delete_collection()
             self._store = None

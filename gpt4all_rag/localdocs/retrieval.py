@@ -8,24 +8,32 @@ LocalDocs does with SQLite FTS5.
 The keyword index is BM25 (Robertson and Zaragoza 2009; ``k1 = 1.5``, ``b = 0.75``, the
 ``bm25s`` package) built from the chunk texts stored in the Chroma collection itself, so it is
 the same on every machine that shares a Chroma server. It is built on the first keyword query
-and rebuilt when the collection's revision counter changes.
+and rebuilt when the collection's revision counter changes; each build is persisted in a local
+cache folder (:mod:`gpt4all_rag.localdocs.keyword_cache`), so a fresh process loads the index
+of the current revision instead of reading every chunk again.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import os
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Collection, Literal, Mapping, Sequence
 
 import numpy as np
 
+from .. import paths
 from ..errors import InvalidParameterError
+from .keyword_cache import KeywordCache
 from .records import StoredChunk
 from .store import Store
 
 __all__ = ["KeywordIndex", "SearchResult", "SearchResults", "hybrid_search",
            "reciprocal_rank_fusion"]
+
+logger = logging.getLogger("gpt4all_rag.localdocs")
 
 RRF_K = 60
 Mode = Literal["hybrid", "dense", "keyword"]
@@ -149,36 +157,95 @@ def reciprocal_rank_fusion(rankings: dict[str, Sequence[str]], rrf_k: int = RRF_
 class KeywordIndex:
     """BM25 over a store's chunk texts, rebuilt when the store's revision changes.
 
+    The index of a revision is loaded from the local cache when it is there and written to it
+    after a build (:mod:`~gpt4all_rag.localdocs.keyword_cache`), under a file lock so that
+    processes starting together build it once. An index is neither loaded nor written while
+    the collection is being written (``g4r_writing``, see
+    :meth:`~gpt4all_rag.localdocs.store.Store.content_state`), nor written when the content
+    state changed while it was being built: a cached entry always holds the content of its
+    revision.
+
+    Args:
+        store: the collection.
+        cache_directory: root of the cache (None: :func:`gpt4all_rag.paths.bm25_cache_directory`,
+            ``$GPT4ALL_RAG_BM25_CACHE`` else ``~/.cache/gpt4all-rag/bm25``).
+
     Thread-safe: concurrent searches share one index; a rebuild happens once.
     """
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, *, cache_directory: str | os.PathLike[str] | None = None) -> None:
         self.store = store
+        self.cache_directory = os.fspath(cache_directory) if cache_directory is not None \
+            else str(paths.bm25_cache_directory())
         self._lock = threading.Lock()
-        self._revision: int | None = None
+        self._state: tuple[int, bool] | None = None
+        self._cache: KeywordCache | None = None
         self._ids: list[str] = []
         self._bm25: Any = None
+        #: Where the current index came from: ``"cache"``, ``"built"`` or None (none yet).
+        self.source: str | None = None
 
     def _ensure(self) -> None:
-        revision = self.store.revision
+        state = self.store.content_state()
         with self._lock:
-            if self._revision == revision and (self._bm25 is not None or not self._ids):
+            if self._state == state:
                 return
-            import bm25s
+            revision, writing = state
+            if self._cache is None:
+                self._cache = KeywordCache(self.cache_directory, self.store.cache_identity)
+            cache = self._cache
+            if writing:  # content in flux: build for this process only
+                self._set(state, *self._build(), "built")
+                return
+            loaded = cache.load(revision)
+            if loaded is not None:
+                self._set(state, loaded.ids, loaded.bm25, "cache")
+                return
+            lock = self._acquire(cache)
+            try:
+                loaded = cache.load(revision) if lock is not None else None  # another process's
+                if loaded is not None:
+                    self._set(state, loaded.ids, loaded.bm25, "cache")
+                    return
+                ids, bm25 = self._build()
+                if lock is not None and bm25 is not None and self.store.content_state() == state:
+                    cache.save(revision, ids, bm25)
+                self._set(state, ids, bm25, "built")
+            finally:
+                if lock is not None:
+                    lock.release()
 
-            ids, texts = [], []
-            for chunk in self.store.all_chunks():
-                ids.append(chunk.chunk_id)
-                texts.append(chunk.text)
-            self._ids = ids
-            if texts:
-                retriever = bm25s.BM25(k1=1.5, b=0.75)
-                retriever.index(bm25s.tokenize(texts, stopwords="en", show_progress=False),
-                                show_progress=False)
-                self._bm25 = retriever
-            else:
-                self._bm25 = None
-            self._revision = revision
+    @staticmethod
+    def _acquire(cache: KeywordCache) -> Any:
+        """The cache's file lock, acquired; None when that fails (logged: no persisting)."""
+        from filelock import Timeout
+
+        try:
+            lock = cache.lock()
+            lock.acquire()
+            return lock
+        except (OSError, Timeout) as exc:
+            logger.warning("keyword index cache %s unavailable (%s: %s); building without it",
+                           cache.folder, type(exc).__name__, exc)
+            return None
+
+    def _set(self, state: tuple[int, bool], ids: list[str], bm25: Any, source: str) -> None:
+        self._state, self._ids, self._bm25, self.source = state, ids, bm25, source
+
+    def _build(self) -> tuple[list[str], Any]:
+        """BM25 over every chunk of the store: ``(ids, index)``; index None when empty."""
+        import bm25s
+
+        ids, texts = [], []
+        for chunk in self.store.all_chunks():
+            ids.append(chunk.chunk_id)
+            texts.append(chunk.text)
+        if not texts:
+            return ids, None
+        retriever = bm25s.BM25(k1=1.5, b=0.75)
+        retriever.index(bm25s.tokenize(texts, stopwords="en", show_progress=False),
+                        show_progress=False)
+        return ids, retriever
 
     def search(self, query: str, k: int, *,
                allowed: Collection[str] | None = None) -> list[tuple[str, float]]:
@@ -188,6 +255,10 @@ class KeywordIndex:
             query: the query text.
             k: at most this many.
             allowed: only these chunk ids (a metadata filter's matches); None: all.
+
+        Raises:
+            StoreError: Chroma failed while the index was being loaded or built (a cache that
+                cannot be read or written is logged and skipped, never raised).
         """
         self._ensure()
         if self._bm25 is None or k <= 0 or (allowed is not None and not allowed):

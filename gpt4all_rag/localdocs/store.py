@@ -15,7 +15,12 @@ Chroma server shared by several machines:
   bool) as itself, for filters, and all of it as JSON under ``g4r_metadata``, to be given
   back exactly. The collection's metadata records how it was built (``g4r_embedding_model``,
   ``g4r_dimensionality``, chunking settings, schema version) and a ``g4r_revision`` counter
-  that changes whenever its content does (the keyword index is rebuilt when it changes).
+  that changes whenever its content does (the keyword index is rebuilt when it changes), and
+  ``g4r_writing``, True from a writer's first change of content until its closing revision
+  bump (a persisted keyword index is never written or trusted while it is True; a writer that
+  died leaves it True until the next completed write, which only costs rebuilds). Two
+  writers on one collection at once are not coordinated: the first to finish clears the flag
+  while the other still writes, and the counter is a read-modify-write of Chroma metadata.
 * ``NAME__files``: one record per document (id ``doc_id``): ``path``, ``size_bytes``,
   ``mtime`` (the ``repr`` of the float, a string: Chroma does not give every float back
   exactly), ``content_hash``, ``n_chunks``, ``title`` and ``state`` (``"indexing"`` while its
@@ -47,6 +52,7 @@ from chromadb.utils.embedding_functions import register_embedding_function
 
 from .. import paths
 from ..errors import CollectionMismatchError, CollectionNotFoundError, InvalidParameterError, StoreError
+from .keyword_cache import KeywordCache
 from .records import (ChunkRecord, FileRecord, StoredChunk, chunk_metadata, doc_id_for,
                       path_extension)
 
@@ -305,7 +311,7 @@ class Store:
         """How the collection was built (keys without the ``g4r_`` prefix)."""
         meta = self.chunks.metadata or {}
         return {k[4:]: v for k, v in meta.items() if k.startswith("g4r_") and k not in
-                ("g4r_schema", "g4r_revision")}
+                ("g4r_schema", "g4r_revision", "g4r_writing")}
 
     def check_build_info(self, wanted: Mapping[str, Any] | None) -> None:
         if not wanted:
@@ -321,14 +327,49 @@ class Store:
     @property
     def revision(self) -> int:
         """Changes whenever the collection's content does."""
-        return int((self._fresh_metadata() or {}).get("g4r_revision", 0))
+        return self.content_state()[0]
+
+    def content_state(self) -> tuple[int, bool]:
+        """``(revision, writing)`` read fresh from Chroma: the revision counter, and whether a
+        writer has changed content since the last revision bump (see the module docstring).
+
+        Raises:
+            StoreError: Chroma failed.
+        """
+        meta = self._fresh_metadata() or {}
+        return int(meta.get("g4r_revision", 0)), bool(meta.get("g4r_writing", False))
+
+    @property
+    def cache_identity(self) -> str:
+        """What names this collection in a local cache: where the store is (the embedded
+        database's absolute folder or the server's ``scheme://host:port``), tenant, database,
+        name and Chroma's id of the collection (a new one for a collection deleted and created
+        again). The same on every machine that uses the same server address."""
+        settings = self.client.get_settings()
+        if settings.is_persistent:
+            where = "file:" + os.path.abspath(str(settings.persist_directory))
+        else:
+            scheme = "https" if settings.chroma_server_ssl_enabled else "http"
+            where = f"{scheme}://{settings.chroma_server_host}:{settings.chroma_server_http_port}"
+        return "\n".join([where, str(getattr(self.client, "tenant", "")),
+                          str(getattr(self.client, "database", "")), self.name, str(self.chunks.id)])
 
     def _fresh_metadata(self) -> Mapping[str, Any] | None:
-        return self.client.get_collection(self.name).metadata
+        try:
+            return self.client.get_collection(self.name).metadata
+        except Exception as exc:  # noqa: BLE001 - chromadb raises many unrelated types here
+            raise StoreError(f"cannot read collection {self.name!r}: {type(exc).__name__}: {exc}") from exc
 
     def bump_revision(self) -> None:
-        """Count a change of content (the keyword index is rebuilt on the next query)."""
-        self._modify_metadata(g4r_revision=int((self._fresh_metadata() or {}).get("g4r_revision", 0)) + 1)
+        """Count a change of content (the keyword index is rebuilt on the next query) and
+        clear ``g4r_writing``: the writer has finished."""
+        self._modify_metadata(g4r_revision=self.content_state()[0] + 1, g4r_writing=False)
+
+    def _begin_write(self) -> None:
+        """Set ``g4r_writing`` before a change of content (read fresh each time: another
+        writer's bump may have cleared it since this object's last write)."""
+        if not self.content_state()[1]:
+            self._modify_metadata(g4r_writing=True)
 
     def _modify_metadata(self, **changes: Any) -> None:
         meta = dict(self._fresh_metadata() or {})
@@ -383,6 +424,7 @@ class Store:
         """
         if not documents:
             return
+        self._begin_write()
         self.put_files([FileRecord(**{**r.__dict__, "state": "indexing"}) for r, _ in documents])
         doc_ids = [r.doc_id for r, _ in documents]
         self.chunks.delete(where={"doc_id": {"$in": doc_ids}} if len(doc_ids) > 1 else {"doc_id": doc_ids[0]})
@@ -405,6 +447,7 @@ class Store:
         """Delete documents' chunks, then their records (unknown ids are ignored)."""
         if not doc_ids:
             return
+        self._begin_write()
         ids = list(doc_ids)
         self.chunks.delete(where={"doc_id": {"$in": ids}} if len(ids) > 1 else {"doc_id": ids[0]})
         self.files.delete(ids=ids)
@@ -470,7 +513,13 @@ class Store:
                                               r["distances"][0], vectors)]
 
     def delete_collection(self) -> None:
-        """Remove the collection and its file records."""
+        """Remove the collection and its file records, and this machine's cached keyword index
+        of it (:mod:`~gpt4all_rag.localdocs.keyword_cache`, in the default cache folder).
+
+        Raises:
+            StoreError: Chroma failed.
+        """
+        KeywordCache(paths.bm25_cache_directory(), self.cache_identity).discard()
         for name in (self.name, self.name + FILES_SUFFIX):
             try:
                 self.client.delete_collection(name)
