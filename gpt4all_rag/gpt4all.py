@@ -398,7 +398,7 @@ class GPT4All:
         min_p: float = DEFAULTS.min_p,
         repeat_penalty: float = DEFAULTS.repeat_penalty,
         repeat_last_n: int = DEFAULTS.repeat_last_n,
-        n_batch: int = DEFAULTS.n_batch,
+        n_batch: int = 8,  # the seed's default (the sampling schema's None is the fastest)
         n_predict: int | None = None,
         streaming: bool = False,
         callback: ResponseCallbackType = empty_response_callback,
@@ -414,8 +414,9 @@ class GPT4All:
             max_tokens: maximum number of tokens to generate (>= 0).
             temp, top_k, top_p, min_p, repeat_penalty, repeat_last_n: sampling parameters,
                 see :mod:`gpt4all_rag.sampling`.
-            n_batch: prompt tokens evaluated per llama.cpp batch (>= 1). Larger is faster
-                up to the context's batch size (2048); the seed's default is 8.
+            n_batch: prompt tokens evaluated per llama.cpp batch (>= 1; None: the context's
+                batch size, the fastest). Larger is faster up to the context's batch size
+                (2048); the seed's default is 8.
             n_predict: alias of max_tokens (seed compatibility); wins when not None.
             streaming: return a generator of text pieces instead of the whole text.
             callback: called as ``callback(token_id, text)`` for every piece; returning False
@@ -548,7 +549,7 @@ class GPT4All:
         self.last_logprobs = []
         stats.prompt_tokens, stats.completion_tokens = len(tokens), 0
         stats.dropped_messages, stats.finish_reason = dropped, None
-        stats.reused_tokens = model.ingest(tokens, params.n_batch)
+        stats.reused_tokens = model.ingest(tokens, params.n_batch or model.info(_native.PROP_N_BATCH))
         stats.decoded_tokens_total = model.info(_native.PROP_N_DECODED)
         if n_predict == 0:
             stats.finish_reason = "length"

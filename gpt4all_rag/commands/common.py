@@ -126,7 +126,8 @@ _SAMPLING_OPTIONS: tuple[tuple[str, tuple[str, ...], Any, str], ...] = (
     ("repeat_last_n", ("--repeat-last-n",), click.IntRange(min=-1),
      "Tokens the repetition penalty looks at (-1: the whole context)."),
     ("seed", ("--seed",), int, "Seed of the random draw [default: fresh each reply]."),
-    ("n_batch", ("--n-batch",), click.IntRange(min=1), "Prompt tokens per evaluation batch."),
+    ("n_batch", ("--n-batch",), click.IntRange(min=1),
+     "Prompt tokens per evaluation batch [default: the context's batch size]."),
     ("stop", ("--stop",), str, "A stop sequence (repeatable)."),
 )
 

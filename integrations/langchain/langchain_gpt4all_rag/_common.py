@@ -73,9 +73,9 @@ class GPT4AllParams(BaseModel):
     repeat_last_n: int = Field(default=DEFAULTS.repeat_last_n, ge=-1)
     max_tokens: int = Field(default=DEFAULTS.max_tokens, ge=0,
                             description="Most tokens generated per call.")
-    n_batch: int = Field(
-        default=DEFAULTS.n_batch, ge=1, description="Prompt tokens per evaluation batch; a "
-        "larger batch (e.g. 512) reads long prompts much faster.")
+    n_batch: int | None = Field(
+        default=DEFAULTS.n_batch, ge=1, description="Prompt tokens per evaluation batch; "
+        "None: the context's batch size, the fastest.")
     seed: int | None = Field(default=DEFAULTS.seed, description="Seed of the random draw; "
                              "None draws a fresh one per call.")
     stop: list[str] | None = Field(

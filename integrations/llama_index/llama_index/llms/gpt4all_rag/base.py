@@ -135,10 +135,10 @@ class GPT4AllRag(FunctionCallingLLM):
                                   description="Repetition penalty.")
     repeat_last_n: int = Field(default=DEFAULTS.repeat_last_n, ge=-1,
                                description="Tokens the penalty looks at.")
-    n_batch: int = Field(
+    n_batch: int | None = Field(
         default=DEFAULTS.n_batch, ge=1,
-        description="Prompt tokens per evaluation batch; a larger batch (e.g. 512) reads long "
-                    "retrieval prompts much faster.")
+        description="Prompt tokens per evaluation batch; None: the context's batch size, the "
+                    "fastest.")
     seed: int | None = Field(default=DEFAULTS.seed, description="Sampling seed; None: fresh per call.")
     logprobs: bool = Field(
         default=False, description="Report the generated tokens' log-probabilities in "
