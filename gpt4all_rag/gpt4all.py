@@ -429,8 +429,8 @@ class GPT4All:
                 generated token's log-probability and the ``n`` most likely tokens at its step
                 in :attr:`last_logprobs` (:class:`~gpt4all_rag.completion_types.TokenLogprob`,
                 OpenAI's shape; natural log of the model's distribution before penalties,
-                grammar, temperature and truncation). Tokens cut by a stop sequence are
-                recorded up to the one in which the stop sequence begins.
+                grammar, temperature and truncation). With stop sequences, every token
+                generated is recorded, up to the one that completes the stop sequence.
 
         Returns:
             The generated text, or (``streaming=True``) a generator of its pieces. Closing the
