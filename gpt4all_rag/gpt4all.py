@@ -12,21 +12,19 @@ ranges and defaults are documented once, in :mod:`gpt4all_rag.sampling`.
 
 from __future__ import annotations
 
-import codecs
 import logging
 import os
 import threading
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Callable, Iterable, Iterator, Literal, overload
 
 from typing_extensions import Self
 
-from . import _native, errors, models
-from .completion_types import (ChatCompletion, ChatCompletionChunk, LogLikelihood, TokenLogprob,
-                               TopLogprob)
+from . import _native, errors, generation, models
+from .completion_types import ChatCompletion, ChatCompletionChunk, LogLikelihood, TokenLogprob
+from .generation import GenerationStats
 from .completions import create_chat_completion
 from .prompting import LOCALDOCS_PROMPT_KEY, ChatSession, PromptBuilder
 from .sampling import DEFAULTS, SamplingParams, check_number
@@ -53,30 +51,6 @@ def empty_response_callback(token_id: int, response: str) -> bool:
     return True
 
 
-@dataclass
-class GenerationStats:
-    """Counters of the last ``generate()`` call and of the model's lifetime.
-
-    Attributes:
-        prompt_tokens: tokens of the prompt the model saw in the last call.
-        reused_tokens: of those, how many were already in the KV cache (not re-evaluated).
-        completion_tokens: tokens generated in the last call.
-        finish_reason: ``"stop"`` (end-of-generation token or stop sequence), ``"length"``
-            (``max_tokens`` reached or context full), ``"callback"`` (callback returned False)
-            or ``"closed"`` (streaming generator closed early).
-        dropped_messages: messages left out of the model's view because the conversation
-            outgrew the context window (the history itself keeps them).
-        decoded_tokens_total: tokens evaluated since the model was loaded.
-    """
-
-    prompt_tokens: int = 0
-    reused_tokens: int = 0
-    completion_tokens: int = 0
-    finish_reason: str | None = None
-    dropped_messages: int = 0
-    decoded_tokens_total: int = 0
-
-
 def _append_extension_if_missing(model_name: str) -> str:
     return model_name if model_name.endswith((".bin", ".gguf")) else model_name + ".gguf"
 
@@ -85,17 +59,6 @@ def _drop_unanswered_turn(session: ChatSession | None) -> None:
     """After a failed turn, remove its user message so the history stays as it was."""
     if session is not None and session.history and session.history[-1]["role"] == "user":
         session.history.pop()
-
-
-def _longest_stop_prefix(text: str, stops: list[str]) -> int:
-    """Length of the longest suffix of ``text`` that is a proper prefix of a stop sequence."""
-    best = 0
-    for s in stops:
-        for k in range(min(len(s) - 1, len(text)), best, -1):
-            if text.endswith(s[:k]):
-                best = k
-                break
-    return best
 
 
 class GPT4All:
@@ -537,80 +500,12 @@ class GPT4All:
              logprobs: int | None = None, dropped: int = 0,
              grammar_triggers: tuple[tuple[str, ...], tuple[int, ...]] = ((), ()),
              ) -> Iterator[tuple[int, str]]:
-        """The generation loop under every call: ingest ``tokens`` (reusing the cached prefix),
-        then yield ``(token id, text piece)`` until end of generation, ``max_tokens``, a stop
-        sequence (held back until it cannot start one) or a callback returning False; fills
-        :attr:`stats` and, with ``logprobs``, :attr:`last_logprobs`. ``grammar_triggers``
-        (regular expressions, token ids) make ``params.grammar`` lazy. The caller holds the
-        lock."""
-        model = self.model
-        stats = self.stats
-        n_predict, stops = params.max_tokens, list(params.stop)
+        """The generation loop (:func:`gpt4all_rag.generation.run`) on this model, filling
+        :attr:`stats` and, with ``logprobs``, :attr:`last_logprobs`. The caller holds the lock."""
         self.last_logprobs = []
-        stats.prompt_tokens, stats.completion_tokens = len(tokens), 0
-        stats.dropped_messages, stats.finish_reason = dropped, None
-        stats.reused_tokens = model.ingest(tokens, params.n_batch or model.info(_native.PROP_N_BATCH))
-        stats.decoded_tokens_total = model.info(_native.PROP_N_DECODED)
-        if n_predict == 0:
-            stats.finish_reason = "length"
-            return
-        model.generate_start(**params.native(), trigger_patterns=grammar_triggers[0],
-                             trigger_tokens=grammar_triggers[1])
-        decoder = codecs.getincrementaldecoder("utf-8")("replace")
-        held = ""
-        token = -1
-        try:
-            while True:
-                if stats.completion_tokens >= n_predict:
-                    stats.finish_reason = "length"
-                    break
-                token, piece, reason = model.generate_next()
-                if reason != _native.STOP_CONTINUE:
-                    stats.finish_reason = "stop" if reason == _native.STOP_EOG else "length"
-                    break
-                stats.completion_tokens += 1
-                if logprobs is not None:
-                    self.last_logprobs.append(self._token_logprob(token, piece, logprobs))
-                held += decoder.decode(piece)
-                if stops:
-                    hits = [i for i in (held.find(s) for s in stops) if i >= 0]
-                    if hits:
-                        held = held[: min(hits)]
-                        stats.finish_reason = "stop"
-                        if held:
-                            callback(token, held)
-                            yield token, held
-                        held = ""
-                        return
-                    keep = _longest_stop_prefix(held, stops)
-                    out, held = held[: len(held) - keep], held[len(held) - keep:]
-                else:
-                    out, held = held, ""
-                if out:
-                    go_on = callback(token, out)
-                    yield token, out
-                    if go_on is False:
-                        stats.finish_reason = "callback"
-                        return
-            held += decoder.decode(b"", final=True)
-            if held:
-                callback(token, held)
-                yield token, held
-        finally:
-            model.generate_finish()
-            stats.decoded_tokens_total = model.info(_native.PROP_N_DECODED) if not model.closed else 0
-
-    def _token_logprob(self, token: int, piece: bytes, n_top: int) -> TokenLogprob:
-        """The log-probabilities of the token just produced (and ``n_top`` alternatives)."""
-        model = self.model
-        logprob, top = model.generate_logprobs(n_top)
-
-        def alt(tok: int, lp: float, raw: bytes | None = None) -> TopLogprob:
-            raw = model.token_to_piece(tok) if raw is None else raw
-            return TopLogprob(raw.decode("utf-8", "replace"), lp, list(raw), tok)
-
-        return TokenLogprob(piece.decode("utf-8", "replace"), logprob, list(piece), token,
-                            [alt(t, lp) for t, lp in top])
+        yield from generation.run(self.model, tokens, params, self.stats, callback=callback,
+                                  logprobs=logprobs, logprobs_out=self.last_logprobs,
+                                  dropped=dropped, grammar_triggers=grammar_triggers)
 
     def loglikelihood(self, prompt: str | list[MessageType], continuation: str, *,
                       n_batch: int = 512) -> LogLikelihood:
