@@ -28,7 +28,7 @@ import json
 import time
 import uuid
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Callable
 
 import numpy as np
 from fastapi import Depends, FastAPI, Request
@@ -117,6 +117,38 @@ class _Held:
         if not self.released:
             self.released = True
             await self.slot.__aexit__(None, None, None)
+
+
+async def _event_stream(pool: ModelPool, filename: str, start: Callable[[], Any],
+                        render: Callable[[AsyncIterator[Any]], AsyncIterator[dict[str, Any]]],
+                        ) -> EventSourceResponse:
+    """A Server-Sent Events response holding ``filename``'s slot for its whole life.
+
+    ``start()`` runs in a worker thread before the response begins, so its errors (bad
+    parameters) are the HTTP error; it returns the blocking iterator of the generation.
+    ``render`` turns that iterator's items (pumped from a worker thread) into JSON objects;
+    ``data: [DONE]`` ends the stream, and an error after the start is sent as an error object.
+    """
+    slot = pool.slot(filename)
+    await slot.__aenter__()
+    held = _Held(slot)
+    try:
+        items = await asyncio.to_thread(start)
+    except BaseException:
+        await held.release()
+        raise
+
+    async def events() -> AsyncIterator[dict[str, str]]:
+        try:
+            async for data in render(iterate_in_thread(lambda: iter(items))):
+                yield {"data": json.dumps(data)}
+            yield {"data": "[DONE]"}
+        except Exception as exc:  # after the response started: report it in the stream
+            yield {"data": json.dumps(_api_error(exc).body())}
+        finally:
+            await held.release()
+
+    return EventSourceResponse(events(), ping=15, background=BackgroundTask(held.release))
 
 
 def create_app(config: ServerConfig, pool: ModelPool | None = None) -> FastAPI:
@@ -214,37 +246,19 @@ def create_app(config: ServerConfig, pool: ModelPool | None = None) -> FastAPI:
                 body["references"] = references
             return JSONResponse(body)
 
-        slot = pool.slot(filename)
-        await slot.__aenter__()
-        held = _Held(slot)
-        try:
-            stream = await asyncio.to_thread(
-                lambda: pool.chat_model(filename).create_chat_completion(messages, stream=True, **kwargs))
-        except BaseException:
-            await held.release()
-            raise
+        async def render(chunks: AsyncIterator[ChatCompletionChunk]) -> AsyncIterator[dict[str, Any]]:
+            last: ChatCompletionChunk | None = None
+            async for chunk in chunks:
+                last = chunk
+                yield {**chunk.to_dict(), "usage": None}  # OpenAI: usage only in its own chunk
+            if last is not None and include_usage and last.usage is not None:
+                yield {**last.to_dict(), "choices": []}
+            if req.localdocs is not None and last is not None:
+                yield {"id": last.id, "object": "chat.completion.chunk", "created": last.created,
+                       "model": last.model, "choices": [], "references": references}
 
-        async def events() -> AsyncIterator[dict[str, str]]:
-            try:
-                last: ChatCompletionChunk | None = None
-                async for chunk in iterate_in_thread(lambda: stream):
-                    last = chunk
-                    data = chunk.to_dict()
-                    data["usage"] = None  # OpenAI: usage only in the include_usage chunk
-                    yield {"data": json.dumps(data)}
-                if last is not None and include_usage and last.usage is not None:
-                    yield {"data": json.dumps({**last.to_dict(), "choices": []})}
-                if req.localdocs is not None and last is not None:
-                    yield {"data": json.dumps({"id": last.id, "object": "chat.completion.chunk",
-                                               "created": last.created, "model": last.model,
-                                               "choices": [], "references": references})}
-                yield {"data": "[DONE]"}
-            except Exception as exc:  # after the response started: report it in the stream
-                yield {"data": json.dumps(_api_error(exc).body())}
-            finally:
-                await held.release()
-
-        return EventSourceResponse(events(), ping=15, background=BackgroundTask(held.release))
+        return await _event_stream(pool, filename, lambda: pool.chat_model(filename).create_chat_completion(
+            messages, stream=True, **kwargs), render)
 
     @app.post("/v1/completions", dependencies=auth)
     async def completions(req: CompletionRequest) -> Any:
@@ -289,32 +303,23 @@ def create_app(config: ServerConfig, pool: ModelPool | None = None) -> FastAPI:
 
                 return JSONResponse(await asyncio.to_thread(run))
 
-        slot = pool.slot(filename)
-        await slot.__aenter__()
-        held = _Held(slot)
-        try:
-            model = await asyncio.to_thread(pool.chat_model, filename)
-            pieces = model.generate(req.text, streaming=True, logprobs=req.logprobs,
-                                    **params.generate_kwargs())
-        except BaseException:
-            await held.release()
-            raise
+        loaded: list[Any] = []  # the model start() generates with, for its stats
 
-        async def events() -> AsyncIterator[dict[str, str]]:
-            try:
-                async for piece in iterate_in_thread(lambda: iter(pieces)):
-                    yield {"data": json.dumps(body(piece, model, None, None))}
-                last = body("", model, finish_reason(model), legacy_logprobs(model))
-                if req.stream_options and req.stream_options.include_usage:
-                    last["usage"] = usage(model)
-                yield {"data": json.dumps(last)}
-                yield {"data": "[DONE]"}
-            except Exception as exc:
-                yield {"data": json.dumps(_api_error(exc).body())}
-            finally:
-                await held.release()
+        def start() -> Any:
+            loaded.append(pool.chat_model(filename))
+            return loaded[0].generate(req.text, streaming=True, logprobs=req.logprobs,
+                                      **params.generate_kwargs())
 
-        return EventSourceResponse(events(), ping=15, background=BackgroundTask(held.release))
+        async def render(pieces: AsyncIterator[str]) -> AsyncIterator[dict[str, Any]]:
+            model = loaded[0]
+            async for piece in pieces:
+                yield body(piece, model, None, None)
+            last = body("", model, finish_reason(model), legacy_logprobs(model))
+            if req.stream_options and req.stream_options.include_usage:
+                last["usage"] = usage(model)
+            yield last
+
+        return await _event_stream(pool, filename, start, render)
 
     @app.post("/v1/embeddings", dependencies=auth)
     async def embeddings(req: EmbeddingRequest) -> Any:
