@@ -23,27 +23,24 @@ TTFT p95 <= 1.2x. Run on a quiet machine.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import glob
-import signal
 import statistics
-import subprocess
 import sys
 import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT / "tests"))
 
-import httpx  # noqa: E402
 import openai  # noqa: E402
 import rounds  # noqa: E402
 from chroma_server import free_port  # noqa: E402
+from server.openai_server import running_http_server  # noqa: E402
 
 from gpt4all_rag import _native, pypi_models  # noqa: E402
 
@@ -64,33 +61,6 @@ def make_prompt(model_path: Path, n_tokens: int) -> str:
         return "Continue this text: " + vocab.detokenize(ids)
     finally:
         vocab.close()
-
-
-@contextlib.contextmanager
-def running(cmd: list[str], port: int) -> Iterator[str]:
-    log = open(f"/tmp/bench-server-{port}.log", "w+b")
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(url + "/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                log.seek(0)
-                raise RuntimeError(f"{cmd[0]} did not start: {log.read().decode()[-1500:]}")
-            time.sleep(0.2)
-        yield url
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 def load(url: str, clients: int, prompt: str, gen: int, repeats: int) -> dict[str, Any]:
@@ -153,7 +123,7 @@ def main() -> None:
                     "--max-queue", "64", "--queue-timeout", "600"]
         theirs_cmd = [str(exe), "-m", str(model_path), "--host", "127.0.0.1", "--port", str(theirs_port),
                       "-t", str(args.threads), "-np", str(n), "-c", str(args.n_ctx * n), "-b", "512"]
-        with running(ours_cmd, ours_port) as ours, running(theirs_cmd, theirs_port) as theirs:
+        with running_http_server(ours_cmd, ours_port) as ours, running_http_server(theirs_cmd, theirs_port) as theirs:
             systems: dict[str, rounds.Measure] = {
                 "ours": lambda _r, u=ours, n=n: load(u, n, prompt, args.gen_tokens, args.repeats),
                 "llama.cpp server": lambda _r, u=theirs, n=n: load(u, n, prompt, args.gen_tokens, args.repeats),

@@ -1,4 +1,4 @@
-"""``gpt4all-rag serve`` as a real process on 127.0.0.1 and a free port, for the server tests."""
+"""Real server processes on 127.0.0.1 for the server tests (and bench/bench_server.py)."""
 
 from __future__ import annotations
 
@@ -18,19 +18,17 @@ START_TIMEOUT_S = 120.0
 
 
 @contextlib.contextmanager
-def running_openai_server(model_dir: Path, *args: str, env: dict[str, str] | None = None,
-                          ) -> Iterator[str]:
-    """Run ``gpt4all-rag serve`` until the block ends; yields ``http://127.0.0.1:<port>``.
+def running_http_server(cmd: list[str], port: int, *, env: dict[str, str] | None = None,
+                        ) -> Iterator[str]:
+    """Run ``cmd`` (a server on 127.0.0.1:``port``) until the block ends, once it answers
+    ``GET /health``; yields ``http://127.0.0.1:<port>``. Stopped by SIGINT (Ctrl-C), killed
+    after 20 s. Also used by bench/bench_server.py for both servers.
 
     Raises:
-        RuntimeError: the server did not answer ``/health`` in time (its output is included).
+        RuntimeError: the server did not answer in time (its output is included).
     """
-    port = free_port()
-    exe = Path(sys.executable).with_name("gpt4all-rag")
-    log = open(Path(os.environ.get("TMPDIR", "/tmp")) / f"g4r-serve-{port}.log", "w+b")
-    proc = subprocess.Popen([str(exe), "serve", "--host", "127.0.0.1", "--port", str(port),
-                             "--model-path", str(model_dir), "--threads", "2", *args],
-                            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+    log = open(Path(os.environ.get("TMPDIR", "/tmp")) / f"g4r-server-{port}.log", "w+b")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + START_TIMEOUT_S
@@ -42,7 +40,7 @@ def running_openai_server(model_dir: Path, *args: str, env: dict[str, str] | Non
                 pass
             if proc.poll() is not None or time.monotonic() > deadline:
                 log.seek(0)
-                raise RuntimeError(f"gpt4all-rag serve did not start: {log.read().decode()[-2000:]}")
+                raise RuntimeError(f"{Path(cmd[0]).name} did not start: {log.read().decode()[-2000:]}")
             time.sleep(0.2)
         yield url
     finally:
@@ -54,3 +52,13 @@ def running_openai_server(model_dir: Path, *args: str, env: dict[str, str] | Non
                 proc.kill()
                 proc.wait(timeout=10)
         log.close()
+
+
+def running_openai_server(model_dir: Path, *args: str, env: dict[str, str] | None = None,
+                          ) -> contextlib.AbstractContextManager[str]:
+    """``gpt4all-rag serve`` on 127.0.0.1 and a free port (see :func:`running_http_server`)."""
+    port = free_port()
+    exe = Path(sys.executable).with_name("gpt4all-rag")
+    return running_http_server([str(exe), "serve", "--host", "127.0.0.1", "--port", str(port),
+                                "--model-path", str(model_dir), "--threads", "2", *args],
+                               port, env=env)
