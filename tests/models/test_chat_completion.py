@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -16,12 +15,6 @@ from tests.models.test_chat_formats import TEMPLATES, TOOLS
 GREEDY = dict(temp=0, repeat_penalty=1.0)
 SYSTEM = "You are a helpful assistant."
 CHAT = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "Name a colour."}]
-
-
-@pytest.fixture(scope="module")
-def smol(model_dir: Path) -> Iterator[GPT4All]:
-    with GPT4All(SMOLLM2, model_path=model_dir, allow_download=False, n_threads=2) as m:
-        yield m
 
 
 def complete(m: GPT4All, messages: list, **kw: object) -> ChatCompletion:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import threading
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -16,18 +15,6 @@ from tests.conftest import GEMMA3, MINILM, SMOLLM2
 
 GREEDY = dict(temp=0, repeat_penalty=1.0)
 SYSTEM = "You are a helpful assistant."
-
-
-@pytest.fixture(scope="module")
-def smol(model_dir: Path) -> Iterator[GPT4All]:
-    with GPT4All(SMOLLM2, model_path=model_dir, allow_download=False, n_threads=2) as m:
-        yield m
-
-
-@pytest.fixture(scope="module")
-def gemma(model_dir: Path) -> Iterator[GPT4All]:
-    with GPT4All(GEMMA3, model_path=model_dir, allow_download=False, n_threads=2) as m:
-        yield m
 
 
 # How much more likely (natural log) the right answer must be than a wrong one. Measured on a

@@ -41,12 +41,6 @@ def localdocs(tmp_path_factory: pytest.TempPathFactory, docs_dir: Path, model_di
         yield ld
 
 
-@pytest.fixture(scope="module")
-def smol(model_dir: Path) -> Iterator[GPT4All]:
-    with GPT4All(SMOLLM2, model_path=model_dir, allow_download=False, n_threads=2) as m:
-        yield m
-
-
 def test_chat_turn_gets_context_and_sources(smol: GPT4All, localdocs: LocalDocs, docs_dir: Path) -> None:
     with smol.chat_session(system_message="Answer from the context.", localdocs=localdocs, localdocs_k=2):
         reply = smol.generate("Which volcano is on Sicily?", max_tokens=30, temp=0, repeat_penalty=1.0)

@@ -8,26 +8,13 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
 from gpt4all_rag import GPT4All, errors
-from tests.conftest import GEMMA3, MINILM, SMOLLM2
+from tests.conftest import MINILM
 
 GREEDY = dict(temp=0, repeat_penalty=1.0)
-
-
-@pytest.fixture(scope="module")
-def smol(model_dir: Path) -> Iterator[GPT4All]:
-    with GPT4All(SMOLLM2, model_path=model_dir, allow_download=False, n_threads=2) as m:
-        yield m
-
-
-@pytest.fixture(scope="module")
-def gemma(model_dir: Path) -> Iterator[GPT4All]:
-    with GPT4All(GEMMA3, model_path=model_dir, allow_download=False, n_threads=2) as m:
-        yield m
 
 
 def test_logprobs_are_off_by_default(smol: GPT4All) -> None:
