@@ -277,10 +277,12 @@ def _take_string(status: int, out: ctypes.c_void_p) -> str:
             lib().g4r_string_free(ctypes.cast(out, ctypes.c_char_p))
 
 
-def chat_parse(parser: dict[str, Any], text: str, *, partial: bool) -> dict[str, Any]:
+def chat_parse(parser: dict[str, Any] | bytes, text: str, *, partial: bool) -> dict[str, Any]:
     """Split a reply into content, reasoning and tool calls with llama.cpp's parser for the
     chat format ``parser`` describes (``g4r_chat_parse``; ``parser`` holds ``format_id``,
-    ``parser`` and ``generation_prompt`` from :meth:`NativeModel.chat_apply`).
+    ``parser`` and ``generation_prompt`` from :meth:`NativeModel.chat_apply`, as a dict or
+    already as JSON bytes, which a caller parsing every streamed token passes to save the
+    encoding).
 
     Raises:
         GrammarError: a complete reply that does not follow the format.
@@ -288,8 +290,8 @@ def chat_parse(parser: dict[str, Any], text: str, *, partial: bool) -> dict[str,
     """
     data = text.encode("utf-8")
     out = ctypes.c_void_p()
-    status = lib().g4r_chat_parse(json.dumps(parser).encode(), data, len(data), int(partial),
-                                  ctypes.byref(out))
+    spec = parser if isinstance(parser, bytes) else json.dumps(parser).encode()
+    status = lib().g4r_chat_parse(spec, data, len(data), int(partial), ctypes.byref(out))
     return json.loads(_take_string(status, out))
 
 

@@ -249,7 +249,7 @@ class _Plan:
     variables: dict[str, Any]
     grammar: str | None
     stops: tuple[str, ...]
-    parser: dict[str, Any] | None            # llama.cpp's chat-format parser, or None
+    parser: bytes | None  # llama.cpp's chat-format parser (g4r_chat_parse's JSON), or None
     fallback_tools: list[str] = field(default_factory=list)  # tool names of the JSON fallback
     fallback_required: bool = False
     triggers: tuple[tuple[str, ...], tuple[int, ...]] = ((), ())  # a lazy grammar's triggers
@@ -328,7 +328,8 @@ def _plan(llm: GPT4All, source: str, messages: list[dict[str, Any]], tools: list
     parse = native_tools or (info.get("supports_thinking") and not fallback)
     return _Plan(messages=shown, variables=variables, grammar=grammar,
                  stops=params.stop + tuple(s for s in info.get("additional_stops", []) if s),
-                 parser=info if parse else None, fallback_tools=fallback,
+                 parser=json.dumps({k: info[k] for k in ("format_id", "parser", "generation_prompt")
+                                    }).encode() if parse else None, fallback_tools=fallback,
                  fallback_required=required, triggers=triggers)
 
 
