@@ -502,19 +502,16 @@ class NativeModel:
                        repeat_penalty: float, repeat_last_n: int, seed: int,
                        grammar: str | None = None, trigger_patterns: Sequence[str] = (),
                        trigger_tokens: Sequence[int] = ()) -> None:
-        """Start sampling; with trigger patterns or tokens the grammar is lazy
-        (``g4r_generate_start_lazy``)."""
-        args = (self.handle, float(temp), int(top_k), float(top_p), float(min_p),
-                float(repeat_penalty), int(repeat_last_n), int(seed) & 0xFFFFFFFF,
-                grammar.encode() if grammar else None)
-        if not trigger_patterns and not trigger_tokens:
-            check(self._lib.g4r_generate_start(*args))
-            return
+        """Start sampling (``g4r_generate_start_lazy``, which without triggers is
+        ``g4r_generate_start``); trigger patterns or tokens make the grammar lazy."""
         patterns = (ctypes.c_char_p * max(len(trigger_patterns), 1))(
             *[p.encode() for p in trigger_patterns])
         tokens = (ctypes.c_int32 * max(len(trigger_tokens), 1))(*trigger_tokens)
-        check(self._lib.g4r_generate_start_lazy(*args, patterns, len(trigger_patterns), tokens,
-                                                len(trigger_tokens)))
+        check(self._lib.g4r_generate_start_lazy(
+            self.handle, float(temp), int(top_k), float(top_p), float(min_p),
+            float(repeat_penalty), int(repeat_last_n), int(seed) & 0xFFFFFFFF,
+            grammar.encode() if grammar else None, patterns, len(trigger_patterns), tokens,
+            len(trigger_tokens)))
 
     def generate_next(self) -> tuple[int, bytes, int]:
         """``(token, piece bytes, stop reason)``; see ``g4r_generate_next``."""
