@@ -54,6 +54,8 @@ _INDEX_MARK = "\x00\x08[index\x00\x08]"
 _LICENCE_NODE = re.compile(r"(free documentation license|general public license|copying|"
                            r"gnu gpl|gnu fdl|licen[cs]e)", re.I)
 _WORD = re.compile(r"[a-z0-9]+")
+_MARKER = re.compile(r"\x00\x08\[[^\x00]*\x00\x08\]")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 
 @dataclass
@@ -162,7 +164,8 @@ def node_text(node: Node, max_chars: int) -> tuple[str, int]:
             break
         kept.append(line.rstrip())
         size += len(line) + 1
-    text = re.sub(r"\n{3,}", "\n\n", "\n".join(kept)).strip()
+    text = _MARKER.sub("", "\n".join(kept))  # makeinfo's image and index markers
+    text = re.sub(r"\n{3,}", "\n\n", _CONTROL.sub("", text)).strip()
     return text, len(kept) + 1
 
 
