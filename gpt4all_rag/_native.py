@@ -23,10 +23,10 @@ import numpy as np
 
 from . import errors
 
-__all__ = ["ABI_VERSION", "DECLARATIONS", "NativeModel", "lib", "gpu_devices",
+__all__ = ["ABI_VERSION", "DECLARATIONS", "NativeModel", "NativeSequence", "lib", "gpu_devices",
            "json_schema_to_grammar", "system_info"]
 
-ABI_VERSION = 1
+ABI_VERSION = 2
 LIB_ENV = "GPT4ALL_RAG_NATIVE_LIB"
 _LIB_NAME = "libgpt4all_rag.so"
 
@@ -67,6 +67,7 @@ PROP_N_SEQ_MAX = 11
 PROP_POOLING = 12
 PROP_N_PARAMS = 13
 PROP_FLASH_ATTN = 14
+PROP_N_EVALS = 15
 
 # g4r_special_token
 SPECIAL_TOKENS = {"bos": 0, "eos": 1, "eot": 2, "sep": 3, "pad": 4, "mask": 5, "nl": 6}
@@ -106,7 +107,8 @@ DECLARATIONS: dict[str, tuple[Any, tuple[Any, ...]]] = {
     "g4r_gpu_count": (ctypes.c_int32, ()),
     "g4r_gpu_info": (ctypes.c_int, (ctypes.c_int32, _c_char_pp, _c_char_pp, _c_char_pp)),
     "g4r_model_load": (ctypes.c_void_p, (ctypes.c_char_p, ctypes.c_int32, ctypes.c_int32,
-                                         ctypes.c_char_p, ctypes.c_int32, ctypes.c_uint32)),
+                                         ctypes.c_char_p, ctypes.c_int32, ctypes.c_uint32,
+                                         ctypes.c_int32)),
     "g4r_model_free": (None, (ctypes.c_void_p,)),
     "g4r_model_info": (ctypes.c_int, (ctypes.c_void_p, ctypes.c_int32, _p(ctypes.c_int64))),
     "g4r_model_device": (ctypes.c_int, (ctypes.c_void_p, _c_char_pp, _c_char_pp)),
@@ -131,26 +133,25 @@ DECLARATIONS: dict[str, tuple[Any, tuple[Any, ...]]] = {
                                       ctypes.c_int32, ctypes.c_char_p, ctypes.c_int32,
                                       _p(ctypes.c_int32))),
     "g4r_model_set_threads": (ctypes.c_int, (ctypes.c_void_p, ctypes.c_int32)),
-    "g4r_model_ingest": (ctypes.c_int, (ctypes.c_void_p, _p(ctypes.c_int32), ctypes.c_int32,
-                                        ctypes.c_int32, _p(ctypes.c_int32))),
+    "g4r_model_ingest": (ctypes.c_int, (ctypes.c_void_p, ctypes.c_int32, _p(ctypes.c_int32),
+                                        ctypes.c_int32, ctypes.c_int32, _p(ctypes.c_int32))),
     "g4r_model_reset": (ctypes.c_int, (ctypes.c_void_p,)),
-    "g4r_generate_start": (ctypes.c_int, (ctypes.c_void_p, ctypes.c_float, ctypes.c_int32,
-                                          ctypes.c_float, ctypes.c_float, ctypes.c_float,
-                                          ctypes.c_int32, ctypes.c_uint32, ctypes.c_char_p)),
-    "g4r_generate_start_lazy": (ctypes.c_int, (ctypes.c_void_p, ctypes.c_float, ctypes.c_int32,
-                                               ctypes.c_float, ctypes.c_float, ctypes.c_float,
-                                               ctypes.c_int32, ctypes.c_uint32, ctypes.c_char_p,
-                                               _c_char_pp, ctypes.c_int32, _p(ctypes.c_int32),
-                                               ctypes.c_int32)),
-    "g4r_generate_next": (ctypes.c_int, (ctypes.c_void_p, _p(ctypes.c_int32), ctypes.c_char_p,
-                                         ctypes.c_int32, _p(ctypes.c_int32), _p(ctypes.c_int32))),
-    "g4r_generate_finish": (ctypes.c_int, (ctypes.c_void_p,)),
-    "g4r_generate_logprobs": (ctypes.c_int, (ctypes.c_void_p, ctypes.c_int32, _p(ctypes.c_float),
-                                             _p(ctypes.c_int32), _p(ctypes.c_float),
-                                             _p(ctypes.c_int32))),
-    "g4r_model_score": (ctypes.c_int, (ctypes.c_void_p, _p(ctypes.c_int32), ctypes.c_int32,
-                                       ctypes.c_int32, ctypes.c_int32, _p(ctypes.c_float),
-                                       _p(ctypes.c_int32), _p(ctypes.c_int32))),
+    "g4r_generate_start": (ctypes.c_int, (ctypes.c_void_p, ctypes.c_int32, ctypes.c_float,
+                                          ctypes.c_int32, ctypes.c_float, ctypes.c_float,
+                                          ctypes.c_float, ctypes.c_int32, ctypes.c_uint32,
+                                          ctypes.c_char_p, _c_char_pp, ctypes.c_int32,
+                                          _p(ctypes.c_int32), ctypes.c_int32, ctypes.c_int32,
+                                          ctypes.c_int32)),
+    "g4r_generate_next": (ctypes.c_int, (ctypes.c_void_p, ctypes.c_int32, _p(ctypes.c_int32),
+                                         ctypes.c_char_p, ctypes.c_int32, _p(ctypes.c_int32),
+                                         _p(ctypes.c_int32))),
+    "g4r_generate_finish": (ctypes.c_int, (ctypes.c_void_p, ctypes.c_int32)),
+    "g4r_generate_logprobs": (ctypes.c_int, (ctypes.c_void_p, ctypes.c_int32, ctypes.c_int32,
+                                             _p(ctypes.c_float), _p(ctypes.c_int32),
+                                             _p(ctypes.c_float), _p(ctypes.c_int32))),
+    "g4r_model_score": (ctypes.c_int, (ctypes.c_void_p, ctypes.c_int32, _p(ctypes.c_int32),
+                                       ctypes.c_int32, ctypes.c_int32, ctypes.c_int32,
+                                       _p(ctypes.c_float), _p(ctypes.c_int32), _p(ctypes.c_int32))),
     "g4r_model_embed": (ctypes.c_int, (ctypes.c_void_p, _p(ctypes.c_int32), _p(ctypes.c_int32),
                                        ctypes.c_int32, _p(ctypes.c_float), ctypes.c_int32)),
     "g4r_model_cancel": (None, (ctypes.c_void_p,)),
@@ -311,8 +312,9 @@ class NativeModel:
     """One loaded model: weights, context and decoding state (a ``g4r_model`` handle).
 
     Methods map one-to-one onto the C API; see ``native/include/g4r.h`` for the semantics.
-    Calls on one instance are serialised by the C library. After :meth:`close` every method
-    raises :class:`~gpt4all_rag.errors.ModelClosedError`.
+    Generation goes through the model's sequences (:meth:`sequence`, one per concurrent
+    caller). After :meth:`close` every method raises
+    :class:`~gpt4all_rag.errors.ModelClosedError`.
 
     Args:
         path: GGUF file.
@@ -321,6 +323,8 @@ class NativeModel:
         device: ``None``/``"cpu"``, ``"gpu"``, a backend name or a device name.
         n_threads: CPU threads (``None``: the library's default).
         vocab_only: load the tokenizer and metadata only.
+        n_seq: parallel sequences of a generation model (1..64), each with the whole window
+            (see :meth:`sequence`).
         flash_attention: ``True``/``False`` force flash or plain attention; ``None`` lets the
             library choose (plain attention for small CPU generation contexts, see
             ``g4r_model_load``).
@@ -333,7 +337,8 @@ class NativeModel:
 
     def __init__(self, path: str | os.PathLike[str], *, n_ctx: int = 2048, n_gpu_layers: int = 100,
                  device: str | None = None, n_threads: int | None = None,
-                 vocab_only: bool = False, flash_attention: bool | None = None) -> None:
+                 vocab_only: bool = False, flash_attention: bool | None = None,
+                 n_seq: int = 1) -> None:
         L = lib()
         self._lib = L
         self.path = str(path)
@@ -342,11 +347,11 @@ class NativeModel:
             flags |= LOAD_FLASH_ATTN_ON if flash_attention else LOAD_FLASH_ATTN_OFF
         handle = L.g4r_model_load(os.fsencode(self.path), int(n_ctx), int(n_gpu_layers),
                                   device.encode() if device else None,
-                                  int(n_threads) if n_threads else 0, flags)
+                                  int(n_threads) if n_threads else 0, flags, int(n_seq))
         if not handle:
             check(L.g4r_last_status() or ERR_INTERNAL)
         self._handle: int | None = handle
-        self._piece = ctypes.create_string_buffer(256)
+        self._sequences: dict[int, NativeSequence] = {}
 
     # -- lifetime ---------------------------------------------------------------------------
     @property
@@ -459,7 +464,8 @@ class NativeModel:
 
     def token_to_piece(self, token: int, *, special: bool = False) -> bytes:
         n = ctypes.c_int32()
-        status = self._lib.g4r_token_to_piece(self.handle, token, int(special), self._piece, 256,
+        buf = ctypes.create_string_buffer(256)
+        status = self._lib.g4r_token_to_piece(self.handle, token, int(special), buf, 256,
                                               ctypes.byref(n))
         if status == ERR_BUFFER_TOO_SMALL:
             buf = ctypes.create_string_buffer(n.value)
@@ -467,7 +473,7 @@ class NativeModel:
                                                ctypes.byref(n)))
             return buf.raw[: n.value]
         check(status)
-        return self._piece.raw[: n.value]
+        return buf.raw[: n.value]
 
     def detokenize(self, tokens: Sequence[int], *, special: bool = False) -> str:
         arr = (ctypes.c_int32 * len(tokens))(*tokens)
@@ -487,66 +493,21 @@ class NativeModel:
     def set_threads(self, n_threads: int) -> None:
         check(self._lib.g4r_model_set_threads(self.handle, int(n_threads)))
 
-    def ingest(self, tokens: Sequence[int], n_batch: int) -> int:
-        """Make the KV cache hold ``tokens``; returns how many cached tokens were reused."""
-        arr = (ctypes.c_int32 * len(tokens))(*tokens)
-        reused = ctypes.c_int32()
-        check(self._lib.g4r_model_ingest(self.handle, arr, len(tokens), int(n_batch),
-                                         ctypes.byref(reused)))
-        return reused.value
-
     def reset(self) -> None:
         check(self._lib.g4r_model_reset(self.handle))
 
-    def generate_start(self, *, temp: float, top_k: int, top_p: float, min_p: float,
-                       repeat_penalty: float, repeat_last_n: int, seed: int,
-                       grammar: str | None = None, trigger_patterns: Sequence[str] = (),
-                       trigger_tokens: Sequence[int] = ()) -> None:
-        """Start sampling (``g4r_generate_start_lazy``, which without triggers is
-        ``g4r_generate_start``); trigger patterns or tokens make the grammar lazy."""
-        patterns = (ctypes.c_char_p * max(len(trigger_patterns), 1))(
-            *[p.encode() for p in trigger_patterns])
-        tokens = (ctypes.c_int32 * max(len(trigger_tokens), 1))(*trigger_tokens)
-        check(self._lib.g4r_generate_start_lazy(
-            self.handle, float(temp), int(top_k), float(top_p), float(min_p),
-            float(repeat_penalty), int(repeat_last_n), int(seed) & 0xFFFFFFFF,
-            grammar.encode() if grammar else None, patterns, len(trigger_patterns), tokens,
-            len(trigger_tokens)))
+    @property
+    def n_seq(self) -> int:
+        """Parallel sequences of a generation model (1 for an embedding model)."""
+        return 1 if self.is_embedding else self.info(PROP_N_SEQ_MAX)
 
-    def generate_next(self) -> tuple[int, bytes, int]:
-        """``(token, piece bytes, stop reason)``; see ``g4r_generate_next``."""
-        token, n, reason = ctypes.c_int32(), ctypes.c_int32(), ctypes.c_int32()
-        check(self._lib.g4r_generate_next(self.handle, ctypes.byref(token), self._piece, 256,
-                                          ctypes.byref(n), ctypes.byref(reason)))
-        return token.value, self._piece.raw[: n.value], reason.value
-
-    def generate_logprobs(self, n_top: int) -> tuple[float, list[tuple[int, float]]]:
-        """Log-probability of the token ``generate_next`` just produced and the ``n_top``
-        (<= :data:`MAX_TOP_LOGPROBS`) most likely ``(token, logprob)`` pairs at that step,
-        from the raw logits (``g4r_generate_logprobs``)."""
-        logprob, n = ctypes.c_float(), ctypes.c_int32()
-        ids, lps = (ctypes.c_int32 * max(n_top, 1))(), (ctypes.c_float * max(n_top, 1))()
-        check(self._lib.g4r_generate_logprobs(self.handle, int(n_top), ctypes.byref(logprob),
-                                              ids, lps, ctypes.byref(n)))
-        return logprob.value, [(ids[i], lps[i]) for i in range(n.value)]
-
-    def score(self, tokens: Sequence[int], n_prompt: int, n_batch: int
-              ) -> tuple[list[float], list[int], int]:
-        """``(logprobs, ranks, reused)`` of ``tokens[n_prompt:]`` given what precedes each
-        (``g4r_model_score``): natural-log probabilities, the number of vocabulary entries with
-        a higher logit (0 = greedy), and how many cached tokens were kept."""
-        n = len(tokens)
-        arr = (ctypes.c_int32 * n)(*tokens)
-        m = max(n - int(n_prompt), 1)
-        lps, ranks, reused = (ctypes.c_float * m)(), (ctypes.c_int32 * m)(), ctypes.c_int32()
-        check(self._lib.g4r_model_score(self.handle, arr, n, int(n_prompt), int(n_batch), lps,
-                                        ranks, ctypes.byref(reused)))
-        k = n - int(n_prompt)
-        return list(lps[:k]), list(ranks[:k]), reused.value
-
-    def generate_finish(self) -> None:
-        if self._handle is not None:
-            check(self._lib.g4r_generate_finish(self._handle))
+    def sequence(self, seq: int = 0) -> "NativeSequence":
+        """The view of sequence ``seq`` (``0 <= seq <`` :attr:`n_seq`) through which one caller
+        generates; see ``g4r.h``, "Parallel sequences"."""
+        view = self._sequences.get(seq)
+        if view is None:
+            view = self._sequences.setdefault(seq, NativeSequence(self, seq))
+        return view
 
     def embed(self, sequences: Sequence[Sequence[int]]) -> np.ndarray:
         """Pooled (not normalised) embeddings: ``float32[len(sequences), n_embd]``."""
@@ -564,3 +525,92 @@ class NativeModel:
         if self._handle is not None:
             self._lib.g4r_model_cancel(self._handle)
 
+
+
+class NativeSequence:
+    """One sequence of a :class:`NativeModel`: the calls of one generation (``g4r.h``:
+    ingest, start, next, logprobs, finish, score on ``seq``). A view holds no state of its own
+    but its buffers, so one thread at a time uses it (the Python layer hands out sequences).
+
+    ``info``, ``token_to_piece`` and ``closed`` are the model's, so the generation loop can
+    take a view wherever it takes a model.
+    """
+
+    def __init__(self, model: NativeModel, seq: int) -> None:
+        self.model = model
+        self.seq = seq
+        self._lib = model._lib
+        self._piece = ctypes.create_string_buffer(256)
+        self._token, self._n, self._reason = ctypes.c_int32(), ctypes.c_int32(), ctypes.c_int32()
+
+    @property
+    def closed(self) -> bool:
+        return self.model.closed
+
+    def info(self, prop: int) -> int:
+        return self.model.info(prop)
+
+    def token_to_piece(self, token: int, *, special: bool = False) -> bytes:
+        return self.model.token_to_piece(token, special=special)
+
+    def ingest(self, tokens: Sequence[int], n_batch: int) -> int:
+        """Make the sequence hold ``tokens`` (evaluated by the next steps); returns how many
+        cached tokens were reused."""
+        arr = (ctypes.c_int32 * len(tokens))(*tokens)
+        reused = ctypes.c_int32()
+        check(self._lib.g4r_model_ingest(self.model.handle, self.seq, arr, len(tokens), int(n_batch),
+                                         ctypes.byref(reused)))
+        return reused.value
+
+    def generate_start(self, *, temp: float, top_k: int, top_p: float, min_p: float,
+                       repeat_penalty: float, repeat_last_n: int, seed: int,
+                       grammar: str | None = None, trigger_patterns: Sequence[str] = (),
+                       trigger_tokens: Sequence[int] = (), n_predict: int | None = None,
+                       n_logprobs: int | None = None) -> None:
+        """Start sampling (``g4r_generate_start``); trigger patterns or tokens make the grammar
+        lazy; at most ``n_predict`` tokens (None: no limit); ``n_logprobs`` alternatives
+        recorded per token (None: no log-probabilities)."""
+        patterns = (ctypes.c_char_p * max(len(trigger_patterns), 1))(
+            *[p.encode() for p in trigger_patterns])
+        tokens = (ctypes.c_int32 * max(len(trigger_tokens), 1))(*trigger_tokens)
+        check(self._lib.g4r_generate_start(
+            self.model.handle, self.seq, float(temp), int(top_k), float(top_p), float(min_p),
+            float(repeat_penalty), int(repeat_last_n), int(seed) & 0xFFFFFFFF,
+            grammar.encode() if grammar else None, patterns, len(trigger_patterns), tokens,
+            len(trigger_tokens), -1 if n_predict is None else int(n_predict),
+            -1 if n_logprobs is None else int(n_logprobs)))
+
+    def generate_next(self) -> tuple[int, bytes, int]:
+        """``(token, piece bytes, stop reason)``; see ``g4r_generate_next``."""
+        check(self._lib.g4r_generate_next(self.model.handle, self.seq, ctypes.byref(self._token),
+                                          self._piece, 256, ctypes.byref(self._n),
+                                          ctypes.byref(self._reason)))
+        return self._token.value, self._piece.raw[: self._n.value], self._reason.value
+
+    def generate_logprobs(self, n_top: int) -> tuple[float, list[tuple[int, float]]]:
+        """Log-probability of the token ``generate_next`` just produced and the ``n_top``
+        (<= the ``n_logprobs`` it was started with) most likely ``(token, logprob)`` pairs at
+        that step, from the raw logits (``g4r_generate_logprobs``)."""
+        logprob, n = ctypes.c_float(), ctypes.c_int32()
+        ids, lps = (ctypes.c_int32 * max(n_top, 1))(), (ctypes.c_float * max(n_top, 1))()
+        check(self._lib.g4r_generate_logprobs(self.model.handle, self.seq, int(n_top),
+                                              ctypes.byref(logprob), ids, lps, ctypes.byref(n)))
+        return logprob.value, [(ids[i], lps[i]) for i in range(n.value)]
+
+    def generate_finish(self) -> None:
+        if not self.model.closed:
+            check(self._lib.g4r_generate_finish(self.model.handle, self.seq))
+
+    def score(self, tokens: Sequence[int], n_prompt: int, n_batch: int
+              ) -> tuple[list[float], list[int], int]:
+        """``(logprobs, ranks, reused)`` of ``tokens[n_prompt:]`` given what precedes each
+        (``g4r_model_score``): natural-log probabilities, the number of vocabulary entries with
+        a higher logit (0 = greedy), and how many cached tokens were kept."""
+        n = len(tokens)
+        arr = (ctypes.c_int32 * n)(*tokens)
+        m = max(n - int(n_prompt), 1)
+        lps, ranks, reused = (ctypes.c_float * m)(), (ctypes.c_int32 * m)(), ctypes.c_int32()
+        check(self._lib.g4r_model_score(self.model.handle, self.seq, arr, n, int(n_prompt),
+                                        int(n_batch), lps, ranks, ctypes.byref(reused)))
+        k = n - int(n_prompt)
+        return list(lps[:k]), list(ranks[:k]), reused.value

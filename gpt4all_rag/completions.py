@@ -414,22 +414,25 @@ def create_chat_completion(
     created = int(time.time())
     model_name = llm.model_name
 
-    def run() -> Iterator[tuple[str, list[TokenLogprob]]]:
-        """Text pieces with the log-probabilities recorded since the previous piece."""
+    stats, recorded = llm._begin()
+
+    def run(sequence: tuple[Any, list[int]]) -> Iterator[tuple[str, list[TokenLogprob]]]:
+        """Text pieces with the log-probabilities recorded since the previous piece, on the
+        held ``(sequence, generated token ids)``."""
         seen = 0
-        for _, text in llm._run(tokens, run_params, logprobs=n_top, grammar_triggers=plan.triggers):
-            new = llm.last_logprobs[seen:]
-            seen = len(llm.last_logprobs)
+        for _, text in llm._run(*sequence, tokens, run_params, stats, recorded, logprobs=n_top,
+                                grammar_triggers=plan.triggers):
+            new = recorded[seen:]
+            seen = len(recorded)
             yield text, new
 
     def usage() -> Usage:
-        s = llm.stats
-        return Usage(s.prompt_tokens, s.completion_tokens, s.reused_tokens)
+        return Usage(stats.prompt_tokens, stats.completion_tokens, stats.reused_tokens)
 
     if not stream:
-        with llm._holding():
+        with llm._holding(tokens) as sequence:
             pieces, lps = [], []
-            for text, new in run():
+            for text, new in run(sequence):
                 pieces.append(text)
                 lps += new
             reply = _read_reply(plan, "".join(pieces), partial=False)
@@ -437,18 +440,18 @@ def create_chat_completion(
                 ident, created, model_name,
                 ChatCompletionMessage(reply.content if reply.content or not reply.calls else None,
                                       reply.reasoning, reply.calls),
-                _finish_reason(llm.stats.finish_reason, reply), usage(),
+                _finish_reason(stats.finish_reason, reply), usage(),
                 lps if n_top is not None else None)
 
     def chunks() -> Iterator[ChatCompletionChunk]:
         def chunk(delta: dict[str, Any], **kw: Any) -> ChatCompletionChunk:
             return ChatCompletionChunk(ident, created, model_name, delta, **kw)
 
-        with llm._holding():
+        with llm._holding(tokens) as sequence:
             yield chunk({"role": "assistant", "content": ""})
             text, sent_content, sent_reasoning = "", "", ""
             held: list[TokenLogprob] = []
-            for piece, new in run():
+            for piece, new in run(sequence):
                 text += piece
                 held += new
                 if plan.fallback_tools and (plan.fallback_required or text.lstrip().startswith("{")):
@@ -474,7 +477,7 @@ def create_chat_completion(
                 delta["reasoning_content"] = reasoning[len(sent_reasoning):]
             if reply.calls:
                 delta["tool_calls"] = [dict(c.to_dict(), index=i) for i, c in enumerate(reply.calls)]
-            yield chunk(delta, finish_reason=_finish_reason(llm.stats.finish_reason, reply),
+            yield chunk(delta, finish_reason=_finish_reason(stats.finish_reason, reply),
                         usage=usage(), logprobs=held if n_top is not None else None)
 
     return chunks()

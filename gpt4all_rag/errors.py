@@ -55,7 +55,17 @@ class GrammarError(GPT4AllRagError, ValueError):
 
 
 class ConcurrentUseError(GPT4AllRagError, RuntimeError):
-    """A thread tried to use a model while its own earlier streaming generation is still open."""
+    """A thread tried to use a model while its own open streaming generations hold every
+    sequence of it (it would wait for itself)."""
+
+
+class ModelBusyError(GPT4AllRagError, RuntimeError):
+    """Every sequence of a model is busy and the caller could not wait: ``max_waiting`` callers
+    already waited (``reason == "queue_full"``) or ``wait_timeout`` passed (``"timeout"``)."""
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class CancellationError(GPT4AllRagError):
@@ -92,6 +102,7 @@ __all__ = [
     "CollectionMismatchError",
     "CollectionNotFoundError",
     "ConcurrentUseError",
+    "ModelBusyError",
     "ContextOverflowError",
     "DatasetError",
     "DocumentLoadError",

@@ -55,7 +55,7 @@ def _longest_stop_prefix(text: str, stops: list[str]) -> int:
     return best
 
 
-def token_logprob(model: _native.NativeModel, token: int, piece: bytes, n_top: int) -> TokenLogprob:
+def token_logprob(model: _native.NativeSequence, token: int, piece: bytes, n_top: int) -> TokenLogprob:
     """The log-probabilities of the token ``model`` just produced, with ``n_top`` alternatives
     (``g4r_generate_logprobs``)."""
     logprob, top = model.generate_logprobs(n_top)
@@ -68,19 +68,21 @@ def token_logprob(model: _native.NativeModel, token: int, piece: bytes, n_top: i
                         [alt(t, lp) for t, lp in top])
 
 
-def run(model: _native.NativeModel, tokens: list[int], params: SamplingParams,
+def run(model: _native.NativeSequence, tokens: list[int], params: SamplingParams,
         stats: GenerationStats, *, callback: Callable[[int, str], bool] | None = None,
         logprobs: int | None = None, logprobs_out: list[TokenLogprob] | None = None,
         dropped: int = 0, grammar_triggers: tuple[tuple[str, ...], tuple[int, ...]] = ((), ()),
-        ) -> Iterator[tuple[int, str]]:
-    """Ingest ``tokens`` (reusing the cached prefix), then yield ``(token id, text piece)``.
+        generated: list[int] | None = None) -> Iterator[tuple[int, str]]:
+    """Ingest ``tokens`` into the caller's sequence (reusing its cached prefix), then yield
+    ``(token id, text piece)``.
 
     Generation ends at an end-of-generation token, ``params.max_tokens``, the context's end, a
     stop sequence (text that could start one is held back until it cannot) or ``callback``
     returning False (the piece it saw is still yielded). ``stats`` is filled as it goes; with
     ``logprobs`` = n, each generated token's :class:`TokenLogprob` (n alternatives) is
     appended to ``logprobs_out``. ``grammar_triggers`` (regular expressions, token ids) make
-    ``params.grammar`` lazy. The caller holds the model.
+    ``params.grammar`` lazy; ``generated`` receives every generated token id. The caller holds
+    the sequence.
 
     Raises:
         GenerationError, CancellationError, GrammarError, ContextOverflowError: from the
@@ -95,7 +97,8 @@ def run(model: _native.NativeModel, tokens: list[int], params: SamplingParams,
         stats.finish_reason = "length"
         return
     model.generate_start(**params.native(), trigger_patterns=grammar_triggers[0],
-                         trigger_tokens=grammar_triggers[1])
+                         trigger_tokens=grammar_triggers[1], n_predict=min(n_predict, 2**31 - 1),
+                         n_logprobs=logprobs)
     decoder = codecs.getincrementaldecoder("utf-8")("replace")
     held = ""
     token = -1
@@ -110,6 +113,8 @@ def run(model: _native.NativeModel, tokens: list[int], params: SamplingParams,
                 stats.finish_reason = "stop" if reason == _native.STOP_EOG else "length"
                 break
             stats.completion_tokens += 1
+            if generated is not None:
+                generated.append(token)
             if logprobs is not None and logprobs_out is not None:
                 logprobs_out.append(token_logprob(model, token, piece, logprobs))
             held += decoder.decode(piece)

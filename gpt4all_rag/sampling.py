@@ -140,7 +140,7 @@ class SamplingParams:
         return out
 
     def native(self) -> dict[str, Any]:
-        """The keyword arguments of ``NativeModel.generate_start`` (a fresh seed when None)."""
+        """The keyword arguments of ``NativeSequence.generate_start`` (a fresh seed when None)."""
         return dict(temp=self.temp, top_k=self.top_k, top_p=self.top_p, min_p=self.min_p,
                     repeat_penalty=self.repeat_penalty, repeat_last_n=self.repeat_last_n,
                     seed=secrets.randbits(32) if self.seed is None else self.seed,

@@ -27,7 +27,11 @@ __all__ = ["serve"]
 @click.option("--chroma-url", default=None, help="LocalDocs on a Chroma server http://HOST:PORT.")
 @click.option("--persist-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder of the embedded LocalDocs database.")
-@click.option("--n-ctx", type=click.IntRange(min=64), default=None, help="Context window of chat models.")
+@click.option("--n-ctx", type=click.IntRange(min=64), default=None,
+              help="Context window of chat models, per parallel request.")
+@click.option("--parallel", type=click.IntRange(min=1, max=64), default=4, show_default=True,
+              help="Requests one chat model serves at once, decoded together (each holds a "
+                   "KV cache of --n-ctx tokens).")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads per model.")
 @click.option("--max-loaded-models", type=click.IntRange(min=1), default=2, show_default=True)
 @click.option("--max-queue", type=click.IntRange(min=0), default=16, show_default=True,
@@ -42,7 +46,7 @@ __all__ = ["serve"]
               help="Let requests download catalogue models that are missing.")
 def serve(host: str, port: int, model: str | None, embedding_model: str, model_path: Path | None,
           api_key: str | None, chroma_url: str | None, persist_dir: Path | None, n_ctx: int | None,
-          threads: int | None, max_loaded_models: int, max_queue: int, queue_timeout_s: float,
+          parallel: int, threads: int | None, max_loaded_models: int, max_queue: int, queue_timeout_s: float,
           max_tokens_limit: int, cors_origins: tuple[str, ...], allow_download: bool) -> None:
     """Serve the OpenAI API (chat, completions, embeddings) with LocalDocs on HOST:PORT.
 
@@ -54,7 +58,7 @@ def serve(host: str, port: int, model: str | None, embedding_model: str, model_p
     from ..server.pool import ModelPool
 
     config = ServerConfig(model_path=model_path, model=model, embedding_model=embedding_model,
-                          allow_download=allow_download, n_threads=threads,
+                          allow_download=allow_download, n_threads=threads, parallel=parallel,
                           max_loaded_models=max_loaded_models, max_queue=max_queue,
                           queue_timeout_s=queue_timeout_s, max_tokens_limit=max_tokens_limit,
                           api_key=api_key or None, cors_origins=list(cors_origins),

@@ -272,10 +272,9 @@ def create_app(config: ServerConfig, pool: ModelPool | None = None) -> FastAPI:
                     "choices": [{"text": text, "index": 0, "finish_reason": finish,
                                  "logprobs": lps}], "usage": None}
 
-        def legacy_logprobs(model: Any) -> dict[str, Any] | None:
+        def legacy_logprobs(lps: list[Any]) -> dict[str, Any] | None:
             if req.logprobs is None:
                 return None
-            lps = model.last_logprobs
             offsets, pos = [], 0
             for t in lps:
                 offsets.append(pos)
@@ -284,39 +283,42 @@ def create_app(config: ServerConfig, pool: ModelPool | None = None) -> FastAPI:
                     "top_logprobs": [{a.token: a.logprob for a in t.top_logprobs} for t in lps],
                     "text_offset": offsets}
 
-        def usage(model: Any) -> dict[str, int]:
-            s = model.stats
+        def usage(s: Any) -> dict[str, int]:
             return {"prompt_tokens": s.prompt_tokens, "completion_tokens": s.completion_tokens,
                     "total_tokens": s.prompt_tokens + s.completion_tokens}
 
-        def finish_reason(model: Any) -> str:
-            return "length" if model.stats.finish_reason == "length" else "stop"
+        def finish_reason(s: Any) -> str:
+            return "length" if s.finish_reason == "length" else "stop"
 
         if not req.stream:
             async with pool.slot(filename):
                 def run() -> dict[str, Any]:
                     model = pool.chat_model(filename)
                     text = model.generate(req.text, logprobs=req.logprobs, **params.generate_kwargs())
-                    out = body(text, model, finish_reason(model), legacy_logprobs(model))
-                    out["usage"] = usage(model)
+                    out = body(text, model, finish_reason(model.stats), legacy_logprobs(model.last_logprobs))
+                    out["usage"] = usage(model.stats)
                     return out
 
                 return JSONResponse(await asyncio.to_thread(run))
 
-        loaded: list[Any] = []  # the model start() generates with, for its stats
+        # The model start() generates with, and the stats and logprobs its stream fills (they
+        # belong to the worker thread that started it).
+        loaded: list[Any] = []
 
         def start() -> Any:
-            loaded.append(pool.chat_model(filename))
-            return loaded[0].generate(req.text, streaming=True, logprobs=req.logprobs,
-                                      **params.generate_kwargs())
+            model = pool.chat_model(filename)
+            stream = model.generate(req.text, streaming=True, logprobs=req.logprobs,
+                                    **params.generate_kwargs())
+            loaded.extend([model, model.stats, model.last_logprobs])
+            return stream
 
         async def render(pieces: AsyncIterator[str]) -> AsyncIterator[dict[str, Any]]:
-            model = loaded[0]
+            model, stats, lps = loaded
             async for piece in pieces:
                 yield body(piece, model, None, None)
-            last = body("", model, finish_reason(model), legacy_logprobs(model))
+            last = body("", model, finish_reason(stats), legacy_logprobs(lps))
             if req.stream_options and req.stream_options.include_usage:
-                last["usage"] = usage(model)
+                last["usage"] = usage(stats)
             yield last
 
         return await _event_stream(pool, filename, start, render)

@@ -2,10 +2,11 @@
 
 Chat and embedding models are files in the model directory (or catalogue models when downloads
 are allowed), loaded when a request first names them and kept in least-recently-used order up
-to :attr:`ServerConfig.max_loaded_models`. A model generates for one request at a time (the
-engine serialises a model's calls); further requests for it wait in arrival order, at most
-:attr:`ServerConfig.max_queue` of them and for at most :attr:`ServerConfig.queue_timeout_s`,
-after which they get 503 instead of hanging.
+to :attr:`ServerConfig.max_loaded_models`. A chat model generates for
+:attr:`ServerConfig.parallel` requests at once (its parallel sequences, decoded together);
+further requests for it wait in arrival order, at most :attr:`ServerConfig.max_queue` of them
+and for at most :attr:`ServerConfig.queue_timeout_s`, after which they get 503 instead of
+hanging. Admission happens on the event loop, so a waiting request holds no thread.
 """
 
 from __future__ import annotations
@@ -52,7 +53,9 @@ class ServerConfig:
         embedding_model: the embedding model used when a request names none.
         allow_download: let a request download a catalogue model that is missing (off by
             default: clients cannot make the server fetch files).
-        n_ctx, n_threads: for every chat model loaded.
+        n_ctx, n_threads: for every chat model loaded (n_ctx per sequence).
+        parallel: requests one chat model serves at once (its ``n_parallel``); each sequence
+            holds a KV cache of n_ctx tokens.
         max_loaded_models: chat and embedding models kept loaded (least recently used goes).
         max_queue: requests that may wait for a busy model; more get 503.
         queue_timeout_s: how long one waits before it gets 503.
@@ -70,6 +73,7 @@ class ServerConfig:
     allow_download: bool = False
     n_ctx: int = DEFAULT_N_CTX
     n_threads: int | None = None
+    parallel: int = 4
     max_loaded_models: int = 2
     max_queue: int = 16
     queue_timeout_s: float = 60.0
@@ -86,18 +90,18 @@ class ServerConfig:
 
 
 class _Slot:
-    """Admission to one model: one request at a time, a bounded queue in arrival order."""
+    """Admission to one model: ``n`` requests at a time, a bounded queue in arrival order."""
 
-    def __init__(self) -> None:
-        self.lock = asyncio.Lock()  # asyncio.Lock wakes waiters first come, first served
+    def __init__(self, n: int) -> None:
+        self.seats = asyncio.Semaphore(n)  # wakes waiters first come, first served
         self.waiting = 0
 
 
 class ModelPool:
     """The loaded models and LocalDocs collections of one server process.
 
-    Thread safety: loading is serialised by a lock; the models themselves serialise their
-    calls. Admission (:meth:`slot`) runs on the event loop.
+    Thread safety: loading is serialised by a lock; a model hands its sequences to the
+    requests admitted by :meth:`slot`, which runs on the event loop.
     """
 
     def __init__(self, config: ServerConfig) -> None:
@@ -146,13 +150,15 @@ class ModelPool:
             ApiError: 503 when :attr:`ServerConfig.max_queue` requests already wait, or after
                 waiting :attr:`ServerConfig.queue_timeout_s`.
         """
-        slot = self._slots.setdefault(filename, _Slot())
-        if slot.lock.locked() and slot.waiting >= self.config.max_queue:
+        slot = self._slots.get(filename)
+        if slot is None:
+            slot = self._slots[filename] = _Slot(self.config.parallel)
+        if slot.seats.locked() and slot.waiting >= self.config.max_queue:
             raise ApiError(503, f"{filename} is busy and {slot.waiting} requests already wait; "
                                 "retry later", type="server_error", code="queue_full")
         slot.waiting += 1
         try:
-            await asyncio.wait_for(slot.lock.acquire(), self.config.queue_timeout_s)
+            await asyncio.wait_for(slot.seats.acquire(), self.config.queue_timeout_s)
         except asyncio.TimeoutError:
             raise ApiError(503, f"waited {self.config.queue_timeout_s:g} s for {filename}; retry "
                                 "later", type="server_error", code="queue_timeout") from None
@@ -161,7 +167,7 @@ class ModelPool:
         try:
             yield
         finally:
-            slot.lock.release()
+            slot.seats.release()
 
     # -- loading -----------------------------------------------------------------------------
     def chat_model(self, filename: str) -> GPT4All:
@@ -173,7 +179,8 @@ class ModelPool:
         """
         model = self._get(filename, lambda: GPT4All(
             filename, model_path=self.config.model_directory, allow_download=self.config.allow_download,
-            n_threads=self.config.n_threads, n_ctx=self.config.n_ctx))
+            n_threads=self.config.n_threads, n_ctx=self.config.n_ctx, n_parallel=self.config.parallel,
+            max_waiting=self.config.max_queue, wait_timeout=self.config.queue_timeout_s))
         if not isinstance(model, GPT4All) or model.model.is_embedding:
             raise ApiError(400, f"{filename} is an embedding model; use /v1/embeddings", param="model")
         return model

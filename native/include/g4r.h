@@ -13,10 +13,23 @@
  * - No C++ exception crosses this boundary.
  * - The library never prints. Log lines of llama.cpp and of this library are delivered to the
  *   callback installed with g4r_log_set(), or dropped when none is installed.
- * - Thread safety: functions on one g4r_model serialise on a mutex inside the handle, so two
- *   threads using one handle never corrupt it (their calls interleave, which is rarely what a
- *   caller wants; the Python layer adds its own policy). g4r_model_cancel() never blocks.
- *   Different handles are independent.
+ * - Thread safety: functions on one g4r_model serialise on a mutex inside the handle, so
+ *   threads using one handle never corrupt it. A generation model holds n_seq parallel
+ *   sequences (g4r_model_load); each generating thread uses its own sequence, and their tokens
+ *   are evaluated together (see "Parallel sequences" below). Two threads must not use one
+ *   sequence at once (their calls would interleave; the Python layer hands out sequences).
+ *   g4r_model_info() of fixed properties and g4r_model_cancel() never block. Different
+ *   handles are independent.
+ * - Parallel sequences (continuous batching, as llama.cpp's server does it): g4r_model_ingest
+ *   only records a sequence's prompt; g4r_generate_next evaluates. A caller whose sequence
+ *   has no produced token waiting runs one step for every sequence: a single llama_decode
+ *   holding the last produced token of each generating sequence and, in arrival order, chunks
+ *   of the prompts still to evaluate (at most the context's batch size, or its ubatch size,
+ *   512, while any sequence generates, so a long prompt never stalls the others for more than
+ *   one ubatch); then each sequence whose logits came out samples its next token into its own
+ *   queue. A sequence runs at most 4 tokens ahead of its consumer, so a consumer that stops
+ *   pulling holds only its own sequence. A failure of one sequence's sampler (a grammar that
+ *   admits no token) is reported to that sequence alone.
  * - Token ids are int32_t; text is UTF-8 given as pointer + length in bytes.
  */
 #ifndef G4R_H
@@ -36,7 +49,7 @@ extern "C" {
 #endif
 
 /** ABI version; bumped on every incompatible change of this header. */
-#define G4R_ABI_VERSION 1
+#define G4R_ABI_VERSION 2
 
 typedef enum g4r_status {
     G4R_OK = 0,
@@ -136,6 +149,11 @@ G4R_API g4r_status g4r_gpu_info(int32_t index, const char **name, const char **d
  * @param[in] n_threads   CPU threads for evaluation; <= 0 picks the number of physical cores.
  * @param[in] flags       0, or G4R_LOAD_VOCAB_ONLY, or one of G4R_LOAD_FLASH_ATTN_ON /
  *                        G4R_LOAD_FLASH_ATTN_OFF (both: G4R_ERR_INVALID_ARGUMENT).
+ * @param[in] n_seq       parallel sequences of a generation context, 1..64 (ignored by
+ *                        embedding models). Each sequence has the whole window of n_ctx tokens
+ *                        in a KV-cache stream of its own (for n_seq > 1 rounded up to a
+ *                        multiple of 256 tokens; G4R_PROP_N_CTX reports it), so the KV cache
+ *                        takes n_seq times the memory of one sequence.
  * @return a handle to free with g4r_model_free(), or NULL (see g4r_last_error(); the status is
  *         G4R_ERR_IO, G4R_ERR_MODEL_LOAD, G4R_ERR_NOT_FOUND for an unknown device, or
  *         G4R_ERR_INVALID_ARGUMENT, available from g4r_last_status()).
@@ -152,7 +170,8 @@ G4R_API g4r_status g4r_gpu_info(int32_t index, const char **name, const char **d
  * same attention up to rounding; see G4R_PROP_FLASH_ATTN.
  */
 G4R_API g4r_model *g4r_model_load(const char *path, int32_t n_ctx, int32_t n_gpu_layers,
-                                  const char *device, int32_t n_threads, uint32_t flags);
+                                  const char *device, int32_t n_threads, uint32_t flags,
+                                  int32_t n_seq);
 
 /** @return the status of the last failed call on this thread (G4R_OK if none). */
 G4R_API g4r_status g4r_last_status(void);
@@ -162,22 +181,23 @@ G4R_API void g4r_model_free(g4r_model *model);
 
 /** Integer properties of a loaded model, queried by g4r_model_info(). */
 typedef enum g4r_model_property {
-    G4R_PROP_N_CTX = 0,         /**< context window of this handle, tokens */
+    G4R_PROP_N_CTX = 0,         /**< context window of one sequence, tokens */
     G4R_PROP_N_CTX_TRAIN = 1,   /**< training context of the model, tokens */
     G4R_PROP_N_VOCAB = 2,       /**< vocabulary size */
     G4R_PROP_N_EMBD = 3,        /**< embedding dimension (output of g4r_model_embed) */
     G4R_PROP_IS_EMBEDDING = 4,  /**< 1 for an embedding model, 0 otherwise */
     G4R_PROP_ADD_BOS = 5,       /**< 1 if the tokenizer adds BOS */
     G4R_PROP_ADD_EOS = 6,       /**< 1 if the tokenizer adds EOS (BERT's [SEP]) */
-    G4R_PROP_N_PAST = 7,        /**< tokens currently held in the KV cache */
+    G4R_PROP_N_PAST = 7,        /**< tokens currently held in the KV cache (all sequences) */
     G4R_PROP_N_DECODED = 8,     /**< total tokens evaluated since load (prompt and generated) */
     G4R_PROP_N_THREADS = 9,     /**< CPU threads in use */
     G4R_PROP_N_BATCH = 10,      /**< maximum tokens per evaluation (embedding: all sequences of one batch) */
-    G4R_PROP_N_SEQ_MAX = 11,    /**< maximum sequences per embedding batch */
+    G4R_PROP_N_SEQ_MAX = 11,    /**< embedding: sequences per batch; generation: n_seq */
     G4R_PROP_POOLING = 12,      /**< llama.cpp pooling type: 0 none, 1 mean, 2 cls, 3 last, 4 rank */
     G4R_PROP_N_PARAMS = 13,     /**< number of parameters */
-    G4R_PROP_FLASH_ATTN = 14    /**< 0: plain attention; 1: flash attention requested (llama.cpp
+    G4R_PROP_FLASH_ATTN = 14,   /**< 0: plain attention; 1: flash attention requested (llama.cpp
                                      falls back to plain where a backend cannot run it) */
+    G4R_PROP_N_EVALS = 15       /**< llama_decode calls since load (one per step of all sequences) */
 } g4r_model_property;
 
 /**
@@ -231,7 +251,7 @@ G4R_API g4r_status g4r_json_schema_to_grammar(const char *schema_json, char *buf
  *                           "additional_stops", "parser" (for g4r_chat_parse),
  *                           "supports_thinking", "thinking_start_tag", "thinking_end_tags",
  *                           "trigger_patterns" and "trigger_tokens" (the grammar's triggers
- *                           as g4r_generate_start_lazy() takes them),
+ *                           as g4r_generate_start() takes them),
  *                           "caps" (what the template handles: "supports_tools",
  *                           "supports_tool_calls", "supports_system_role", ...).
  * @return G4R_OK, G4R_ERR_NOT_FOUND (no template), G4R_ERR_INVALID_ARGUMENT (bad JSON, a
@@ -321,31 +341,33 @@ G4R_API g4r_status g4r_detokenize(g4r_model *model, const int32_t *tokens, int32
 G4R_API g4r_status g4r_model_set_threads(g4r_model *model, int32_t n_threads);
 
 /**
- * Make the KV cache hold exactly `tokens`, evaluating only what it does not already hold.
- * The longest common prefix of the cached tokens and `tokens` is kept; the rest is evaluated in
- * chunks of n_batch. When `tokens` is the prompt of the previous call (the cache may hold what
- * was generated after it), nothing is evaluated: the next generation starts from the logits
- * saved then, so the same prompt gives the same greedy output. Otherwise the last token is
- * always evaluated, so its logits are fresh. Ends any active generation.
+ * Make sequence `seq` of the KV cache hold exactly `tokens`. The longest common prefix of its
+ * cached tokens and `tokens` is kept; the rest is recorded, and evaluated in chunks of n_batch
+ * by the steps of g4r_generate_next (see "Parallel sequences"). When `tokens` is the prompt of
+ * the sequence's previous call (the cache may hold what was generated after it), nothing is
+ * evaluated: the next generation starts from the logits saved then, so the same prompt gives
+ * the same greedy output. Otherwise the last token is always evaluated, so its logits are
+ * fresh. Ends the sequence's active generation.
+ * @param[in]  seq      0 <= seq < n_seq.
  * @param[in]  tokens   int32_t[n_tokens], n_tokens >= 1.
- * @param[in]  n_batch  tokens per evaluation, >= 1 (clamped to the context's batch size).
+ * @param[in]  n_batch  prompt tokens per step, >= 1 (clamped to the context's batch size).
  * @param[out] n_reused receives the number of cached tokens that were kept, n_tokens when
- *                      nothing was evaluated (may be NULL).
- * @return G4R_OK, G4R_ERR_CONTEXT_OVERFLOW (n_tokens > n_ctx; the cache is left unchanged),
- *         G4R_ERR_INVALID_ARGUMENT (a token id outside the vocabulary), G4R_ERR_CANCELLED,
- *         G4R_ERR_DECODE or G4R_ERR_NOT_SUPPORTED (embedding model). After an error the
- *         cache is empty or a prefix of `tokens`; the handle stays usable.
+ *                      nothing is evaluated (may be NULL).
+ * @return G4R_OK, G4R_ERR_CONTEXT_OVERFLOW (n_tokens > the window; the cache is left
+ *         unchanged), G4R_ERR_INVALID_ARGUMENT (a token id outside the vocabulary, a bad seq)
+ *         or G4R_ERR_NOT_SUPPORTED (embedding model). Evaluation errors are reported by
+ *         g4r_generate_next; afterwards the sequence holds a prefix of `tokens`.
  */
-G4R_API g4r_status g4r_model_ingest(g4r_model *model, const int32_t *tokens, int32_t n_tokens,
-                                    int32_t n_batch, int32_t *n_reused);
+G4R_API g4r_status g4r_model_ingest(g4r_model *model, int32_t seq, const int32_t *tokens,
+                                    int32_t n_tokens, int32_t n_batch, int32_t *n_reused);
 
-/** Drop everything from the KV cache. */
+/** Drop everything from the KV cache (every sequence) and end every generation. */
 G4R_API g4r_status g4r_model_reset(g4r_model *model);
 
 /**
- * Start pull-style generation from the current KV cache (after g4r_model_ingest).
- * Sampling follows llama.cpp's order: repetition penalty over the last repeat_last_n cached
- * tokens, then (temp <= 0) greedy, or top_k, top_p, min_p, temperature and a seeded draw.
+ * Start pull-style generation on sequence `seq` after g4r_model_ingest.
+ * Sampling follows llama.cpp's order: repetition penalty over the last repeat_last_n tokens of
+ * the sequence, then (temp <= 0) greedy, or top_k, top_p, min_p, temperature and a seeded draw.
  * @param[in] temp           temperature; <= 0 means greedy decoding.
  * @param[in] top_k          <= 0 disables.
  * @param[in] top_p          in (0, 1]; 1 disables.
@@ -354,76 +376,77 @@ G4R_API g4r_status g4r_model_reset(g4r_model *model);
  * @param[in] repeat_last_n  >= 0 tokens; 0 disables, -1 means the whole context.
  * @param[in] seed           seed of the random draw (same seed, same output).
  * @param[in] grammar        NULL, or a GBNF grammar whose start symbol is "root".
- * @return G4R_OK, G4R_ERR_INVALID_ARGUMENT, G4R_ERR_GRAMMAR, G4R_ERR_STATE (empty cache).
+ * @param[in] trigger_patterns, n_patterns, trigger_tokens, n_tokens: a lazy grammar. With
+ *            none (0 and 0) the grammar constrains every token. Otherwise it constrains nothing
+ *            until the output matches one of the trigger patterns (n_patterns NUL-terminated
+ *            regular expressions matched from the start of the generated text; the grammar
+ *            then reads from the first match group) or a trigger token (n_tokens ids) is
+ *            produced (the grammar reads from that token on). This is how llama.cpp constrains
+ *            tool calls that a model may or may not make (g4r_chat_apply returns
+ *            "trigger_patterns" and "trigger_tokens" for its "grammar" when "grammar_lazy").
+ * @param[in] n_predict      the most tokens the sequence produces (-1: until the window is
+ *                           full); a consumer that stops earlier wastes up to 4 evaluations.
+ * @param[in] n_logprobs     -1, or 0..G4R_MAX_TOP_LOGPROBS: record each produced token's
+ *                           log-probability and that many alternatives (g4r_generate_logprobs).
+ * @return G4R_OK, G4R_ERR_INVALID_ARGUMENT (also triggers without a grammar), G4R_ERR_GRAMMAR,
+ *         G4R_ERR_STATE (nothing ingested).
  */
-G4R_API g4r_status g4r_generate_start(g4r_model *model, float temp, int32_t top_k, float top_p,
-                                      float min_p, float repeat_penalty, int32_t repeat_last_n,
-                                      uint32_t seed, const char *grammar);
+G4R_API g4r_status g4r_generate_start(g4r_model *model, int32_t seq, float temp, int32_t top_k,
+                                      float top_p, float min_p, float repeat_penalty,
+                                      int32_t repeat_last_n, uint32_t seed, const char *grammar,
+                                      const char *const *trigger_patterns, int32_t n_patterns,
+                                      const int32_t *trigger_tokens, int32_t n_tokens,
+                                      int32_t n_predict, int32_t n_logprobs);
 
 /**
- * g4r_generate_start() with a lazy grammar: the grammar constrains nothing until the output
- * matches one of the trigger patterns (regular expressions matched from the start of the
- * generated text; the grammar then reads from the first match group) or a trigger token is
- * produced (the grammar reads from that token on). This is how llama.cpp constrains tool
- * calls that a model may or may not make (g4r_chat_apply returns "trigger_patterns" and
- * "trigger_tokens" for its "grammar" when "grammar_lazy" is true).
- * @param[in] trigger_patterns n_patterns NUL-terminated regular expressions (may be NULL if 0).
- * @param[in] trigger_tokens   n_tokens token ids (may be NULL if 0).
- * With no trigger at all this is g4r_generate_start().
- * @return as g4r_generate_start(), and G4R_ERR_INVALID_ARGUMENT for triggers without a grammar.
- */
-G4R_API g4r_status g4r_generate_start_lazy(g4r_model *model, float temp, int32_t top_k,
-                                           float top_p, float min_p, float repeat_penalty,
-                                           int32_t repeat_last_n, uint32_t seed,
-                                           const char *grammar,
-                                           const char *const *trigger_patterns,
-                                           int32_t n_patterns, const int32_t *trigger_tokens,
-                                           int32_t n_tokens);
-
-/**
- * Produce the next token. The previously produced token is evaluated first (lazily, so a
- * caller that stops after a token pays nothing for it and the cache holds only evaluated
- * tokens).
+ * Take the next token of sequence `seq`, running steps (see "Parallel sequences") until it has
+ * one. A produced token is evaluated by the step after it, so a caller that stops after a
+ * token pays nothing more for it than the read-ahead of other callers' steps.
  * @param[out] token   the token id (valid when *reason == G4R_CONTINUE).
  * @param[out] buf     receives the token's text bytes (special tokens render as ""), no NUL.
  * @param[out] n_bytes bytes written to buf (pieces are at most a few dozen bytes; 256 is ample).
- * @param[out] reason  G4R_CONTINUE, G4R_STOP_EOG or G4R_STOP_LENGTH.
+ * @param[out] reason  G4R_CONTINUE, G4R_STOP_EOG or G4R_STOP_LENGTH (the window is full, or
+ *                     n_predict tokens were produced); repeated on later calls.
  * @return G4R_OK, G4R_ERR_STATE (no active generation), G4R_ERR_CANCELLED, G4R_ERR_DECODE,
- *         G4R_ERR_BUFFER_TOO_SMALL.
+ *         G4R_ERR_GRAMMAR (the grammar admits no token), G4R_ERR_BUFFER_TOO_SMALL. After an
+ *         error the sequence produces nothing more until the next ingest.
  */
-G4R_API g4r_status g4r_generate_next(g4r_model *model, int32_t *token, char *buf,
+G4R_API g4r_status g4r_generate_next(g4r_model *model, int32_t seq, int32_t *token, char *buf,
                                      int32_t buf_size, int32_t *n_bytes, int32_t *reason);
 
-/** End generation and free its sampler. Idempotent. A produced but unevaluated token is
- *  dropped, so the cache holds the prompt and every token but the last. */
-G4R_API g4r_status g4r_generate_finish(g4r_model *model);
+/** End the generation of sequence `seq` and free its sampler and read-ahead. Idempotent.
+ *  Waits at most for the step running now. The cache keeps what was evaluated: the prompt and
+ *  the tokens produced, but for the last one or the read-ahead. */
+G4R_API g4r_status g4r_generate_finish(g4r_model *model, int32_t seq);
 
 /** The largest n_top that g4r_generate_logprobs() accepts (OpenAI's top_logprobs limit). */
 #define G4R_MAX_TOP_LOGPROBS 20
 
 /**
- * Log-probabilities of the token that the last g4r_generate_next() produced (only when it
- * returned G4R_CONTINUE), and the n_top most likely tokens at that step. They are the natural
+ * Log-probabilities of the token that the last g4r_generate_next() on `seq` produced (only when
+ * it returned G4R_CONTINUE), and the n_top most likely tokens at that step, as recorded when it
+ * was sampled (g4r_generate_start's n_logprobs >= n_top). They are the natural
  * logarithm of the model's own distribution: the softmax of the raw logits, before the
  * repetition penalty, grammar, temperature and top-k/top-p/min-p truncation (what OpenAI's
- * `logprobs` report). Costs one pass over the vocabulary (plus a partial sort for n_top > 0),
- * only when called.
+ * `logprobs` report). Costs one pass over the vocabulary per token (plus a partial sort for
+ * n_logprobs > 0), only for generations started with n_logprobs >= 0.
  * @param[in]  n_top        0 <= n_top <= G4R_MAX_TOP_LOGPROBS alternatives.
  * @param[out] logprob      the produced token's log-probability (<= 0).
  * @param[out] top_tokens   int32_t[n_top]: most likely first; ties by lower id. NULL if n_top 0.
  * @param[out] top_logprobs float[n_top]: their log-probabilities. NULL if n_top is 0.
  * @param[out] n_written    alternatives written: min(n_top, vocabulary size).
  * @return G4R_OK, G4R_ERR_INVALID_ARGUMENT, G4R_ERR_STATE (no token produced since the last
- *         g4r_generate_start or since an end-of-generation).
+ *         g4r_generate_start or since an end-of-generation; or started with n_logprobs < n_top).
  */
-G4R_API g4r_status g4r_generate_logprobs(g4r_model *model, int32_t n_top, float *logprob,
+G4R_API g4r_status g4r_generate_logprobs(g4r_model *model, int32_t seq, int32_t n_top, float *logprob,
                                          int32_t *top_tokens, float *top_logprobs,
                                          int32_t *n_written);
 
 /**
  * Log-likelihood of a continuation: for each token tokens[j], n_prompt <= j < n_tokens, its
- * log-probability (natural log of the softmax of the raw logits) given tokens[0, j). Uses and
- * updates the KV cache like g4r_model_ingest (the cached prefix up to tokens[n_prompt - 2] is
+ * log-probability (natural log of the softmax of the raw logits) given tokens[0, j), evaluated
+ * on sequence `seq` at once (other sequences wait). Uses and updates its cache like
+ * g4r_model_ingest (the cached prefix up to tokens[n_prompt - 2] is
  * kept; the rest is evaluated in chunks of n_batch), so scoring several continuations of one
  * prompt evaluates the prompt once. Ends any active generation; afterwards the cache holds
  * `tokens`. This is the "loglikelihood" request of EleutherAI's lm-evaluation-harness.
@@ -438,7 +461,7 @@ G4R_API g4r_status g4r_generate_logprobs(g4r_model *model, int32_t n_top, float 
  *         cache is unchanged), G4R_ERR_NOT_SUPPORTED (embedding model), G4R_ERR_CANCELLED,
  *         G4R_ERR_DECODE. After an error the cache is a prefix of `tokens`.
  */
-G4R_API g4r_status g4r_model_score(g4r_model *model, const int32_t *tokens, int32_t n_tokens,
+G4R_API g4r_status g4r_model_score(g4r_model *model, int32_t seq, const int32_t *tokens, int32_t n_tokens,
                                    int32_t n_prompt, int32_t n_batch, float *logprobs,
                                    int32_t *ranks, int32_t *n_reused);
 
@@ -459,9 +482,11 @@ G4R_API g4r_status g4r_model_embed(g4r_model *model, const int32_t *tokens,
                                    int32_t dim);
 
 /**
- * Ask the evaluation running on `model` (in another thread) to stop. It returns
- * G4R_ERR_CANCELLED at the next graph boundary; the flag is cleared when the next
- * g4r_model_ingest / g4r_generate_start / g4r_model_embed begins. Thread-safe, never blocks.
+ * Ask the evaluation running on `model` (in another thread) to stop. The call running it
+ * returns G4R_ERR_CANCELLED at the next graph boundary (a step leaves every sequence as it
+ * was before it, to be evaluated again by the next step); the flag is cleared then, or when
+ * the next g4r_model_ingest / g4r_generate_start / g4r_model_embed begins. Thread-safe, never
+ * blocks.
  */
 G4R_API void g4r_model_cancel(g4r_model *model);
 

@@ -53,6 +53,8 @@ constexpr int32_t kEmbedMinDecodeTokens = 64;
 // A CPU generation context uses plain attention while its score matrix (n_ubatch x n_ctx x
 // n_head floats) is at most this many bytes; see g4r_model_load in g4r.h.
 constexpr double kPlainAttnMaxScoreBytes = 128.0 * 1024 * 1024;
+// Parallel sequences of one generation context (llama.cpp allows 256).
+constexpr int32_t kMaxSeq = 64;
 
 struct g4r_failure : std::runtime_error {
     g4r_status status;
@@ -139,6 +141,52 @@ const char *backend_name_of(ggml_backend_dev_t dev) {
     return names.back()->c_str();
 }
 
+// One produced token waiting to be taken by g4r_generate_next (or the reason there is none).
+struct produced {
+    llama_token token = -1;
+    int32_t reason = G4R_CONTINUE;
+    float logprob = 0.0f;  // valid when the sequence records log-probabilities
+    int32_t n_top = 0;
+    llama_token top_ids[G4R_MAX_TOP_LOGPROBS];
+    float top_lps[G4R_MAX_TOP_LOGPROBS];
+};
+
+// The state of one sequence of the KV cache (llama.cpp seq_id == its index). Every field is
+// guarded by g4r_model::mu.
+struct g4r_seq {
+    std::vector<llama_token> past;  // evaluated tokens held in the cache
+    std::vector<llama_token> todo;  // ingested tokens still to evaluate (they follow past)
+    int32_t chunk = 512;            // prompt tokens evaluated per step (ingest's n_batch)
+    uint64_t order = 0;             // arrival order of the latest ingest (prompts go first in)
+
+    // Logits of the last token of the latest ingested prompt, valid while past[0, prompt_n)
+    // is unchanged (prompt_n == 0: none). Asking the same prompt again samples its first token
+    // from these instead of re-evaluating the last token alone: llama.cpp's kernels are not
+    // batch-invariant (one row and a tile of rows round differently), so that re-evaluation
+    // could flip a near-tie and make greedy output depend on what was asked before.
+    std::vector<float> prompt_logits;
+    size_t prompt_n = 0;
+    bool logits_saved = false;  // the next sample reads prompt_logits, not a batch row
+
+    // generation
+    llama_sampler *sampler = nullptr;
+    bool has_grammar = false;
+    bool exhausted = false;          // no more tokens will be produced (see final_reason)
+    int32_t final_reason = G4R_STOP_LENGTH;
+    llama_token pending = -1;        // produced, not yet evaluated
+    int32_t n_logprobs = -1;         // alternatives recorded per token; -1: no log-probabilities
+    int32_t budget = -1;             // tokens it may still produce; -1: no limit
+    std::deque<produced> ready;      // produced, not yet taken by g4r_generate_next
+    produced last;                   // the token g4r_generate_next returned last
+    bool has_last = false;
+    g4r_status error = G4R_OK;       // a failure of this sequence alone, reported once
+    std::string error_msg;
+
+    ~g4r_seq() {
+        if (sampler) llama_sampler_free(sampler);
+    }
+};
+
 }  // namespace
 
 struct g4r_model {
@@ -153,22 +201,13 @@ struct g4r_model {
     int32_t n_threads = 1;
     bool flash_attn = false;  // flash attention requested (ENABLED, or AUTO: on where supported)
     int32_t pooling = 0;
-    std::vector<llama_token> past;  // tokens in the KV cache, sequence 0
-    int64_t n_decoded = 0;
-
-    // generation
-    llama_sampler *sampler = nullptr;
-    llama_token pending = -1;  // produced, not yet evaluated
-    llama_token last_sampled = -1;  // the token g4r_generate_next produced last (-1: none)
-
-    // Logits of the last token of the latest ingested prompt, valid while past[0, prompt_n)
-    // is unchanged (prompt_n == 0: none). Asking the same prompt again samples its first token
-    // from these instead of re-evaluating the last token alone: llama.cpp's kernels are not
-    // batch-invariant (one row and a tile of rows round differently), so that re-evaluation
-    // could flip a near-tie and make greedy output depend on what was asked before.
-    std::vector<float> prompt_logits;
-    size_t prompt_n = 0;
-    bool logits_saved = false;  // the next sample reads prompt_logits, not the context
+    int32_t n_ctx_seq = 0;    // generation: tokens one sequence may hold
+    std::vector<g4r_seq> seqs;  // generation: one per parallel sequence
+    uint64_t n_ingests = 0;
+    std::atomic<int64_t> n_decoded{0};
+    std::atomic<int64_t> n_evals{0};  // llama_decode calls
+    llama_batch step_batch{};  // generation: the batch of step(), n_batch tokens
+    bool has_step_batch = false;
 
     ggml_backend_dev_t device = nullptr;
 
@@ -178,7 +217,8 @@ struct g4r_model {
     std::map<std::string, common_chat_templates_ptr> chat_templates;
 
     ~g4r_model() {
-        if (sampler) llama_sampler_free(sampler);
+        seqs.clear();
+        if (has_step_batch) llama_batch_free(step_batch);
         if (ctx) llama_free(ctx);
         if (model) llama_model_free(model);
     }
@@ -310,13 +350,26 @@ struct owned_batch {
     owned_batch &operator=(const owned_batch &) = delete;
 };
 
-// Evaluate toks[0, n) at positions pos0, pos0+1, ... of sequence 0, in chunks of n_batch;
-// appends them to m->past. Logits are computed for the last token, and for every token from
-// index `logits_from` on when on_logits is given: on_logits(i, logits) is then called for
-// each i in [logits_from, n) with that token's float[n_vocab] logits, valid during the call.
+// Tokens a sequence may hold ahead of its consumer: while the consumer of one sequence has
+// this many produced tokens to take, the steps that other consumers run leave it out, so an
+// unconsumed stream costs at most this many evaluations and never blocks the others.
+constexpr size_t kReadAhead = 4;
+
+[[noreturn]] void fail_decode(int32_t rc, int32_t n_tokens) {
+    if (rc == 2) fail(G4R_ERR_CANCELLED, "evaluation was cancelled");
+    if (rc == 1) fail(G4R_ERR_CONTEXT_OVERFLOW, "no room in the KV cache for " + std::to_string(n_tokens) + " tokens");
+    fail(G4R_ERR_DECODE, "llama_decode failed with code " + std::to_string(rc) +
+                             (t_last_log_error.empty() ? "" : ": " + t_last_log_error));
+}
+
+// Evaluate toks[0, n) at positions pos0, pos0+1, ... of sequence `sid` alone, in chunks of
+// n_batch; appends them to its past. Logits are computed for the last token, and for every
+// token from index `logits_from` on: on_logits(i, logits) is called for each i in
+// [logits_from, n) with that token's float[n_vocab] logits, valid during the call.
 template <typename F>
-void decode_tokens_with(g4r_model *m, const llama_token *toks, int32_t n, int32_t pos0,
+void decode_tokens_with(g4r_model *m, int32_t sid, const llama_token *toks, int32_t n, int32_t pos0,
                         int32_t n_batch, int32_t logits_from, F &&on_logits) {
+    g4r_seq &s = m->seqs[sid];
     owned_batch owned(n_batch);
     llama_batch &batch = owned.batch;
     for (int32_t start = 0; start < n; start += n_batch) {
@@ -326,21 +379,18 @@ void decode_tokens_with(g4r_model *m, const llama_token *toks, int32_t n, int32_
             batch.token[i] = toks[start + i];
             batch.pos[i] = pos0 + start + i;
             batch.n_seq_id[i] = 1;
-            batch.seq_id[i][0] = 0;
+            batch.seq_id[i][0] = sid;
             batch.logits[i] = (start + i == n - 1 || start + i >= logits_from) ? 1 : 0;
         }
         int32_t rc = llama_decode(m->ctx, batch);
+        ++m->n_evals;
         if (rc != 0) {
-            // Part of this batch may be in the cache: drop it so the cache matches m->past.
-            llama_memory_seq_rm(llama_get_memory(m->ctx), 0, pos0 + start, -1);
-            if (rc == 2) fail(G4R_ERR_CANCELLED, "evaluation was cancelled");
-            if (rc == 1)
-                fail(G4R_ERR_CONTEXT_OVERFLOW, "no room in the KV cache for " +
-                                                   std::to_string(k) + " tokens");
-            fail(G4R_ERR_DECODE, "llama_decode failed with code " + std::to_string(rc) +
-                                     (t_last_log_error.empty() ? "" : ": " + t_last_log_error));
+            // Part of this batch may be in the cache: drop it so the cache matches s.past.
+            llama_memory_seq_rm(llama_get_memory(m->ctx), sid, pos0 + start, -1);
+            if (rc == 2) m->cancel.store(false);
+            fail_decode(rc, k);
         }
-        m->past.insert(m->past.end(), toks + start, toks + start + k);
+        s.past.insert(s.past.end(), toks + start, toks + start + k);
         m->n_decoded += k;
         for (int32_t i = std::max(start, logits_from); i < start + k; ++i) {
             const float *logits = llama_get_logits_ith(m->ctx, i - start);
@@ -348,13 +398,7 @@ void decode_tokens_with(g4r_model *m, const llama_token *toks, int32_t n, int32_
             on_logits(i, logits);
         }
     }
-    m->logits_saved = false;
-}
-
-// Evaluate with logits for the last token only.
-void decode_tokens(g4r_model *m, const llama_token *toks, int32_t n, int32_t pos0,
-                   int32_t n_batch) {
-    decode_tokens_with(m, toks, n, pos0, n_batch, n, [](int32_t, const float *) {});
+    s.logits_saved = false;
 }
 
 // log(sum(exp(logits))) over the vocabulary, computed stably around the maximum.
@@ -365,37 +409,238 @@ double log_sum_exp(const float *logits, int32_t n_vocab) {
     return static_cast<double>(mx) + std::log(sum);
 }
 
-// The logits the latest sampled token was drawn from (see sample_next).
-const float *sampled_logits(g4r_model *m) {
-    if (m->logits_saved) return m->prompt_logits.data();
-    const float *logits = llama_get_logits_ith(m->ctx, -1);
-    if (!logits) fail(G4R_ERR_STATE, "no logits are available");
-    return logits;
-}
-
-// Sample from `chain` over the logits the next token follows: the context's, or the saved
-// prompt logits (see g4r_model::prompt_logits). Same steps as llama_sampler_sample.
-llama_token sample_next(g4r_model *m) {
-    if (!m->logits_saved) return llama_sampler_sample(m->sampler, m->ctx, -1);
-    std::vector<llama_token_data> cand(m->prompt_logits.size());
-    for (size_t i = 0; i < cand.size(); ++i)
-        cand[i] = llama_token_data{static_cast<llama_token>(i), m->prompt_logits[i], 0.0f};
-    llama_token_data_array cur{cand.data(), cand.size(), -1, false};
-    llama_sampler_apply(m->sampler, &cur);
-    if (cur.selected < 0 || cur.selected >= static_cast<int64_t>(cur.size))
-        fail(G4R_ERR_DECODE, "the sampler selected no token");
-    llama_token tok = cur.data[cur.selected].id;
-    llama_sampler_accept(m->sampler, tok);
-    return tok;
-}
-
-void end_generation(g4r_model *m) {
-    if (m->sampler) {
-        llama_sampler_free(m->sampler);
-        m->sampler = nullptr;
+// p's log-probability and its n most likely alternatives from the raw logits.
+void record_logprobs(produced &p, const float *logits, int32_t nv, int32_t n_top) {
+    double lse = log_sum_exp(logits, nv);
+    p.logprob = static_cast<float>(logits[p.token] - lse);
+    int32_t k = std::min(n_top, nv);
+    p.n_top = k;
+    if (k <= 0) return;
+    std::vector<int32_t> ids(static_cast<size_t>(nv));
+    for (int32_t i = 0; i < nv; ++i) ids[i] = i;
+    std::partial_sort(ids.begin(), ids.begin() + k, ids.end(), [logits](int32_t a, int32_t b) {
+        return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
+    });
+    for (int32_t i = 0; i < k; ++i) {
+        p.top_ids[i] = ids[i];
+        p.top_lps[i] = static_cast<float>(logits[ids[i]] - lse);
     }
-    m->pending = -1;
-    m->last_sampled = -1;
+}
+
+void finish_seq(g4r_seq &s, int32_t reason) {
+    s.exhausted = true;
+    s.final_reason = reason;
+}
+
+void fail_seq(g4r_seq &s, g4r_status status, const std::string &msg) {
+    s.error = status;
+    s.error_msg = msg;
+    finish_seq(s, G4R_STOP_LENGTH);
+}
+
+// Sample the next token of sequence `s` from batch row `row` of the context, or (row < 0)
+// from its saved prompt logits, and queue it. A failure of the sampler (a grammar that admits
+// no token) fails this sequence alone.
+void sample_into(g4r_model *m, g4r_seq &s, int32_t row) {
+    try {
+        int32_t nv = llama_vocab_n_tokens(m->vocab);
+        const float *logits = nullptr;
+        llama_token tok;
+        if (row >= 0) {
+            logits = llama_get_logits_ith(m->ctx, row);
+            if (!logits) fail(G4R_ERR_DECODE, "llama.cpp returned no logits");
+            tok = llama_sampler_sample(s.sampler, m->ctx, row);
+        } else {
+            logits = s.prompt_logits.data();
+            std::vector<llama_token_data> cand(static_cast<size_t>(nv));
+            for (int32_t i = 0; i < nv; ++i) cand[i] = llama_token_data{i, logits[i], 0.0f};
+            llama_token_data_array cur{cand.data(), cand.size(), -1, false};
+            llama_sampler_apply(s.sampler, &cur);
+            if (cur.selected < 0 || cur.selected >= static_cast<int64_t>(cur.size))
+                fail(G4R_ERR_DECODE, "the sampler selected no token");
+            tok = cur.data[cur.selected].id;
+            llama_sampler_accept(s.sampler, tok);
+            s.logits_saved = false;
+        }
+        produced p;
+        p.token = tok;
+        if (llama_vocab_is_eog(m->vocab, tok)) {
+            p.reason = G4R_STOP_EOG;
+            s.ready.push_back(p);
+            finish_seq(s, G4R_STOP_EOG);
+            return;
+        }
+        if (s.n_logprobs >= 0) record_logprobs(p, logits, nv, s.n_logprobs);
+        s.ready.push_back(p);
+        s.pending = tok;
+        if (s.budget > 0 && --s.budget == 0) finish_seq(s, G4R_STOP_LENGTH);
+    } catch (const g4r_failure &e) {
+        fail_seq(s, e.status, e.what());
+    } catch (const std::exception &e) {
+        fail_seq(s, s.has_grammar ? G4R_ERR_GRAMMAR : G4R_ERR_INTERNAL,
+                 std::string(s.has_grammar ? "the grammar admits no further token: " : "sampling failed: ") + e.what());
+    }
+}
+
+// May sequence s produce another token now?
+bool wants_token(const g4r_seq &s) {
+    return s.sampler && !s.exhausted && s.error == G4R_OK && s.ready.size() < kReadAhead;
+}
+
+void end_generation(g4r_seq &s) {
+    if (s.sampler) {
+        llama_sampler_free(s.sampler);
+        s.sampler = nullptr;
+    }
+    s.pending = -1;
+    s.ready.clear();
+    s.has_last = false;
+    s.exhausted = false;
+    s.error = G4R_OK;
+    s.error_msg.clear();
+}
+
+// One step of continuous batching (llama.cpp's server loop, tools/server): one llama_decode
+// holding the pending token of every generating sequence that wants one, then as many prompt
+// tokens as the step's budget allows, in arrival order (a sequence's chunk at most). The
+// budget is the context's batch size, or its ubatch size while any sequence is generating, so
+// that a long prompt is evaluated in chunks between the running sequences' tokens. Then every
+// sequence whose logits came out samples its next token. Sequences whose next token follows
+// saved prompt logits sample without evaluating. Returns false when there was nothing to do.
+// A failed llama_decode leaves every sequence as it was before the step (their tokens are
+// evaluated again by the next step); a cancelled one throws G4R_ERR_CANCELLED to the caller.
+bool step(g4r_model *m) {
+    bool did = false;
+    for (auto &s : m->seqs)
+        if (wants_token(s) && s.pending < 0 && s.todo.empty() && s.logits_saved) {
+            sample_into(m, s, -1);
+            did = true;
+        }
+
+    struct row_of { int32_t sid; int32_t row; int32_t n; bool prompt; };
+    std::vector<row_of> rows;
+    int32_t cap = static_cast<int32_t>(llama_n_batch(m->ctx));
+    llama_batch &b = m->step_batch;
+    b.n_tokens = 0;
+    auto add = [&b](llama_token t, llama_pos pos, int32_t sid, bool logits) {
+        int32_t k = b.n_tokens++;
+        b.token[k] = t;
+        b.pos[k] = pos;
+        b.n_seq_id[k] = 1;
+        b.seq_id[k][0] = sid;
+        b.logits[k] = logits ? 1 : 0;
+    };
+    for (int32_t sid = 0; sid < static_cast<int32_t>(m->seqs.size()); ++sid) {
+        g4r_seq &s = m->seqs[sid];
+        if (!wants_token(s) || s.pending < 0) continue;
+        if (s.past.size() >= static_cast<size_t>(m->n_ctx_seq)) {  // the window is full
+            produced p;
+            p.reason = G4R_STOP_LENGTH;
+            s.ready.push_back(p);
+            finish_seq(s, G4R_STOP_LENGTH);
+            did = true;
+            continue;
+        }
+        rows.push_back({sid, b.n_tokens, 1, false});
+        add(s.pending, static_cast<llama_pos>(s.past.size()), sid, true);
+    }
+    int32_t budget = rows.empty() ? cap : std::min<int32_t>(cap, static_cast<int32_t>(llama_n_ubatch(m->ctx)));
+    budget = std::min(budget, cap - b.n_tokens);
+    std::vector<int32_t> waiting;
+    for (int32_t sid = 0; sid < static_cast<int32_t>(m->seqs.size()); ++sid)
+        if (!m->seqs[sid].todo.empty()) waiting.push_back(sid);
+    std::sort(waiting.begin(), waiting.end(),
+              [m](int32_t a, int32_t c) { return m->seqs[a].order < m->seqs[c].order; });
+    for (int32_t sid : waiting) {
+        if (budget <= 0) break;
+        g4r_seq &s = m->seqs[sid];
+        int32_t k = std::min({static_cast<int32_t>(s.todo.size()), s.chunk, budget});
+        bool last = k == static_cast<int32_t>(s.todo.size());
+        rows.push_back({sid, b.n_tokens, k, true});
+        for (int32_t i = 0; i < k; ++i)
+            add(s.todo[i], static_cast<llama_pos>(s.past.size() + i), sid, last && i == k - 1);
+        budget -= k;
+    }
+    if (b.n_tokens == 0) return did;
+
+    int32_t rc = llama_decode(m->ctx, b);
+    ++m->n_evals;
+    if (rc != 0) {
+        llama_memory_t mem = llama_get_memory(m->ctx);
+        for (const auto &r : rows)
+            llama_memory_seq_rm(mem, r.sid, static_cast<llama_pos>(m->seqs[r.sid].past.size()), -1);
+        if (rc == 2) {
+            m->cancel.store(false);  // this cancellation is spent: the other callers go on
+            fail_decode(rc, b.n_tokens);
+        }
+        std::string why = "llama_decode failed with code " + std::to_string(rc) +
+                          (t_last_log_error.empty() ? "" : ": " + t_last_log_error);
+        for (const auto &r : rows) fail_seq(m->seqs[r.sid], rc == 1 ? G4R_ERR_CONTEXT_OVERFLOW : G4R_ERR_DECODE, why);
+        return true;
+    }
+    m->n_decoded += b.n_tokens;
+    int32_t nv = llama_vocab_n_tokens(m->vocab);
+    for (const auto &r : rows) {
+        g4r_seq &s = m->seqs[r.sid];
+        int32_t out_row = r.row + r.n - 1;
+        if (!r.prompt) {
+            s.past.push_back(s.pending);
+            s.pending = -1;
+            s.logits_saved = false;
+            sample_into(m, s, out_row);
+            continue;
+        }
+        s.past.insert(s.past.end(), s.todo.begin(), s.todo.begin() + r.n);
+        s.todo.erase(s.todo.begin(), s.todo.begin() + r.n);
+        if (!s.todo.empty()) continue;
+        const float *logits = llama_get_logits_ith(m->ctx, out_row);
+        if (!logits) {
+            fail_seq(s, G4R_ERR_DECODE, "llama.cpp returned no logits for the prompt");
+            continue;
+        }
+        s.prompt_logits.assign(logits, logits + nv);
+        s.prompt_n = s.past.size();
+        s.logits_saved = true;
+        if (wants_token(s) && s.pending < 0) sample_into(m, s, -1);
+    }
+    return true;
+}
+
+g4r_seq &seq_of(g4r_model *m, int32_t seq) {
+    if (seq < 0 || seq >= static_cast<int32_t>(m->seqs.size()))
+        fail(G4R_ERR_INVALID_ARGUMENT, "sequence " + std::to_string(seq) + " does not exist (the model has " +
+                                           std::to_string(m->seqs.size()) + ")");
+    return m->seqs[seq];
+}
+
+void require_generator(g4r_model *m) {
+    require_ctx(m);
+    if (m->embedding) fail(G4R_ERR_NOT_SUPPORTED, "this is an embedding model: it cannot generate text");
+}
+
+void check_tokens(g4r_model *m, const int32_t *tokens, int32_t n) {
+    int32_t nv = llama_vocab_n_tokens(m->vocab);
+    for (int32_t i = 0; i < n; ++i)
+        if (tokens[i] < 0 || tokens[i] >= nv)
+            fail(G4R_ERR_INVALID_ARGUMENT, "token id " + std::to_string(tokens[i]) + " is outside the vocabulary");
+}
+
+// Keep the first `keep` tokens of sequence sid in the cache and drop the rest (and any
+// tokens still to evaluate); returns how many were kept.
+size_t truncate_seq(g4r_model *m, int32_t sid, size_t keep) {
+    g4r_seq &s = m->seqs[sid];
+    s.todo.clear();
+    if (keep < s.past.size()) {
+        llama_memory_t mem = llama_get_memory(m->ctx);
+        if (!llama_memory_seq_rm(mem, sid, static_cast<llama_pos>(keep), -1)) {
+            llama_memory_seq_rm(mem, sid, -1, -1);  // this cache cannot drop a suffix: start over
+            keep = 0;
+        }
+        s.past.resize(keep);
+    }
+    if (s.prompt_n > keep) s.prompt_n = 0;  // its prefix is being rewritten
+    s.logits_saved = false;
+    return keep;
 }
 
 }  // namespace
@@ -468,12 +713,14 @@ g4r_status g4r_gpu_info(int32_t index, const char **name, const char **descripti
 }
 
 g4r_model *g4r_model_load(const char *path, int32_t n_ctx, int32_t n_gpu_layers,
-                          const char *device, int32_t n_threads, uint32_t flags) {
+                          const char *device, int32_t n_threads, uint32_t flags, int32_t n_seq) {
     try {
         clear_error();
         ensure_backend();
         if (!path) fail(G4R_ERR_INVALID_ARGUMENT, "path is NULL");
         if (n_ctx < 0) fail(G4R_ERR_INVALID_ARGUMENT, "n_ctx must be >= 0, got " + std::to_string(n_ctx));
+        if (n_seq < 1 || n_seq > kMaxSeq)
+            fail(G4R_ERR_INVALID_ARGUMENT, "n_seq must be in [1, " + std::to_string(kMaxSeq) + "], got " + std::to_string(n_seq));
         const uint32_t known = G4R_LOAD_VOCAB_ONLY | G4R_LOAD_FLASH_ATTN_ON | G4R_LOAD_FLASH_ATTN_OFF;
         if ((flags & ~known) != 0 ||
             ((flags & G4R_LOAD_FLASH_ATTN_ON) && (flags & G4R_LOAD_FLASH_ATTN_OFF)))
@@ -549,10 +796,15 @@ g4r_model *g4r_model_load(const char *path, int32_t n_ctx, int32_t n_gpu_layers,
             // throughput of plain attention, which computes every token pair of the ubatch.
             cp.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_AUTO;
         } else {
-            cp.n_ctx = n_ctx > 0 ? static_cast<uint32_t>(n_ctx) : static_cast<uint32_t>(n_train);
+            uint32_t window = n_ctx > 0 ? static_cast<uint32_t>(n_ctx) : static_cast<uint32_t>(n_train);
+            // Every sequence gets the whole window in a stream of its own (llama.cpp pads it
+            // to a multiple of 256 cells when n_seq > 1): attention of one sequence reads only
+            // its own cells, so parallel sequences do not slow each other's attention down.
+            cp.n_ctx = window * static_cast<uint32_t>(n_seq);
+            cp.n_seq_max = static_cast<uint32_t>(n_seq);
+            cp.kv_unified = n_seq == 1;
             cp.n_batch = std::min<uint32_t>(cp.n_ctx, 2048);
             cp.n_ubatch = std::min<uint32_t>(cp.n_batch, 512);
-            cp.n_seq_max = 1;
             cp.swa_full = true;  // keep the whole window so a shared prefix can be reused
             // Plain attention on the CPU while its score matrix stays small (g4r.h has the rule
             // and the figures). It is not batch-invariant: a prompt evaluated in one ubatch
@@ -563,7 +815,7 @@ g4r_model *g4r_model_load(const char *path, int32_t n_ctx, int32_t n_gpu_layers,
             // path starts there), so no choice makes long prompts split-independent;
             // g4r_model_ingest's saved logits keep the same prompt asked again exact.
             bool on_gpu = m->device != nullptr && n_gpu_layers != 0;
-            double scores = 4.0 * cp.n_ubatch * cp.n_ctx * std::max(1, llama_model_n_head(m->model));
+            double scores = 4.0 * cp.n_ubatch * window * std::max(1, llama_model_n_head(m->model));
             if (!on_gpu && scores <= kPlainAttnMaxScoreBytes)
                 cp.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_DISABLED;
         }
@@ -576,6 +828,12 @@ g4r_model *g4r_model_load(const char *path, int32_t n_ctx, int32_t n_gpu_layers,
         m->pooling = static_cast<int32_t>(llama_pooling_type(m->ctx));
         m->flash_attn = cp.flash_attn_type != LLAMA_FLASH_ATTN_TYPE_DISABLED;
         if (m->embedding && m->pooling == LLAMA_POOLING_TYPE_NONE) m->embedding = false;
+        if (!m->embedding) {
+            m->n_ctx_seq = static_cast<int32_t>(llama_n_ctx_seq(m->ctx));
+            m->seqs.resize(static_cast<size_t>(llama_n_seq_max(m->ctx)));
+            m->step_batch = llama_batch_init(static_cast<int32_t>(llama_n_batch(m->ctx)), 0, 1);
+            m->has_step_batch = true;
+        }
         return m.release();
     } catch (const g4r_failure &e) {
         set_error(e.status, e.what());
@@ -601,7 +859,6 @@ g4r_status g4r_model_info(g4r_model *model, int32_t property, int64_t *value) {
     clear_error();
     require_model(model);
     if (!value) fail(G4R_ERR_INVALID_ARGUMENT, "value is NULL");
-    std::lock_guard<std::mutex> lock(model->mu);
     switch (property) {
         case G4R_PROP_N_VOCAB: *value = llama_vocab_n_tokens(model->vocab); return G4R_OK;
         case G4R_PROP_N_CTX_TRAIN: *value = llama_model_n_ctx_train(model->model); return G4R_OK;
@@ -612,21 +869,29 @@ g4r_status g4r_model_info(g4r_model *model, int32_t property, int64_t *value) {
         default: break;
     }
     if (!model->ctx) fail(G4R_ERR_STATE, "the model was loaded vocab-only and has no context");
+    // Fixed at load, or atomic: read without waiting for a running evaluation.
     switch (property) {
-        case G4R_PROP_N_CTX:
-            *value = model->embedding ? model->embd_window : llama_n_ctx(model->ctx);
-            return G4R_OK;
+        case G4R_PROP_N_CTX: *value = model->embedding ? model->embd_window : model->n_ctx_seq; return G4R_OK;
         case G4R_PROP_IS_EMBEDDING: *value = model->embedding ? 1 : 0; return G4R_OK;
-        case G4R_PROP_N_PAST: *value = static_cast<int64_t>(model->past.size()); return G4R_OK;
-        case G4R_PROP_N_DECODED: *value = model->n_decoded; return G4R_OK;
-        case G4R_PROP_N_THREADS: *value = model->n_threads; return G4R_OK;
+        case G4R_PROP_N_DECODED: *value = model->n_decoded.load(); return G4R_OK;
+        case G4R_PROP_N_EVALS: *value = model->n_evals.load(); return G4R_OK;
         case G4R_PROP_FLASH_ATTN: *value = model->flash_attn ? 1 : 0; return G4R_OK;
-        case G4R_PROP_N_BATCH: *value = llama_n_batch(model->ctx);
-            return G4R_OK;
+        case G4R_PROP_N_BATCH: *value = llama_n_batch(model->ctx); return G4R_OK;
         case G4R_PROP_N_SEQ_MAX:
             *value = static_cast<int32_t>(llama_n_seq_max(model->ctx)) - (model->embedding ? 1 : 0);
             return G4R_OK;
         case G4R_PROP_POOLING: *value = model->pooling; return G4R_OK;
+        default: break;
+    }
+    std::lock_guard<std::mutex> lock(model->mu);
+    switch (property) {
+        case G4R_PROP_N_PAST: {
+            int64_t n = 0;
+            for (const auto &s : model->seqs) n += static_cast<int64_t>(s.past.size());
+            *value = n;
+            return G4R_OK;
+        }
+        case G4R_PROP_N_THREADS: *value = model->n_threads; return G4R_OK;
         default: fail(G4R_ERR_INVALID_ARGUMENT, "unknown property " + std::to_string(property));
     }
     G4R_GUARD_END
@@ -824,7 +1089,7 @@ g4r_status g4r_chat_apply(g4r_model *model, const char *chat_template, const cha
     }
     res["grammar_triggers"] = triggers;
     // The same triggers as llama.cpp's sampler builds them (common/sampling.cpp), ready for
-    // g4r_generate_start_lazy: regular expressions and token ids.
+    // g4r_generate_start: regular expressions and token ids.
     common_json patterns = common_json::array();
     common_json tokens = common_json::array();
     for (const auto &t : out.grammar_triggers) {
@@ -1015,56 +1280,37 @@ g4r_status g4r_model_set_threads(g4r_model *model, int32_t n_threads) {
     G4R_GUARD_END
 }
 
-g4r_status g4r_model_ingest(g4r_model *model, const int32_t *tokens, int32_t n_tokens,
+g4r_status g4r_model_ingest(g4r_model *model, int32_t seq, const int32_t *tokens, int32_t n_tokens,
                             int32_t n_batch, int32_t *n_reused) {
     G4R_GUARD_BEGIN
     clear_error();
-    require_ctx(model);
-    if (model->embedding) fail(G4R_ERR_NOT_SUPPORTED, "this is an embedding model: it cannot generate text");
+    require_generator(model);
     if (!tokens || n_tokens < 1) fail(G4R_ERR_INVALID_ARGUMENT, "the prompt has no tokens");
     if (n_batch < 1) fail(G4R_ERR_INVALID_ARGUMENT, "n_batch must be >= 1, got " + std::to_string(n_batch));
+    check_tokens(model, tokens, n_tokens);
     std::lock_guard<std::mutex> lock(model->mu);
+    g4r_seq &s = seq_of(model, seq);
     model->cancel.store(false);
-    end_generation(model);
-    model->logits_saved = false;  // after a failure, the context's logits are the latest
-    uint32_t n_ctx = llama_n_ctx(model->ctx);
-    if (static_cast<uint32_t>(n_tokens) > n_ctx)
+    end_generation(s);
+    if (n_tokens > model->n_ctx_seq)
         fail(G4R_ERR_CONTEXT_OVERFLOW, "the prompt has " + std::to_string(n_tokens) +
-                                           " tokens but the context window holds " + std::to_string(n_ctx));
-    int32_t nv = llama_vocab_n_tokens(model->vocab);
-    for (int32_t i = 0; i < n_tokens; ++i)
-        if (tokens[i] < 0 || tokens[i] >= nv)
-            fail(G4R_ERR_INVALID_ARGUMENT, "token id " + std::to_string(tokens[i]) + " is outside the vocabulary");
-
+                                           " tokens but the context window holds " + std::to_string(model->n_ctx_seq));
     size_t common = 0;
-    auto &past = model->past;
+    auto &past = s.past;
     while (common < past.size() && common < static_cast<size_t>(n_tokens) && past[common] == tokens[common]) ++common;
-    // The whole prompt is cached: reuse its saved logits, or re-evaluate the last token.
-    bool reuse_logits = common == static_cast<size_t>(n_tokens) && model->prompt_n == common;
+    // The whole prompt is cached: reuse its saved logits, or evaluate the last token again.
+    bool reuse_logits = common == static_cast<size_t>(n_tokens) && s.prompt_n == common;
     if (common == static_cast<size_t>(n_tokens) && !reuse_logits) --common;
-    llama_memory_t mem = llama_get_memory(model->ctx);
-    if (common < past.size()) {
-        if (!llama_memory_seq_rm(mem, 0, static_cast<llama_pos>(common), -1)) {
-            llama_memory_clear(mem, true);  // this cache cannot drop a suffix: start over
-            common = 0;
-            reuse_logits = false;
-        }
-        past.resize(common);
-    }
-    if (model->prompt_n > common) model->prompt_n = 0;  // its prefix is being rewritten
-    if (n_reused) *n_reused = static_cast<int32_t>(common);
+    size_t kept = truncate_seq(model, seq, common);
+    if (kept < common) reuse_logits = false;
+    if (n_reused) *n_reused = static_cast<int32_t>(kept);
     if (reuse_logits) {
-        model->logits_saved = true;
+        s.logits_saved = true;
         return G4R_OK;
     }
-    int32_t nb = std::min<int32_t>(n_batch, static_cast<int32_t>(llama_n_batch(model->ctx)));
-    decode_tokens(model, tokens + common, n_tokens - static_cast<int32_t>(common),
-                  static_cast<int32_t>(common), nb);
-    const float *logits = llama_get_logits_ith(model->ctx, -1);
-    if (logits) {
-        model->prompt_logits.assign(logits, logits + llama_vocab_n_tokens(model->vocab));
-        model->prompt_n = static_cast<size_t>(n_tokens);
-    }
+    s.todo.assign(tokens + kept, tokens + n_tokens);
+    s.chunk = std::min<int32_t>(n_batch, static_cast<int32_t>(llama_n_batch(model->ctx)));
+    s.order = ++model->n_ingests;
     return G4R_OK;
     G4R_GUARD_END
 }
@@ -1074,37 +1320,36 @@ g4r_status g4r_model_reset(g4r_model *model) {
     clear_error();
     require_ctx(model);
     std::lock_guard<std::mutex> lock(model->mu);
-    end_generation(model);
     llama_memory_t mem = llama_get_memory(model->ctx);
     if (mem) llama_memory_clear(mem, true);
-    model->past.clear();
-    model->prompt_n = 0;
-    model->logits_saved = false;
+    for (auto &s : model->seqs) {
+        end_generation(s);
+        s.past.clear();
+        s.todo.clear();
+        s.prompt_n = 0;
+        s.logits_saved = false;
+    }
     return G4R_OK;
     G4R_GUARD_END
 }
 
-g4r_status g4r_generate_start(g4r_model *model, float temp, int32_t top_k, float top_p, float min_p,
-                              float repeat_penalty, int32_t repeat_last_n, uint32_t seed,
-                              const char *grammar) {
-    return g4r_generate_start_lazy(model, temp, top_k, top_p, min_p, repeat_penalty, repeat_last_n,
-                                   seed, grammar, nullptr, 0, nullptr, 0);
-}
-
-g4r_status g4r_generate_start_lazy(g4r_model *model, float temp, int32_t top_k, float top_p,
-                                   float min_p, float repeat_penalty, int32_t repeat_last_n,
-                                   uint32_t seed, const char *grammar,
-                                   const char *const *trigger_patterns, int32_t n_patterns,
-                                   const int32_t *trigger_tokens, int32_t n_tokens) {
+g4r_status g4r_generate_start(g4r_model *model, int32_t seq, float temp, int32_t top_k, float top_p,
+                              float min_p, float repeat_penalty, int32_t repeat_last_n, uint32_t seed,
+                              const char *grammar, const char *const *trigger_patterns,
+                              int32_t n_patterns, const int32_t *trigger_tokens, int32_t n_tokens,
+                              int32_t n_predict, int32_t n_logprobs) {
     G4R_GUARD_BEGIN
     clear_error();
-    require_ctx(model);
-    if (model->embedding) fail(G4R_ERR_NOT_SUPPORTED, "this is an embedding model: it cannot generate text");
+    require_generator(model);
     if (!(top_p > 0.0f && top_p <= 1.0f)) fail(G4R_ERR_INVALID_ARGUMENT, "top_p must be in (0, 1], got " + std::to_string(top_p));
     if (!(min_p >= 0.0f && min_p <= 1.0f)) fail(G4R_ERR_INVALID_ARGUMENT, "min_p must be in [0, 1], got " + std::to_string(min_p));
     if (!(repeat_penalty > 0.0f)) fail(G4R_ERR_INVALID_ARGUMENT, "repeat_penalty must be > 0, got " + std::to_string(repeat_penalty));
     if (repeat_last_n < -1) fail(G4R_ERR_INVALID_ARGUMENT, "repeat_last_n must be >= -1, got " + std::to_string(repeat_last_n));
     if (temp != temp) fail(G4R_ERR_INVALID_ARGUMENT, "temp is NaN");
+    if (n_predict < -1 || n_predict == 0) fail(G4R_ERR_INVALID_ARGUMENT, "n_predict must be -1 or >= 1, got " + std::to_string(n_predict));
+    if (n_logprobs < -1 || n_logprobs > G4R_MAX_TOP_LOGPROBS)
+        fail(G4R_ERR_INVALID_ARGUMENT, "n_logprobs must be in [-1, " + std::to_string(G4R_MAX_TOP_LOGPROBS) +
+                                           "], got " + std::to_string(n_logprobs));
     if (n_patterns < 0 || n_tokens < 0 || (n_patterns > 0 && !trigger_patterns) || (n_tokens > 0 && !trigger_tokens))
         fail(G4R_ERR_INVALID_ARGUMENT, "invalid grammar triggers");
     for (int32_t i = 0; i < n_patterns; ++i)
@@ -1112,12 +1357,12 @@ g4r_status g4r_generate_start_lazy(g4r_model *model, float temp, int32_t top_k, 
     if ((n_patterns > 0 || n_tokens > 0) && !(grammar && grammar[0]))
         fail(G4R_ERR_INVALID_ARGUMENT, "grammar triggers need a grammar");
     std::lock_guard<std::mutex> lock(model->mu);
+    g4r_seq &s = seq_of(model, seq);
     model->cancel.store(false);
-    if (model->past.empty()) fail(G4R_ERR_STATE, "nothing has been ingested: call g4r_model_ingest first");
-    end_generation(model);
+    if (s.past.empty() && s.todo.empty()) fail(G4R_ERR_STATE, "nothing has been ingested: call g4r_model_ingest first");
+    end_generation(s);
 
-    int32_t n_ctx = static_cast<int32_t>(llama_n_ctx(model->ctx));
-    int32_t last_n = repeat_last_n == -1 ? n_ctx : repeat_last_n;
+    int32_t last_n = repeat_last_n == -1 ? model->n_ctx_seq : repeat_last_n;
     auto sp = llama_sampler_chain_default_params();
     sp.no_perf = true;
     llama_sampler *chain = llama_sampler_chain_init(sp);
@@ -1125,7 +1370,8 @@ g4r_status g4r_generate_start_lazy(g4r_model *model, float temp, int32_t top_k, 
         llama_sampler *&c;
         ~chain_guard() { if (c) llama_sampler_free(c); }
     } guard{chain};
-    if (grammar && grammar[0]) {
+    bool has_grammar = grammar && grammar[0];
+    if (has_grammar) {
         t_last_log_error.clear();
         std::string printed;  // llama.cpp's grammar parser reports errors with fprintf(stderr)
         llama_sampler *g = nullptr;
@@ -1150,8 +1396,10 @@ g4r_status g4r_generate_start_lazy(g4r_model *model, float temp, int32_t top_k, 
     }
     if (last_n > 0 && repeat_penalty != 1.0f) {
         llama_sampler *pen = repeat_penalty_init(last_n, repeat_penalty);
-        size_t from = model->past.size() > static_cast<size_t>(last_n) ? model->past.size() - last_n : 0;
-        for (size_t i = from; i < model->past.size(); ++i) llama_sampler_accept(pen, model->past[i]);
+        std::vector<llama_token> all(s.past);
+        all.insert(all.end(), s.todo.begin(), s.todo.end());
+        size_t from = all.size() > static_cast<size_t>(last_n) ? all.size() - last_n : 0;
+        for (size_t i = from; i < all.size(); ++i) llama_sampler_accept(pen, all[i]);
         llama_sampler_chain_add(chain, pen);
     }
     if (temp <= 0.0f) {
@@ -1163,64 +1411,77 @@ g4r_status g4r_generate_start_lazy(g4r_model *model, float temp, int32_t top_k, 
         llama_sampler_chain_add(chain, llama_sampler_init_temp(temp));
         llama_sampler_chain_add(chain, llama_sampler_init_dist(seed));
     }
-    model->sampler = chain;
+    s.sampler = chain;
     chain = nullptr;
-    model->pending = -1;
+    s.has_grammar = has_grammar;
+    s.budget = n_predict;
+    s.n_logprobs = n_logprobs;
+    if (!s.todo.empty() || s.logits_saved) return G4R_OK;
+    // The prompt was evaluated by an earlier generation whose last token is not evaluated
+    // (g4r_model_ingest kept it all): evaluate that token again for fresh logits.
+    llama_token t = s.past.back();
+    truncate_seq(model, seq, s.past.size() - 1);
+    s.todo.assign(1, t);
+    s.order = ++model->n_ingests;
     return G4R_OK;
     G4R_GUARD_END
 }
 
-g4r_status g4r_generate_next(g4r_model *model, int32_t *token, char *buf, int32_t buf_size,
-                             int32_t *n_bytes, int32_t *reason) {
+g4r_status g4r_generate_next(g4r_model *model, int32_t seq, int32_t *token, char *buf,
+                             int32_t buf_size, int32_t *n_bytes, int32_t *reason) {
     G4R_GUARD_BEGIN
     clear_error();
     require_ctx(model);
     if (!token || !n_bytes || !reason || (!buf && buf_size > 0) || buf_size < 0)
         fail(G4R_ERR_INVALID_ARGUMENT, "invalid arguments");
     std::lock_guard<std::mutex> lock(model->mu);
-    if (!model->sampler) fail(G4R_ERR_STATE, "no active generation: call g4r_generate_start first");
+    g4r_seq &s = seq_of(model, seq);
+    if (!s.sampler) fail(G4R_ERR_STATE, "no active generation: call g4r_generate_start first");
     *n_bytes = 0;
     *token = -1;
-    if (model->pending >= 0) {
-        if (model->past.size() >= llama_n_ctx(model->ctx)) {
-            *reason = G4R_STOP_LENGTH;
+    s.has_last = false;
+    while (s.ready.empty()) {
+        if (s.error != G4R_OK) {
+            g4r_status st = s.error;
+            s.error = G4R_OK;
+            fail(st, s.error_msg);
+        }
+        if (s.exhausted) {
+            *reason = s.final_reason;
             return G4R_OK;
         }
-        llama_token p = model->pending;
-        model->pending = -1;
-        decode_tokens(model, &p, 1, static_cast<int32_t>(model->past.size()), 1);
+        if (!step(model)) fail(G4R_ERR_INTERNAL, "the generation cannot advance");
     }
-    model->last_sampled = -1;
-    llama_token tok = sample_next(model);
-    if (llama_vocab_is_eog(model->vocab, tok)) {
-        *reason = G4R_STOP_EOG;
-        return G4R_OK;
-    }
-    int32_t n = llama_token_to_piece(model->vocab, tok, buf, buf_size, 0, false);
+    produced p = s.ready.front();
+    s.ready.pop_front();
+    *reason = p.reason;
+    if (p.reason != G4R_CONTINUE) return G4R_OK;
+    int32_t n = llama_token_to_piece(model->vocab, p.token, buf, buf_size, 0, false);
     if (n < 0) {
+        s.ready.push_front(p);
         *n_bytes = -n;
         fail(G4R_ERR_BUFFER_TOO_SMALL, "piece buffer too small");
     }
-    model->pending = tok;
-    model->last_sampled = tok;
-    *token = tok;
+    s.last = p;
+    s.has_last = true;
+    *token = p.token;
     *n_bytes = n;
-    *reason = G4R_CONTINUE;
     return G4R_OK;
     G4R_GUARD_END
 }
 
-g4r_status g4r_generate_finish(g4r_model *model) {
+g4r_status g4r_generate_finish(g4r_model *model, int32_t seq) {
     G4R_GUARD_BEGIN
     clear_error();
     require_model(model);
     std::lock_guard<std::mutex> lock(model->mu);
-    end_generation(model);
+    if (!model->ctx) return G4R_OK;
+    end_generation(seq_of(model, seq));
     return G4R_OK;
     G4R_GUARD_END
 }
 
-g4r_status g4r_generate_logprobs(g4r_model *model, int32_t n_top, float *logprob,
+g4r_status g4r_generate_logprobs(g4r_model *model, int32_t seq, int32_t n_top, float *logprob,
                                  int32_t *top_tokens, float *top_logprobs, int32_t *n_written) {
     G4R_GUARD_BEGIN
     clear_error();
@@ -1231,30 +1492,24 @@ g4r_status g4r_generate_logprobs(g4r_model *model, int32_t n_top, float *logprob
     if (!logprob || !n_written || (n_top > 0 && (!top_tokens || !top_logprobs)))
         fail(G4R_ERR_INVALID_ARGUMENT, "invalid logprobs arguments");
     std::lock_guard<std::mutex> lock(model->mu);
-    if (!model->sampler || model->last_sampled < 0)
+    g4r_seq &s = seq_of(model, seq);
+    if (!s.sampler || !s.has_last)
         fail(G4R_ERR_STATE, "no token to report: call g4r_generate_next first (it must have produced one)");
-    int32_t nv = llama_vocab_n_tokens(model->vocab);
-    const float *logits = sampled_logits(model);
-    double lse = log_sum_exp(logits, nv);
-    *logprob = static_cast<float>(logits[model->last_sampled] - lse);
-    int32_t k = std::min(n_top, nv);
-    if (k > 0) {
-        std::vector<int32_t> ids(static_cast<size_t>(nv));
-        for (int32_t i = 0; i < nv; ++i) ids[i] = i;
-        std::partial_sort(ids.begin(), ids.begin() + k, ids.end(), [logits](int32_t a, int32_t b) {
-            return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
-        });
-        for (int32_t i = 0; i < k; ++i) {
-            top_tokens[i] = ids[i];
-            top_logprobs[i] = static_cast<float>(logits[ids[i]] - lse);
-        }
+    if (s.n_logprobs < n_top)
+        fail(G4R_ERR_STATE, "this generation records " + std::to_string(s.n_logprobs) +
+                                " alternatives; start it with n_logprobs >= " + std::to_string(n_top));
+    *logprob = s.last.logprob;
+    int32_t k = std::min(n_top, s.last.n_top);
+    for (int32_t i = 0; i < k; ++i) {
+        top_tokens[i] = s.last.top_ids[i];
+        top_logprobs[i] = s.last.top_lps[i];
     }
     *n_written = k;
     return G4R_OK;
     G4R_GUARD_END
 }
 
-g4r_status g4r_model_score(g4r_model *model, const int32_t *tokens, int32_t n_tokens,
+g4r_status g4r_model_score(g4r_model *model, int32_t seq, const int32_t *tokens, int32_t n_tokens,
                            int32_t n_prompt, int32_t n_batch, float *logprobs, int32_t *ranks,
                            int32_t *n_reused) {
     G4R_GUARD_BEGIN
@@ -1266,37 +1521,25 @@ g4r_status g4r_model_score(g4r_model *model, const int32_t *tokens, int32_t n_to
         fail(G4R_ERR_INVALID_ARGUMENT, "need 1 <= n_prompt < n_tokens, got n_prompt " +
                                            std::to_string(n_prompt) + " of " + std::to_string(n_tokens));
     if (n_batch < 1) fail(G4R_ERR_INVALID_ARGUMENT, "n_batch must be >= 1, got " + std::to_string(n_batch));
+    check_tokens(model, tokens, n_tokens);
     std::lock_guard<std::mutex> lock(model->mu);
+    g4r_seq &s = seq_of(model, seq);
     model->cancel.store(false);
-    end_generation(model);
-    model->logits_saved = false;
-    uint32_t n_ctx = llama_n_ctx(model->ctx);
-    if (static_cast<uint32_t>(n_tokens) > n_ctx)
+    end_generation(s);
+    if (n_tokens > model->n_ctx_seq)
         fail(G4R_ERR_CONTEXT_OVERFLOW, "prompt and continuation have " + std::to_string(n_tokens) +
-                                           " tokens but the context window holds " + std::to_string(n_ctx));
+                                           " tokens but the context window holds " + std::to_string(model->n_ctx_seq));
     int32_t nv = llama_vocab_n_tokens(model->vocab);
-    for (int32_t i = 0; i < n_tokens; ++i)
-        if (tokens[i] < 0 || tokens[i] >= nv)
-            fail(G4R_ERR_INVALID_ARGUMENT, "token id " + std::to_string(tokens[i]) + " is outside the vocabulary");
     // Keep the cached prefix up to the prompt's last token, whose logits are needed.
-    auto &past = model->past;
     size_t keep = 0;
     size_t limit = static_cast<size_t>(n_prompt - 1);
-    while (keep < past.size() && keep < limit && past[keep] == tokens[keep]) ++keep;
-    llama_memory_t mem = llama_get_memory(model->ctx);
-    if (keep < past.size()) {
-        if (!llama_memory_seq_rm(mem, 0, static_cast<llama_pos>(keep), -1)) {
-            llama_memory_clear(mem, true);
-            keep = 0;
-        }
-        past.resize(keep);
-    }
-    if (model->prompt_n > keep) model->prompt_n = 0;
+    while (keep < s.past.size() && keep < limit && s.past[keep] == tokens[keep]) ++keep;
+    keep = truncate_seq(model, seq, keep);
     if (n_reused) *n_reused = static_cast<int32_t>(keep);
     int32_t k0 = static_cast<int32_t>(keep);
     int32_t nb = std::min<int32_t>(n_batch, static_cast<int32_t>(llama_n_batch(model->ctx)));
     // Token i's logits predict token i + 1: those of n_prompt - 1 .. n_tokens - 2 are read.
-    decode_tokens_with(model, tokens + k0, n_tokens - k0, k0, nb, n_prompt - 1 - k0,
+    decode_tokens_with(model, seq, tokens + k0, n_tokens - k0, k0, nb, n_prompt - 1 - k0,
                        [&](int32_t i, const float *logits) {
                            int32_t pos = k0 + i;
                            if (pos + 1 >= n_tokens) return;
@@ -1374,6 +1617,7 @@ g4r_status g4r_model_embed(g4r_model *model, const int32_t *tokens, const int32_
         }
         if (mem) llama_memory_clear(mem, true);
         int32_t rc = llama_decode(model->ctx, batch);
+        ++model->n_evals;
         if (rc == 2) fail(G4R_ERR_CANCELLED, "embedding was cancelled");
         if (rc != 0) fail(G4R_ERR_DECODE, "llama_decode failed with code " + std::to_string(rc));
         model->n_decoded += n_real;

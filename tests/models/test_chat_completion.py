@@ -174,16 +174,16 @@ def test_too_long_and_wrong_models(smol: GPT4All, model_dir: Path) -> None:
 
 
 def test_a_lazy_grammar_waits_for_its_trigger(smol: GPT4All) -> None:
-    # llama.cpp's lazy grammar (g4r_generate_start_lazy): nothing is constrained until a
-    # trigger token appears; from it on, the grammar holds.
+    # llama.cpp's lazy grammar (g4r_generate_start with triggers): nothing is constrained
+    # until a trigger token appears; from it on, the grammar holds.
     free = smol.generate("Once upon a time", max_tokens=6, **GREEDY)
     first = smol.model.tokenize(free, add_special=False)[0]
     piece = smol.model.token_to_piece(first).decode()
     grammar = "root ::= " + json.dumps(piece + " ZZZ")
-    model = smol.model
+    model = smol._pool.acquire()  # a sequence of the model, held by this test
 
     def run(trigger: int) -> str:
-        model.ingest(model.tokenize("Once upon a time", add_special=False), 8)
+        model.ingest(smol.model.tokenize("Once upon a time", add_special=False), 8)
         model.generate_start(temp=0, top_k=40, top_p=1.0, min_p=0.0, repeat_penalty=1.0,
                              repeat_last_n=0, seed=1, grammar=grammar, trigger_tokens=[trigger])
         out = b""
@@ -197,9 +197,12 @@ def test_a_lazy_grammar_waits_for_its_trigger(smol: GPT4All) -> None:
             model.generate_finish()
         return out.decode()
 
-    assert run(first) == piece + " ZZZ"  # triggered at once: the grammar forces the rest
-    never = model.tokenize("<|im_start|>", add_special=False, parse_special=True)[0]
-    assert run(never).startswith(free[:len(piece)]) and "ZZZ" not in run(never)
-    with pytest.raises(errors.InvalidParameterError):
-        model.generate_start(temp=0, top_k=0, top_p=1.0, min_p=0.0, repeat_penalty=1.0,
-                             repeat_last_n=0, seed=1, grammar=None, trigger_tokens=[first])
+    try:
+        assert run(first) == piece + " ZZZ"  # triggered at once: the grammar forces the rest
+        never = smol.model.tokenize("<|im_start|>", add_special=False, parse_special=True)[0]
+        assert run(never).startswith(free[:len(piece)]) and "ZZZ" not in run(never)
+        with pytest.raises(errors.InvalidParameterError):
+            model.generate_start(temp=0, top_k=0, top_p=1.0, min_p=0.0, repeat_penalty=1.0,
+                                 repeat_last_n=0, seed=1, grammar=None, trigger_tokens=[first])
+    finally:
+        smol._pool.release(model)

@@ -127,7 +127,9 @@ def test_truncated_gguf(tmp_path: Path) -> None:
 
 def test_bad_constructor_parameters(tmp_path: Path) -> None:
     for kwargs in ({"n_ctx": 0}, {"n_ctx": -5}, {"n_threads": 0}, {"n_ctx": "big"},
-                   {"flash_attention": "yes"}, {"flash_attention": 1}):
+                   {"flash_attention": "yes"}, {"flash_attention": 1}, {"n_parallel": 0},
+                   {"n_parallel": 65}, {"n_parallel": 2.5}, {"max_waiting": -1},
+                   {"wait_timeout": -1}):
         with pytest.raises(errors.InvalidParameterError):
             GPT4All("x.gguf", model_path=tmp_path, allow_download=False, **kwargs)
 
@@ -136,9 +138,18 @@ def test_contradictory_or_unknown_load_flags(tmp_path: Path) -> None:
     _write_gguf(tmp_path / "m.gguf", "llama")
     L = _native.lib()
     for flags in (_native.LOAD_FLASH_ATTN_ON | _native.LOAD_FLASH_ATTN_OFF, 1 << 20):
-        assert not L.g4r_model_load(str(tmp_path / "m.gguf").encode(), 0, 0, None, 1, flags)
+        assert not L.g4r_model_load(str(tmp_path / "m.gguf").encode(), 0, 0, None, 1, flags, 1)
         assert L.g4r_last_status() == _native.ERR_INVALID_ARGUMENT
         assert b"invalid load flags" in L.g4r_last_error()
+
+
+def test_sequence_count_out_of_range(tmp_path: Path) -> None:
+    _write_gguf(tmp_path / "m.gguf", "llama")
+    L = _native.lib()
+    for n_seq in (0, -1, 65):
+        assert not L.g4r_model_load(str(tmp_path / "m.gguf").encode(), 0, 0, None, 1, 0, n_seq)
+        assert L.g4r_last_status() == _native.ERR_INVALID_ARGUMENT
+        assert b"n_seq must be in [1, 64]" in L.g4r_last_error()
 
 
 def test_unknown_gpu_device(tmp_path: Path) -> None:

@@ -12,7 +12,6 @@ import os
 import threading
 import weakref
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -23,7 +22,7 @@ from gpt4all_rag import GPT4All
 from gpt4all_rag.aio import iterate_in_thread
 from gpt4all_rag.gpt4all import DEFAULT_N_CTX
 from gpt4all_rag.sampling import DEFAULTS, FIELDS
-from gpt4all_rag.errors import ConcurrentUseError, ModelNotFoundError
+from gpt4all_rag.errors import ModelNotFoundError
 from gpt4all_rag.gpt4all import GenerationStats
 
 __all__: list[str] = []
@@ -63,6 +62,10 @@ class GPT4AllParams(BaseModel):
                                   description="CPU threads; None picks a default.")
     device: str | None = Field(default=None,
                                description='"cpu" (default), "gpu", "cuda", "vulkan", ...')
+    n_parallel: int = Field(
+        default=1, ge=1, le=64, description="Generations the loaded model serves at once, "
+        "decoded together (batch/abatch of n prompts run concurrently with n_parallel >= n); "
+        "each holds a KV cache of n_ctx tokens.")
     # Sampling fields: defaults and meaning from gpt4all_rag.sampling (checked there again).
     temp: float = Field(default=DEFAULTS.temp, ge=0, alias="temperature",
                         description="Temperature; 0 is greedy (deterministic).")
@@ -99,7 +102,7 @@ class GPT4AllParams(BaseModel):
         """The loaded engine of ``model`` (default: this instance's), loading it on first use.
 
         Instances whose model and load options (``model_path``, ``allow_download``, ``n_ctx``,
-        ``n_threads``, ``device``) are equal share one loaded model, for as long as one of
+        ``n_threads``, ``device``, ``n_parallel``) are equal share one loaded model, for as long as one of
         them holds it: LangChain code often builds a model object per request.
 
         Raises:
@@ -110,7 +113,7 @@ class GPT4AllParams(BaseModel):
             engine = self._engines.get(name)
             if engine is None:
                 key = (name, self.model_path, self.allow_download, self.n_ctx, self.n_threads,
-                       self.device)
+                       self.device, self.n_parallel)
                 with _SHARED_LOCK:
                     engine = _SHARED.get(key)
                     if engine is None:
@@ -128,7 +131,8 @@ class GPT4AllParams(BaseModel):
                 raise ModelNotFoundError(f"model file {str(path)!r} does not exist")
             name, model_path = str(path), None
         return GPT4All(name, model_path=model_path, allow_download=self.allow_download,
-                       n_threads=self.n_threads, device=self.device, n_ctx=self.n_ctx)
+                       n_threads=self.n_threads, device=self.device, n_ctx=self.n_ctx,
+                       n_parallel=self.n_parallel)
 
     def close(self) -> None:
         """Drop this instance's loaded models; the next call loads them again.
@@ -206,31 +210,14 @@ def ls_params(p: GPT4AllParams, model_type: str, stop: list[str] | None,
 
 
 class _Engine:
-    """One loaded :class:`GPT4All` and the lock that ties its stats to the call that made them.
+    """One loaded :class:`GPT4All`, shared by the instances with the same load options.
 
-    The engine serialises calls itself, but it keeps the statistics of the *last* call on the
-    model object; holding this lock from the start of a call until its statistics are copied
-    keeps another thread's call from overwriting them in between.
+    The model serves ``n_parallel`` calls at once and keeps each thread's statistics apart
+    (``GPT4All.stats`` is per thread), so calls need no lock here.
     """
 
     def __init__(self, model: GPT4All) -> None:
         self.model = model
-        self.lock = threading.Lock()
-        self.owner: int | None = None
-
-    @contextmanager
-    def hold(self) -> Iterator[GPT4All]:
-        me = threading.get_ident()
-        if self.owner == me:
-            raise ConcurrentUseError(
-                "this thread is still consuming a stream from this model; finish or close it "
-                "before starting another call")
-        with self.lock:
-            self.owner = me
-            try:
-                yield self.model
-            finally:
-                self.owner = None
 
     def pieces(self, prompt: str, sampling: dict[str, Any], grammar: str | None,
                ) -> Iterator[str | GenerationStats]:
@@ -238,23 +225,21 @@ class _Engine:
 
         Closing the generator early stops generation.
         """
-        with self.hold() as model:
-            stream = model.generate(prompt, streaming=True, grammar=grammar, **sampling)
-            try:
-                yield from stream
-            finally:
-                stream.close()
-            yield dataclasses.replace(model.stats)
+        stream = self.model.generate(prompt, streaming=True, grammar=grammar, **sampling)
+        try:
+            yield from stream
+        finally:
+            stream.close()
+        yield dataclasses.replace(self.model.stats)
 
     def complete(self, prompt: str, sampling: dict[str, Any], grammar: str | None,
                  ) -> tuple[str, GenerationStats]:
         """Generate without streaming: the text and a copy of the call's stats."""
-        with self.hold() as model:
-            text = model.generate(prompt, grammar=grammar, **sampling)
-            return text, dataclasses.replace(model.stats)
+        text = self.model.generate(prompt, grammar=grammar, **sampling)
+        return text, dataclasses.replace(self.model.stats)
 
 
-#: Loaded engines by (model, model_path, allow_download, n_ctx, n_threads, device), kept
+#: Loaded engines by (model, model_path, allow_download, n_ctx, n_threads, device, n_parallel), kept
 #: while some instance refers to them.
 _SHARED: weakref.WeakValueDictionary[tuple[Any, ...], _Engine] = weakref.WeakValueDictionary()
 _SHARED_LOCK = threading.Lock()

@@ -84,6 +84,9 @@ class ChatGPT4All(GPT4AllParams, BaseChatModel):
         n_ctx: context window in tokens (default 4096).
         n_threads: CPU threads (None: a default from the CPU count).
         device: ``"cpu"`` (default), ``"gpu"``, ``"cuda"``, ``"vulkan"``, ``"metal"`` ...
+        n_parallel: calls the loaded model serves at once, decoded together (default 1;
+            ``batch``/``abatch`` of n prompts run concurrently with n_parallel >= n, each call
+            holding a KV cache of ``n_ctx`` tokens).
         temp (alias ``temperature``), top_k, top_p, min_p, repeat_penalty, repeat_last_n,
             seed: sampling parameters with the GPT4All SDK's defaults (0.7, 40, 0.4, 0.0, 1.18,
             64, None); documented once in :mod:`gpt4all_rag.gpt4all`.

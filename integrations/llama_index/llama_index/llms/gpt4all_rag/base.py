@@ -122,6 +122,10 @@ class GPT4AllRag(FunctionCallingLLM):
     n_threads: int | None = Field(default=None, gt=0, description="CPU threads; None: automatic.")
     device: str | None = Field(default=None, description="'cpu' (None), 'gpu', 'cuda', ...")
     ngl: int = Field(default=100, ge=-1, description="Layers offloaded to a GPU device.")
+    n_parallel: int = Field(
+        default=1, ge=1, le=64, description="Calls the model serves at once, decoded together "
+                                            "(asyncio.gather of n achat calls runs concurrently "
+                                            "with n_parallel >= n); each holds n_ctx of KV cache.")
     # Sampling fields: defaults and meaning from gpt4all_rag.sampling (checked there again).
     max_tokens: int = Field(
         default=DEFAULTS.max_tokens, ge=0, description="Maximum tokens generated per call (num_output).")
@@ -210,7 +214,8 @@ class GPT4AllRag(FunctionCallingLLM):
                     self._client = GPT4All(
                         self.model_name, model_path=self.model_path,
                         allow_download=self.allow_download, n_threads=self.n_threads,
-                        device=self.device, n_ctx=self.n_ctx, ngl=self.ngl)
+                        device=self.device, n_ctx=self.n_ctx, ngl=self.ngl,
+                        n_parallel=self.n_parallel)
         return self._client
 
     @property

