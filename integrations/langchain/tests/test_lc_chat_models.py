@@ -421,3 +421,20 @@ def test_structured_output_json_is_valid_json_text() -> None:
     llm = ChatGPT4All(**chat_params(max_tokens=48)).bind(json_schema=Person.model_json_schema())
     text = str(llm.invoke("Bob is 7.").content)
     assert set(json.loads(text, strict=False)) == {"name", "age"}
+
+
+def test_batch_runs_concurrently_on_one_model() -> None:
+    """``batch`` of 4 prompts on an n_parallel=4 model: the four are decoded together (fewer
+    llama_decode calls than their tokens), not one after the other."""
+    from gpt4all_rag import _native
+
+    par = ChatGPT4All(**chat_params(n_parallel=4, max_tokens=16))
+    engine = par._engine().model
+    assert engine.n_parallel == 4
+    before = engine.model.info(_native.PROP_N_EVALS)
+    out = par.batch([f"Name a colour, number {i}." for i in range(4)])
+    steps = engine.model.info(_native.PROP_N_EVALS) - before
+    generated = sum(m.usage_metadata["output_tokens"] for m in out)
+    assert len(out) == 4 and all(m.content for m in out)
+    # Alone, each call takes one evaluation per generated token (and one for its prompt).
+    assert steps < 0.75 * (generated + 4), (steps, generated)

@@ -317,3 +317,23 @@ def test_function_calling_llm_calls_a_tool(smol: GPT4All) -> None:
     assert output.sources and output.sources[0].tool_name == "add"
     with pytest.raises(ValueError):
         llm.get_tool_calls_from_response(llm.chat([user("Hi")], max_tokens=2))
+
+
+def test_gathered_achat_calls_run_concurrently_on_one_model(model_dir: Path) -> None:
+    """``asyncio.gather`` of 4 ``achat`` calls on an n_parallel=4 model decodes them together."""
+    from gpt4all_rag import _native
+
+    with GPT4All(SMOLLM2, model_path=model_dir, allow_download=False, n_threads=N_THREADS,
+                 n_parallel=4) as model:
+        llm = GPT4AllRag(model=model, max_tokens=16, **GREEDY)
+        before = model.model.info(_native.PROP_N_EVALS)
+
+        async def main() -> list:
+            return await asyncio.gather(*(llm.achat([user(f"Name a colour, number {i}.")])
+                                          for i in range(4)))
+
+        replies = asyncio.run(main())
+        steps = model.model.info(_native.PROP_N_EVALS) - before
+        generated = sum(r.raw["usage"]["completion_tokens"] for r in replies)
+        assert all(r.message.content for r in replies)
+        assert steps < 0.75 * (generated + 4), (steps, generated)
