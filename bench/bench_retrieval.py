@@ -396,8 +396,8 @@ def run_set(data: Path, args: argparse.Namespace, model_dir: Path) -> SetResult:
         return embedder.embed(q, prefix=prefix)
 
     keywords.search("warm up", 1)
-    run, s = timed_run(lambda q: hybrid_search(store, keywords, embed_query, q, 3, candidates=3),
-                       ds, path_to_doc)
+    run, s = timed_run(lambda q: hybrid_search(store, keywords, embed_query, q, 3, candidates=3,
+                                               fusion="rrf"), ds, path_to_doc)
     rows["desktop"] = Row("desktop", run, ds, verbatim, n_words, index_s, s)
     run, s = timed_run(lambda q: hybrid_search(store, keywords, embed_query, q, 10), ds,
                        path_to_doc)

@@ -16,7 +16,7 @@ __all__ = ["evaluate"]
 @click.option("--split", default="test", show_default=True,
               help="Qrels file to use: DATA_DIR/qrels/SPLIT.tsv.")
 @click.option("--mode", type=click.Choice(["hybrid", "dense", "keyword"]), default="hybrid",
-              show_default=True, help="Retrieval mode (hybrid: dense + BM25 fused by RRF).")
+              show_default=True, help="Retrieval mode (hybrid: dense + BM25 scores fused).")
 @click.option("--k", "-k", "k", type=click.IntRange(min=1), default=10, show_default=True,
               help="Chunks retrieved per query (Recall@10 and MRR@10 see at most k documents).")
 @click.option("--candidates", type=click.IntRange(min=1), default=None,

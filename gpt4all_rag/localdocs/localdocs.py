@@ -391,7 +391,8 @@ class LocalDocs:
         Args:
             query: the question.
             k: number of results (>= 1).
-            mode: ``"hybrid"`` (default: dense and BM25 fused by reciprocal rank fusion),
+            mode: ``"hybrid"`` (default: dense and BM25 scores fused by a convex combination,
+                :func:`~gpt4all_rag.localdocs.retrieval.convex_score_fusion`),
                 ``"dense"`` or ``"keyword"``.
             candidates: results taken from each ranking before fusion (default max(4k, 20)).
             filter: only chunks whose metadata match, e.g. ``{"extension": ".md"}`` or

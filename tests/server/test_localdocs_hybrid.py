@@ -1,4 +1,4 @@
-"""Hybrid retrieval (dense + BM25 fused by RRF) is at least as good as either mode alone on a
+"""Hybrid retrieval (dense + BM25 scores fused) is at least as good as either mode alone on a
 small labelled set: fifteen short documents (ten topics and five near neighbours) and twelve
 questions with a known answer file. Some questions are paraphrases (dense should win), some
 hinge on an exact code such as ``E-4471`` (keywords should win). A sanity check, not a

@@ -76,8 +76,8 @@ class LocalDocsVectorStore(VectorStore):
     added text's metadata keys; a list value matches any of its values, Chroma's ``$``
     operators and ``$and`` / ``$or`` work as in Chroma.
 
-    Scores: :meth:`similarity_search_with_score` gives LocalDocs' score, higher is better (RRF
-    in hybrid mode, cosine similarity in dense mode, BM25 in keyword mode);
+    Scores: :meth:`similarity_search_with_score` gives LocalDocs' score, higher is better (the
+    fused score in [0, 1] in hybrid mode, cosine similarity in dense mode, BM25 in keyword mode);
     ``similarity_search_with_relevance_scores`` ranks by cosine similarity, clipped to [0, 1].
 
     A collection that does not exist yet reads as empty. Thread safety: as LocalDocs

@@ -1,0 +1,59 @@
+"""Fusion of dense and keyword rankings: the convex combination of min-max scaled scores
+(the hybrid default) and reciprocal rank fusion, and hybrid_search's checks of its options."""
+
+from __future__ import annotations
+
+import pytest
+
+from gpt4all_rag.errors import InvalidParameterError
+from gpt4all_rag.localdocs.retrieval import (convex_score_fusion, hybrid_search,
+                                             keyword_query, reciprocal_rank_fusion)
+
+
+def test_convex_fusion_scales_each_ranking_and_weights_them() -> None:
+    fused = convex_score_fusion(
+        {"dense": [("a", 0.9), ("b", 0.7), ("c", 0.5)], "keyword": [("c", 12.0), ("d", 2.0)]},
+        {"dense": 0.5, "keyword": 0.5})
+    scores = {cid: s for cid, s, _ in fused}
+    assert scores == pytest.approx({"a": 0.5, "b": 0.25, "c": 0.5, "d": 0.0})
+    # equal scores: the best single rank first (a is dense #1, c is keyword #1), then the id
+    assert [cid for cid, _, _ in fused] == ["a", "c", "b", "d"]
+    assert dict((cid, r) for cid, _, r in fused)["c"] == {"dense": 3, "keyword": 1}
+
+
+def test_convex_fusion_with_one_ranking_empty_keeps_its_order() -> None:
+    fused = convex_score_fusion({"dense": [("x", 0.3), ("y", 0.3), ("z", 0.1)], "keyword": []},
+                                {"dense": 0.5, "keyword": 0.5})
+    assert [cid for cid, _, _ in fused] == ["x", "y", "z"]
+    assert [s for _, s, _ in fused] == pytest.approx([0.5, 0.5, 0.0])
+
+
+def test_convex_fusion_of_equal_scores_gives_full_weight() -> None:
+    fused = convex_score_fusion({"keyword": [("p", 4.0), ("q", 4.0)]}, {"keyword": 0.5})
+    assert [s for _, s, _ in fused] == pytest.approx([0.5, 0.5])
+
+
+def test_rrf_is_unchanged() -> None:
+    fused = reciprocal_rank_fusion({"dense": ["a", "b"], "keyword": ["b"]})
+    assert [(cid, round(s, 6)) for cid, s, _ in fused] == [
+        ("b", round(1 / 62 + 1 / 61, 6)), ("a", round(1 / 61, 6))]
+
+
+@pytest.mark.parametrize("kwargs", [{"fusion": "sum"}, {"dense_weight": 1.5},
+                                    {"dense_weight": -0.1}, {"dense_weight": True}])
+def test_hybrid_search_rejects_bad_fusion_options(kwargs: dict) -> None:
+    with pytest.raises(InvalidParameterError):
+        hybrid_search(None, None, lambda q: [0.0], "query", 4, **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("query", "expected"), [
+    ("What is msgstr?", "msgstr"),
+    ("How do I delete files?", "delete files"),
+    ("Why does sed fail?", "sed fail"),
+    ("Is there a way to count lines?", "count lines"),
+    ("list directory contents", "list directory contents"),
+    ("whatis database", "whatis database"),
+    ("What?", "What?"),
+])
+def test_keyword_query_strips_question_openers(query: str, expected: str) -> None:
+    assert keyword_query(query) == expected
