@@ -7,8 +7,7 @@ a chat message of ``--prompt-tokens`` tokens (SmolLM2's tokenizer) whose first l
 per request (so no prompt comes from a cache), ``--gen-tokens`` tokens
 generated greedily with no repetition penalty, streamed. llama.cpp's server runs with
 ``--parallel N`` for N clients (``-c`` = N x the per-sequence context, so each sequence gets as
-much as ours); ours serves a model's requests one at a time until parallel sequences land (the
-parallel-sequences issue), so this bench shows what that work has to win.
+much as ours); ours with ``--parallel N`` too (each sequence the whole ``--n-ctx``).
 
 Figures: aggregate tok/s = completion tokens of all clients / wall time from the first request
 to the last token; TTFT = time from a client's request to its first content chunk (p50, p95
@@ -120,7 +119,7 @@ def main() -> None:
         ours_port, theirs_port = free_port(), free_port()
         ours_cmd = [str(g4r), "serve", "--port", str(ours_port), "--model", MODEL, "--model-path",
                     str(model_path.parent), "--threads", str(args.threads), "--n-ctx", str(args.n_ctx),
-                    "--max-queue", "64", "--queue-timeout", "600"]
+                    "--parallel", str(n), "--max-queue", "64", "--queue-timeout", "600"]
         theirs_cmd = [str(exe), "-m", str(model_path), "--host", "127.0.0.1", "--port", str(theirs_port),
                       "-t", str(args.threads), "-np", str(n), "-c", str(args.n_ctx * n), "-b", "512"]
         with running_http_server(ours_cmd, ours_port) as ours, running_http_server(theirs_cmd, theirs_port) as theirs:

@@ -1,12 +1,12 @@
 """Run a blocking iterator in a worker thread and consume it from asyncio without blocking
 (the bridge every async front uses: the LangChain and LlamaIndex classes and the server).
 
-gpt4all-rag generation is pulled token by token from a synchronous generator that holds the
-model's lock between ``next()`` calls of one thread. The worker thread therefore owns the
+gpt4all-rag generation is pulled token by token from a synchronous generator that holds one
+of the model's sequences between ``next()`` calls of one thread. The worker thread owns the
 generator for its whole life (it starts, advances and closes it), and hands each item to the
 event loop through an :class:`asyncio.Queue`. Leaving the ``async for`` early (``break``,
 cancellation, ``aclose()``) tells the worker to close the generator, which stops generation
-and frees the model; the async generator waits for that without blocking the loop.
+and frees its sequence; the async generator waits for that without blocking the loop.
 """
 
 from __future__ import annotations

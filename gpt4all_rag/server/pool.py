@@ -136,9 +136,16 @@ class ModelPool:
         return filename
 
     def list_models(self) -> list[str]:
-        """Model files in the model directory, and the loaded ones."""
+        """Model files in the model directory, the loaded ones and, when requests may download
+        (:attr:`ServerConfig.allow_download`), the catalogue's (its cached copy when the
+        network fails; none when there is neither)."""
         d = self.config.model_directory
         names = {p.name for p in d.glob("*.gguf")} if d.is_dir() else set()
+        if self.config.allow_download:
+            try:
+                names |= {e["filename"] for e in models.list_models() if e.get("filename")}
+            except errors.DownloadError:
+                pass  # logged by the catalogue code; the local files still answer
         return sorted(names | set(self._loaded))
 
     # -- admission ---------------------------------------------------------------------------

@@ -871,3 +871,20 @@ def test_a_directory_in_the_way_of_the_final_name(http_server: FileServer, model
     assert not (model_dir / "m.gguf.part").exists()
     with pytest.raises(ModelNotFoundError, match="not a file"):
         models.retrieve_model("m", model_dir)
+
+
+def test_server_lists_catalogue_models_when_downloads_are_allowed(catalog: dict[str, object],
+                                                                  model_dir: Path) -> None:
+    from gpt4all_rag.server.pool import ModelPool, ServerConfig
+
+    (model_dir / "local.gguf").write_bytes(b"GGUF")
+    allowed = ModelPool(ServerConfig(model_path=model_dir, allow_download=True)).list_models()
+    assert allowed == sorted(["local.gguf", str(catalog["filename"])])
+    assert ModelPool(ServerConfig(model_path=model_dir)).list_models() == ["local.gguf"]
+
+
+def test_server_lists_local_models_when_the_catalogue_is_unreachable(model_dir: Path) -> None:
+    from gpt4all_rag.server.pool import ModelPool, ServerConfig
+
+    (model_dir / "local.gguf").write_bytes(b"GGUF")
+    assert ModelPool(ServerConfig(model_path=model_dir, allow_download=True)).list_models() == ["local.gguf"]

@@ -109,7 +109,8 @@ class ChatGPT4All(GPT4AllParams, BaseChatModel):
     valid JSON of the given schema, even from a small model (the *content* is only as good as
     the model). ``bind_tools`` supports one call per reply.
 
-    Thread safety: an instance may be shared by threads; calls on one model run one at a time.
+    Thread safety: an instance may be shared by threads; the loaded model serves
+    ``n_parallel`` calls at once (decoded together) and queues the rest in arrival order.
     Async methods run the engine in a worker thread and never block the event loop.
 
     Weights are loaded on the first call, not in the constructor. Instances with the same

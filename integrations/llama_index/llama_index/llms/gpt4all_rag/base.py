@@ -91,7 +91,8 @@ class GPT4AllRag(FunctionCallingLLM):
     ``TokenCountingHandler`` reads them). A stream's last chunk has an empty ``delta`` and
     carries them.
 
-    Thread safety: calls may come from several threads; the engine serialises them.
+    Thread safety: calls may come from several threads and asyncio tasks; the model serves
+    ``n_parallel`` of them at once (decoded together) and queues the rest in arrival order.
 
     Example:
         >>> from llama_index.llms.gpt4all_rag import GPT4AllRag
