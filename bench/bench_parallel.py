@@ -8,7 +8,9 @@ differs per request (no prompt comes from a cache), ``--gen-tokens`` tokens gree
 repetition penalty. llama.cpp: ``llama-server -np N -c N x n_ctx`` on 127.0.0.1, the same
 requests from ``openai`` clients in threads (bench_server.py's load), so its figures include
 its HTTP layer. Aggregate tok/s = completion tokens of all streams / wall time from the first
-request to the last token; TTFT = request to first content piece, p50/p95 over streams and
+request to the last token (prompts included); decode tok/s = the sum over streams of their
+tokens after the first over their time after the first token (the generation rate the streams
+get while they run together); TTFT = request to first content piece, p50/p95 over streams and
 waves. The systems take turns for ``--rounds`` rounds (bench/rounds.py); ratios are within a
 round. Also printed: ours at N streams / ours at 1 stream (the parallel-sequences issue's
 target: >= 2.5x at 4 streams on 2 cores), and ours / llama.cpp (target >= 1.0x). With
@@ -23,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import statistics
 import sys
 import threading
 import time
@@ -36,7 +37,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT / "tests"))
 
 import rounds  # noqa: E402
-from bench_server import MODEL, llama_server_path, load, make_prompt  # noqa: E402
+from bench_server import MODEL, llama_server_path, load, make_prompt, summarise, wave_rates  # noqa: E402
 from chroma_server import free_port  # noqa: E402
 from server.openai_server import running_http_server  # noqa: E402
 
@@ -45,13 +46,14 @@ from gpt4all_rag import GPT4All, pypi_models  # noqa: E402
 
 def measure_ours(model: GPT4All, streams: int, prompt: str, gen: int, repeats: int) -> dict[str, Any]:
     """``streams`` concurrent chat-completion streams, ``repeats`` waves after a warm-up."""
-    rates, ttfts = [], []
+    rates, decode, ttfts = [], [], []
     for _ in range(repeats + 1):
-        tokens, firsts, ends = [0] * streams, [0.0] * streams, [0.0] * streams
+        tokens, firsts = [0] * streams, [0.0] * streams
+        starts, ends = [0.0] * streams, [0.0] * streams
         t0 = time.perf_counter()
 
         def one(i: int) -> None:
-            start = time.perf_counter()
+            start = starts[i] = time.perf_counter()
             text = f"Request {uuid.uuid4().hex[:8]}.\n{prompt}"
             for chunk in model.create_chat_completion(
                     [{"role": "user", "content": text}], max_tokens=gen, temp=0,
@@ -67,11 +69,11 @@ def measure_ours(model: GPT4All, streams: int, prompt: str, gen: int, repeats: i
             t.start()
         for t in threads:
             t.join()
-        rates.append(sum(tokens) / (max(ends) - t0))
+        rate, dec = wave_rates(t0, tokens, firsts, starts, ends)
+        rates.append(rate)
+        decode.append(dec)
         ttfts.append(firsts)
-    flat = sorted(x for wave in ttfts[1:] for x in wave)
-    return {"tok_s": statistics.median(rates[1:]), "ttft_p50": statistics.median(flat),
-            "ttft_p95": flat[min(len(flat) - 1, round(0.95 * (len(flat) - 1)))]}
+    return summarise(rates, decode, ttfts)
 
 
 def batch_demo(model_path: Path, threads: int) -> None:
@@ -151,16 +153,24 @@ def main() -> None:
             model.close()
     print(f"\nmodel {MODEL}, prompt ~{args.prompt_tokens} tokens, {args.gen_tokens} generated, "
           f"{args.threads} threads; medians over {args.rounds} rounds of {args.repeats} waves")
-    print(f"{'streams':>8s}{'ours tok/s':>12s}{'vs 1 stream':>13s}{'llama tok/s':>13s}{'ours/llama':>24s}"
-          f"{'TTFT p50/p95 ours':>20s}{'llama':>16s}")
-    one = rounds.median_of(results[counts[0]]["ours"], "tok_s")
+    for key, label in (("tok_s", "aggregate tok/s (prompts included)"),
+                       ("decode_tok_s", "decode tok/s (after the first token)")):
+        print(f"\n{label}")
+        print(f"{'streams':>8s}{'ours':>9s}{'vs 1 stream':>13s}{'llama.cpp':>11s}{'vs 1':>7s}"
+              f"{'ours/llama':>24s}")
+        one = rounds.median_of(results[counts[0]]["ours"], key)
+        one_l = rounds.median_of(results[counts[0]]["llama.cpp server"], key)
+        for n, res in results.items():
+            ours, theirs = res["ours"], res["llama.cpp server"]
+            tok, tok_l = rounds.median_of(ours, key), rounds.median_of(theirs, key)
+            print(f"{n:8d}{tok:9.1f}{tok / one:12.2f}x{tok_l:11.1f}{tok_l / one_l:6.2f}x"
+                  f"{rounds.format_ratio(ours, theirs, key):>24s}")
+    print(f"\nTTFT p50/p95 (s)\n{'streams':>8s}{'ours':>14s}{'llama.cpp':>14s}{'p95 ratio':>24s}")
     for n, res in results.items():
         ours, theirs = res["ours"], res["llama.cpp server"]
-        tok = rounds.median_of(ours, "tok_s")
-        print(f"{n:8d}{tok:12.1f}{tok / one:12.2f}x{rounds.median_of(theirs, 'tok_s'):13.1f}"
-              f"{rounds.format_ratio(ours, theirs, 'tok_s'):>24s}"
-              f"{rounds.median_of(ours, 'ttft_p50'):10.2f}/{rounds.median_of(ours, 'ttft_p95'):.2f} s"
-              f"{rounds.median_of(theirs, 'ttft_p50'):8.2f}/{rounds.median_of(theirs, 'ttft_p95'):.2f} s")
+        print(f"{n:8d}{rounds.median_of(ours, 'ttft_p50'):8.2f}/{rounds.median_of(ours, 'ttft_p95'):.2f}"
+              f"{rounds.median_of(theirs, 'ttft_p50'):9.2f}/{rounds.median_of(theirs, 'ttft_p95'):.2f}"
+              f"{rounds.format_ratio(ours, theirs, 'ttft_p95'):>24s}")
     print("targets: 4 streams >= 2.5x one stream; >= 1.0x llama.cpp at equal parallelism")
     if args.batch_demo:
         print()

@@ -62,17 +62,34 @@ def make_prompt(model_path: Path, n_tokens: int) -> str:
         vocab.close()
 
 
+def summarise(rates: list[float], decode: list[float], ttfts: list[list[float]]) -> dict[str, Any]:
+    """The medians over waves (the first, a warm-up, left out) of aggregate tok/s and of the
+    decode rate, and the TTFT percentiles over all streams of those waves."""
+    flat = sorted(x for wave in ttfts[1:] for x in wave)
+    return {"tok_s": statistics.median(rates[1:]), "decode_tok_s": statistics.median(decode[1:]),
+            "ttft_p50": statistics.median(flat),
+            "ttft_p95": flat[min(len(flat) - 1, round(0.95 * (len(flat) - 1)))]}
+
+
+def wave_rates(t0: float, tokens: list[int], firsts: list[float], starts: list[float],
+               ends: list[float]) -> tuple[float, float]:
+    """(aggregate tok/s: all tokens over the wave's wall time; decode tok/s: the sum over
+    streams of tokens after the first over the time after the first token)."""
+    decode = sum((n - 1) / (e - (s + f)) for n, f, s, e in zip(tokens, firsts, starts, ends) if n > 1)
+    return sum(tokens) / (max(ends) - t0), decode
+
+
 def load(url: str, clients: int, prompt: str, gen: int, repeats: int) -> dict[str, Any]:
     """``clients`` concurrent streams, ``repeats`` times; aggregate tok/s and TTFTs."""
-    rates, ttfts = [], []
+    rates, decode, ttfts = [], [], []
     for _ in range(repeats + 1):  # the first wave warms up
         tokens, firsts = [0] * clients, [0.0] * clients
         t0 = time.perf_counter()
-        ends = [0.0] * clients
+        starts, ends = [0.0] * clients, [0.0] * clients
 
         def one(i: int) -> None:
             c = openai.OpenAI(base_url=url + "/v1", api_key="x", max_retries=0, timeout=600)
-            start = time.perf_counter()
+            start = starts[i] = time.perf_counter()
             # A fresh first line per request: no prompt is served from a cache (other users).
             text = f"Request {uuid.uuid4().hex[:8]}.\n{prompt}"
             stream = c.chat.completions.create(
@@ -91,11 +108,11 @@ def load(url: str, clients: int, prompt: str, gen: int, repeats: int) -> dict[st
             t.start()
         for t in threads:
             t.join()
-        rates.append(sum(tokens) / (max(ends) - t0))
+        rate, dec = wave_rates(t0, tokens, firsts, starts, ends)
+        rates.append(rate)
+        decode.append(dec)
         ttfts.append(firsts)
-    flat = sorted(x for wave in ttfts[1:] for x in wave)
-    return {"tok_s": statistics.median(rates[1:]), "ttft_p50": statistics.median(flat),
-            "ttft_p95": flat[min(len(flat) - 1, round(0.95 * (len(flat) - 1)))]}
+    return summarise(rates, decode, ttfts)
 
 
 def main() -> None:
