@@ -115,9 +115,10 @@ class GPT4All:
                 seed's one caller at a time). Each has the whole ``n_ctx`` window (rounded up
                 to a multiple of 256 tokens when n_parallel > 1), so the KV cache takes
                 n_parallel times the memory (SmolLM2-135M at n_ctx 2,048: 47 MB each; an 8B
-                Llama 3: 268 MB each). Their tokens are evaluated in one batch per step:
-                measured on 2 cores, 4 parallel SmolLM2 streams generate ~2.7x the tokens per
-                second of one (``bench/bench_parallel.py``).
+                Llama 3: 268 MB each). Their tokens are evaluated in one batch per step, so
+                no caller waits for another's whole reply. On 2 CPU cores this adds little
+                aggregate speed (SmolLM2, 256-token prompts, 64 tokens each: 4 streams 0.97x
+                the tokens/s of one, llama.cpp's own server 1.04x; ``bench/bench_parallel.py``).
             max_waiting: beyond the seed. Callers that may wait for a busy model (>= 0); one
                 more gets ModelBusyError at once.
             wait_timeout: beyond the seed. Seconds a caller waits at most for a busy model
