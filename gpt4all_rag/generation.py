@@ -94,6 +94,14 @@ def run(model: _native.NativeSequence, tokens: list[int], params: SamplingParams
     stats.reused_tokens = model.ingest(tokens, params.n_batch or model.info(_native.PROP_N_BATCH))
     stats.decoded_tokens_total = model.info(_native.PROP_N_DECODED)
     if n_predict == 0:
+        # Evaluate the prompt all the same (it stays cached for the next call): one step,
+        # whose sampled token is dropped unevaluated.
+        model.generate_start(**params.native(), n_predict=1)
+        try:
+            model.generate_next()
+        finally:
+            model.generate_finish()
+            stats.decoded_tokens_total = model.info(_native.PROP_N_DECODED)
         stats.finish_reason = "length"
         return
     model.generate_start(**params.native(), trigger_patterns=grammar_triggers[0],

@@ -48,7 +48,10 @@ def docs_db(tmp_path_factory: pytest.TempPathFactory, model_dir: Path) -> Path:
 @pytest.fixture(scope="module")
 def server(model_dir: Path, docs_db: Path) -> Iterator[str]:
     with running_openai_server(model_dir, "--model", SMOLLM2, "--persist-dir", str(docs_db),
-                               "--max-queue", "1", "--queue-timeout", "30",
+                               # One request at a time, one waiting: the queue tests below
+                               # fill it with two requests (parallel serving is tested in
+                               # tests/models/test_parallel.py).
+                               "--parallel", "1", "--max-queue", "1", "--queue-timeout", "30",
                                "--max-tokens-limit", "512", env={"GPT4ALL_RAG_API_KEY": KEY}) as url:
         yield url
 
@@ -222,7 +225,7 @@ def test_errors_map_to_the_openai_client_classes(server: str, client: openai.Ope
 
 
 def test_a_full_queue_is_503_never_a_hang(server: str, client: openai.OpenAI) -> None:
-    # --max-queue 1: one request generates, one waits, the third is refused at once.
+    # --parallel 1 --max-queue 1: one request generates, one waits, the third is refused at once.
     client.chat.completions.create(model=SMOLLM2, messages=[{"role": "user", "content": "Hi"}],
                                    max_tokens=1)  # waits its turn: nothing else is running now
     results: list[int] = []
