@@ -32,7 +32,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,25 +46,12 @@ from bench_retrieval import (DEFAULT_DATA_ROOT, DEFAULT_WORK, EmbeddingCache,  #
 
 from gpt4all_rag import pypi_models  # noqa: E402
 from gpt4all_rag.localdocs import LocalDocs, chunking, loaders  # noqa: E402
+from gpt4all_rag.localdocs.retrieval import keyword_query  # noqa: E402
 from gpt4all_rag.localdocs.evaluation import (BeirDataset, evaluate_run, load_beir,  # noqa: E402
                                               reciprocal_rank, write_corpus)
 
 K = 10
 CANDIDATES = max(4 * K, 20)  # LocalDocs' default for k = 10
-_QUESTION = re.compile(
-    r"^\s*(?:(?:what|which|who|where|when|why|how)(?:'s)?\b(?:\s+(?:is|are|was|were|do|does|did|"
-    r"can|could|should|would|will|i|you|we|one|to|the|a|an|of|kind|sort|type|many|much|about)\b)*"
-    r"|(?:is|are|can|could|does|do|should)\s+(?:there|it|i|you|we)\b(?:\s+(?:a|an|the|to|way)\b)*)",
-    re.I)
-
-
-def strip_question(query: str) -> str:
-    """The query without a question opener ("What is", "How do I", "Is there a way to") and
-    without a final question mark; the query itself when nothing else would remain."""
-    rest = _QUESTION.sub("", query).strip().rstrip("?").strip()
-    return rest or query
-
-
 def chunk_header(title: str | None, heading: str | None) -> str:
     """A chunk's contextual header: its heading path, preceded by the document title when the
     path does not start with it; ``""`` when there is neither."""
@@ -315,9 +301,9 @@ def main() -> None:
         ("aggregate: doc = sum of top-3 chunks", {"agg": "sum3"}),
         ("aggregate: doc = best + 0.5 x second", {"agg": "max+0.5"}),
         ("aggregate: doc = best + 0.2 x second", {"agg": "max+0.2"}),
-        ("question openers stripped (BM25)", {"q_kw": strip_question}),
-        ("question openers stripped (BM25 + dense)", {"q_kw": strip_question,
-                                                       "q_dense": strip_question}),
+        ("question openers stripped (BM25)", {"q_kw": keyword_query}),
+        ("question openers stripped (BM25 + dense)", {"q_kw": keyword_query,
+                                                       "q_dense": keyword_query}),
         ("headers + convex min-max a=0.5", {"dense_text": H, "kw_text": H,
                                             "fusion": convex(0.5, "minmax")}),
         ("headers + best + 0.2 x second", {"dense_text": H, "kw_text": H, "agg": "max+0.2"}),
