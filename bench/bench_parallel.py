@@ -26,18 +26,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-import threading
 import time
-import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT / "tests"))
 
 import rounds  # noqa: E402
-from bench_server import MODEL, llama_server_path, load, make_prompt, summarise, wave_rates  # noqa: E402
+from bench_server import MODEL, llama_server_path, load, make_prompt, run_waves  # noqa: E402
 from chroma_server import free_port  # noqa: E402
 from server.openai_server import running_http_server  # noqa: E402
 
@@ -45,35 +43,16 @@ from gpt4all_rag import GPT4All, pypi_models  # noqa: E402
 
 
 def measure_ours(model: GPT4All, streams: int, prompt: str, gen: int, repeats: int) -> dict[str, Any]:
-    """``streams`` concurrent chat-completion streams, ``repeats`` waves after a warm-up."""
-    rates, decode, ttfts = [], [], []
-    for _ in range(repeats + 1):
-        tokens, firsts = [0] * streams, [0.0] * streams
-        starts, ends = [0.0] * streams, [0.0] * streams
-        t0 = time.perf_counter()
+    """``streams`` concurrent chat-completion streams of ``model`` in threads
+    (bench_server's :func:`run_waves`)."""
+    def pieces(text: str) -> Iterator[tuple[bool, int | None]]:
+        for chunk in model.create_chat_completion(
+                [{"role": "user", "content": text}], max_tokens=gen, temp=0,
+                repeat_penalty=1.0, stream=True):
+            yield (bool(chunk.delta.get("content")),
+                   chunk.usage.completion_tokens if chunk.usage is not None else None)
 
-        def one(i: int) -> None:
-            start = starts[i] = time.perf_counter()
-            text = f"Request {uuid.uuid4().hex[:8]}.\n{prompt}"
-            for chunk in model.create_chat_completion(
-                    [{"role": "user", "content": text}], max_tokens=gen, temp=0,
-                    repeat_penalty=1.0, stream=True):
-                if chunk.delta.get("content") and not firsts[i]:
-                    firsts[i] = time.perf_counter() - start
-                if chunk.usage is not None:
-                    tokens[i] = chunk.usage.completion_tokens
-            ends[i] = time.perf_counter()
-
-        threads = [threading.Thread(target=one, args=(i,)) for i in range(streams)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        rate, dec = wave_rates(t0, tokens, firsts, starts, ends)
-        rates.append(rate)
-        decode.append(dec)
-        ttfts.append(firsts)
-    return summarise(rates, decode, ttfts)
+    return run_waves(streams, repeats, prompt, pieces)
 
 
 def batch_demo(model_path: Path, threads: int) -> None:

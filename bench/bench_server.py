@@ -29,7 +29,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -62,57 +62,62 @@ def make_prompt(model_path: Path, n_tokens: int) -> str:
         vocab.close()
 
 
-def summarise(rates: list[float], decode: list[float], ttfts: list[list[float]]) -> dict[str, Any]:
-    """The medians over waves (the first, a warm-up, left out) of aggregate tok/s and of the
-    decode rate, and the TTFT percentiles over all streams of those waves."""
+Pieces = Callable[[str], Iterator[tuple[bool, "int | None"]]]
+
+
+def run_waves(streams: int, repeats: int, prompt: str, pieces: Pieces) -> dict[str, Any]:
+    """``streams`` concurrent requests in threads, ``repeats`` waves after a warm-up wave.
+
+    ``pieces(text)`` sends one request for ``text`` (the prompt under a fresh first line, so no
+    prompt is served from a cache) and yields ``(has content, completion tokens or None)`` per
+    streamed chunk. Returns the medians over waves of aggregate tok/s (all tokens over the
+    wave's wall time) and decode tok/s (the sum over streams of tokens after the first over
+    the time after the first token), and TTFT p50/p95 (s) over the streams of those waves.
+    """
+    rates, decode, ttfts = [], [], []
+    for _ in range(repeats + 1):
+        tokens, firsts = [0] * streams, [0.0] * streams
+        starts, ends = [0.0] * streams, [0.0] * streams
+        t0 = time.perf_counter()
+
+        def one(i: int) -> None:
+            start = starts[i] = time.perf_counter()
+            for content, used in pieces(f"Request {uuid.uuid4().hex[:8]}.\n{prompt}"):
+                if content and not firsts[i]:
+                    firsts[i] = time.perf_counter() - start
+                if used is not None:
+                    tokens[i] = used
+            ends[i] = time.perf_counter()
+
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(streams)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        rates.append(sum(tokens) / (max(ends) - t0))
+        decode.append(sum((n - 1) / (e - (s + f))
+                          for n, f, s, e in zip(tokens, firsts, starts, ends) if n > 1))
+        ttfts.append(firsts)
     flat = sorted(x for wave in ttfts[1:] for x in wave)
     return {"tok_s": statistics.median(rates[1:]), "decode_tok_s": statistics.median(decode[1:]),
             "ttft_p50": statistics.median(flat),
             "ttft_p95": flat[min(len(flat) - 1, round(0.95 * (len(flat) - 1)))]}
 
 
-def wave_rates(t0: float, tokens: list[int], firsts: list[float], starts: list[float],
-               ends: list[float]) -> tuple[float, float]:
-    """(aggregate tok/s: all tokens over the wave's wall time; decode tok/s: the sum over
-    streams of tokens after the first over the time after the first token)."""
-    decode = sum((n - 1) / (e - (s + f)) for n, f, s, e in zip(tokens, firsts, starts, ends) if n > 1)
-    return sum(tokens) / (max(ends) - t0), decode
-
-
 def load(url: str, clients: int, prompt: str, gen: int, repeats: int) -> dict[str, Any]:
-    """``clients`` concurrent streams, ``repeats`` times; aggregate tok/s and TTFTs."""
-    rates, decode, ttfts = [], [], []
-    for _ in range(repeats + 1):  # the first wave warms up
-        tokens, firsts = [0] * clients, [0.0] * clients
-        t0 = time.perf_counter()
-        starts, ends = [0.0] * clients, [0.0] * clients
+    """``clients`` concurrent streaming ``openai`` clients of the server at ``url``
+    (:func:`run_waves`)."""
+    def pieces(text: str) -> Iterator[tuple[bool, int | None]]:
+        c = openai.OpenAI(base_url=url + "/v1", api_key="x", max_retries=0, timeout=600)
+        stream = c.chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": text}], max_tokens=gen,
+            temperature=0, stream=True, stream_options={"include_usage": True},
+            extra_body={"repeat_penalty": 1.0})
+        for chunk in stream:
+            yield (bool(chunk.choices and chunk.choices[0].delta.content),
+                   chunk.usage.completion_tokens if chunk.usage else None)
 
-        def one(i: int) -> None:
-            c = openai.OpenAI(base_url=url + "/v1", api_key="x", max_retries=0, timeout=600)
-            start = starts[i] = time.perf_counter()
-            # A fresh first line per request: no prompt is served from a cache (other users).
-            text = f"Request {uuid.uuid4().hex[:8]}.\n{prompt}"
-            stream = c.chat.completions.create(
-                model=MODEL, messages=[{"role": "user", "content": text}], max_tokens=gen,
-                temperature=0, stream=True, stream_options={"include_usage": True},
-                extra_body={"repeat_penalty": 1.0})
-            for chunk in stream:
-                if chunk.choices and chunk.choices[0].delta.content and not firsts[i]:
-                    firsts[i] = time.perf_counter() - start
-                if chunk.usage:
-                    tokens[i] = chunk.usage.completion_tokens
-            ends[i] = time.perf_counter()
-
-        threads = [threading.Thread(target=one, args=(i,)) for i in range(clients)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        rate, dec = wave_rates(t0, tokens, firsts, starts, ends)
-        rates.append(rate)
-        decode.append(dec)
-        ttfts.append(firsts)
-    return summarise(rates, decode, ttfts)
+    return run_waves(clients, repeats, prompt, pieces)
 
 
 def main() -> None:
