@@ -7,6 +7,10 @@ generator for its whole life (it starts, advances and closes it), and hands each
 event loop through an :class:`asyncio.Queue`. Leaving the ``async for`` early (``break``,
 cancellation, ``aclose()``) tells the worker to close the generator, which stops generation
 and frees its sequence; the async generator waits for that without blocking the loop.
+
+Each iteration gets a thread of its own rather than one of the event loop's default executor:
+a stream holds its thread for its whole life, and that executor has only ``cpu_count + 4``
+workers (6 on 2 cores), so an eighth concurrent stream would wait for the first to end.
 """
 
 from __future__ import annotations
@@ -68,8 +72,19 @@ async def iterate_in_thread(make_iterator: Callable[[], Iterator[T]]) -> AsyncGe
                     error = error or exc
             send(_DONE, error)
 
+    finished: asyncio.Future[None] = loop.create_future()
+
+    def run() -> None:
+        try:
+            context.run(work)
+        finally:
+            try:
+                loop.call_soon_threadsafe(lambda: finished.done() or finished.set_result(None))
+            except RuntimeError:  # the loop is closed
+                pass
+
     context = contextvars.copy_context()  # keeps instrumentation spans of the caller
-    worker = loop.run_in_executor(None, context.run, work)
+    threading.Thread(target=run, name="gpt4all-rag-stream", daemon=True).start()
     try:
         while True:
             item, exc = await queue.get()
@@ -80,4 +95,4 @@ async def iterate_in_thread(make_iterator: Callable[[], Iterator[T]]) -> AsyncGe
             yield cast(T, item)
     finally:
         stop.set()
-        await asyncio.shield(worker)
+        await asyncio.shield(finished)

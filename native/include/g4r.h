@@ -29,7 +29,11 @@
  *   one ubatch); then each sequence whose logits came out samples its next token into its own
  *   queue. A sequence runs at most 4 tokens ahead of its consumer, so a consumer that stops
  *   pulling holds only its own sequence. A failure of one sequence's sampler (a grammar that
- *   admits no token) is reported to that sequence alone.
+ *   admits no token) is reported to that sequence alone. A step evaluates with the model's
+ *   lock released: meanwhile g4r_generate_next returns tokens already queued for the other
+ *   sequences at once, and calls that change a sequence or the cache (ingest, start, finish,
+ *   score, embed, reset, set_threads) wait for it to end; the next step waits for them, so a
+ *   new prompt joins at the next step boundary.
  * - Token ids are int32_t; text is UTF-8 given as pointer + length in bytes.
  */
 #ifndef G4R_H

@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -195,6 +196,13 @@ struct g4r_model {
     const llama_vocab *vocab = nullptr;
     std::mutex mu;
     std::atomic<bool> cancel{false};
+    // A step evaluates its batch with `mu` released (see step()): while `stepping`, callers
+    // may take tokens already produced, and everything that changes a sequence or the cache
+    // waits on `idle`. `n_waiting` counts those waiters; no new step starts while any waits,
+    // so a new prompt joins at the next step boundary, as a task queue would let it.
+    bool stepping = false;
+    int32_t n_waiting = 0;
+    std::condition_variable idle;
 
     bool embedding = false;
     int32_t embd_window = 0;  // embedding models: tokens of one sequence (llama.cpp pads n_ctx)
@@ -239,6 +247,26 @@ void require_ctx(g4r_model *m) {
 void require_model(g4r_model *m) {
     if (!m) fail(G4R_ERR_INVALID_ARGUMENT, "model handle is NULL");
 }
+
+// `mu` held with no step evaluating: what calls that change a sequence, the cache or the
+// context hold. Waiting for a running step gives way to no other step (n_waiting).
+struct idle_lock {
+    g4r_model *m;
+    std::unique_lock<std::mutex> lock;
+    bool waited = false;
+    explicit idle_lock(g4r_model *model) : m(model), lock(model->mu) {
+        if (!m->stepping) return;
+        waited = true;
+        ++m->n_waiting;
+        m->idle.wait(lock, [this] { return !m->stepping; });
+        --m->n_waiting;
+    }
+    ~idle_lock() {
+        if (waited) m->idle.notify_all();  // steps held back for this call may go on
+    }
+    idle_lock(const idle_lock &) = delete;
+    idle_lock &operator=(const idle_lock &) = delete;
+};
 
 std::string meta_str(const llama_model *model, const std::string &key) {
     char buf[256];
@@ -509,7 +537,9 @@ void end_generation(g4r_seq &s) {
 // saved prompt logits sample without evaluating. Returns false when there was nothing to do.
 // A failed llama_decode leaves every sequence as it was before the step (their tokens are
 // evaluated again by the next step); a cancelled one throws G4R_ERR_CANCELLED to the caller.
-bool step(g4r_model *m) {
+// Called holding `lock` on m->mu with no step running; the lock is released while
+// llama_decode runs and held again when step() returns or throws.
+bool step(g4r_model *m, std::unique_lock<std::mutex> &lock) {
     bool did = false;
     for (auto &s : m->seqs)
         if (wants_token(s) && s.pending < 0 && s.todo.empty() && s.logits_saved) {
@@ -563,7 +593,25 @@ bool step(g4r_model *m) {
     }
     if (b.n_tokens == 0) return did;
 
-    int32_t rc = llama_decode(m->ctx, b);
+    // Evaluate without `mu`: other consumers take their queued tokens meanwhile. Nothing else
+    // touches the sequences of this batch or the context until `stepping` is cleared.
+    int32_t rc;
+    {
+        struct unlocked {
+            g4r_model *m;
+            std::unique_lock<std::mutex> &lock;
+            unlocked(g4r_model *model, std::unique_lock<std::mutex> &l) : m(model), lock(l) {
+                m->stepping = true;
+                lock.unlock();
+            }
+            ~unlocked() {
+                lock.lock();
+                m->stepping = false;
+                m->idle.notify_all();
+            }
+        } during(m, lock);
+        rc = llama_decode(m->ctx, b);
+    }
     ++m->n_evals;
     if (rc != 0) {
         llama_memory_t mem = llama_get_memory(m->ctx);
@@ -1273,7 +1321,7 @@ g4r_status g4r_model_set_threads(g4r_model *model, int32_t n_threads) {
     clear_error();
     require_ctx(model);
     if (n_threads <= 0) fail(G4R_ERR_INVALID_ARGUMENT, "n_threads must be > 0, got " + std::to_string(n_threads));
-    std::lock_guard<std::mutex> lock(model->mu);
+    idle_lock lock(model);
     model->n_threads = n_threads;
     llama_set_n_threads(model->ctx, n_threads, n_threads);
     return G4R_OK;
@@ -1288,7 +1336,7 @@ g4r_status g4r_model_ingest(g4r_model *model, int32_t seq, const int32_t *tokens
     if (!tokens || n_tokens < 1) fail(G4R_ERR_INVALID_ARGUMENT, "the prompt has no tokens");
     if (n_batch < 1) fail(G4R_ERR_INVALID_ARGUMENT, "n_batch must be >= 1, got " + std::to_string(n_batch));
     check_tokens(model, tokens, n_tokens);
-    std::lock_guard<std::mutex> lock(model->mu);
+    idle_lock lock(model);
     g4r_seq &s = seq_of(model, seq);
     model->cancel.store(false);
     end_generation(s);
@@ -1319,7 +1367,7 @@ g4r_status g4r_model_reset(g4r_model *model) {
     G4R_GUARD_BEGIN
     clear_error();
     require_ctx(model);
-    std::lock_guard<std::mutex> lock(model->mu);
+    idle_lock lock(model);
     llama_memory_t mem = llama_get_memory(model->ctx);
     if (mem) llama_memory_clear(mem, true);
     for (auto &s : model->seqs) {
@@ -1356,7 +1404,7 @@ g4r_status g4r_generate_start(g4r_model *model, int32_t seq, float temp, int32_t
         if (!trigger_patterns[i]) fail(G4R_ERR_INVALID_ARGUMENT, "trigger pattern " + std::to_string(i) + " is NULL");
     if ((n_patterns > 0 || n_tokens > 0) && !(grammar && grammar[0]))
         fail(G4R_ERR_INVALID_ARGUMENT, "grammar triggers need a grammar");
-    std::lock_guard<std::mutex> lock(model->mu);
+    idle_lock lock(model);
     g4r_seq &s = seq_of(model, seq);
     model->cancel.store(false);
     if (s.past.empty() && s.todo.empty()) fail(G4R_ERR_STATE, "nothing has been ingested: call g4r_model_ingest first");
@@ -1434,7 +1482,7 @@ g4r_status g4r_generate_next(g4r_model *model, int32_t seq, int32_t *token, char
     require_ctx(model);
     if (!token || !n_bytes || !reason || (!buf && buf_size > 0) || buf_size < 0)
         fail(G4R_ERR_INVALID_ARGUMENT, "invalid arguments");
-    std::lock_guard<std::mutex> lock(model->mu);
+    std::unique_lock<std::mutex> lock(model->mu);
     g4r_seq &s = seq_of(model, seq);
     if (!s.sampler) fail(G4R_ERR_STATE, "no active generation: call g4r_generate_start first");
     *n_bytes = 0;
@@ -1450,7 +1498,11 @@ g4r_status g4r_generate_next(g4r_model *model, int32_t seq, int32_t *token, char
             *reason = s.final_reason;
             return G4R_OK;
         }
-        if (!step(model)) fail(G4R_ERR_INTERNAL, "the generation cannot advance");
+        if (model->stepping || model->n_waiting > 0) {  // a step runs, or yields to a caller
+            model->idle.wait(lock);
+            continue;
+        }
+        if (!step(model, lock)) fail(G4R_ERR_INTERNAL, "the generation cannot advance");
     }
     produced p = s.ready.front();
     s.ready.pop_front();
@@ -1474,7 +1526,7 @@ g4r_status g4r_generate_finish(g4r_model *model, int32_t seq) {
     G4R_GUARD_BEGIN
     clear_error();
     require_model(model);
-    std::lock_guard<std::mutex> lock(model->mu);
+    idle_lock lock(model);
     if (!model->ctx) return G4R_OK;
     end_generation(seq_of(model, seq));
     return G4R_OK;
@@ -1522,7 +1574,7 @@ g4r_status g4r_model_score(g4r_model *model, int32_t seq, const int32_t *tokens,
                                            std::to_string(n_prompt) + " of " + std::to_string(n_tokens));
     if (n_batch < 1) fail(G4R_ERR_INVALID_ARGUMENT, "n_batch must be >= 1, got " + std::to_string(n_batch));
     check_tokens(model, tokens, n_tokens);
-    std::lock_guard<std::mutex> lock(model->mu);
+    idle_lock lock(model);
     g4r_seq &s = seq_of(model, seq);
     model->cancel.store(false);
     end_generation(s);
@@ -1567,7 +1619,7 @@ g4r_status g4r_model_embed(g4r_model *model, const int32_t *tokens, const int32_
         fail(G4R_ERR_INVALID_ARGUMENT, "invalid embed arguments");
     int32_t n_embd = llama_model_n_embd_out(model->model);
     if (dim != n_embd) fail(G4R_ERR_INVALID_ARGUMENT, "dim is " + std::to_string(dim) + " but the model's dimension is " + std::to_string(n_embd));
-    std::lock_guard<std::mutex> lock(model->mu);
+    idle_lock lock(model);
     model->cancel.store(false);
     int32_t cap = static_cast<int32_t>(llama_n_batch(model->ctx));
     int32_t win = model->embd_window;

@@ -86,6 +86,34 @@ def test_unconsumed_stream_holds_only_its_own_sequence(par: GPT4All) -> None:
     assert rest and par._pool.busy == 0
 
 
+def test_queued_tokens_are_taken_while_another_sequence_is_evaluated(par: GPT4All) -> None:
+    # A step evaluates with the model's lock released: a consumer whose tokens are already
+    # queued takes them during another caller's long prompt evaluation instead of waiting for
+    # it. Checked through the decode counter: no step ends while the four tokens are taken.
+    a = par.generate(PROMPTS[0], max_tokens=100, streaming=True, temp=0)
+    next(a)
+    par.generate(PROMPTS[1], max_tokens=6, temp=0)  # its steps queue tokens for `a` (read-ahead)
+    long_prompt = " ".join(["The quick brown fox jumps over the lazy dog."] * 170)  # ~1,800 tokens
+    done = threading.Event()
+
+    def evaluate_long_prompt() -> None:
+        par.generate(long_prompt, max_tokens=1, temp=0)
+        done.set()
+
+    worker = threading.Thread(target=evaluate_long_prompt)
+    worker.start()
+    try:
+        time.sleep(0.5)  # the worker is now inside its prompt's step (seconds on a CPU)
+        before = _evals(par)
+        pieces = [next(a) for _ in range(4)]
+        assert _evals(par) == before and not done.is_set(), "waited for the other step"
+        assert all(isinstance(p, str) for p in pieces)
+    finally:
+        worker.join(120)
+        a.close()
+    assert done.is_set() and par._pool.busy == 0
+
+
 def test_closing_a_stream_frees_its_sequence_at_once(par: GPT4All) -> None:
     streams = [par.generate(p, max_tokens=100, streaming=True) for p in PROMPTS]
     for s in streams:
