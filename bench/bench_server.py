@@ -49,7 +49,7 @@ TEXT = ("The history of the printing press begins in the fifteenth century, when
 
 
 def llama_server_path() -> Path | None:
-    hits = sorted(glob.glob(str(ROOT / "build" / "*" / "llama-server" / "llama-server")))
+    hits = sorted(glob.glob(str(ROOT / "build" / "*" / "bin" / "llama-server")))
     return Path(hits[-1]) if hits else None
 
 

@@ -186,7 +186,8 @@ def lib() -> ctypes.CDLL:
     """Load (once) and return the native library.
 
     Raises:
-        NativeLibraryError: the library is missing, cannot be loaded, or has another ABI version.
+        NativeLibraryError: the library is missing, cannot be loaded, has another ABI version,
+            or has no CPU kernels (ggml's ``libggml-cpu*`` modules) beside it.
     """
     global _lib, _log_callback_ref
     if _lib is not None:
@@ -200,6 +201,10 @@ def lib() -> ctypes.CDLL:
             raise errors.NativeLibraryError(
                 f"native library {_LIB_NAME} not found (looked in: "
                 f"{', '.join(str(p) for p in candidates)}); reinstall gpt4all-rag or set {LIB_ENV}")
+        if not any(path.parent.glob("*ggml-cpu*")):
+            raise errors.NativeLibraryError(
+                f"no CPU kernels beside {path}: ggml's libggml-cpu* modules must lie in the same "
+                "folder; reinstall gpt4all-rag or rebuild it")
         try:
             handle = ctypes.CDLL(str(path))
         except OSError as exc:

@@ -1,4 +1,4 @@
-"""What this machine's CPU offers and what the native library was built for.
+"""What this machine's CPU offers and which CPU kernels the native library runs on it.
 
 ``python -m gpt4all_rag.system`` prints both (CI prints it before the tests, so a red run tells
 which kind of machine it ran on). On the CPUs these builds meet, one kind has AVX2 only and
@@ -44,14 +44,15 @@ def cpu_features(cpuinfo: str | None = None) -> dict[str, str | list[str]]:
 
 
 def report() -> str:
-    """Two lines: the machine's CPU and flags, and the native library's build features.
+    """Two lines: the machine's CPU and flags, and the features of the CPU kernels in use (the
+    variant of ggml's CPU backend that the native library loaded for this CPU).
 
     Raises:
         NativeLibraryError: the native library cannot be loaded.
     """
     cpu = cpu_features()
     return (f"CPU: {cpu['model']}; flags: {' '.join(cpu['flags']) or '(none of the relevant)'}\n"
-            f"native library built for: {_native.system_info().strip()}")
+            f"CPU kernels in use: {_native.system_info().strip()}")
 
 
 if __name__ == "__main__":  # pragma: no cover

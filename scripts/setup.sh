@@ -15,7 +15,10 @@ $VPY -m pip install -q --disable-pip-version-check "scikit-build-core>=0.10" nin
 extras="localdocs,server"
 pkg_extras=""
 if [ "${1:-}" = "--test" ]; then extras="localdocs,server,test"; pkg_extras="[test]"; fi
-$VPY -m pip install -q --disable-pip-version-check --no-build-isolation -e ".[${extras}]"
+# The development build compiles ggml's CPU kernels for this machine only (G4R_CPU_ISA=auto);
+# a wheel (pip wheel ., CI, releases) carries every variant and picks one at run time.
+$VPY -m pip install -q --disable-pip-version-check --no-build-isolation \
+  --config-settings=cmake.define.G4R_CPU_ISA="${G4R_CPU_ISA:-auto}" -e ".[${extras}]"
 for pkg in integrations/langchain integrations/llama_index; do
   if [ -f "$pkg/pyproject.toml" ]; then
     $VPY -m pip install -q --disable-pip-version-check -e "${pkg}${pkg_extras}"

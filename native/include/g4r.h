@@ -123,8 +123,8 @@ G4R_API const char *g4r_last_error(void);
  */
 G4R_API void g4r_log_set(g4r_log_callback callback, void *user_data);
 
-/** @return a NUL-terminated description of the CPU features the library was built for
- *  (owned by llama.cpp, static lifetime). */
+/** @return a NUL-terminated description of the CPU features of the CPU backend in use (the
+ *  variant ggml loaded for this CPU; owned by llama.cpp, static lifetime). */
 G4R_API const char *g4r_system_info(void);
 
 /** @return the number of GPU devices available to this build (0 on a CPU-only build). */
@@ -159,8 +159,9 @@ G4R_API g4r_status g4r_gpu_info(int32_t index, const char **name, const char **d
  *                        multiple of 256 tokens; G4R_PROP_N_CTX reports it), so the KV cache
  *                        takes n_seq times the memory of one sequence.
  * @return a handle to free with g4r_model_free(), or NULL (see g4r_last_error(); the status is
- *         G4R_ERR_IO, G4R_ERR_MODEL_LOAD, G4R_ERR_NOT_FOUND for an unknown device, or
- *         G4R_ERR_INVALID_ARGUMENT, available from g4r_last_status()).
+ *         G4R_ERR_IO, G4R_ERR_MODEL_LOAD, G4R_ERR_NOT_FOUND for an unknown device or when
+ *         no CPU backend module beside the library loads, or G4R_ERR_INVALID_ARGUMENT,
+ *         available from g4r_last_status()).
  * Embedding models (GGUF key <arch>.pooling_type other than none) get an embedding context;
  * all others get a generation context.
  *

@@ -11,6 +11,12 @@
 #include "llama.h"
 #include "log.h"                     // llama.cpp common: its logger (silenced, see ensure_backend)
 
+#if defined(_WIN32)
+#include <windows.h>
+#else
+#include <dlfcn.h>
+#endif
+
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -87,9 +93,36 @@ void log_trampoline(enum ggml_log_level level, const char *text, void * /*ud*/) 
     if (cb) cb(static_cast<int32_t>(level), text ? text : "", g_log_ud);
 }
 
+// The folder this library was loaded from ("" if unknown): ggml's backend modules lie beside it.
+std::string own_directory() {
+#if defined(_WIN32)
+    HMODULE self = nullptr;
+    char path[MAX_PATH];
+    if (!GetModuleHandleExA(GET_MODULE_HANDLE_EX_FLAG_FROM_ADDRESS | GET_MODULE_HANDLE_EX_FLAG_UNCHANGED_REFCOUNT,
+                            reinterpret_cast<LPCSTR>(&own_directory), &self))
+        return {};
+    DWORD n = GetModuleFileNameA(self, path, MAX_PATH);
+    std::string p(path, n);
+    size_t cut = p.find_last_of("\\/");
+#else
+    Dl_info info{};
+    if (!dladdr(reinterpret_cast<void *>(&own_directory), &info) || !info.dli_fname) return {};
+    std::string p(info.dli_fname);
+    size_t cut = p.find_last_of('/');
+#endif
+    return cut == std::string::npos ? std::string(".") : p.substr(0, cut);
+}
+
 void ensure_backend() {
     std::call_once(g_backend_once, [] {
         llama_log_set(log_trampoline, nullptr);
+#ifdef GGML_BACKEND_DL
+        // ggml's backends are modules beside this library: for the CPU, the variant whose
+        // instruction sets the running CPU has (ggml scores each by cpuid); GPU backends that
+        // were built. GGML_BACKEND_PATH names one more, as in llama.cpp's tools.
+        std::string dir = own_directory();
+        ggml_backend_load_all_from_path(dir.empty() ? nullptr : dir.c_str());
+#endif
         llama_backend_init();
         // llama.cpp's common/ logs through a worker thread that writes to stderr and has no
         // callback; the library never prints, so that logger is silenced (its failures reach
@@ -765,6 +798,9 @@ g4r_model *g4r_model_load(const char *path, int32_t n_ctx, int32_t n_gpu_layers,
     try {
         clear_error();
         ensure_backend();
+        if (!ggml_backend_dev_by_type(GGML_BACKEND_DEVICE_TYPE_CPU))
+            fail(G4R_ERR_NOT_FOUND, "no CPU backend: none of ggml's CPU modules (libggml-cpu*.so) beside the "
+                                    "native library in '" + own_directory() + "' loads on this CPU");
         if (!path) fail(G4R_ERR_INVALID_ARGUMENT, "path is NULL");
         if (n_ctx < 0) fail(G4R_ERR_INVALID_ARGUMENT, "n_ctx must be >= 0, got " + std::to_string(n_ctx));
         if (n_seq < 1 || n_seq > kMaxSeq)

@@ -77,6 +77,41 @@ def test_library_exports_only_its_own_symbols() -> None:
     assert names and all(n.startswith("g4r_") for n in names), [n for n in names if not n.startswith("g4r_")][:5]
 
 
+def test_ggml_lies_beside_the_library_under_names_of_its_own() -> None:
+    # ggml is shared (its backends are modules that link against it) but renamed, so that a
+    # process that also loads another package's libggml*.so never binds one to the other; the
+    # CPU kernels are modules beside the library, and the AMX variant (SIGILL here) is absent.
+    import subprocess
+
+    lib_path = Path(_native.lib()._name).resolve()
+    here = lib_path.parent
+    assert (here / "libg4r-ggml.so").is_file() and (here / "libg4r-ggml-base.so").is_file()
+    cpu = sorted(p.name for p in here.glob("libggml-cpu*.so"))
+    assert cpu and not any("sapphirerapids" in name for name in cpu), cpu
+    assert not list(here.glob("libggml.so*")) and not list(here.glob("libggml-base.so*"))
+    out = subprocess.run(["readelf", "-d", str(lib_path)], capture_output=True, text=True,
+                         check=True).stdout
+    needed = [line.split("[")[1].rstrip("]") for line in out.splitlines() if "(NEEDED)" in line]
+    assert "libg4r-ggml.so" in needed and "libg4r-ggml-base.so" in needed, needed
+    assert not any(n.startswith("libggml") or n.startswith("libllama") for n in needed), needed
+
+
+def test_library_without_cpu_kernels_beside_it_is_a_clear_error(tmp_path: Path) -> None:
+    import shutil
+    import subprocess
+    import sys
+
+    here = Path(_native.lib()._name).resolve().parent
+    for name in ("libgpt4all_rag.so", "libg4r-ggml.so", "libg4r-ggml-base.so"):
+        shutil.copy(here / name, tmp_path / name)
+    code = ("from gpt4all_rag import _native, errors\n"
+            "try:\n    _native.lib()\nexcept errors.NativeLibraryError as e:\n    print('refused:', e)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                         env={**__import__("os").environ, _native.LIB_ENV: str(tmp_path / "libgpt4all_rag.so")})
+    assert out.returncode == 0, out.stderr
+    assert "refused: no CPU kernels beside" in out.stdout, out.stdout
+
+
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(errors.ModelNotFoundError):
         _native.NativeModel(tmp_path / "nope.gguf")
