@@ -380,14 +380,15 @@ def hybrid_search(store: Store, keyword_index: KeywordIndex, embed_query: Callab
             or not 0.0 <= dense_weight <= 1.0:
         raise InvalidParameterError(f"dense_weight must be a number in [0, 1], got {dense_weight!r}")
     n = candidates or max(4 * k, 20)
-    dense: list[tuple[StoredChunk, float]] = []
+    dense: list[tuple[str, float]] = []
     keyword: list[tuple[str, float]] = []
-    if mode in ("hybrid", "dense"):
-        dense = store.query(np.asarray(embed_query(query), dtype=np.float64),
-                            n if mode == "hybrid" else k, where=where)
-        if mode == "dense":
-            return SearchResults(SearchResult.from_stored(c, s, {"dense": i})
-                                 for i, (c, s) in enumerate(dense, 1))
+    if mode == "dense":
+        found = store.query(np.asarray(embed_query(query), dtype=np.float64), k, where=where)
+        return SearchResults(SearchResult.from_stored(c, s, {"dense": i})
+                             for i, (c, s) in enumerate(found, 1))
+    if mode == "hybrid":
+        # Candidates by id only: the texts and metadata of the k fused results are read after.
+        dense = store.nearest_ids(np.asarray(embed_query(query), dtype=np.float64), n, where=where)
     if mode in ("hybrid", "keyword"):
         allowed = store.ids_matching(where) if where else None
         keyword = keyword_index.search(query, n if mode == "hybrid" else k, allowed=allowed)
@@ -396,14 +397,11 @@ def hybrid_search(store: Store, keyword_index: KeywordIndex, embed_query: Callab
             return SearchResults(SearchResult.from_stored(chunks[cid], s, {"keyword": i})
                                  for i, (cid, s) in enumerate(keyword, 1) if cid in chunks)
     if fusion == "rrf":
-        fused = reciprocal_rank_fusion({"dense": [c.chunk_id for c, _ in dense],
+        fused = reciprocal_rank_fusion({"dense": [cid for cid, _ in dense],
                                         "keyword": [cid for cid, _ in keyword]}, rrf_k)[:k]
     else:
-        fused = convex_score_fusion({"dense": [(c.chunk_id, s) for c, s in dense],
-                                     "keyword": keyword},
+        fused = convex_score_fusion({"dense": dense, "keyword": keyword},
                                     {"dense": dense_weight, "keyword": 1.0 - dense_weight})[:k]
-    known = {c.chunk_id: c for c, _ in dense}
-    missing = [cid for cid, _, _ in fused if cid not in known]
-    known.update(store.get_chunks(missing))
+    known = store.get_chunks([cid for cid, _, _ in fused])
     return SearchResults(SearchResult.from_stored(known[cid], score, ranks)
                          for cid, score, ranks in fused if cid in known)
