@@ -240,8 +240,15 @@ def check(status: int, what: str = "") -> None:
 
 
 def system_info() -> str:
-    """The CPU features the native library was compiled for (llama.cpp's system info line)."""
+    """The CPU features of the CPU kernels in use (llama.cpp's system info line), then
+    ``ACCEL: name (description) |`` for each accelerator backend loaded beside them."""
     return (lib().g4r_system_info() or b"").decode()
+
+
+def has_blas() -> bool:
+    """Whether ggml's BLAS backend is loaded (a ``G4R_BLAS=mkl`` build): llama.cpp then
+    evaluates matrix products of 32 or more rows with it."""
+    return "ACCEL: BLAS" in system_info()
 
 
 def _read_string(call: Callable[[Any, int, Any], int], size: int) -> tuple[int, bytes]:

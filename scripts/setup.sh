@@ -15,10 +15,24 @@ $VPY -m pip install -q --disable-pip-version-check "scikit-build-core>=0.10" nin
 extras="localdocs,server"
 pkg_extras=""
 if [ "${1:-}" = "--test" ]; then extras="localdocs,server,test"; pkg_extras="[test]"; fi
+# Large matrix products through Intel MKL (G4R_BLAS=mkl, linked statically from the
+# mkl-static and mkl-include packages) on Intel x86-64 Linux machines, where it was measured
+# to pay (README, "Intel MKL"); not yet measured on AMD. G4R_BLAS=mkl or none overrides.
+blas=${G4R_BLAS:-}
+if [ -z "$blas" ]; then
+  blas=none
+  if [ "$(uname -s)" = Linux ] && [ "$(uname -m)" = x86_64 ] && grep -q GenuineIntel /proc/cpuinfo; then
+    blas=mkl
+  fi
+fi
+if [ "$blas" = mkl ]; then
+  $VPY -m pip install -q --disable-pip-version-check mkl-static mkl-include
+fi
 # The development build compiles ggml's CPU kernels for this machine only (G4R_CPU_ISA=auto);
 # a wheel (pip wheel ., CI, releases) carries every variant and picks one at run time.
 $VPY -m pip install -q --disable-pip-version-check --no-build-isolation \
-  --config-settings=cmake.define.G4R_CPU_ISA="${G4R_CPU_ISA:-auto}" -e ".[${extras}]"
+  --config-settings=cmake.define.G4R_CPU_ISA="${G4R_CPU_ISA:-auto}" \
+  --config-settings=cmake.define.G4R_BLAS="$blas" -e ".[${extras}]"
 for pkg in integrations/langchain integrations/llama_index; do
   if [ -f "$pkg/pyproject.toml" ]; then
     $VPY -m pip install -q --disable-pip-version-check -e "${pkg}${pkg_extras}"

@@ -124,7 +124,8 @@ G4R_API const char *g4r_last_error(void);
 G4R_API void g4r_log_set(g4r_log_callback callback, void *user_data);
 
 /** @return a NUL-terminated description of the CPU features of the CPU backend in use (the
- *  variant ggml loaded for this CPU; owned by llama.cpp, static lifetime). */
+ *  variant ggml loaded for this CPU), then " ACCEL: name (description) |" for each accelerator
+ *  backend loaded (a BLAS build: "ACCEL: BLAS (...)"); static lifetime. */
 G4R_API const char *g4r_system_info(void);
 
 /** @return the number of GPU devices available to this build (0 on a CPU-only build). */

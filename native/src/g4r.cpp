@@ -762,7 +762,19 @@ void g4r_log_set(g4r_log_callback callback, void *user_data) {
 const char *g4r_system_info(void) {
     try {
         ensure_backend();
-        return llama_print_system_info();
+        // llama.cpp lists the CPU backend's features; accelerators (a BLAS backend) are named
+        // after them, since the scheduler hands them the large matrix products.
+        static const std::string info = [] {
+            std::string s = llama_print_system_info();
+            for (size_t i = 0; i < ggml_backend_dev_count(); ++i) {
+                ggml_backend_dev_t dev = ggml_backend_dev_get(i);
+                if (ggml_backend_dev_type(dev) == GGML_BACKEND_DEVICE_TYPE_ACCEL)
+                    s += std::string(" ACCEL: ") + ggml_backend_dev_name(dev) + " (" +
+                         ggml_backend_dev_description(dev) + ") |";
+            }
+            return s;
+        }();
+        return info.c_str();
     } catch (...) {
         return "";
     }

@@ -96,6 +96,30 @@ def test_ggml_lies_beside_the_library_under_names_of_its_own() -> None:
     assert not any(n.startswith("libggml") or n.startswith("libllama") for n in needed), needed
 
 
+def test_blas_module_is_loaded_exactly_when_built() -> None:
+    # G4R_BLAS=mkl adds ggml's BLAS backend as one more module, Intel MKL linked in statically
+    # (no libmkl*/libiomp5 at run time) and none of MKL's symbols exported; the library loads
+    # it beside the CPU kernels and names it in system_info. A build without it names none.
+    import subprocess
+
+    here = Path(_native.lib()._name).resolve().parent
+    blas = here / "libggml-blas.so"
+    info = _native.system_info()
+    if not blas.is_file():
+        assert "ACCEL: BLAS" not in info, info
+        return
+    assert "ACCEL: BLAS (MKL)" in info, info
+    out = subprocess.run(["nm", "-D", "--defined-only", str(blas)], capture_output=True,
+                         text=True, check=True).stdout
+    names = [line.split()[-1] for line in out.splitlines() if line.strip()]
+    assert names and all(n.startswith("ggml_backend_") for n in names), names
+    out = subprocess.run(["readelf", "-d", str(blas)], capture_output=True, text=True,
+                         check=True).stdout
+    needed = [line.split("[")[1].rstrip("]") for line in out.splitlines() if "(NEEDED)" in line]
+    assert "libg4r-ggml-base.so" in needed, needed
+    assert not any("mkl" in n or "iomp" in n for n in needed), needed
+
+
 def test_library_without_cpu_kernels_beside_it_is_a_clear_error(tmp_path: Path) -> None:
     import shutil
     import subprocess

@@ -1,0 +1,33 @@
+"""The reference implementations' virtualenv (``bench/.venv-ref``, made by
+``bench/setup_reference.sh``) and how a benchmark runs a script in it.
+
+gpt4all 2.8.2 and sentence-transformers (PyTorch's CPU build) live there, away from our own
+environment: each reference runs in a process of its own, so that its thread pools never spin
+beside ours.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+PYTHON = Path(__file__).resolve().parent / ".venv-ref" / "bin" / "python"
+
+
+def installed() -> bool:
+    return PYTHON.exists()
+
+
+def run(script: str, *args: str) -> dict | None:
+    """Run ``script`` (Python source) with ``args`` in the reference virtualenv, offline, and
+    return the JSON object its last output line holds; None when the virtualenv is missing or
+    the script fails (its last error line is printed)."""
+    if not installed():
+        return None
+    proc = subprocess.run([str(PYTHON), "-c", script, *args], capture_output=True, text=True,
+                          env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
+    if proc.returncode != 0:
+        print(f"  (reference failed: {proc.stderr.strip().splitlines()[-1:]})")
+        return None
+    return json.loads(proc.stdout.strip().splitlines()[-1])
