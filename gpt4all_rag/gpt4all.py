@@ -108,9 +108,11 @@ class GPT4All:
             ngl: layers to offload to the GPU when a GPU device is chosen.
             verbose: print where the model was found (stderr).
             flash_attention: beyond the seed. ``None`` (default) lets the engine choose:
-                plain attention for a CPU chat model whose attention scores take at most
-                128 MiB (512 x n_ctx x heads x 4 bytes; SmolLM2 generated 18-34% faster
-                256-1,024 tokens deep), flash attention otherwise. ``True``/``False`` force one.
+                plain attention for a CPU chat model of one sequence (``n_parallel=1``)
+                whose attention scores take at most 128 MiB (512 x n_ctx x heads x 4 bytes;
+                SmolLM2 generated 18-34% faster 256-1,024 tokens deep), flash attention
+                otherwise (8 parallel streams: 1.17x the throughput of plain attention).
+                ``True``/``False`` force one.
             n_parallel: beyond the seed. Generations served at once (1..64; default 1, the
                 seed's one caller at a time). Each has the whole ``n_ctx`` window (rounded up
                 to a multiple of 256 tokens when n_parallel > 1), so the KV cache takes

@@ -902,9 +902,10 @@ g4r_model *g4r_model_load(const char *path, int32_t n_ctx, int32_t n_gpu_layers,
             cp.n_batch = std::min<uint32_t>(cp.n_ctx, 2048);
             cp.n_ubatch = std::min<uint32_t>(cp.n_batch, 512);
             cp.swa_full = true;  // keep the whole window so a shared prefix can be reused
-            // Plain attention on the CPU while its score matrix stays small (g4r.h has the rule
-            // and the figures). It is not batch-invariant: a prompt evaluated in one ubatch
-            // and the same prompt evaluated a few tokens at a time round differently (tinyBLAS
+            // Plain attention for one sequence on the CPU while its score matrix stays small
+            // (g4r.h has the rule and the figures; parallel sequences use flash attention). It
+            // is not batch-invariant: a prompt evaluated in one ubatch and the same prompt
+            // evaluated a few tokens at a time round differently (tinyBLAS
             // tiles vs one-row dot products), e.g. SmolLM2's first logits for "What is the
             // capital of France?" differ by up to 0.9 and flip a 0.13 near-tie between "The"
             // and "La". Flash attention is invariant only below 64 tokens per ubatch (its tiled
@@ -912,7 +913,7 @@ g4r_model *g4r_model_load(const char *path, int32_t n_ctx, int32_t n_gpu_layers,
             // g4r_model_ingest's saved logits keep the same prompt asked again exact.
             bool on_gpu = m->device != nullptr && n_gpu_layers != 0;
             double scores = 4.0 * cp.n_ubatch * window * std::max(1, llama_model_n_head(m->model));
-            if (!on_gpu && scores <= kPlainAttnMaxScoreBytes)
+            if (!on_gpu && n_seq == 1 && scores <= kPlainAttnMaxScoreBytes)
                 cp.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_DISABLED;
         }
         if (flags & G4R_LOAD_FLASH_ATTN_ON) cp.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_ENABLED;

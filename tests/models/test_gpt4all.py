@@ -388,6 +388,11 @@ def test_attention_kind_follows_the_rule_and_the_override(model_dir: Path, smol:
                      n_ctx=n_ctx, flash_attention=flash) as m:
             assert m.model.flash_attention is (True if flash is None else flash)
             means[(n_ctx, flash)] = m.loglikelihood("The Python Tutorial.", " " + FIXED_TEXT).mean_logprob
+    # Parallel sequences: flash attention, whose attention reads only each sequence's own cells.
+    with GPT4All(SMOLLM2, model_path=model_dir, allow_download=False, n_threads=2,
+                 n_ctx=2048, n_parallel=2) as m:
+        assert m.model.flash_attention is True
+        means[("parallel", None)] = m.loglikelihood("The Python Tutorial.", " " + FIXED_TEXT).mean_logprob
     # Both compute the same attention up to rounding: the same per-token likelihood within 1%.
     reference = means[(2048, False)]
     for key, value in means.items():
