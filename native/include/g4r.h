@@ -167,12 +167,18 @@ G4R_API g4r_status g4r_gpu_info(int32_t index, const char **name, const char **d
  * all others get a generation context.
  *
  * Attention, when no G4R_LOAD_FLASH_ATTN_* flag is given: embedding contexts, contexts on a
- * GPU and contexts of parallel sequences (n_seq > 1) use flash attention (llama.cpp's automatic
- * choice). With 8 sequences streaming through the server (bench/bench_server.py, SmolLM2, 2
- * AVX-512 cores, 2 interleaved rounds) flash attention gave 1.17x the aggregate tok/s of plain
- * attention: each sequence's attention reads only its own cells, which plain attention computes
- * in full, masked, up to the 256-cell padding. A single-sequence context on the CPU uses
- * plain attention when its score matrix, n_ubatch (512) x n_ctx x n_head x 4 bytes, is at most
+ * GPU, contexts of parallel sequences (n_seq > 1) and every context of a build with a BLAS
+ * backend (G4R_BLAS=mkl) use flash attention (llama.cpp's automatic choice).
+ * - With 8 sequences streaming through the server (bench/bench_server.py, SmolLM2, 2 AVX-512
+ *   cores, 2 interleaved rounds) flash attention gave 1.17x the aggregate tok/s of plain
+ *   attention: each sequence's attention reads only its own cells, which plain attention
+ *   computes in full, masked, up to the 256-cell padding.
+ * - With the BLAS backend, plain attention's products over the F16 cache go to BLAS, which
+ *   converts the cache to F32 for each: a 256-token chat prompt's first token came after
+ *   0.56-0.71 s with plain attention and 0.36-0.55 s with flash attention; generation speed
+ *   was the same.
+ * Otherwise (one sequence, no BLAS backend, on the CPU) a context uses plain attention when
+ * its score matrix, n_ubatch (512) x n_ctx x n_head x 4 bytes, is at most
  * 128 MiB (SmolLM2 at n_ctx 2,048: 36 MiB), and flash attention above that. Measured with
  * llama-bench on 2 AVX2 cores, 256 and 1,024 tokens deep, plain attention generated SmolLM2-135M
  * (9 heads of 64) 18-34% faster and Gemma 3 270M (4 heads of 256) at the same speed; prompt

@@ -163,6 +163,17 @@ std::vector<ggml_backend_dev_t> gpu_devices() {
     return out;
 }
 
+// Accelerator backends loaded (ggml's BLAS backend in a G4R_BLAS=mkl build): llama.cpp adds
+// them to every context and hands them the matrix products of 32 or more rows.
+std::vector<ggml_backend_dev_t> accel_devices() {
+    std::vector<ggml_backend_dev_t> out;
+    for (size_t i = 0; i < ggml_backend_dev_count(); ++i) {
+        ggml_backend_dev_t d = ggml_backend_dev_get(i);
+        if (ggml_backend_dev_type(d) == GGML_BACKEND_DEVICE_TYPE_ACCEL) out.push_back(d);
+    }
+    return out;
+}
+
 // Static storage for lower-cased backend names (ggml's registry names are static too).
 const char *backend_name_of(ggml_backend_dev_t dev) {
     static std::mutex mu;
@@ -766,12 +777,9 @@ const char *g4r_system_info(void) {
         // after them, since the scheduler hands them the large matrix products.
         static const std::string info = [] {
             std::string s = llama_print_system_info();
-            for (size_t i = 0; i < ggml_backend_dev_count(); ++i) {
-                ggml_backend_dev_t dev = ggml_backend_dev_get(i);
-                if (ggml_backend_dev_type(dev) == GGML_BACKEND_DEVICE_TYPE_ACCEL)
-                    s += std::string(" ACCEL: ") + ggml_backend_dev_name(dev) + " (" +
-                         ggml_backend_dev_description(dev) + ") |";
-            }
+            for (ggml_backend_dev_t dev : accel_devices())
+                s += std::string(" ACCEL: ") + ggml_backend_dev_name(dev) + " (" +
+                     ggml_backend_dev_description(dev) + ") |";
             return s;
         }();
         return info.c_str();
@@ -902,8 +910,8 @@ g4r_model *g4r_model_load(const char *path, int32_t n_ctx, int32_t n_gpu_layers,
             cp.n_batch = std::min<uint32_t>(cp.n_ctx, 2048);
             cp.n_ubatch = std::min<uint32_t>(cp.n_batch, 512);
             cp.swa_full = true;  // keep the whole window so a shared prefix can be reused
-            // Plain attention for one sequence on the CPU while its score matrix stays small
-            // (g4r.h has the rule and the figures; parallel sequences use flash attention). It
+            // Plain attention for one sequence on the CPU without a BLAS backend while its
+            // score matrix stays small (g4r.h has the rule and the figures). It
             // is not batch-invariant: a prompt evaluated in one ubatch and the same prompt
             // evaluated a few tokens at a time round differently (tinyBLAS
             // tiles vs one-row dot products), e.g. SmolLM2's first logits for "What is the
@@ -913,7 +921,7 @@ g4r_model *g4r_model_load(const char *path, int32_t n_ctx, int32_t n_gpu_layers,
             // g4r_model_ingest's saved logits keep the same prompt asked again exact.
             bool on_gpu = m->device != nullptr && n_gpu_layers != 0;
             double scores = 4.0 * cp.n_ubatch * window * std::max(1, llama_model_n_head(m->model));
-            if (!on_gpu && n_seq == 1 && scores <= kPlainAttnMaxScoreBytes)
+            if (!on_gpu && n_seq == 1 && accel_devices().empty() && scores <= kPlainAttnMaxScoreBytes)
                 cp.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_DISABLED;
         }
         if (flags & G4R_LOAD_FLASH_ATTN_ON) cp.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_ENABLED;
