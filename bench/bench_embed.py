@@ -41,8 +41,6 @@ import rounds  # noqa: E402
 
 WORDS = ("river mountain library engine network garden winter theory market signal bridge "
          "planet method harvest silver report window energy forest museum paper vector").split()
-
-
 F32_MODEL = "all-MiniLM-L6-v2.f32.gguf"
 
 
@@ -129,8 +127,8 @@ def main() -> None:
         "gpt4all 2.8.2": lambda r: None if args.no_gpt4all else reference.run(
             REF_GPT4ALL, str(model_dir), convert.DEFAULT_EMBEDDING_MODEL, str(args.threads),
             data(r)),
-        "sentence-transformers": lambda r: reference.run(REF_ST, str(checkpoint), str(args.threads),
-                                                   data(r)),
+        "sentence-transformers": lambda r: reference.run(REF_ST, str(checkpoint),
+                                                         str(args.threads), data(r)),
     }
     try:
         res = rounds.run_rounds(systems, args.rounds)

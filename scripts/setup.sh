@@ -15,16 +15,11 @@ $VPY -m pip install -q --disable-pip-version-check "scikit-build-core>=0.10" nin
 extras="localdocs,server"
 pkg_extras=""
 if [ "${1:-}" = "--test" ]; then extras="localdocs,server,test"; pkg_extras="[test]"; fi
-# Large matrix products through Intel MKL (G4R_BLAS=mkl, linked statically from the
-# mkl-static and mkl-include packages) on Intel x86-64 Linux machines, where it was measured
-# to pay (README, "Intel MKL"); not yet measured on AMD. G4R_BLAS=mkl or none overrides.
-blas=${G4R_BLAS:-}
-if [ -z "$blas" ]; then
-  blas=none
-  if [ "$(uname -s)" = Linux ] && [ "$(uname -m)" = x86_64 ] && grep -q GenuineIntel /proc/cpuinfo; then
-    blas=mkl
-  fi
-fi
+# G4R_BLAS=mkl bash scripts/setup.sh: large matrix products through Intel MKL, linked
+# statically from the mkl-static and mkl-include packages (README, "Intel MKL": prompts
+# 1.6-2.7x faster on Intel CPUs, but greedy output then depends more on how a prompt was split
+# into batches). Off by default.
+blas=${G4R_BLAS:-none}
 if [ "$blas" = mkl ]; then
   $VPY -m pip install -q --disable-pip-version-check mkl-static mkl-include
 fi
