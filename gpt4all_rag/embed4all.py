@@ -97,7 +97,10 @@ class Embed4All:
         self.rule: EmbeddingRule | None = find_rule(self.model_name)
         self.dimensionality: int = model.n_embd
         self.n_ctx: int = model.n_ctx
-        self._n_batch = model.info(_native.PROP_N_BATCH)  # tokens per evaluation
+        # Tokens packed into one evaluation, at most the context's batch; fixed for the process
+        # (the backends are loaded once).
+        self._pack_tokens = min(model.info(_native.PROP_N_BATCH),
+                                PACK_TOKENS_BLAS if _native.has_blas() else PACK_TOKENS)
         self._n_seq_max = model.info(_native.PROP_N_SEQ_MAX)
         self._bos = model.info(_native.PROP_ADD_BOS) and model.special_token("bos") >= 0
         self._eos = model.info(_native.PROP_ADD_EOS) and model.special_token("eos") >= 0
@@ -284,9 +287,8 @@ class Embed4All:
         """Pooled vectors ``float32[len(seqs), n_embd]``, packed into as few evaluations as fit."""
         batches: list[tuple[int, int]] = []
         start, tokens = 0, 0
-        limit = min(self._n_batch, PACK_TOKENS_BLAS if _native.has_blas() else PACK_TOKENS)
         for i, s in enumerate(seqs):
-            if i > start and (tokens + len(s) > limit or i - start >= self._n_seq_max):
+            if i > start and (tokens + len(s) > self._pack_tokens or i - start >= self._n_seq_max):
                 batches.append((start, i))
                 start, tokens = i, 0
             tokens += len(s)

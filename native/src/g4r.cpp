@@ -154,25 +154,23 @@ bool is_gpu(ggml_backend_dev_t dev) {
     return t == GGML_BACKEND_DEVICE_TYPE_GPU || t == GGML_BACKEND_DEVICE_TYPE_IGPU;
 }
 
-std::vector<ggml_backend_dev_t> gpu_devices() {
+bool is_accel(ggml_backend_dev_t dev) { return ggml_backend_dev_type(dev) == GGML_BACKEND_DEVICE_TYPE_ACCEL; }
+
+// The registered devices that `keep` selects, in registry order.
+std::vector<ggml_backend_dev_t> devices_where(bool (*keep)(ggml_backend_dev_t)) {
     std::vector<ggml_backend_dev_t> out;
     for (size_t i = 0; i < ggml_backend_dev_count(); ++i) {
         ggml_backend_dev_t d = ggml_backend_dev_get(i);
-        if (is_gpu(d)) out.push_back(d);
+        if (keep(d)) out.push_back(d);
     }
     return out;
 }
 
+std::vector<ggml_backend_dev_t> gpu_devices() { return devices_where(is_gpu); }
+
 // Accelerator backends loaded (ggml's BLAS backend in a G4R_BLAS=mkl build): llama.cpp adds
 // them to every context and hands them the matrix products of 32 or more rows.
-std::vector<ggml_backend_dev_t> accel_devices() {
-    std::vector<ggml_backend_dev_t> out;
-    for (size_t i = 0; i < ggml_backend_dev_count(); ++i) {
-        ggml_backend_dev_t d = ggml_backend_dev_get(i);
-        if (ggml_backend_dev_type(d) == GGML_BACKEND_DEVICE_TYPE_ACCEL) out.push_back(d);
-    }
-    return out;
-}
+std::vector<ggml_backend_dev_t> accel_devices() { return devices_where(is_accel); }
 
 // Static storage for lower-cased backend names (ggml's registry names are static too).
 const char *backend_name_of(ggml_backend_dev_t dev) {
