@@ -104,6 +104,8 @@ DECLARATIONS: dict[str, tuple[Any, tuple[Any, ...]]] = {
     "g4r_last_status": (ctypes.c_int, ()),
     "g4r_log_set": (None, (LOG_CALLBACK, ctypes.c_void_p)),
     "g4r_system_info": (ctypes.c_char_p, ()),
+    "g4r_cpu_flags": (ctypes.c_char_p, ()),
+    "g4r_cpu_brand": (ctypes.c_char_p, ()),
     "g4r_gpu_count": (ctypes.c_int32, ()),
     "g4r_gpu_info": (ctypes.c_int, (ctypes.c_int32, _c_char_pp, _c_char_pp, _c_char_pp)),
     "g4r_model_load": (ctypes.c_void_p, (ctypes.c_char_p, ctypes.c_int32, ctypes.c_int32,
@@ -243,6 +245,65 @@ def system_info() -> str:
     """The CPU features of the CPU kernels in use (llama.cpp's system info line), then
     ``ACCEL: name (description) |`` for each accelerator backend loaded beside them."""
     return (lib().g4r_system_info() or b"").decode()
+
+
+def cpu_flags() -> list[str]:
+    """The running CPU's instruction-set flags that decide ggml's CPU kernels, as cpuid and
+    xgetbv report them (Linux ``/proc/cpuinfo`` names; a feature the OS does not enable is
+    absent). Under an emulator these are the emulated CPU's. Empty off x86.
+
+    Raises:
+        NativeLibraryError: the native library cannot be loaded.
+    """
+    return (lib().g4r_cpu_flags() or b"").decode().split()
+
+
+def cpu_brand() -> str:
+    """The CPU's brand string from cpuid ("" where it has none).
+
+    Raises:
+        NativeLibraryError: the native library cannot be loaded.
+    """
+    return (lib().g4r_cpu_brand() or b"").decode(errors="replace").strip()
+
+
+#: Written by the build beside the CPU modules: module file name -> ggml features it was built for.
+CPU_VARIANTS_FILE = "ggml-cpu-variants.json"
+
+
+def cpu_modules() -> list[dict[str, Any]]:
+    """ggml's CPU kernel modules beside the native library and the score ggml gives each on
+    this CPU (its own ``ggml_backend_score``, which reads cpuid; 0: refused). ggml loads the
+    one with the highest score (the first of equals).
+
+    Returns:
+        ``[{"file": "libggml-cpu-haswell.so", "score": int, "features": ["SSE42", ...] or
+        None}]`` sorted by file name; ``features`` come from the build's
+        ``ggml-cpu-variants.json`` (None for a module it does not list).
+
+    Raises:
+        NativeLibraryError: the native library cannot be loaded.
+    """
+    handle = lib()
+    folder = Path(handle._name).parent  # noqa: SLF001 - the path ctypes loaded
+    try:
+        recorded = json.loads((folder / CPU_VARIANTS_FILE).read_text())
+    except (OSError, ValueError):
+        recorded = {}
+    modules = []
+    for path in sorted(folder.glob("*ggml-cpu*")):
+        if path.suffix not in (".so", ".dll", ".dylib"):
+            continue
+        score = 0
+        try:
+            module = ctypes.CDLL(str(path))
+            fn = module.ggml_backend_score
+            fn.restype, fn.argtypes = ctypes.c_int, []
+            score = int(fn())
+        except (OSError, AttributeError):
+            score = 0
+        modules.append({"file": path.name, "score": score, "features": recorded.get(path.name)})
+    return modules
 
 
 def has_blas() -> bool:

@@ -23,11 +23,14 @@ blas=${G4R_BLAS:-none}
 if [ "$blas" = mkl ]; then
   $VPY -m pip install -q --disable-pip-version-check mkl-static mkl-include
 fi
-# The development build compiles ggml's CPU kernels for this machine only (G4R_CPU_ISA=auto);
+# The development build compiles ggml's CPU kernels for this machine only (G4R_CPU_ISA=auto:
+# each GGML_<FEATURE> on exactly when this CPU's cpuid flags have it, gpt4all_rag/cpu_isa.py);
 # a wheel (pip wheel ., CI, releases) carries every variant and picks one at run time.
 $VPY -m pip install -q --disable-pip-version-check --no-build-isolation \
   --config-settings=cmake.define.G4R_CPU_ISA="${G4R_CPU_ISA:-auto}" \
   --config-settings=cmake.define.G4R_BLAS="$blas" -e ".[${extras}]"
+# The module just built must load here: stop now, naming the flags it lacks, if ggml refuses it.
+$VPY -m gpt4all_rag.system --check > /dev/null
 for pkg in integrations/langchain integrations/llama_index; do
   if [ -f "$pkg/pyproject.toml" ]; then
     $VPY -m pip install -q --disable-pip-version-check -e "${pkg}${pkg_extras}"

@@ -128,6 +128,20 @@ G4R_API void g4r_log_set(g4r_log_callback callback, void *user_data);
  *  backend loaded (a BLAS build: "ACCEL: BLAS (...)"); static lifetime. */
 G4R_API const char *g4r_system_info(void);
 
+/**
+ * @return the x86 instruction-set extensions of the running CPU that its OS has enabled,
+ *  space-separated, in Linux's /proc/cpuinfo spelling ("sse4_2 avx f16c fma avx2 bmi2
+ *  avx_vnni avx512f ..."; those that decide ggml's CPU kernels, see native/src/cpu_flags.h),
+ *  read with cpuid and xgetbv: the CPU's own answer, also under an emulator, where
+ *  /proc/cpuinfo shows the host's. "" on other architectures. Static lifetime; thread-safe;
+ *  needs no CPU backend (it works where none of ggml's CPU modules loads).
+ */
+G4R_API const char *g4r_cpu_flags(void);
+
+/** @return the CPU's brand string from cpuid (e.g. "AMD EPYC 9R14 96-Core Processor"), or ""
+ *  where it has none; static lifetime; thread-safe. */
+G4R_API const char *g4r_cpu_brand(void);
+
 /** @return the number of GPU devices available to this build (0 on a CPU-only build). */
 G4R_API int32_t g4r_gpu_count(void);
 

@@ -818,7 +818,8 @@ g4r_model *g4r_model_load(const char *path, int32_t n_ctx, int32_t n_gpu_layers,
         ensure_backend();
         if (!ggml_backend_dev_by_type(GGML_BACKEND_DEVICE_TYPE_CPU))
             fail(G4R_ERR_NOT_FOUND, "no CPU backend: none of ggml's CPU modules (libggml-cpu*.so) beside the "
-                                    "native library in '" + own_directory() + "' loads on this CPU");
+                                    "native library in '" + own_directory() + "' loads on this CPU (python -m "
+                                    "gpt4all_rag.system names the flags each one needs)");
         if (!path) fail(G4R_ERR_INVALID_ARGUMENT, "path is NULL");
         if (n_ctx < 0) fail(G4R_ERR_INVALID_ARGUMENT, "n_ctx must be >= 0, got " + std::to_string(n_ctx));
         if (n_seq < 1 || n_seq > kMaxSeq)
