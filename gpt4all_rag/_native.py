@@ -425,23 +425,53 @@ class NativeModel:
             check(L.g4r_last_status() or ERR_INTERNAL)
         self._handle: int | None = handle
         self._sequences: dict[int, NativeSequence] = {}
+        # The one owner of the handle's lifetime: calls in flight are counted, close() refuses
+        # new ones at once and frees the handle only after the last one has left.
+        self._cond = threading.Condition(threading.Lock())
+        self._in_flight = 0
+        self._closing = False
 
     # -- lifetime ---------------------------------------------------------------------------
     @property
-    def handle(self) -> int:
-        if self._handle is None:
-            raise errors.ModelClosedError("the model was closed; create a new instance to use it")
-        return self._handle
-
-    @property
     def closed(self) -> bool:
-        return self._handle is None
+        """True from the moment :meth:`close` starts."""
+        return self._closing
+
+    def _call(self, name: str, *args: Any) -> Any:
+        """Call ``g4r_<...>(handle, *args)``, counted as in flight so that :meth:`close` never
+        frees the handle beside it.
+
+        Raises:
+            ModelClosedError: :meth:`close` has started.
+        """
+        with self._cond:
+            if self._closing:
+                raise errors.ModelClosedError("the model was closed; create a new instance to use it")
+            self._in_flight += 1
+        try:
+            return getattr(self._lib, name)(self._handle, *args)
+        finally:
+            with self._cond:
+                self._in_flight -= 1
+                if not self._in_flight:
+                    self._cond.notify_all()
 
     def close(self) -> None:
-        """Free the native handle. Idempotent."""
-        handle, self._handle = self._handle, None
-        if handle:
-            self._lib.g4r_model_free(handle)
+        """Refuse new calls (they raise ``ModelClosedError``), wait until the calls in flight
+        in other threads have returned, then free the native model. Idempotent; a second
+        close() in another thread returns once the model is freed. Thread-safe."""
+        with self._cond:
+            if self._closing:
+                while self._handle is not None:
+                    self._cond.wait()
+                return
+            self._closing = True
+            while self._in_flight:
+                self._cond.wait()
+            handle, self._handle = self._handle, None
+            if handle:
+                self._lib.g4r_model_free(handle)
+            self._cond.notify_all()
 
     def __del__(self) -> None:  # pragma: no cover - depends on GC timing
         try:
@@ -452,7 +482,7 @@ class NativeModel:
     # -- properties -------------------------------------------------------------------------
     def info(self, prop: int) -> int:
         value = ctypes.c_int64()
-        check(self._lib.g4r_model_info(self.handle, prop, ctypes.byref(value)))
+        check(self._call("g4r_model_info", prop, ctypes.byref(value)))
         return value.value
 
     @property
@@ -475,14 +505,14 @@ class NativeModel:
     def device(self) -> tuple[str, str | None]:
         """``(backend, device description or None)``."""
         backend, dev = ctypes.c_char_p(), ctypes.c_char_p()
-        check(self._lib.g4r_model_device(self.handle, ctypes.byref(backend), ctypes.byref(dev)))
+        check(self._call("g4r_model_device", ctypes.byref(backend), ctypes.byref(dev)))
         return (backend.value or b"cpu").decode(), dev.value.decode() if dev.value else None
 
     def meta(self, key: str) -> str | None:
         """A GGUF metadata value as a string, or ``None`` when the key is absent."""
-        handle, name = self.handle, key.encode()
+        name = key.encode()
         status, value = _read_string(
-            lambda buf, size, need: self._lib.g4r_model_meta(handle, name, buf, size, need), 256)
+            lambda buf, size, need: self._call("g4r_model_meta", name, buf, size, need), 256)
         if status == ERR_NOT_FOUND:
             return None
         check(status)
@@ -491,7 +521,7 @@ class NativeModel:
     def chat_template(self) -> str | None:
         """The GGUF's ``tokenizer.chat_template``, or ``None``."""
         out = ctypes.c_char_p()
-        status = self._lib.g4r_model_chat_template(self.handle, ctypes.byref(out))
+        status = self._call("g4r_model_chat_template", ctypes.byref(out))
         if status == ERR_NOT_FOUND:
             return None
         check(status)
@@ -506,18 +536,18 @@ class NativeModel:
                 when the model has no template and none is given).
         """
         out = ctypes.c_void_p()
-        status = self._lib.g4r_chat_apply(self.handle, chat_template.encode() if chat_template else None,
+        status = self._call("g4r_chat_apply", chat_template.encode() if chat_template else None,
                                           json.dumps(request).encode(), ctypes.byref(out))
         return json.loads(_take_string(status, out))
 
     def special_token(self, kind: str) -> int:
         """Id of a special token (``"bos"``, ``"eos"``, ``"eot"``, ...) or -1."""
         out = ctypes.c_int32()
-        check(self._lib.g4r_model_special_token(self.handle, SPECIAL_TOKENS[kind], ctypes.byref(out)))
+        check(self._call("g4r_model_special_token", SPECIAL_TOKENS[kind], ctypes.byref(out)))
         return out.value
 
     def is_eog(self, token: int) -> bool:
-        return bool(self._lib.g4r_model_token_is_eog(self.handle, token))
+        return bool(self._call("g4r_model_token_is_eog", token))
 
     # -- text <-> tokens --------------------------------------------------------------------
     def tokenize(self, text: str, *, add_special: bool = True, parse_special: bool = False) -> list[int]:
@@ -527,7 +557,7 @@ class NativeModel:
         while True:
             arr = (ctypes.c_int32 * cap)()
             n = ctypes.c_int32()
-            status = self._lib.g4r_tokenize(self.handle, data, len(data), int(add_special),
+            status = self._call("g4r_tokenize", data, len(data), int(add_special),
                                             int(parse_special), arr, cap, ctypes.byref(n))
             if status == ERR_BUFFER_TOO_SMALL:
                 cap = n.value
@@ -538,11 +568,11 @@ class NativeModel:
     def token_to_piece(self, token: int, *, special: bool = False) -> bytes:
         n = ctypes.c_int32()
         buf = ctypes.create_string_buffer(256)
-        status = self._lib.g4r_token_to_piece(self.handle, token, int(special), buf, 256,
+        status = self._call("g4r_token_to_piece", token, int(special), buf, 256,
                                               ctypes.byref(n))
         if status == ERR_BUFFER_TOO_SMALL:
             buf = ctypes.create_string_buffer(n.value)
-            check(self._lib.g4r_token_to_piece(self.handle, token, int(special), buf, n.value,
+            check(self._call("g4r_token_to_piece", token, int(special), buf, n.value,
                                                ctypes.byref(n)))
             return buf.raw[: n.value]
         check(status)
@@ -554,7 +584,7 @@ class NativeModel:
         while True:
             buf = ctypes.create_string_buffer(cap)
             n = ctypes.c_int32()
-            status = self._lib.g4r_detokenize(self.handle, arr, len(tokens), int(special), buf, cap,
+            status = self._call("g4r_detokenize", arr, len(tokens), int(special), buf, cap,
                                               ctypes.byref(n))
             if status == ERR_BUFFER_TOO_SMALL:
                 cap = n.value + 1
@@ -564,7 +594,7 @@ class NativeModel:
 
     # -- evaluation -------------------------------------------------------------------------
     def set_threads(self, n_threads: int) -> None:
-        check(self._lib.g4r_model_set_threads(self.handle, int(n_threads)))
+        check(self._call("g4r_model_set_threads", int(n_threads)))
 
     def reset(self) -> None:
         check(self._lib.g4r_model_reset(self.handle))
@@ -589,14 +619,15 @@ class NativeModel:
         flat = np.fromiter((t for s in sequences for t in s), dtype=np.int32, count=int(lens.sum()))
         out = np.empty((len(sequences), dim), dtype=np.float32)
         i32 = _p(ctypes.c_int32)
-        check(self._lib.g4r_model_embed(self.handle, flat.ctypes.data_as(i32), lens.ctypes.data_as(i32),
+        check(self._call("g4r_model_embed", flat.ctypes.data_as(i32), lens.ctypes.data_as(i32),
                                         len(sequences), out.ctypes.data_as(_p(ctypes.c_float)), dim))
         return out
 
     def cancel(self) -> None:
         """Ask a running evaluation (in another thread) to stop."""
-        if self._handle is not None:
-            self._lib.g4r_model_cancel(self._handle)
+        with self._cond:  # never beside the free in close()
+            if self._handle is not None:
+                self._lib.g4r_model_cancel(self._handle)
 
 
 
@@ -631,7 +662,7 @@ class NativeSequence:
         cached tokens were reused."""
         arr = (ctypes.c_int32 * len(tokens))(*tokens)
         reused = ctypes.c_int32()
-        check(self._lib.g4r_model_ingest(self.model.handle, self.seq, arr, len(tokens), int(n_batch),
+        check(self.model._call("g4r_model_ingest", self.seq, arr, len(tokens), int(n_batch),
                                          ctypes.byref(reused)))
         return reused.value
 
@@ -646,8 +677,8 @@ class NativeSequence:
         patterns = (ctypes.c_char_p * max(len(trigger_patterns), 1))(
             *[p.encode() for p in trigger_patterns])
         tokens = (ctypes.c_int32 * max(len(trigger_tokens), 1))(*trigger_tokens)
-        check(self._lib.g4r_generate_start(
-            self.model.handle, self.seq, float(temp), int(top_k), float(top_p), float(min_p),
+        check(self.model._call(
+            "g4r_generate_start", self.seq, float(temp), int(top_k), float(top_p), float(min_p),
             float(repeat_penalty), int(repeat_last_n), int(seed) & 0xFFFFFFFF,
             grammar.encode() if grammar else None, patterns, len(trigger_patterns), tokens,
             len(trigger_tokens), -1 if n_predict is None else int(n_predict),
@@ -655,9 +686,15 @@ class NativeSequence:
 
     def generate_next(self) -> tuple[int, bytes, int]:
         """``(token, piece bytes, stop reason)``; see ``g4r_generate_next``."""
-        check(self._lib.g4r_generate_next(self.model.handle, self.seq, ctypes.byref(self._token),
-                                          self._piece, 256, ctypes.byref(self._n),
-                                          ctypes.byref(self._reason)))
+        while True:
+            status = self.model._call("g4r_generate_next", self.seq, ctypes.byref(self._token),
+                                      self._piece, len(self._piece), ctypes.byref(self._n),
+                                      ctypes.byref(self._reason))
+            if status != ERR_BUFFER_TOO_SMALL:
+                break
+            # The token stays queued; take it again with a buffer of the size it needs.
+            self._piece = ctypes.create_string_buffer(max(self._n.value, 2 * len(self._piece)))
+        check(status)
         return self._token.value, self._piece.raw[: self._n.value], self._reason.value
 
     def generate_logprobs(self, n_top: int) -> tuple[float, list[tuple[int, float]]]:
@@ -666,13 +703,13 @@ class NativeSequence:
         that step, from the raw logits (``g4r_generate_logprobs``)."""
         logprob, n = ctypes.c_float(), ctypes.c_int32()
         ids, lps = (ctypes.c_int32 * max(n_top, 1))(), (ctypes.c_float * max(n_top, 1))()
-        check(self._lib.g4r_generate_logprobs(self.model.handle, self.seq, int(n_top),
+        check(self.model._call("g4r_generate_logprobs", self.seq, int(n_top),
                                               ctypes.byref(logprob), ids, lps, ctypes.byref(n)))
         return logprob.value, [(ids[i], lps[i]) for i in range(n.value)]
 
     def generate_finish(self) -> None:
         if not self.model.closed:
-            check(self._lib.g4r_generate_finish(self.model.handle, self.seq))
+            check(self.model._call("g4r_generate_finish", self.seq))
 
     def score(self, tokens: Sequence[int], n_prompt: int, n_batch: int
               ) -> tuple[list[float], list[int], int]:
@@ -683,7 +720,7 @@ class NativeSequence:
         arr = (ctypes.c_int32 * n)(*tokens)
         m = max(n - int(n_prompt), 1)
         lps, ranks, reused = (ctypes.c_float * m)(), (ctypes.c_int32 * m)(), ctypes.c_int32()
-        check(self._lib.g4r_model_score(self.model.handle, self.seq, arr, n, int(n_prompt),
+        check(self.model._call("g4r_model_score", self.seq, arr, n, int(n_prompt),
                                         int(n_batch), lps, ranks, ctypes.byref(reused)))
         k = n - int(n_prompt)
         return list(lps[:k]), list(ranks[:k]), reused.value

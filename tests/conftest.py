@@ -15,6 +15,9 @@ import pytest
 
 TIERS = ("unit", "native", "models", "server")
 
+#: tests/wheel runs from the installed wheel's own environment (scripts/wheel_smoke.sh).
+collect_ignore = ["wheel"]
+
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
