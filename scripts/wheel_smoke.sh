@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Build the portable wheel once (pip wheel .: every CPU variant), install it into a fresh
 # virtual environment with no compiler or CMake on PATH, and run the smoke test from it
-# (generate, embed, index a folder and ask). Prints the build time and the wheel's size.
+# (generate, embed, index a folder and ask), then the wheel tier of the tests (tests/wheel:
+# the variant chosen under emulated lower CPUs). Prints the build time and the wheel's size.
 #
 #   bash scripts/wheel_smoke.sh [OUT_DIR]      # default: build/wheel-smoke
 set -euo pipefail
@@ -31,10 +32,11 @@ PYEOF
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-# A PATH with Python's virtual environment and the basic tools only: no compiler, no CMake.
+# A PATH with Python's virtual environment and the basic tools only (and QEMU for the wheel
+# tier): no compiler, no CMake.
 tools="$out/tools"
 mkdir -p "$tools"
-for t in sh bash env cat ls rm mkdir dirname uname ln cp mv tar gzip id date; do
+for t in sh bash env cat ls rm mkdir dirname uname ln cp mv tar gzip id date qemu-x86_64; do
   p=$(command -v "$t" || true)
   [ -n "$p" ] && ln -sf "$p" "$tools/$t"
 done
@@ -48,3 +50,9 @@ export CC=false CXX=false
   "${wheel}[localdocs]"
 (cd "$work" && "$root/$out/venv/bin/python" -I "$root/scripts/wheel_smoke.py" "$work")
 echo "wheel smoke test passed"
+
+# The wheel tier (tests/wheel): the run-time choice of CPU kernels under emulated lower CPUs
+# (Debian's qemu-user), generation and embeddings there against the host's.
+"$out/venv/bin/python" -m pip install -q --disable-pip-version-check pytest
+(cd "$work" && "$root/$out/venv/bin/python" -I -m pytest -c "$root/tests/wheel/pytest.ini" \
+  --rootdir "$root/tests/wheel" "$root/tests/wheel")
