@@ -68,7 +68,7 @@ def serve(host: str, port: int, model: str | None, embedding_model: str, model_p
     pool = ModelPool(config)
     if model is not None:
         with cli_errors():
-            pool.chat_model(pool.resolve(model))  # pinned: loaded before the first request
+            pool.preload(pool.resolve(model))  # loaded before the first request
     click.echo(f"gpt4all-rag serving the OpenAI API on http://{host}:{port}/v1"
                f"{' (API key required)' if config.api_key else ''}", err=True)
     uvicorn.run(create_app(config, pool), host=host, port=port, log_level="warning")

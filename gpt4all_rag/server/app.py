@@ -49,7 +49,8 @@ from .schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest,
 
 __all__ = ["create_app"]
 
-#: Status of each error class a request can cause (first match in order wins).
+#: Status of each error class a request can cause (first match in order wins). Every class
+#: of :mod:`gpt4all_rag.errors` has a row: none of them is a 500.
 _STATUS: tuple[tuple[type[BaseException], int, str], ...] = (
     (errors.ModelNotFoundError, 404, "model_not_found"),
     (errors.CollectionNotFoundError, 404, "collection_not_found"),
@@ -60,6 +61,17 @@ _STATUS: tuple[tuple[type[BaseException], int, str], ...] = (
     (errors.CollectionMismatchError, 400, "collection_mismatch"),
     (errors.UnsupportedOperationError, 400, "unsupported"),
     (errors.InvalidParameterError, 400, "invalid_parameter"),
+    (errors.DocumentLoadError, 400, "invalid_document"),
+    (errors.DatasetError, 400, "invalid_dataset"),
+    (errors.DownloadError, 502, "download_failed"),
+    (errors.ModelBusyError, 503, "model_busy"),
+    (errors.ConcurrentUseError, 503, "model_busy"),
+    (errors.ModelClosedError, 503, "model_unavailable"),  # evicted or shut down: retry
+    (errors.CancellationError, 503, "cancelled"),
+    (errors.GenerationError, 503, "generation_failed"),
+    (errors.StoreError, 503, "store_unavailable"),
+    (errors.NativeLibraryError, 503, "backend_unavailable"),
+    (errors.GPT4AllRagError, 503, "server_error"),
 )
 
 
@@ -68,7 +80,8 @@ def _api_error(exc: BaseException) -> ApiError:
         return exc
     for cls, status, code in _STATUS:
         if isinstance(exc, cls):
-            return ApiError(status, str(exc), code=code)
+            return ApiError(status, str(exc), code=code,
+                            type="server_error" if status >= 500 else "invalid_request_error")
     return ApiError(500, f"internal error: {type(exc).__name__}: {exc}", type="server_error")
 
 
@@ -106,34 +119,34 @@ class _BodyLimit:
 
 
 class _Held:
-    """A model slot held by a streaming response. Released once: when the stream ends, or by
+    """A model lease held by a streaming response. Released once: when the stream ends, or by
     the response's background task when the client left before the stream started (an async
     generator that never started never runs its ``finally``)."""
 
-    def __init__(self, slot: Any) -> None:
-        self.slot, self.released = slot, False
+    def __init__(self, lease: Any) -> None:
+        self.lease, self.released = lease, False
 
     async def release(self) -> None:
         if not self.released:
             self.released = True
-            await self.slot.__aexit__(None, None, None)
+            await self.lease.__aexit__(None, None, None)
 
 
-async def _event_stream(pool: ModelPool, filename: str, start: Callable[[], Any],
+async def _event_stream(pool: ModelPool, filename: str, start: Callable[[Any], Any],
                         render: Callable[[AsyncIterator[Any]], AsyncIterator[dict[str, Any]]],
                         ) -> EventSourceResponse:
-    """A Server-Sent Events response holding ``filename``'s slot for its whole life.
+    """A Server-Sent Events response holding a lease on ``filename``'s model for its whole life.
 
-    ``start()`` runs in a worker thread before the response begins, so its errors (bad
+    ``start(model)`` runs in a worker thread before the response begins, so its errors (bad
     parameters) are the HTTP error; it returns the blocking iterator of the generation.
     ``render`` turns that iterator's items (pumped from a worker thread) into JSON objects;
     ``data: [DONE]`` ends the stream, and an error after the start is sent as an error object.
     """
-    slot = pool.slot(filename)
-    await slot.__aenter__()
-    held = _Held(slot)
+    lease = pool.lease(filename)
+    model = await lease.__aenter__()
+    held = _Held(lease)
     try:
-        items = await asyncio.to_thread(start)
+        items = await asyncio.to_thread(start, model)
     except BaseException:
         await held.release()
         raise
@@ -235,9 +248,9 @@ def create_app(config: ServerConfig, pool: ModelPool | None = None) -> FastAPI:
                       top_logprobs=req.top_logprobs, enable_thinking=req.enable_thinking, **options)
         include_usage = bool(req.stream_options and req.stream_options.include_usage)
         if not req.stream:
-            async with pool.slot(filename):
+            async with pool.lease(filename) as model:
                 def run() -> ChatCompletion:
-                    out = pool.chat_model(filename).create_chat_completion(messages, **kwargs)
+                    out = model.create_chat_completion(messages, **kwargs)
                     assert isinstance(out, ChatCompletion)
                     return out
 
@@ -257,7 +270,7 @@ def create_app(config: ServerConfig, pool: ModelPool | None = None) -> FastAPI:
                 yield {"id": last.id, "object": "chat.completion.chunk", "created": last.created,
                        "model": last.model, "choices": [], "references": references}
 
-        return await _event_stream(pool, filename, lambda: pool.chat_model(filename).create_chat_completion(
+        return await _event_stream(pool, filename, lambda model: model.create_chat_completion(
             messages, stream=True, **kwargs), render)
 
     @app.post("/v1/completions", dependencies=auth)
@@ -291,9 +304,8 @@ def create_app(config: ServerConfig, pool: ModelPool | None = None) -> FastAPI:
             return "length" if s.finish_reason == "length" else "stop"
 
         if not req.stream:
-            async with pool.slot(filename):
+            async with pool.lease(filename) as model:
                 def run() -> dict[str, Any]:
-                    model = pool.chat_model(filename)
                     text = model.generate(req.text, logprobs=req.logprobs, **params.generate_kwargs())
                     out = body(text, model, finish_reason(model.stats), legacy_logprobs(model.last_logprobs))
                     out["usage"] = usage(model.stats)
@@ -305,8 +317,7 @@ def create_app(config: ServerConfig, pool: ModelPool | None = None) -> FastAPI:
         # belong to the worker thread that started it).
         loaded: list[Any] = []
 
-        def start() -> Any:
-            model = pool.chat_model(filename)
+        def start(model: Any) -> Any:
             stream = model.generate(req.text, streaming=True, logprobs=req.logprobs,
                                     **params.generate_kwargs())
             loaded.extend([model, model.stats, model.last_logprobs])
@@ -326,8 +337,8 @@ def create_app(config: ServerConfig, pool: ModelPool | None = None) -> FastAPI:
     @app.post("/v1/embeddings", dependencies=auth)
     async def embeddings(req: EmbeddingRequest) -> Any:
         filename = pool.resolve(req.model, embedding=True)
-        async with pool.slot(filename):
-            return JSONResponse(await asyncio.to_thread(_embed, pool, filename, req))
+        async with pool.lease(filename, "embedding") as embedder:
+            return JSONResponse(await asyncio.to_thread(_embed, embedder, filename, req))
 
     @app.get("/v1/collections", dependencies=auth)
     async def collections() -> dict[str, Any]:
@@ -374,8 +385,7 @@ def _with_localdocs(pool: ModelPool, req: ChatCompletionRequest) -> tuple[list[d
     return messages, references
 
 
-def _embed(pool: ModelPool, filename: str, req: EmbeddingRequest) -> dict[str, Any]:
-    embedder = pool.embedder(filename)
+def _embed(embedder: Any, filename: str, req: EmbeddingRequest) -> dict[str, Any]:
     model = embedder.gpt4all.model
     items = req.input if isinstance(req.input, list) else [req.input]
     if items and isinstance(items[0], int):

@@ -2,11 +2,18 @@
 
 Chat and embedding models are files in the model directory (or catalogue models when downloads
 are allowed), loaded when a request first names them and kept in least-recently-used order up
-to :attr:`ServerConfig.max_loaded_models`. A chat model generates for
-:attr:`ServerConfig.parallel` requests at once (its parallel sequences, decoded together);
-further requests for it wait in arrival order, at most :attr:`ServerConfig.max_queue` of them
-and for at most :attr:`ServerConfig.queue_timeout_s`, after which they get 503 instead of
-hanging. Admission happens on the event loop, so a waiting request holds no thread.
+to :attr:`ServerConfig.max_loaded_models`. The pool is the one owner of their lifetime and the
+one admission layer: a request holds a *lease* on its model (:meth:`ModelPool.lease`) from
+admission to its last byte, and only a model no request holds is ever evicted. A chat model
+generates for :attr:`ServerConfig.parallel` requests at once (its parallel sequences, decoded
+together); further requests for it wait in arrival order, at most
+:attr:`ServerConfig.max_queue` of them and for at most :attr:`ServerConfig.queue_timeout_s`,
+after which they get 503 (``queue_full``, ``queue_timeout``) instead of hanging. A request
+for a model that is not loaded while every loaded model is held waits, within the same
+timeout, for one of them to be released (then evicted), else gets 503 ``model_busy``: the
+memory bound is never exceeded. Loads run in a worker thread outside any lock other requests
+need; waiting happens on the event loop, so a waiting request holds no thread. A refused
+request (an embedding model named for chat, or the reverse) changes nothing cached.
 """
 
 from __future__ import annotations
@@ -97,17 +104,31 @@ class _Slot:
         self.waiting = 0
 
 
+class _Entry:
+    """One model file of the pool: loading, or loaded and held by ``users`` requests."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind  # "chat" or "embedding"
+        self.model: GPT4All | Embed4All | None = None
+        self.settled = asyncio.Event()  # set once the load ended (either way)
+        self.error: BaseException | None = None  # why the load failed
+        self.task: asyncio.Future[None] | None = None  # the load, a task of its own
+        self.users = 0
+
+
 class ModelPool:
     """The loaded models and LocalDocs collections of one server process.
 
-    Thread safety: loading is serialised by a lock; a model hands its sequences to the
-    requests admitted by :meth:`slot`, which runs on the event loop.
+    Thread safety: the model table is changed on the event loop only (:meth:`lease`); loads and
+    closes run in worker threads. :meth:`preload` and :meth:`close` are for before and after
+    the loop runs.
     """
 
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
-        self._loaded: collections.OrderedDict[str, GPT4All | Embed4All] = collections.OrderedDict()
-        self._load_lock = threading.Lock()
+        self._entries: collections.OrderedDict[str, _Entry] = collections.OrderedDict()
+        self._n_closing = 0  # evicted models whose close() still runs: they hold memory
+        self._changed = asyncio.Event()  # replaced and set whenever a model is released
         self._slots: dict[str, _Slot] = {}
         self._localdocs: dict[str, Any] = {}
         self._localdocs_lock = threading.Lock()
@@ -146,16 +167,25 @@ class ModelPool:
                 names |= {e["filename"] for e in models.list_models() if e.get("filename")}
             except errors.DownloadError:
                 pass  # logged by the catalogue code; the local files still answer
-        return sorted(names | set(self._loaded))
+        return sorted(names | {n for n, e in list(self._entries.items()) if e.model is not None})
 
-    # -- admission ---------------------------------------------------------------------------
+    # -- leases ------------------------------------------------------------------------------
     @asynccontextmanager
-    async def slot(self, filename: str) -> AsyncIterator[None]:
-        """Hold ``filename`` for one request.
+    async def lease(self, filename: str, kind: str = "chat") -> AsyncIterator[Any]:
+        """Admit one request for ``filename`` and hold its model (loaded on first use) until
+        the block ends; the model is never evicted meanwhile.
+
+        Args:
+            filename: a name from :meth:`resolve`.
+            kind: ``"chat"`` (yields a :class:`GPT4All`) or ``"embedding"`` (an
+                :class:`Embed4All`).
 
         Raises:
-            ApiError: 503 when :attr:`ServerConfig.max_queue` requests already wait, or after
-                waiting :attr:`ServerConfig.queue_timeout_s`.
+            ApiError: 503 ``queue_full`` when :attr:`ServerConfig.max_queue` requests already
+                wait for it, ``queue_timeout`` after :attr:`ServerConfig.queue_timeout_s`,
+                ``model_busy`` when it is not loaded and every loaded model stays held that
+                long; 400 when the file is an embedding model asked for chat or the reverse.
+            ModelLoadError, ModelNotFoundError, DownloadError: the load failed.
         """
         slot = self._slots.get(filename)
         if slot is None:
@@ -163,6 +193,7 @@ class ModelPool:
         if slot.seats.locked() and slot.waiting >= self.config.max_queue:
             raise ApiError(503, f"{filename} is busy and {slot.waiting} requests already wait; "
                                 "retry later", type="server_error", code="queue_full")
+        deadline = asyncio.get_running_loop().time() + self.config.queue_timeout_s
         slot.waiting += 1
         try:
             await asyncio.wait_for(slot.seats.acquire(), self.config.queue_timeout_s)
@@ -172,57 +203,113 @@ class ModelPool:
         finally:
             slot.waiting -= 1
         try:
-            yield
+            entry = await self._acquire(filename, kind, deadline)
+            try:
+                yield entry.model
+            finally:
+                entry.users -= 1
+                self._notify()
         finally:
             slot.seats.release()
 
-    # -- loading -----------------------------------------------------------------------------
-    def chat_model(self, filename: str) -> GPT4All:
-        """The loaded chat model (loading it on first use). Blocking: call from a worker thread.
+    def _notify(self) -> None:
+        """Wake the requests waiting for a model to be released or loaded."""
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
 
-        Raises:
-            ApiError: 400 when the file is an embedding model.
-            ModelLoadError, ModelNotFoundError, DownloadError: from :class:`GPT4All`.
-        """
-        model = self._get(filename, lambda: GPT4All(
-            filename, model_path=self.config.model_directory, allow_download=self.config.allow_download,
-            n_threads=self.config.n_threads, n_ctx=self.config.n_ctx, n_parallel=self.config.parallel,
-            max_waiting=self.config.max_queue, wait_timeout=self.config.queue_timeout_s))
-        if not isinstance(model, GPT4All) or model.model.is_embedding:
-            raise ApiError(400, f"{filename} is an embedding model; use /v1/embeddings", param="model")
-        return model
+    async def _acquire(self, filename: str, kind: str, deadline: float) -> _Entry:
+        """The entry of ``filename`` with one more user: loaded already, or loaded now after
+        the least recently used model that no request holds was evicted. Loads and closes run
+        as tasks of their own, so a request that goes away meanwhile leaks nothing."""
+        while True:
+            entry = self._entries.get(filename)
+            if entry is None:
+                if len(self._entries) + self._n_closing >= self.config.max_loaded_models:
+                    idle = next((n for n, e in self._entries.items()
+                                 if e.users == 0 and e.model is not None), None)
+                    if idle is None:  # every loaded model is held: wait for a release
+                        await self._wait(self._changed.wait(), deadline, filename)
+                    else:
+                        old = self._entries.pop(idle)
+                        self._n_closing += 1  # until closed, it still holds its memory
+                        await asyncio.shield(asyncio.ensure_future(self._close_evicted(old)))
+                    continue
+                entry = self._entries[filename] = _Entry(kind)
+                entry.task = asyncio.ensure_future(self._load_into(filename, entry))
+            if not entry.settled.is_set():
+                await self._wait(entry.settled.wait(), deadline, filename)
+            if entry.error is not None:
+                if entry.kind != kind:
+                    continue  # it failed as the other kind; this request loads its own
+                raise entry.error
+            if entry.kind != kind:
+                raise _wrong_kind(filename, entry.kind)
+            if self._entries.get(filename) is not entry:
+                continue  # evicted while this request waited
+            entry.users += 1
+            self._entries.move_to_end(filename)
+            return entry
 
-    def embedder(self, filename: str) -> Embed4All:
-        """The loaded embedding model (loading it on first use). Blocking.
+    async def _load_into(self, filename: str, entry: _Entry) -> None:
+        try:
+            entry.model = await asyncio.to_thread(self._load, filename, entry.kind)
+        except Exception as exc:  # noqa: BLE001 - handed to every request waiting for it
+            entry.error = exc
+            if self._entries.get(filename) is entry:
+                del self._entries[filename]
+        finally:
+            entry.settled.set()
+            self._notify()
 
-        Raises:
-            ApiError: 400 when the file is not an embedding model.
-        """
-        def load() -> Embed4All:
+    async def _close_evicted(self, old: _Entry) -> None:
+        try:
+            await asyncio.to_thread(old.model.close)  # no request holds it: returns at once
+        finally:
+            self._n_closing -= 1
+            self._notify()
+
+    async def _wait(self, awaitable: Any, deadline: float, filename: str) -> None:
+        remaining = deadline - asyncio.get_running_loop().time()
+        try:
+            await asyncio.wait_for(awaitable, max(remaining, 0))
+        except asyncio.TimeoutError:
+            raise ApiError(503, f"{filename} is not loaded and the {self.config.max_loaded_models} "
+                                f"loaded models stayed in use for {self.config.queue_timeout_s:g} s; "
+                                "retry later (or raise --max-loaded-models)", type="server_error",
+                           code="model_busy") from None
+
+    def _load(self, filename: str, kind: str) -> GPT4All | Embed4All:
+        """Load ``filename`` as ``kind`` (blocking); a file of the other kind is closed again
+        and refused with 400, so nothing is cached for it."""
+        if kind == "embedding":
             try:
                 return Embed4All(filename, model_path=self.config.model_directory,
                                  allow_download=self.config.allow_download,
                                  n_threads=self.config.n_threads)
             except errors.UnsupportedOperationError as exc:
-                raise ApiError(400, str(exc), param="model") from exc
-
-        model = self._get(filename, load)
-        if not isinstance(model, Embed4All):
-            raise ApiError(400, f"{filename} is not an embedding model", param="model")
+                raise ApiError(400, str(exc), param="model", code="not_an_embedding_model") from exc
+        model = GPT4All(filename, model_path=self.config.model_directory,
+                        allow_download=self.config.allow_download, n_threads=self.config.n_threads,
+                        n_ctx=self.config.n_ctx, n_parallel=self.config.parallel,
+                        max_waiting=self.config.max_queue, wait_timeout=self.config.queue_timeout_s)
+        if model.model.is_embedding:
+            model.close()
+            raise _wrong_kind(filename, "embedding")
         return model
 
-    def _get(self, filename: str, load: Any) -> Any:
-        with self._load_lock:
-            model = self._loaded.get(filename)
-            if model is not None:
-                self._loaded.move_to_end(filename)
-                return model
-            model = load()
-            self._loaded[filename] = model
-            while len(self._loaded) > self.config.max_loaded_models:
-                _, old = self._loaded.popitem(last=False)
-                old.close()  # waits for a generation of its own to finish
-            return model
+    def preload(self, filename: str) -> GPT4All:
+        """Load a chat model before the server starts (``serve --model``); blocking, and only
+        before the event loop runs.
+
+        Raises:
+            as :meth:`lease`.
+        """
+        model = self._load(filename, "chat")
+        entry = self._entries[filename] = _Entry("chat")
+        entry.model = model
+        entry.settled.set()
+        assert isinstance(model, GPT4All)
+        return model
 
     def localdocs(self, collection: str) -> Any:
         """The open LocalDocs collection (opened on first use).
@@ -257,16 +344,26 @@ class ModelPool:
         return list(LocalDocs.list_collections(self.config.persist_directory, self.config.chroma_url))
 
     def close(self) -> None:
-        """Free every model and collection."""
-        with self._load_lock:
-            while self._loaded:
-                self._loaded.popitem()[1].close()
+        """Free every model and collection (after the event loop stopped serving)."""
+        while self._entries:
+            model = self._entries.popitem()[1].model
+            if model is not None:
+                model.close()
         with self._localdocs_lock:
             for ld in self._localdocs.values():
                 close = getattr(ld, "close", None)
                 if close is not None:
                     close()
             self._localdocs.clear()
+
+
+def _wrong_kind(filename: str, kind: str) -> ApiError:
+    """400 for a request that names a model of the other kind (``kind``: what the file is)."""
+    if kind == "embedding":
+        return ApiError(400, f"{filename} is an embedding model; use /v1/embeddings",
+                        param="model", code="not_a_chat_model")
+    return ApiError(400, f"{filename} is not an embedding model", param="model",
+                    code="not_an_embedding_model")
 
 
 def env_api_key() -> str | None:

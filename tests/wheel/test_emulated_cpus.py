@@ -99,8 +99,9 @@ def test_generation_and_embeddings_work_and_agree_with_the_host(
         emulated: tuple[str, dict[str, Any]], native: dict[str, Any]) -> None:
     cpu, result = emulated
     assert result["generated"] > 0 and result["text"]
-    # The same model through other kernels: rounding-level differences only.
-    assert abs(result["logprob"] - native["logprob"]) < 0.05, (cpu, result["logprob"], native["logprob"])
+    # The same model through other kernels: rounding-level differences only (seen: 0.000 nats
+    # on Haswell, 0.033 on Nehalem against an AVX-512 host; cosine 0.9999999 both).
+    assert abs(result["logprob"] - native["logprob"]) < 0.1, (cpu, result["logprob"], native["logprob"])
     a, b = result["vector"], native["vector"]
     cosine = sum(x * y for x, y in zip(a, b)) / math.sqrt(sum(x * x for x in a) * sum(y * y for y in b))
     assert len(a) == 384 and cosine > 0.999, (cpu, cosine)
