@@ -456,11 +456,12 @@ class GPT4All:
         if session is not None:
             session.history.append(MessageType(role="user", content=prompt))
         try:
-            if session is not None and session.localdocs is not None:
-                self.last_sources = session.localdocs.search(prompt, session.localdocs_k)
+            if session is not None and session.localdocs:
+                from .localdocs import build_prompt, search_collections
+
+                self.last_sources = search_collections(session.localdocs, prompt, session.localdocs_k)
                 kwargs = {"prompt_template": session.localdocs_template} if session.localdocs_template else {}
-                session.history[-1][LOCALDOCS_PROMPT_KEY] = session.localdocs.build_prompt(
-                    prompt, self.last_sources, **kwargs)
+                session.history[-1][LOCALDOCS_PROMPT_KEY] = build_prompt(prompt, self.last_sources, **kwargs)
             tokens, dropped = self._prompts.prompt_tokens(prompt, session)
         except BaseException:
             _drop_unanswered_turn(session)
@@ -694,7 +695,9 @@ class GPT4All:
                 for sideloaded models), False disables it.
             chat_template: a Jinja chat template; None uses the catalogue's, else the one
                 stored in the GGUF (``tokenizer.chat_template``).
-            localdocs: extension: a :class:`~gpt4all_rag.localdocs.LocalDocs` collection. Each
+            localdocs: extension: a :class:`~gpt4all_rag.localdocs.LocalDocs` collection, or a
+                list of them (their rankings fused by
+                :func:`~gpt4all_rag.localdocs.search_collections`). Each
                 user turn then retrieves ``localdocs_k`` excerpts for the message and the model
                 sees them before the question (``localdocs_template``, default
                 :data:`~gpt4all_rag.localdocs.DEFAULT_PROMPT_TEMPLATE`, with ``{context}`` and
@@ -707,6 +710,7 @@ class GPT4All:
         Raises:
             ChatTemplateError: (a ValueError) no template is available (the message says how to
                 pass one), or the template is malformed.
+            InvalidParameterError: ``localdocs`` is neither a LocalDocs nor a list of them.
         """
         if system_message is None:
             system_message = self.config.get("systemMessage", False)
@@ -714,12 +718,14 @@ class GPT4All:
             chat_template = self._default_chat_template()
         template = self._template(chat_template)
         check_number("localdocs_k", localdocs_k, low=1, integer=True)
-        if localdocs is not None and not (hasattr(localdocs, "search") and hasattr(localdocs, "build_prompt")):
-            raise errors.InvalidParameterError("localdocs must be a gpt4all_rag.localdocs.LocalDocs")
+        collections = [localdocs] if hasattr(localdocs, "search") else list(localdocs or ())
+        if not all(hasattr(ld, "search") for ld in collections):
+            raise errors.InvalidParameterError(
+                "localdocs must be a gpt4all_rag.localdocs.LocalDocs or a list of them")
         history: list[MessageType] = []
         if system_message is not False:
             history.append(MessageType(role="system", content=system_message))
-        self._chat_session = ChatSession(template=template, history=history, localdocs=localdocs,
+        self._chat_session = ChatSession(template=template, history=history, localdocs=collections,
                                          localdocs_k=localdocs_k, localdocs_template=localdocs_template)
         try:
             yield self

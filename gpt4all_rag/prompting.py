@@ -28,7 +28,7 @@ class ChatSession:
 
     template: ChatTemplate
     history: list[MessageType] = field(default_factory=list)
-    localdocs: Any = None
+    localdocs: list[Any] = field(default_factory=list)  # LocalDocs collections searched each turn
     localdocs_k: int = 3
     localdocs_template: str | None = None
     #: Further template variables (``tools``, ``enable_thinking``, ...).

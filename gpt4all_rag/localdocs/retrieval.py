@@ -25,7 +25,7 @@ import logging
 import os
 import re
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Collection, Literal, Mapping, Sequence
 
 import numpy as np
@@ -36,7 +36,7 @@ from .keyword_cache import KeywordCache
 from .records import StoredChunk
 from .store import Store
 
-__all__ = ["KeywordIndex", "SearchResult", "SearchResults", "convex_score_fusion",
+__all__ = ["KeywordIndex", "SearchResult", "SearchResults", "convex_score_fusion", "search_collections",
            "hybrid_search", "keyword_query", "reciprocal_rank_fusion"]
 
 logger = logging.getLogger("gpt4all_rag.localdocs")
@@ -147,6 +147,49 @@ class SearchResults(list[SearchResult]):
 
 def _opt_int(v: Any) -> int | None:
     return None if v is None else int(v)
+
+
+def search_collections(collections: Sequence[Any], query: str, k: int = 4, *,
+                       mode: Mode = "hybrid") -> SearchResults:
+    """Search several LocalDocs collections and fuse their results into one list of ``k``.
+
+    The one way several collections are searched together: the server's ``localdocs`` field,
+    ``chat_session(localdocs=[...])`` and the integrations call it.
+
+    Scores are not compared across collections: each collection's are on its own scale (hybrid
+    scores are normalised per collection and per query, so every collection's best hit scores
+    about 1.0, and BM25 scores depend on each collection's statistics). Their rankings are
+    fused instead, by reciprocal rank fusion (Cormack, Clarke and Buettcher, SIGIR 2009:
+    ``sum 1 / (60 + rank)``), which needs only ranks; equal fused scores keep the order of
+    ``collections``.
+
+    Args:
+        collections: :class:`~gpt4all_rag.localdocs.LocalDocs` objects (anything with their
+            ``search``), at least one.
+        query: the search text.
+        k: results to return (>= 1); each collection is asked for ``k``.
+        mode: as for ``LocalDocs.search``.
+
+    Returns:
+        At most ``k`` results, best first. One collection: its own results and scores;
+        several: each result's ``score`` is its fused RRF score.
+
+    Raises:
+        InvalidParameterError: no collection, or as ``LocalDocs.search``.
+        CollectionNotFoundError, StoreError: as ``LocalDocs.search``.
+    """
+    if not collections:
+        raise InvalidParameterError("search_collections needs at least one collection")
+    per = [list(ld.search(query, k, mode=mode)) for ld in collections]
+    if len(per) == 1:
+        return SearchResults(per[0])
+    fused = reciprocal_rank_fusion({str(i): [f"{i}:{j}" for j in range(len(r))]
+                                    for i, r in enumerate(per)})
+    out = SearchResults()
+    for key, score, _ in fused[:k]:
+        i, j = map(int, key.split(":"))
+        out.append(replace(per[i][j], score=score))
+    return out
 
 
 def reciprocal_rank_fusion(rankings: dict[str, Sequence[str]], rrf_k: int = RRF_K) -> list[tuple[str, float, dict[str, int]]]:

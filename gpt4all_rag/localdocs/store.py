@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 from urllib.parse import urlparse
@@ -156,18 +157,24 @@ class LocalDocsEmbeddingFunction(EmbeddingFunction[Documents]):
         self.query_prefix = query_prefix
         self.n_threads = n_threads
         self._embedder: Any = None
+        self._embedder_lock = threading.Lock()
 
     @property
     def embedder(self) -> Any:
-        """The :class:`~gpt4all_rag.Embed4All` (loaded on first use)."""
-        if self._embedder is None:
-            from ..embed4all import Embed4All
+        """The :class:`~gpt4all_rag.Embed4All` (loaded on first use, once, also when several
+        threads ask first)."""
+        embedder = self._embedder
+        if embedder is not None:
+            return embedder
+        with self._embedder_lock:
+            if self._embedder is None:
+                from ..embed4all import Embed4All
 
-            # The default folder as of now (GPT4All's DEFAULT_MODEL_DIRECTORY is fixed at import).
-            folder = self.model_path or str(paths.model_directory())
-            self._embedder = Embed4All(self.model_name, model_path=folder,
-                                       allow_download=False, n_threads=self.n_threads)
-        return self._embedder
+                # The default folder as of now (GPT4All's DEFAULT_MODEL_DIRECTORY is fixed at import).
+                folder = self.model_path or str(paths.model_directory())
+                self._embedder = Embed4All(self.model_name, model_path=folder,
+                                           allow_download=False, n_threads=self.n_threads)
+            return self._embedder
 
     def __call__(self, input: Documents) -> Embeddings:  # noqa: A002 - Chroma's signature
         prefix = self.document_prefix if self.document_prefix is not None else self.embedder.document_prefix

@@ -370,14 +370,12 @@ def _last_user_text(messages: list[dict[str, Any]]) -> tuple[int, str]:
 def _with_localdocs(pool: ModelPool, req: ChatCompletionRequest) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The messages with retrieved context in the last user message (the prompt code of
     ``chat_session(localdocs=...)``), and the references."""
-    from ..localdocs import build_prompt
+    from ..localdocs import build_prompt, search_collections
 
     assert req.localdocs is not None
     index, question = _last_user_text(req.messages)
-    results = []
-    for name in dict.fromkeys(req.localdocs.collections):
-        results += pool.localdocs(name).search(question, req.localdocs.k, mode=req.localdocs.mode)
-    results = sorted(results, key=lambda r: r.score, reverse=True)[: req.localdocs.k]
+    collections = [pool.localdocs(name) for name in dict.fromkeys(req.localdocs.collections)]
+    results = search_collections(collections, question, req.localdocs.k, mode=req.localdocs.mode)
     messages = list(req.messages)
     messages[index] = {**messages[index], "content": build_prompt(question, results)}
     references = [{"index": i, **{k: v for k, v in r.as_dict().items() if k != "metadata"}}

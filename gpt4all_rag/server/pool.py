@@ -333,7 +333,8 @@ class ModelPool:
                                    code="collection_not_found")
                 ld = LocalDocs(collection, persist_directory=self.config.persist_directory,
                                chroma_url=self.config.chroma_url, model_path=self.config.model_directory,
-                               n_threads=self.config.n_threads)
+                               n_threads=self.config.n_threads,
+                               allow_download=self.config.allow_download)
                 self._localdocs[collection] = ld
             return ld
 

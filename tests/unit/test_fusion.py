@@ -57,3 +57,43 @@ def test_hybrid_search_rejects_bad_fusion_options(kwargs: dict) -> None:
 ])
 def test_keyword_query_strips_question_openers(query: str, expected: str) -> None:
     assert keyword_query(query) == expected
+
+
+class _Collection:
+    """A collection's ranking for one query (what LocalDocs.search returns), as test data."""
+
+    def __init__(self, name: str, scores: list[float]) -> None:
+        from gpt4all_rag.localdocs import SearchResult
+
+        self.results = [SearchResult(text=f"{name} {i}", score=s, path=f"/{name}/{i}.md", title=name,
+                                     page=None, start_line=1, end_line=2, heading=None,
+                                     chunk_id=f"{name}:{i:05d}", ranks={"dense": i + 1})
+                        for i, s in enumerate(scores)]
+        self.asked: list[tuple[str, int, str]] = []
+
+    def search(self, query: str, k: int, *, mode: str = "hybrid") -> list:
+        self.asked.append((query, k, mode))
+        return self.results[:k]
+
+
+def test_several_collections_are_fused_by_rank_not_by_their_scores() -> None:
+    """Was: results of several collections sorted by score, though hybrid scores are min-max
+    scaled per collection (each collection's best is 1.0): a weak collection's best beat a
+    strong collection's second best regardless of rank."""
+    from gpt4all_rag.localdocs import search_collections
+
+    strong = _Collection("strong", [1.0, 0.99, 0.98, 0.97])
+    weak = _Collection("weak", [1.0, 0.2])
+    fused = search_collections([strong, weak], "q", 3, mode="dense")
+    assert [r.text for r in fused] == ["strong 0", "weak 0", "strong 1"]
+    assert fused[0].score == pytest.approx(1 / 61) and fused[2].score == pytest.approx(1 / 62)
+    assert strong.asked == weak.asked == [("q", 3, "dense")]
+
+
+def test_one_collection_keeps_its_results_and_scores() -> None:
+    from gpt4all_rag.localdocs import search_collections
+
+    only = _Collection("only", [0.9, 0.4])
+    assert search_collections([only], "q", 5) == only.results
+    with pytest.raises(InvalidParameterError):
+        search_collections([], "q", 3)
