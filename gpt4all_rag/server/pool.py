@@ -63,7 +63,8 @@ class ServerConfig:
         n_ctx, n_threads: for every chat model loaded (n_ctx per sequence).
         parallel: requests one chat model serves at once (its ``n_parallel``); each sequence
             holds a KV cache of n_ctx tokens.
-        max_loaded_models: chat and embedding models kept loaded (least recently used goes).
+        max_loaded_models: chat and embedding models loaded at most; the least recently used
+            one that no request holds is evicted for a new one (see :meth:`ModelPool.lease`).
         max_queue: requests that may wait for a busy model; more get 503.
         queue_timeout_s: how long one waits before it gets 503.
         max_tokens_limit: the largest ``max_tokens`` a request may ask for.
