@@ -127,3 +127,21 @@ def test_cli_errors_are_messages_not_tracebacks(tmp_path: Path) -> None:
     assert r.exit_code == 1 and "Error:" in r.output and "Traceback" not in r.output
     r = CliRunner().invoke(main, ["search", "x", "--collection", "a", "--persist-dir", str(tmp_path)])
     assert r.exit_code != 0 and "Traceback" not in r.output
+
+
+def test_a_session_over_several_collections_fuses_their_rankings(
+        smol: GPT4All, localdocs: LocalDocs, tmp_path: Path, model_dir: Path) -> None:
+    """chat_session(localdocs=[a, b]): each collection's best excerpt is in the turn's
+    sources, ranked by reciprocal rank fusion (scores of two collections are not comparable)."""
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "kettles.md").write_text("# Kettles\n\nDescale the kettle every Friday with vinegar.\n")
+    with LocalDocs("chat-test-2", persist_directory=tmp_path / "db2", model_path=model_dir) as second:
+        second.index(other, progress=False)
+        with smol.chat_session(localdocs=[second, localdocs], localdocs_k=2):
+            smol.generate("Which volcano is on Sicily?", max_tokens=4, temp=0)
+            sources = smol.last_sources
+            prompt = smol.current_chat_session[-2]["localdocs_prompt"]
+        assert [Path(s.path).name for s in sources] == ["kettles.md", "volcanoes.md"]
+        assert sources[0].score == pytest.approx(1 / 61) == sources[1].score  # both rank 1
+        assert "Descale" in prompt and "Mount Etna" in prompt
