@@ -61,7 +61,7 @@ def test_the_module_beside_the_library_loads_on_this_cpu() -> None:
 
 def _ggml_tree() -> Path:
     for cache in sorted(ROOT.glob("build/*/CMakeCache.txt")):
-        m = re.search(r"^G4R_LLAMA_CPP_SOURCE:\w+=(.+)$", cache.read_text(), flags=re.M)
+        m = re.search(r"^G4R_LLAMA_CPP_DIR:\w+=(.+)$", cache.read_text(), flags=re.M)  # a tree of one's own
         if m:
             return Path(m.group(1))
     for tree in sorted(ROOT.glob("build/*/_deps/llama-sdist/*/vendor/llama.cpp")):
