@@ -718,8 +718,12 @@ class GPT4All:
             chat_template = self._default_chat_template()
         template = self._template(chat_template)
         check_number("localdocs_k", localdocs_k, low=1, integer=True)
-        collections = ([] if localdocs is None else [localdocs] if hasattr(localdocs, "search")
-                       else list(localdocs) if isinstance(localdocs, (list, tuple)) else [localdocs])
+        if localdocs is None:
+            collections = []
+        elif isinstance(localdocs, (list, tuple)):
+            collections = list(localdocs)
+        else:
+            collections = [localdocs]
         if not all(hasattr(ld, "search") for ld in collections):
             raise errors.InvalidParameterError(
                 "localdocs must be a gpt4all_rag.localdocs.LocalDocs or a list of them")

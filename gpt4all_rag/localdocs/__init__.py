@@ -14,6 +14,6 @@ from .context import DEFAULT_EXCERPT_TEMPLATE, DEFAULT_PROMPT_TEMPLATE, build_pr
 from .localdocs import DEFAULT_EMBEDDING_MODEL, IndexReport, LocalDocs
 from .retrieval import SearchResult, SearchResults, search_collections
 
-__all__ = ["search_collections", "DEFAULT_EMBEDDING_MODEL", "DEFAULT_EXCERPT_TEMPLATE", "DEFAULT_PROMPT_TEMPLATE",
+__all__ = ["DEFAULT_EMBEDDING_MODEL", "DEFAULT_EXCERPT_TEMPLATE", "DEFAULT_PROMPT_TEMPLATE",
            "Collections", "IndexReport", "LocalDocs", "SearchResult", "SearchResults",
-           "build_prompt", "format_sources", "list_collections"]
+           "build_prompt", "format_sources", "list_collections", "search_collections"]

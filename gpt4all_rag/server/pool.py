@@ -113,7 +113,9 @@ class _Entry:
         self.model: GPT4All | Embed4All | None = None
         self.settled = asyncio.Event()  # set once the load ended (either way)
         self.error: BaseException | None = None  # why the load failed
-        self.task: asyncio.Future[None] | None = None  # the load, a task of its own
+        # The load, a task of its own; held here because the event loop keeps only a weak
+        # reference to a running task.
+        self.task: asyncio.Future[None] | None = None
         self.users = 0
 
 
@@ -274,9 +276,10 @@ class ModelPool:
         try:
             await asyncio.wait_for(awaitable, max(remaining, 0))
         except asyncio.TimeoutError:
-            raise ApiError(503, f"{filename} is not loaded and the {self.config.max_loaded_models} "
-                                f"loaded models stayed in use for {self.config.queue_timeout_s:g} s; "
-                                "retry later (or raise --max-loaded-models)", type="server_error",
+            raise ApiError(503, f"{filename} could not be made ready within "
+                                f"{self.config.queue_timeout_s:g} s (the {self.config.max_loaded_models} "
+                                "loaded models stayed in use, or its load still runs); retry later "
+                                "(or raise --max-loaded-models)", type="server_error",
                            code="model_busy") from None
 
     def _load(self, filename: str, kind: str) -> GPT4All | Embed4All:
