@@ -140,7 +140,9 @@ class LocalDocs:
         self._prefixes = (document_prefix, query_prefix)
         self._n_threads = n_threads
         self._reindex = reindex
+        self._where = (persist_directory, chroma_url)
         self._client = make_client(persist_directory, chroma_url)
+        self._open_lock = threading.Lock()  # a search that finds its handles stale reopens once
         self._store: Store | None = None
         self._keywords: KeywordIndex | None = None
         self._embedder: Any = None
@@ -150,8 +152,16 @@ class LocalDocs:
         from .. import models
 
         self.model_path = Path(model_path) if model_path else models.default_model_directory()
+        self._embedding_model_arg = embedding_model
+        self._adopt_recorded()
+
+    def _adopt_recorded(self) -> None:
+        """Take the embedding model (unless the constructor named one) and the chunking
+        settings the collection records."""
         recorded = self._recorded_build_info()
-        self.embedding_model = embedding_model or (recorded or {}).get("embedding_model") or DEFAULT_EMBEDDING_MODEL
+        chunk_tokens, overlap_tokens = self._chunking_args
+        self.embedding_model = self._embedding_model_arg or (recorded or {}).get("embedding_model") \
+            or DEFAULT_EMBEDDING_MODEL
         if recorded and chunk_tokens is None and overlap_tokens is None \
                 and recorded.get("embedding_model") == self.embedding_model:
             self._chunking = (int(recorded["chunk_tokens"]), int(recorded["overlap_tokens"]))
@@ -260,7 +270,15 @@ class LocalDocs:
         Indexing (``create``) needs every build setting to match; searching only needs the
         same embedding model (chunking settings do not matter to a query), so a collection
         built with ``chunk_tokens=128`` can be searched by an object opened with defaults.
+
+        A search first checks that the open handles still show the collection as it is
+        (:meth:`Store.freshness`): one removed by another process raises
+        :class:`CollectionNotFoundError`; one created again, or changed by another process on
+        an embedded database, is opened again, so dense and keyword search see what a fresh
+        process would.
         """
+        if not create and self._store is not None:
+            self._refresh(self._store)
         info = self._build_info()
         wanted = info if create else {k: info[k] for k in _QUERY_BUILD_KEYS}
         if self._store is not None and self._keywords is not None:
@@ -277,6 +295,24 @@ class LocalDocs:
                             embedding_function=ef, create=create)
         self._keywords = KeywordIndex(self._store)
         return self._store, self._keywords
+
+    def _refresh(self, store: Store) -> None:
+        """Reopen ``store``'s collection if it is no longer current (see :meth:`_open`)."""
+        state = store.freshness()  # CollectionNotFoundError while it is gone
+        if state == "current":
+            return
+        with self._open_lock:
+            if self._store is not store:
+                return  # another thread reopened it meanwhile
+            if state == "stale":
+                self._client = make_client(*self._where, fresh=True)
+            self._store = self._keywords = None
+            if state == "replaced":
+                model = self.embedding_model
+                self._chunking = None
+                self._adopt_recorded()
+                if self.embedding_model != model:
+                    self.close()  # the new collection was built with another model
 
     # -- indexing -----------------------------------------------------------------------------
     def index(self, paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]], *,
@@ -403,7 +439,10 @@ class LocalDocs:
         """The ``k`` chunks that best match ``query``.
 
         Args:
-            query: the question.
+            query: the question. The dense side embeds its first window of the embedding
+                model's context (``long_text_mode="truncate"``), the keyword side scores its
+                first :data:`~gpt4all_rag.localdocs.retrieval.MAX_KEYWORD_TERMS` terms: a query
+                of any length costs about what one of a context's length does.
             k: number of results (>= 1).
             mode: ``"hybrid"`` (default: dense and BM25 scores fused by a convex combination,
                 :func:`~gpt4all_rag.localdocs.retrieval.convex_score_fusion`),
@@ -426,18 +465,20 @@ class LocalDocs:
         store, keywords = self._open(create=False)
         prefix = self._prefix(1) if mode != "keyword" else ""
         return hybrid_search(store, keywords,
-                             lambda q: self.embedder.embed(q, prefix=prefix), query, k,
+                             lambda q: self.embedder.embed(q, prefix=prefix, long_text_mode="truncate"),
+                             query, k,
                              mode=mode, candidates=candidates, where=where)
 
     def embed_query(self, query: str) -> list[float]:
-        """The query's vector as searches compute it (the model's query prefix), unit length.
+        """The query's vector as searches compute it (the model's query prefix, the first
+        context window of a longer query), unit length.
 
         Raises:
             InvalidParameterError: an empty query, or the model's prefixes are unknown.
         """
         if not isinstance(query, str) or not query.strip():
             raise InvalidParameterError("the query must be a non-empty string")
-        return list(self.embedder.embed(query, prefix=self._prefix(1)))
+        return list(self.embedder.embed(query, prefix=self._prefix(1), long_text_mode="truncate"))
 
     def search_by_vector(self, embedding: Sequence[float], k: int = 4, *,
                          filter: Filter | None = None,  # noqa: A002

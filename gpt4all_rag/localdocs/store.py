@@ -78,12 +78,18 @@ def default_persist_directory() -> Path:
 
 
 def make_client(persist_directory: str | os.PathLike[str] | None = None,
-                chroma_url: str | None = None) -> Any:
+                chroma_url: str | None = None, *, fresh: bool = False) -> Any:
     """A Chroma client: ``HttpClient`` for ``chroma_url``, else an embedded persistent client.
 
     Args:
         persist_directory: folder of the embedded database (None: the default directory).
         chroma_url: ``http://host:port`` of a Chroma server; wins over persist_directory.
+        fresh: an embedded client that reads the database as it is now. Chroma shares one
+            in-process system per folder, whose vector index keeps what it loaded: records
+            another process added later stay invisible to its queries (measured with Chroma
+            1.5: a record added by a second process is found by ``get`` but not by ``query``,
+            until a new system is made). ``fresh`` makes a new system (clients made before
+            keep working, on their own view).
 
     Raises:
         InvalidParameterError: a malformed URL.
@@ -102,12 +108,20 @@ def make_client(persist_directory: str | os.PathLike[str] | None = None,
             return client
         directory = Path(persist_directory) if persist_directory else default_persist_directory()
         directory.mkdir(parents=True, exist_ok=True)
-        return chromadb.PersistentClient(path=str(directory), settings=settings)
+        if fresh:
+            with _FRESH_LOCK:  # Chroma's cache of systems is a class attribute
+                chromadb.api.client.SharedSystemClient.clear_system_cache()
+                return chromadb.PersistentClient(path=str(directory), settings=settings)
+        with _FRESH_LOCK:
+            return chromadb.PersistentClient(path=str(directory), settings=settings)
     except InvalidParameterError:
         raise
     except Exception as exc:  # noqa: BLE001 - chromadb raises many unrelated types here
         where = chroma_url or str(persist_directory or default_persist_directory())
         raise StoreError(f"cannot open the Chroma database at {where}: {type(exc).__name__}: {exc}") from exc
+
+
+_FRESH_LOCK = threading.Lock()
 
 
 @register_embedding_function
@@ -184,7 +198,8 @@ class LocalDocsEmbeddingFunction(EmbeddingFunction[Documents]):
         # Chroma wraps __call__ to normalise its result, but not embed_query: the HTTP client
         # calls .tolist() on each vector, so these must be numpy arrays.
         prefix = self.query_prefix if self.query_prefix is not None else self.embedder.query_prefix
-        return _as_embeddings(self.embedder.embed(list(input), prefix=prefix))
+        # As LocalDocs.embed_query: a query's first context window.
+        return _as_embeddings(self.embedder.embed(list(input), prefix=prefix, long_text_mode="truncate"))
 
     @staticmethod
     def name() -> str:
@@ -307,6 +322,8 @@ class Store:
                                                          embedding_function=None)
             if int((self.chunks.metadata or {}).get("g4r_schema", 1)) < SCHEMA_VERSION:
                 self._upgrade_schema()
+            # The revision this handle's view holds (see :meth:`freshness`).
+            self._seen_revision = int((self.chunks.metadata or {}).get("g4r_revision", 0))
         except (CollectionNotFoundError, CollectionMismatchError):
             raise
         except Exception as exc:  # noqa: BLE001 - chromadb raises many unrelated types here
@@ -361,6 +378,38 @@ class Store:
         return "\n".join([where, str(getattr(self.client, "tenant", "")),
                           str(getattr(self.client, "database", "")), self.name, str(self.chunks.id)])
 
+    def freshness(self) -> str:
+        """How this handle stands against the collection as it is now (one read of Chroma).
+
+        Returns:
+            ``"current"``; ``"replaced"`` when the collection was deleted and created again
+            (open a new :class:`Store`); ``"stale"`` when another process changed its content
+            since this handle was opened or last wrote, on an embedded database, whose
+            in-process vector index does not see such changes (open a new :class:`Store` on
+            ``make_client(..., fresh=True)``). A Chroma server always answers from its current
+            state, so a handle on one is only ever current or replaced.
+
+        Raises:
+            CollectionNotFoundError: the collection does not exist (any more).
+            StoreError: Chroma failed.
+        """
+        try:
+            found = self.client.get_collection(self.name)
+        except Exception as exc:  # noqa: BLE001 - chromadb raises many unrelated types here
+            if type(exc).__name__ in ("NotFoundError", "InvalidCollectionException") \
+                    or "does not exist" in str(exc):
+                raise CollectionNotFoundError(f"no LocalDocs collection named {self.name!r} (it "
+                                              "was removed)") from exc
+            raise StoreError(f"cannot read collection {self.name!r}: {type(exc).__name__}: {exc}") from exc
+        if found.id != self.chunks.id:
+            return "replaced"
+        revision = int((found.metadata or {}).get("g4r_revision", 0))
+        if revision != self._seen_revision:
+            if self.client.get_settings().is_persistent:
+                return "stale"
+            self._seen_revision = revision
+        return "current"
+
     def _fresh_metadata(self) -> Mapping[str, Any] | None:
         try:
             return self.client.get_collection(self.name).metadata
@@ -370,7 +419,9 @@ class Store:
     def bump_revision(self) -> None:
         """Count a change of content (the keyword index is rebuilt on the next query) and
         clear ``g4r_writing``: the writer has finished."""
-        self._modify_metadata(g4r_revision=self.content_state()[0] + 1, g4r_writing=False)
+        revision = self.content_state()[0] + 1
+        self._modify_metadata(g4r_revision=revision, g4r_writing=False)
+        self._seen_revision = revision  # this process's own change: its view has it
 
     def _begin_write(self) -> None:
         """Set ``g4r_writing`` before a change of content (read fresh each time: another
