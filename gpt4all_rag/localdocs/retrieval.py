@@ -44,6 +44,10 @@ logger = logging.getLogger("gpt4all_rag.localdocs")
 RRF_K = 60
 #: Weight of the dense ranking in :func:`convex_score_fusion` (the keyword ranking gets the rest).
 DENSE_WEIGHT = 0.5
+#: Query terms the keyword side scores at most (the first ones, after tokenizing): BM25's cost
+#: grows with a query's terms, and a question needs far fewer; a pasted page costs no more
+#: than this. The dense side reads at most its model's context (the first window).
+MAX_KEYWORD_TERMS = 256
 Mode = Literal["hybrid", "dense", "keyword"]
 Fusion = Literal["convex", "rrf"]
 
@@ -150,7 +154,8 @@ def _opt_int(v: Any) -> int | None:
 
 
 def search_collections(collections: Sequence[Any], query: str, k: int = 4, *,
-                       mode: Mode = "hybrid") -> SearchResults:
+                       mode: Mode = "hybrid", candidates: int | None = None,
+                       filter: Any = None) -> SearchResults:  # noqa: A002 - LocalDocs.search's name
     """Search several LocalDocs collections and fuse their results into one list of ``k``.
 
     The one way several collections are searched together: the server's ``localdocs`` field,
@@ -168,7 +173,7 @@ def search_collections(collections: Sequence[Any], query: str, k: int = 4, *,
             ``search``), at least one.
         query: the search text.
         k: results to return (>= 1); each collection is asked for ``k``.
-        mode: as for ``LocalDocs.search``.
+        mode, candidates, filter: as for ``LocalDocs.search``, in every collection.
 
     Returns:
         At most ``k`` results, best first. One collection: its own results and scores;
@@ -180,7 +185,8 @@ def search_collections(collections: Sequence[Any], query: str, k: int = 4, *,
     """
     if not collections:
         raise InvalidParameterError("search_collections needs at least one collection")
-    per = [list(ld.search(query, k, mode=mode)) for ld in collections]
+    per = [list(ld.search(query, k, mode=mode, candidates=candidates, filter=filter))
+           for ld in collections]
     if len(per) == 1:
         return SearchResults(per[0])
     fused = reciprocal_rank_fusion({str(i): [f"{i}:{j}" for j in range(len(r))]
@@ -358,7 +364,8 @@ class KeywordIndex:
         """Top ``k`` chunk ids by BM25 score (only chunks sharing a term with the query).
 
         Args:
-            query: the query text (a question opener is dropped first, :func:`keyword_query`).
+            query: the query text (a question opener is dropped first, :func:`keyword_query`);
+                only its first :data:`MAX_KEYWORD_TERMS` terms are scored.
             k: at most this many.
             allowed: only these chunk ids (a metadata filter's matches); None: all.
 
@@ -371,15 +378,16 @@ class KeywordIndex:
             return []
         import bm25s
 
-        tokens = bm25s.tokenize([keyword_query(query)], stopwords="en", show_progress=False)
-        if not tokens.ids or not tokens.ids[0]:
+        terms = bm25s.tokenize([keyword_query(query)], stopwords="en", show_progress=False,
+                               return_ids=False)[0][:MAX_KEYWORD_TERMS]
+        if not terms:
             return []
         k = min(k, len(self._ids))
         mask = None
         if allowed is not None:
             keep = set(allowed)
             mask = np.fromiter((cid in keep for cid in self._ids), dtype=np.float32, count=len(self._ids))
-        docs, scores = self._bm25.retrieve(tokens, k=k, show_progress=False, n_threads=1,
+        docs, scores = self._bm25.retrieve([terms], k=k, show_progress=False, n_threads=1,
                                            weight_mask=mask)
         return [(self._ids[int(d)], float(s)) for d, s in zip(docs[0], scores[0]) if s > 0]
 
