@@ -26,7 +26,7 @@ import re
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
 
 from . import _native, errors
 from .completion_types import (ChatCompletion, ChatCompletionChunk, ChatCompletionMessage,
@@ -385,6 +385,7 @@ def create_chat_completion(
     top_logprobs: int | None = None,
     chat_template: str | None = None,
     enable_thinking: bool | None = None,
+    callback: Callable[[int, str], bool] | None = None,
 ) -> ChatCompletion | Iterator[ChatCompletionChunk]:
     """See :meth:`gpt4all_rag.GPT4All.create_chat_completion`."""
     msgs = normalize_messages(messages)
@@ -396,6 +397,8 @@ def create_chat_completion(
         check_number("top_logprobs", top_logprobs, low=0, high=_native.MAX_TOP_LOGPROBS, integer=True)
     if enable_thinking is not None and not isinstance(enable_thinking, bool):
         raise errors.InvalidParameterError(f"enable_thinking must be a bool or None, got {enable_thinking!r}")
+    if callback is not None and not callable(callback):
+        raise errors.InvalidParameterError("callback must be callable")
     n_top = (top_logprobs or 0) if logprobs else None
     llm._check_can_generate()
     source = chat_template if chat_template is not None else llm._default_chat_template()
@@ -421,7 +424,8 @@ def create_chat_completion(
         held ``(sequence, generated token ids)``."""
         seen = 0
         for _, text in llm._run(*sequence, tokens, run_params, stats, recorded, logprobs=n_top,
-                                grammar_triggers=plan.triggers):
+                                grammar_triggers=plan.triggers,
+                                callback=callback):
             new = recorded[seen:]
             seen = len(recorded)
             yield text, new

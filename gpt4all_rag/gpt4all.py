@@ -630,6 +630,7 @@ class GPT4All:
         top_logprobs: int | None = None,
         chat_template: str | None = None,
         enable_thinking: bool | None = None,
+        callback: ResponseCallbackType = empty_response_callback,
         **sampling: Any,
     ) -> ChatCompletion | Iterator[ChatCompletionChunk]:
         """A stateless chat completion (OpenAI's ``chat.completions.create`` shape).
@@ -658,6 +659,10 @@ class GPT4All:
             enable_thinking: for templates that can switch reasoning (Qwen3, ...): passed to
                 the template as ``enable_thinking``; None leaves the template's default.
                 Reasoning is returned as ``reasoning_content``, never in ``content``.
+            callback: as for :meth:`generate`: called as ``callback(token_id, text)`` for
+                every piece; returning False stops generation there (``finish_reason``
+                ``"stop"``, the reply read from the text so far). The server stops a request
+                whose client left this way.
             **sampling: :class:`~gpt4all_rag.sampling.SamplingParams` fields and aliases
                 (``temperature``, ``max_completion_tokens``, ...), e.g. ``max_tokens``,
                 ``temp``, ``seed``, ``stop``, ``grammar``.
@@ -681,7 +686,7 @@ class GPT4All:
             self, messages, params=params, tools=tools, tool_choice=tool_choice,
             response_format=response_format, stream=stream, logprobs=logprobs,
             top_logprobs=top_logprobs, chat_template=chat_template,
-            enable_thinking=enable_thinking)
+            enable_thinking=enable_thinking, callback=callback)
 
     # -- chat sessions ----------------------------------------------------------------------
     @contextmanager

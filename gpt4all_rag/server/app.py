@@ -23,17 +23,19 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import concurrent.futures
 import hmac
 import json
+import threading
 import time
 import uuid
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator, Callable
+from typing import Any, AsyncIterator, Awaitable, Callable, TypeVar
 
 import numpy as np
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sse_starlette.sse import EventSourceResponse
 from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -44,10 +46,12 @@ from .. import errors
 from ..aio import iterate_in_thread
 from ..completion_types import ChatCompletion, ChatCompletionChunk
 from ..sampling import SamplingParams
-from .pool import ApiError, ModelPool, ServerConfig
+from .pool import SEARCH, ApiError, ModelPool, ServerConfig
 from .schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest, SearchRequest
 
 __all__ = ["create_app"]
+
+T = TypeVar("T")
 
 #: Status of each error class a request can cause (first match in order wins). Every class
 #: of :mod:`gpt4all_rag.errors` has a row: none of them is a 500.
@@ -83,6 +87,62 @@ def _api_error(exc: BaseException) -> ApiError:
             return ApiError(status, str(exc), code=code,
                             type="server_error" if status >= 500 else "invalid_request_error")
     return ApiError(500, f"internal error: {type(exc).__name__}: {exc}", type="server_error")
+
+
+async def _client_gone(request: Request) -> None:
+    """Return once the client has disconnected. Called after the body was read, when the
+    server's next ``receive()`` message can only be ``http.disconnect``."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _unless_client_leaves(request: Request,
+                                work: Callable[[threading.Event], Awaitable[T]]) -> T | Response:
+    """Run ``work(stop)`` for a request, and stop it if its client disconnects first.
+
+    Waiting stages (admission, a model's load) are cancelled, so a queued request whose client
+    left never runs; running work is asked to stop through ``stop`` (see :func:`_in_thread`),
+    within one decode step or one embedding batch. Returns the work's result, or an empty
+    response nobody reads once the client is gone.
+    """
+    stop = threading.Event()
+    task = asyncio.ensure_future(work(stop))
+    gone = asyncio.ensure_future(_client_gone(request))
+    try:
+        await asyncio.wait({task, gone}, return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:  # the server itself shuts down
+        stop.set()
+        task.cancel()
+        raise
+    finally:
+        gone.cancel()
+    if task.done():
+        return task.result()
+    stop.set()
+    task.cancel()
+    try:
+        await task
+    except BaseException:  # noqa: BLE001 - nobody is left to answer
+        pass
+    return Response(status_code=499)  # nginx's "client closed request"; never sent
+
+
+async def _in_thread(stop: threading.Event, fn: Callable[[], T]) -> T:
+    """``fn()`` in a worker thread. Cancelled, it sets ``stop`` (``fn`` checks it between
+    steps) and still waits for ``fn`` to return, so the lease the caller holds on the model
+    outlives every native call made for it."""
+    future = asyncio.ensure_future(asyncio.to_thread(fn))
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        stop.set()
+        await asyncio.wait({future})
+        raise
+
+
+def _going_on(stop: threading.Event) -> Callable[..., bool]:
+    """A generation callback (``callback(token_id, text)``) that stops once ``stop`` is set."""
+    return lambda *_: not stop.is_set()
 
 
 class _BodyLimit:
@@ -132,7 +192,8 @@ class _Held:
             await self.lease.__aexit__(None, None, None)
 
 
-async def _event_stream(pool: ModelPool, filename: str, start: Callable[[Any], Any],
+async def _event_stream(pool: ModelPool, filename: str, stop: threading.Event,
+                        start: Callable[[Any], Any],
                         render: Callable[[AsyncIterator[Any]], AsyncIterator[dict[str, Any]]],
                         ) -> EventSourceResponse:
     """A Server-Sent Events response holding a lease on ``filename``'s model for its whole life.
@@ -141,12 +202,13 @@ async def _event_stream(pool: ModelPool, filename: str, start: Callable[[Any], A
     parameters) are the HTTP error; it returns the blocking iterator of the generation.
     ``render`` turns that iterator's items (pumped from a worker thread) into JSON objects;
     ``data: [DONE]`` ends the stream, and an error after the start is sent as an error object.
+    A client that leaves stops the stream at its next item (sse-starlette cancels it).
     """
     lease = pool.lease(filename)
     model = await lease.__aenter__()
     held = _Held(lease)
     try:
-        items = await asyncio.to_thread(start, model)
+        items = await _in_thread(stop, lambda: start(model))
     except BaseException:
         await held.release()
         raise
@@ -176,6 +238,12 @@ def create_app(config: ServerConfig, pool: ModelPool | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # Every admitted request may hold a worker thread (a non-streaming generation holds
+        # one to its end): enough of them that admission, not the default executor's
+        # cpu_count + 4 threads, is what makes requests wait.
+        workers = (config.max_loaded_models + 1) * config.parallel + config.max_loaded_models + 8
+        executor = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="g4r-server")
+        asyncio.get_running_loop().set_default_executor(executor)
         yield
         await asyncio.to_thread(pool.close)
 
@@ -235,46 +303,59 @@ def create_app(config: ServerConfig, pool: ModelPool | None = None) -> FastAPI:
             raise ApiError(400, f"max_tokens is {value}; this server allows at most "
                                 f"{config.max_tokens_limit}", param="max_tokens")
 
+    async def retrieve(req: ChatCompletionRequest, stop: threading.Event,
+                       ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """The request's messages with LocalDocs context, and its references (admitted as a
+        search)."""
+        if req.localdocs is None:
+            return req.messages, []
+        async with pool.admit(SEARCH):
+            return await _in_thread(stop, lambda: _with_localdocs(pool, req))
+
     @app.post("/v1/chat/completions", dependencies=auth)
-    async def chat_completions(req: ChatCompletionRequest) -> Any:
+    async def chat_completions(req: ChatCompletionRequest, request: Request) -> Any:
         filename = pool.resolve(req.model)
         options = {k: v for k, v in req.sampling().items() if v is not None}
         check_max_tokens(options.get("max_tokens"))
-        messages, references = req.messages, []
-        if req.localdocs is not None:
-            messages, references = await asyncio.to_thread(_with_localdocs, pool, req)
         kwargs = dict(tools=req.tools, tool_choice=req.tool_choice,
                       response_format=req.response_format, logprobs=req.logprobs,
                       top_logprobs=req.top_logprobs, enable_thinking=req.enable_thinking, **options)
         include_usage = bool(req.stream_options and req.stream_options.include_usage)
-        if not req.stream:
+
+        async def answer(stop: threading.Event) -> JSONResponse:
+            messages, references = await retrieve(req, stop)
             async with pool.lease(filename) as model:
                 def run() -> ChatCompletion:
-                    out = model.create_chat_completion(messages, **kwargs)
+                    out = model.create_chat_completion(messages, callback=_going_on(stop), **kwargs)
                     assert isinstance(out, ChatCompletion)
                     return out
 
-                body = (await asyncio.to_thread(run)).to_dict()
+                body = (await _in_thread(stop, run)).to_dict()
             if req.localdocs is not None:
                 body["references"] = references
             return JSONResponse(body)
 
-        async def render(chunks: AsyncIterator[ChatCompletionChunk]) -> AsyncIterator[dict[str, Any]]:
-            last: ChatCompletionChunk | None = None
-            async for chunk in chunks:
-                last = chunk
-                yield {**chunk.to_dict(), "usage": None}  # OpenAI: usage only in its own chunk
-            if last is not None and include_usage and last.usage is not None:
-                yield {**last.to_dict(), "choices": []}
-            if req.localdocs is not None and last is not None:
-                yield {"id": last.id, "object": "chat.completion.chunk", "created": last.created,
-                       "model": last.model, "choices": [], "references": references}
+        async def stream(stop: threading.Event) -> EventSourceResponse:
+            messages, references = await retrieve(req, stop)
 
-        return await _event_stream(pool, filename, lambda model: model.create_chat_completion(
-            messages, stream=True, **kwargs), render)
+            async def render(chunks: AsyncIterator[ChatCompletionChunk]) -> AsyncIterator[dict[str, Any]]:
+                last: ChatCompletionChunk | None = None
+                async for chunk in chunks:
+                    last = chunk
+                    yield {**chunk.to_dict(), "usage": None}  # OpenAI: usage only in its own chunk
+                if last is not None and include_usage and last.usage is not None:
+                    yield {**last.to_dict(), "choices": []}
+                if req.localdocs is not None and last is not None:
+                    yield {"id": last.id, "object": "chat.completion.chunk", "created": last.created,
+                           "model": last.model, "choices": [], "references": references}
+
+            return await _event_stream(pool, filename, stop, lambda model: model.create_chat_completion(
+                messages, stream=True, **kwargs), render)
+
+        return await _unless_client_leaves(request, stream if req.stream else answer)
 
     @app.post("/v1/completions", dependencies=auth)
-    async def completions(req: CompletionRequest) -> Any:
+    async def completions(req: CompletionRequest, request: Request) -> Any:
         filename = pool.resolve(req.model)
         params = SamplingParams.from_options(**{k: v for k, v in req.sampling().items() if v is not None})
         check_max_tokens(params.max_tokens)
@@ -303,15 +384,19 @@ def create_app(config: ServerConfig, pool: ModelPool | None = None) -> FastAPI:
         def finish_reason(s: Any) -> str:
             return "length" if s.finish_reason == "length" else "stop"
 
-        if not req.stream:
+        async def answer(stop: threading.Event) -> JSONResponse:
             async with pool.lease(filename) as model:
                 def run() -> dict[str, Any]:
-                    text = model.generate(req.text, logprobs=req.logprobs, **params.generate_kwargs())
+                    text = model.generate(req.text, logprobs=req.logprobs, callback=_going_on(stop),
+                                          **params.generate_kwargs())
                     out = body(text, model, finish_reason(model.stats), legacy_logprobs(model.last_logprobs))
                     out["usage"] = usage(model.stats)
                     return out
 
-                return JSONResponse(await asyncio.to_thread(run))
+                return JSONResponse(await _in_thread(stop, run))
+
+        if not req.stream:
+            return await _unless_client_leaves(request, answer)
 
         # The model start() generates with, and the stats and logprobs its stream fills (they
         # belong to the worker thread that started it).
@@ -332,13 +417,18 @@ def create_app(config: ServerConfig, pool: ModelPool | None = None) -> FastAPI:
                 last["usage"] = usage(stats)
             yield last
 
-        return await _event_stream(pool, filename, start, render)
+        return await _unless_client_leaves(
+            request, lambda stop: _event_stream(pool, filename, stop, start, render))
 
     @app.post("/v1/embeddings", dependencies=auth)
-    async def embeddings(req: EmbeddingRequest) -> Any:
+    async def embeddings(req: EmbeddingRequest, request: Request) -> Any:
         filename = pool.resolve(req.model, embedding=True)
-        async with pool.lease(filename, "embedding") as embedder:
-            return JSONResponse(await asyncio.to_thread(_embed, embedder, filename, req))
+
+        async def answer(stop: threading.Event) -> JSONResponse:
+            async with pool.lease(filename, "embedding") as embedder:
+                return JSONResponse(await _in_thread(stop, lambda: _embed(embedder, filename, req, stop)))
+
+        return await _unless_client_leaves(request, answer)
 
     @app.get("/v1/collections", dependencies=auth)
     async def collections() -> dict[str, Any]:
@@ -346,11 +436,15 @@ def create_app(config: ServerConfig, pool: ModelPool | None = None) -> FastAPI:
         return {"object": "list", "data": [{"id": r["name"], "object": "collection", **r} for r in rows]}
 
     @app.post("/v1/collections/{name}/search", dependencies=auth)
-    async def search(name: str, req: SearchRequest) -> dict[str, Any]:
+    async def search(name: str, req: SearchRequest, request: Request) -> Any:
         def run() -> list[dict[str, Any]]:
             return [r.as_dict() for r in pool.localdocs(name).search(req.query, req.k, mode=req.mode)]
 
-        return {"object": "list", "data": await asyncio.to_thread(run)}
+        async def answer(stop: threading.Event) -> JSONResponse:
+            async with pool.admit(SEARCH):
+                return JSONResponse({"object": "list", "data": await _in_thread(stop, run)})
+
+        return await _unless_client_leaves(request, answer)
 
     return app
 
@@ -383,7 +477,7 @@ def _with_localdocs(pool: ModelPool, req: ChatCompletionRequest) -> tuple[list[d
     return messages, references
 
 
-def _embed(embedder: Any, filename: str, req: EmbeddingRequest) -> dict[str, Any]:
+def _embed(embedder: Any, filename: str, req: EmbeddingRequest, stop: threading.Event) -> dict[str, Any]:
     model = embedder.gpt4all.model
     items = req.input if isinstance(req.input, list) else [req.input]
     if items and isinstance(items[0], int):
@@ -396,7 +490,8 @@ def _embed(embedder: Any, filename: str, req: EmbeddingRequest) -> dict[str, Any
         if embedder.rule is None:
             raise ApiError(400, f"{filename} has no known query prefix", param="input_type")
         prefix = embedder.rule.query_prefix
-    vectors = embedder.embed(texts, prefix=prefix, dimensionality=req.dimensions)
+    vectors = embedder.embed(texts, prefix=prefix, dimensionality=req.dimensions,
+                             cancel_cb=lambda *_: stop.is_set())
     n_tokens = sum(len(model.tokenize(t, add_special=True)) for t in texts)
     data = []
     for i, v in enumerate(vectors):

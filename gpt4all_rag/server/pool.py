@@ -32,7 +32,11 @@ from .. import GPT4All, errors, models
 from ..embed4all import Embed4All
 from ..gpt4all import DEFAULT_N_CTX
 
-__all__ = ["ApiError", "ModelPool", "ServerConfig"]
+__all__ = ["ApiError", "ModelPool", "SEARCH", "ServerConfig"]
+
+#: The admission key of LocalDocs searches (search endpoint and chat retrieval alike): they
+#: share :attr:`ServerConfig.parallel` seats and the same queue bounds as a model's requests.
+SEARCH = "LocalDocs search"
 
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$")
 
@@ -172,11 +176,40 @@ class ModelPool:
                 pass  # logged by the catalogue code; the local files still answer
         return sorted(names | {n for n, e in list(self._entries.items()) if e.model is not None})
 
-    # -- leases ------------------------------------------------------------------------------
+    # -- admission and leases ----------------------------------------------------------------
+    @asynccontextmanager
+    async def admit(self, key: str) -> AsyncIterator[None]:
+        """Hold one of the :attr:`ServerConfig.parallel` seats of ``key`` (a model file, or
+        :data:`SEARCH` for LocalDocs searches) until the block ends; requests beyond them wait
+        in arrival order.
+
+        Raises:
+            ApiError: 503 ``queue_full`` when :attr:`ServerConfig.max_queue` requests already
+                wait, ``queue_timeout`` after :attr:`ServerConfig.queue_timeout_s`.
+        """
+        slot = self._slots.get(key)
+        if slot is None:
+            slot = self._slots[key] = _Slot(self.config.parallel)
+        if slot.seats.locked() and slot.waiting >= self.config.max_queue:
+            raise ApiError(503, f"{key} is busy and {slot.waiting} requests already wait; "
+                                "retry later", type="server_error", code="queue_full")
+        slot.waiting += 1
+        try:
+            await asyncio.wait_for(slot.seats.acquire(), self.config.queue_timeout_s)
+        except asyncio.TimeoutError:
+            raise ApiError(503, f"waited {self.config.queue_timeout_s:g} s for {key}; retry "
+                                "later", type="server_error", code="queue_timeout") from None
+        finally:
+            slot.waiting -= 1
+        try:
+            yield
+        finally:
+            slot.seats.release()
+
     @asynccontextmanager
     async def lease(self, filename: str, kind: str = "chat") -> AsyncIterator[Any]:
-        """Admit one request for ``filename`` and hold its model (loaded on first use) until
-        the block ends; the model is never evicted meanwhile.
+        """Admit one request for ``filename`` (:meth:`admit`) and hold its model (loaded on
+        first use) until the block ends; the model is never evicted meanwhile.
 
         Args:
             filename: a name from :meth:`resolve`.
@@ -184,36 +217,19 @@ class ModelPool:
                 :class:`Embed4All`).
 
         Raises:
-            ApiError: 503 ``queue_full`` when :attr:`ServerConfig.max_queue` requests already
-                wait for it, ``queue_timeout`` after :attr:`ServerConfig.queue_timeout_s`,
-                ``model_busy`` when it is not loaded and every loaded model stays held that
-                long; 400 when the file is an embedding model asked for chat or the reverse.
+            ApiError: 503 as for :meth:`admit`, or ``model_busy`` when the model is not
+                loaded and every loaded model stays held for the rest of the queue timeout;
+                400 when the file is an embedding model asked for chat or the reverse.
             ModelLoadError, ModelNotFoundError, DownloadError: the load failed.
         """
-        slot = self._slots.get(filename)
-        if slot is None:
-            slot = self._slots[filename] = _Slot(self.config.parallel)
-        if slot.seats.locked() and slot.waiting >= self.config.max_queue:
-            raise ApiError(503, f"{filename} is busy and {slot.waiting} requests already wait; "
-                                "retry later", type="server_error", code="queue_full")
         deadline = asyncio.get_running_loop().time() + self.config.queue_timeout_s
-        slot.waiting += 1
-        try:
-            await asyncio.wait_for(slot.seats.acquire(), self.config.queue_timeout_s)
-        except asyncio.TimeoutError:
-            raise ApiError(503, f"waited {self.config.queue_timeout_s:g} s for {filename}; retry "
-                                "later", type="server_error", code="queue_timeout") from None
-        finally:
-            slot.waiting -= 1
-        try:
+        async with self.admit(filename):
             entry = await self._acquire(filename, kind, deadline)
             try:
                 yield entry.model
             finally:
                 entry.users -= 1
                 self._notify()
-        finally:
-            slot.seats.release()
 
     def _notify(self) -> None:
         """Wake the requests waiting for a model to be released or loaded."""
