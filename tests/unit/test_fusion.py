@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from gpt4all_rag.errors import InvalidParameterError
@@ -69,10 +71,11 @@ class _Collection:
                                      page=None, start_line=1, end_line=2, heading=None,
                                      chunk_id=f"{name}:{i:05d}", ranks={"dense": i + 1})
                         for i, s in enumerate(scores)]
-        self.asked: list[tuple[str, int, str]] = []
+        self.asked: list[tuple[Any, ...]] = []
 
-    def search(self, query: str, k: int, *, mode: str = "hybrid") -> list:
-        self.asked.append((query, k, mode))
+    def search(self, query: str, k: int, *, mode: str = "hybrid", candidates: int | None = None,
+               filter: Any = None) -> list:  # noqa: A002
+        self.asked.append((query, k, mode, candidates, filter))
         return self.results[:k]
 
 
@@ -84,10 +87,10 @@ def test_several_collections_are_fused_by_rank_not_by_their_scores() -> None:
 
     strong = _Collection("strong", [1.0, 0.99, 0.98, 0.97])
     weak = _Collection("weak", [1.0, 0.2])
-    fused = search_collections([strong, weak], "q", 3, mode="dense")
+    fused = search_collections([strong, weak], "q", 3, mode="dense", filter={"extension": ".md"})
     assert [r.text for r in fused] == ["strong 0", "weak 0", "strong 1"]
     assert fused[0].score == pytest.approx(1 / 61) and fused[2].score == pytest.approx(1 / 62)
-    assert strong.asked == weak.asked == [("q", 3, "dense")]
+    assert strong.asked == weak.asked == [("q", 3, "dense", None, {"extension": ".md"})]
 
 
 def test_one_collection_keeps_its_results_and_scores() -> None:

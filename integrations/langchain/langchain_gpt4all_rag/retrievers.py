@@ -22,11 +22,13 @@ __all__ = ["LocalDocsRetriever"]
 
 
 class LocalDocsRetriever(BaseRetriever):
-    """Retrieve chunks of a LocalDocs collection (dense + BM25 hybrid search by default).
+    """Retrieve chunks of LocalDocs collections (dense + BM25 hybrid search by default).
 
-    This is the same retrieval code that GPT4All chat sessions and the CLI use. Give either a
-    :class:`gpt4all_rag.localdocs.LocalDocs` instance (``localdocs=``) or the collection's name
-    and options, from which one is built on first use.
+    This is the same retrieval code that GPT4All chat sessions and the CLI use. Give either
+    :class:`gpt4all_rag.localdocs.LocalDocs` instances (``localdocs=``) or the collections'
+    names and options, from which they are opened on first use. Several collections are
+    searched together by :func:`gpt4all_rag.localdocs.search_collections` (their rankings fused
+    by reciprocal rank fusion, as the server and ``chat_session`` do).
 
     Example:
         .. code-block:: python
@@ -40,8 +42,9 @@ class LocalDocsRetriever(BaseRetriever):
             retriever.invoke("How do I request leave?")
 
     Fields:
-        localdocs: an open LocalDocs collection (takes precedence over the options below).
-        collection: collection name (default ``"default"``).
+        localdocs: an open LocalDocs collection, or a list of them (takes precedence over the
+            options below).
+        collection: collection name (default ``"default"``), or a list of names.
         persist_directory: folder of the embedded Chroma database (None: LocalDocs' default).
         chroma_url: ``http://host:port`` of a Chroma server instead of the embedded database.
         embedding_model, model_path, document_prefix, query_prefix, n_threads: as for
@@ -54,8 +57,8 @@ class LocalDocsRetriever(BaseRetriever):
     Each :class:`~langchain_core.documents.Document` has ``page_content`` = the chunk's text
     and ``metadata``: ``source`` (file path), ``title``, ``page`` (1-based PDF page or None),
     ``start_line``/``end_line`` (1-based, inclusive, or None), ``heading``, ``chunk_id``,
-    ``score`` (higher is better), ``citation`` (``"path, lines 3-9"``). Its ``id`` is the
-    chunk id.
+    ``score`` (higher is better; with several collections, the fused rank score),
+    ``citation`` (``"path, lines 3-9"``). Its ``id`` is the chunk id.
 
     Raises (on calls):
         gpt4all_rag.errors.CollectionNotFoundError: nothing was indexed into the collection.
@@ -70,7 +73,7 @@ class LocalDocsRetriever(BaseRetriever):
                               extra="forbid")
 
     localdocs: Any | None = Field(default=None, exclude=True)
-    collection: str = "default"
+    collection: str | list[str] = "default"
     persist_directory: str | None = None
     chroma_url: str | None = None
     embedding_model: str | None = None
@@ -84,17 +87,20 @@ class LocalDocsRetriever(BaseRetriever):
 
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
-    def _docs(self) -> LocalDocs:
+    def _docs(self) -> list[LocalDocs]:
         with self._lock:
             if self.localdocs is None:
                 from gpt4all_rag.localdocs import LocalDocs
 
-                self.localdocs = LocalDocs(
-                    self.collection, persist_directory=self.persist_directory,
+                names = [self.collection] if isinstance(self.collection, str) else self.collection
+                opened = [LocalDocs(
+                    name, persist_directory=self.persist_directory,
                     chroma_url=self.chroma_url, embedding_model=self.embedding_model,
                     model_path=self.model_path, document_prefix=self.document_prefix,
                     query_prefix=self.query_prefix, n_threads=self.n_threads)
-            return self.localdocs
+                    for name in dict.fromkeys(names)]
+                self.localdocs = opened[0] if len(opened) == 1 else opened
+            return list(self.localdocs) if isinstance(self.localdocs, (list, tuple)) else [self.localdocs]
 
     def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun,
                                 **kwargs: Any) -> list[Document]:
@@ -104,7 +110,10 @@ class LocalDocsRetriever(BaseRetriever):
         if kwargs:
             raise ValueError(f"unsupported keyword argument(s): {sorted(kwargs)}; "
                              "accepted: k, mode, filter")
-        return [to_document(r) for r in self._docs().search(query, k=k, mode=mode, filter=where)]
+        from gpt4all_rag.localdocs import search_collections
+
+        return [to_document(r) for r in search_collections(self._docs(), query, k, mode=mode,
+                                                           filter=where)]
 
     async def _aget_relevant_documents(self, query: str, *,
                                        run_manager: AsyncCallbackManagerForRetrieverRun,

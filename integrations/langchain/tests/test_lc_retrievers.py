@@ -119,3 +119,31 @@ def test_a_metadata_filter_restricts_the_documents(collection: dict[str, Any]) -
     assert {Path(d.metadata["source"]).name for d in docs} == {"cats.md", "bread.md"}
     txt = retriever.invoke("trains", filter={"extension": ".txt"}, mode="dense")
     assert {Path(d.metadata["source"]).name for d in txt} == {"volcanoes.txt", "trains.txt"}
+
+
+def test_several_collections_are_fused_by_rank(collection: dict[str, Any], tmp_path: Path) -> None:
+    """One retriever over two collections gets search_collections' fused ranking: each
+    collection's best hit comes before either's second."""
+    from gpt4all_rag.localdocs import search_collections
+
+    docs_dir = tmp_path / "more"
+    docs_dir.mkdir()
+    (docs_dir / "tea.md").write_text("# Tea\n\nGreen tea is steeped at 80 degrees for two "
+                                     "minutes.\n", encoding="utf-8")
+    (docs_dir / "cats-more.md").write_text("# Cat naps\n\nA sleeping cat curls up to keep "
+                                           "warm.\n", encoding="utf-8")
+    more = {**collection, "collection": "lc-more"}
+    with LocalDocs(**more) as ld:
+        ld.index(docs_dir, progress=False)
+    retriever = LocalDocsRetriever(**{**collection, "collection": ["lc-test", "lc-more"]}, k=3)
+    docs = retriever.invoke("How long do cats sleep?")
+    opts = {k: v for k, v in collection.items() if k != "collection"}
+    with LocalDocs("lc-test", **opts) as a, LocalDocs("lc-more", **opts) as b:
+        expected = search_collections([a, b], "How long do cats sleep?", 3)
+        firsts = {a.search("How long do cats sleep?", 1)[0].chunk_id,
+                  b.search("How long do cats sleep?", 1)[0].chunk_id}
+    assert [d.id for d in docs] == [r.chunk_id for r in expected]
+    assert {d.id for d in docs[:2]} == firsts
+    assert [d.metadata["score"] for d in docs] == pytest.approx([r.score for r in expected])
+    by_objects = LocalDocsRetriever(localdocs=retriever.localdocs, k=3).invoke("How long do cats sleep?")
+    assert [d.id for d in by_objects] == [d.id for d in docs]

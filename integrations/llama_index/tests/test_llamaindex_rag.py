@@ -106,6 +106,37 @@ def test_localdocs_retriever_opens_the_collection_lazily(localdocs: LocalDocs, t
     retriever.close()
 
 
+def test_localdocs_retriever_over_several_collections(localdocs: LocalDocs, tmp_path: Path,
+                                                      model_dir: Path) -> None:
+    """Two collections by name: search_collections' fused ranking, each collection's best
+    hit first; close() frees both collections' models, and the retriever still works."""
+    from gpt4all_rag.localdocs import search_collections
+
+    more = tmp_path / "more"
+    more.mkdir()
+    (more / "volga.txt").write_text("The Volga is the longest river in Europe and flows into "
+                                    "the Caspian Sea.\n", encoding="utf-8")
+    (more / "bread.txt").write_text("Sourdough bread rises slowly with wild yeast.\n",
+                                    encoding="utf-8")
+    with LocalDocs("li-more", persist_directory=tmp_path / "db", model_path=model_dir,
+                   n_threads=N_THREADS) as second:
+        second.index(more, progress=False)
+        question = "Which river flows into a sea?"
+        expected = search_collections([localdocs, second], question, 3)
+        firsts = {localdocs.search(question, 1)[0].chunk_id, second.search(question, 1)[0].chunk_id}
+    retriever = LocalDocsRetriever(collection=["li-test", "li-more"], persist_directory=tmp_path / "db",
+                                   model_path=model_dir, n_threads=N_THREADS, similarity_top_k=3)
+    hits = retriever.retrieve(question)
+    assert [h.node.node_id for h in hits] == [r.chunk_id for r in expected]
+    assert {h.node.node_id for h in hits[:2]} == firsts
+    assert [ld.collection for ld in retriever.collections] == ["li-test", "li-more"]
+    retriever.close()
+    assert [h.node.node_id for h in retriever.retrieve(question)] == [h.node.node_id for h in hits]
+    by_objects = LocalDocsRetriever([localdocs, *retriever.collections[1:]], similarity_top_k=3)
+    assert [h.node.node_id for h in by_objects.retrieve(question)] == [h.node.node_id for h in hits]
+    retriever.close()
+
+
 def test_localdocs_retriever_in_a_query_engine(localdocs: LocalDocs, llm: GPT4AllRag) -> None:
     engine = RetrieverQueryEngine.from_args(LocalDocsRetriever(localdocs, similarity_top_k=1),
                                             llm=llm)

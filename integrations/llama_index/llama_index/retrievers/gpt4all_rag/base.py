@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 from llama_index.core.base.base_retriever import BaseRetriever
 from llama_index.core.callbacks import CallbackManager
@@ -56,11 +56,14 @@ def node_from_result(result: SearchResult) -> NodeWithScore:
 
 
 class LocalDocsRetriever(BaseRetriever):
-    """Retrieve chunks of a LocalDocs collection as ``NodeWithScore`` with source metadata.
+    """Retrieve chunks of LocalDocs collections as ``NodeWithScore`` with source metadata.
 
-    Either pass an open :class:`gpt4all_rag.localdocs.LocalDocs` (the caller keeps ownership)
-    or the arguments to open one, which happens on the first query. Scores are LocalDocs'
-    (higher is better; see :class:`gpt4all_rag.localdocs.SearchResult`), results best first.
+    Either pass open :class:`gpt4all_rag.localdocs.LocalDocs` objects (the caller keeps
+    ownership) or the arguments to open them, which happens on the first query. Scores are
+    LocalDocs' (higher is better; see :class:`gpt4all_rag.localdocs.SearchResult`), results
+    best first. Several collections are searched together by
+    :func:`gpt4all_rag.localdocs.search_collections` (their rankings fused by reciprocal rank
+    fusion, as the server and ``chat_session`` do; scores are then the fused ones).
 
     Example:
         >>> from llama_index.retrievers.gpt4all_rag import LocalDocsRetriever
@@ -71,7 +74,8 @@ class LocalDocsRetriever(BaseRetriever):
     Thread safety: as LocalDocs; opening is guarded so concurrent first queries open one.
     """
 
-    def __init__(self, localdocs: LocalDocs | None = None, *, collection: str = "default",
+    def __init__(self, localdocs: LocalDocs | Sequence[LocalDocs] | None = None, *,
+                 collection: str | Sequence[str] = "default",
                  persist_directory: str | os.PathLike[str] | None = None,
                  chroma_url: str | None = None, embedding_model: str | None = None,
                  model_path: str | os.PathLike[str] | None = None,
@@ -82,8 +86,9 @@ class LocalDocsRetriever(BaseRetriever):
         """Configure the retriever.
 
         Args:
-            localdocs: an open LocalDocs; when given, the collection arguments are ignored.
-            collection: the collection's name.
+            localdocs: an open LocalDocs, or several; when given, the collection arguments
+                are ignored.
+            collection: the collection's name, or several names.
             persist_directory: the embedded Chroma store's folder; None: LocalDocs' default.
             chroma_url: a Chroma server (``http://host:port``) instead of the embedded store.
             embedding_model: the embedding model; None: the one the collection was built with
@@ -106,18 +111,21 @@ class LocalDocsRetriever(BaseRetriever):
         super().__init__(callback_manager=callback_manager, verbose=verbose)
         self.similarity_top_k = similarity_top_k
         self.search_kwargs = dict(search_kwargs or {})
-        self._localdocs = localdocs
+        self._localdocs: list[LocalDocs] | None = None
+        if localdocs is not None:
+            self._localdocs = list(localdocs) if isinstance(localdocs, (list, tuple)) else [localdocs]
         self._owns_localdocs = localdocs is None
+        self._names = [collection] if isinstance(collection, str) else list(dict.fromkeys(collection))
         self._open_kwargs: dict[str, Any] = {
-            "collection": collection, "persist_directory": persist_directory,
+            "persist_directory": persist_directory,
             "chroma_url": chroma_url, "embedding_model": embedding_model,
             "model_path": model_path, "document_prefix": document_prefix,
             "query_prefix": query_prefix, "n_threads": n_threads}
         self._lock = threading.Lock()
 
     @property
-    def localdocs(self) -> LocalDocs:
-        """The LocalDocs collection, opened on first access.
+    def collections(self) -> list[LocalDocs]:
+        """The LocalDocs collections searched, opened on first access.
 
         Raises:
             InvalidParameterError: a bad collection name.
@@ -128,14 +136,20 @@ class LocalDocsRetriever(BaseRetriever):
                 if self._localdocs is None:
                     from gpt4all_rag.localdocs import LocalDocs
 
-                    self._localdocs = LocalDocs(**self._open_kwargs)
+                    self._localdocs = [LocalDocs(name, **self._open_kwargs) for name in self._names]
         return self._localdocs
 
+    @property
+    def localdocs(self) -> LocalDocs:
+        """The first (usually the only) collection of :attr:`collections`."""
+        return self.collections[0]
+
     def close(self) -> None:
-        """Free the embedding model of a LocalDocs this retriever opened (not of one passed
-        in). The retriever stays usable: the model reloads on the next query."""
+        """Free the embedding models of the LocalDocs this retriever opened (not of those
+        passed in). The retriever stays usable: the models reload on the next query."""
         if self._owns_localdocs and self._localdocs is not None:
-            self._localdocs.close()
+            for ld in self._localdocs:
+                ld.close()
 
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
         """LocalDocs' search, as nodes best first.
@@ -145,8 +159,10 @@ class LocalDocsRetriever(BaseRetriever):
             CollectionMismatchError: (a ValueError) it was built with another embedding model.
             InvalidParameterError: an empty query or a bad ``search_kwargs`` value.
         """
-        results = self.localdocs.search(
-            query_bundle.query_str, k=self.similarity_top_k, **self.search_kwargs)
+        from gpt4all_rag.localdocs import search_collections
+
+        results = search_collections(self.collections, query_bundle.query_str,
+                                     self.similarity_top_k, **self.search_kwargs)
         return [node_from_result(r) for r in results]
 
     async def _aretrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
