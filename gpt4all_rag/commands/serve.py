@@ -54,7 +54,12 @@ def serve(host: str, port: int, model: str | None, embedding_model: str, model_p
     """
     import uvicorn
 
+    from .. import _native
     from ..server import ServerConfig, create_app
+
+    # Before any worker thread allocates: a long-lived server with a thread per request keeps
+    # its memory bounded (figures in limit_malloc_arenas).
+    _native.limit_malloc_arenas(2)
     from ..server.pool import ModelPool
 
     config = ServerConfig(model_path=model_path, model=model, embedding_model=embedding_model,

@@ -17,11 +17,17 @@ from chroma_server import free_port
 START_TIMEOUT_S = 120.0
 
 
+class ServerUrl(str):
+    """``http://127.0.0.1:<port>`` of a running server, with its ``process``."""
+
+    process: subprocess.Popen
+
+
 @contextlib.contextmanager
 def running_http_server(cmd: list[str], port: int, *, env: dict[str, str] | None = None,
-                        ) -> Iterator[str]:
+                        ) -> Iterator[ServerUrl]:
     """Run ``cmd`` (a server on 127.0.0.1:``port``) until the block ends, once it answers
-    ``GET /health``; yields ``http://127.0.0.1:<port>``. Stopped by SIGINT (Ctrl-C), killed
+    ``GET /health``; yields ``http://127.0.0.1:<port>`` (a :class:`ServerUrl`). Stopped by SIGINT (Ctrl-C), killed
     after 20 s. Also used by bench/bench_server.py for both servers.
 
     Raises:
@@ -29,7 +35,8 @@ def running_http_server(cmd: list[str], port: int, *, env: dict[str, str] | None
     """
     log = open(Path(os.environ.get("TMPDIR", "/tmp")) / f"g4r-server-{port}.log", "w+b")
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
-    url = f"http://127.0.0.1:{port}"
+    url = ServerUrl(f"http://127.0.0.1:{port}")
+    url.process = proc
     try:
         deadline = time.monotonic() + START_TIMEOUT_S
         while True:
@@ -55,7 +62,7 @@ def running_http_server(cmd: list[str], port: int, *, env: dict[str, str] | None
 
 
 def running_openai_server(model_dir: Path, *args: str, env: dict[str, str] | None = None,
-                          ) -> contextlib.AbstractContextManager[str]:
+                          ) -> contextlib.AbstractContextManager[ServerUrl]:
     """``gpt4all-rag serve`` on 127.0.0.1 and a free port (see :func:`running_http_server`)."""
     port = free_port()
     exe = Path(sys.executable).with_name("gpt4all-rag")
