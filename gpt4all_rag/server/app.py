@@ -4,8 +4,9 @@ Endpoints: ``GET /health``, ``GET /v1/models``, ``POST /v1/chat/completions``,
 ``POST /v1/completions``, ``POST /v1/embeddings``, ``GET /v1/collections``,
 ``POST /v1/collections/{name}/search``. Request fields are :mod:`.schemas`; responses are the
 chat core's objects as OpenAI's JSON. Streaming is Server-Sent Events (``data: {...}`` chunks,
-then ``data: [DONE]``) by sse-starlette; a client that disconnects stops its generation at the
-next token.
+then ``data: [DONE]``) by sse-starlette. A client that disconnects stops its request's work,
+streamed or not (:func:`_unless_client_leaves`): waiting requests never run, a generation
+stops at its next token, an embeddings request at its next batch.
 
 LocalDocs: a chat request with ``"localdocs": {"collections": [...], "k": 3}`` retrieves
 excerpts for its last user message from those collections, and the model sees them through
