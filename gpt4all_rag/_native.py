@@ -312,7 +312,7 @@ def has_blas() -> bool:
     return "ACCEL: BLAS" in system_info()
 
 
-# The C library's allocator tuning (glibc; None until looked up, False where absent).
+# The process's own symbols, the C library's among them (None until first needed).
 _LIBC: Any = None
 _M_ARENA_MAX = -8  # glibc's mallopt parameter
 

@@ -108,11 +108,9 @@ def make_client(persist_directory: str | os.PathLike[str] | None = None,
             return client
         directory = Path(persist_directory) if persist_directory else default_persist_directory()
         directory.mkdir(parents=True, exist_ok=True)
-        if fresh:
-            with _FRESH_LOCK:  # Chroma's cache of systems is a class attribute
+        with _FRESH_LOCK:  # Chroma's cache of systems is a class attribute
+            if fresh:
                 chromadb.api.client.SharedSystemClient.clear_system_cache()
-                return chromadb.PersistentClient(path=str(directory), settings=settings)
-        with _FRESH_LOCK:
             return chromadb.PersistentClient(path=str(directory), settings=settings)
     except InvalidParameterError:
         raise
@@ -393,14 +391,7 @@ class Store:
             CollectionNotFoundError: the collection does not exist (any more).
             StoreError: Chroma failed.
         """
-        try:
-            found = self.client.get_collection(self.name)
-        except Exception as exc:  # noqa: BLE001 - chromadb raises many unrelated types here
-            if type(exc).__name__ in ("NotFoundError", "InvalidCollectionException") \
-                    or "does not exist" in str(exc):
-                raise CollectionNotFoundError(f"no LocalDocs collection named {self.name!r} (it "
-                                              "was removed)") from exc
-            raise StoreError(f"cannot read collection {self.name!r}: {type(exc).__name__}: {exc}") from exc
+        found = self._current()
         if found.id != self.chunks.id:
             return "replaced"
         revision = int((found.metadata or {}).get("g4r_revision", 0))
@@ -410,11 +401,24 @@ class Store:
             self._seen_revision = revision
         return "current"
 
-    def _fresh_metadata(self) -> Mapping[str, Any] | None:
+    def _current(self) -> Any:
+        """The chunk collection of this name as Chroma has it now (read fresh).
+
+        Raises:
+            CollectionNotFoundError: it does not exist (any more).
+            StoreError: Chroma failed.
+        """
         try:
-            return self.client.get_collection(self.name).metadata
+            return self.client.get_collection(self.name)
         except Exception as exc:  # noqa: BLE001 - chromadb raises many unrelated types here
+            if type(exc).__name__ in ("NotFoundError", "InvalidCollectionException") \
+                    or "does not exist" in str(exc):
+                raise CollectionNotFoundError(f"no LocalDocs collection named {self.name!r} (it "
+                                              "was removed)") from exc
             raise StoreError(f"cannot read collection {self.name!r}: {type(exc).__name__}: {exc}") from exc
+
+    def _fresh_metadata(self) -> Mapping[str, Any] | None:
+        return self._current().metadata
 
     def bump_revision(self) -> None:
         """Count a change of content (the keyword index is rebuilt on the next query) and
