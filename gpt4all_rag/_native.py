@@ -619,6 +619,9 @@ class NativeModel:
         return buf.raw[: n.value]
 
     def detokenize(self, tokens: Sequence[int], *, special: bool = False) -> str:
+        # ctypes would wrap an id past int32 silently (2**64 would read as token 0).
+        if any(not -2**31 <= t < 2**31 for t in tokens):
+            raise errors.InvalidParameterError("a token id is outside the vocabulary")
         arr = (ctypes.c_int32 * len(tokens))(*tokens)
         cap = max(64, 8 * len(tokens))
         while True:

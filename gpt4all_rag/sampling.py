@@ -33,6 +33,7 @@ Aliases accepted by :meth:`SamplingParams.from_options`: ``temperature`` → ``t
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import math
 import secrets
@@ -45,8 +46,9 @@ __all__ = ["ALIASES", "FIELDS", "SamplingParams", "check_number"]
 
 
 def check_number(name: str, value: Any, *, low: float | None = None, high: float | None = None,
-                 low_open: bool = False, integer: bool = False) -> None:
-    """Check a numeric parameter.
+                 low_open: bool = False, integer: bool = False, wide: bool = False) -> None:
+    """Check a numeric parameter as the native sampler will read it: a number as a float32
+    (so ``1e-300`` is 0), an integer as an int32 unless ``wide`` (the seed: its low 32 bits).
 
     Raises:
         InvalidParameterError: ``value`` is not a (finite) number or integer as required, or
@@ -56,10 +58,17 @@ def check_number(name: str, value: Any, *, low: float | None = None, high: float
     if isinstance(value, bool) or not ok_type or (not integer and not math.isfinite(value)):
         kind = "an integer" if integer else "a finite number"
         raise errors.InvalidParameterError(f"{name} must be {kind}, got {value!r}")
-    if low is not None and (value <= low if low_open else value < low):
+    read = value
+    if not integer:  # the native sampler reads a float32: 1e-300 is 0 there, 1e39 infinite
+        read = ctypes.c_float(value).value
+        if not math.isfinite(read):
+            raise errors.InvalidParameterError(f"{name} must be a 32-bit float, got {value!r}")
+    elif not wide and not -2**31 <= value < 2**31:  # an int32 there
+        raise errors.InvalidParameterError(f"{name} must be a 32-bit integer, got {value!r}")
+    if low is not None and (read <= low if low_open else read < low):
         raise errors.InvalidParameterError(
             f"{name} must be {'>' if low_open else '>='} {low}, got {value!r}")
-    if high is not None and value > high:
+    if high is not None and read > high:
         raise errors.InvalidParameterError(f"{name} must be <= {high}, got {value!r}")
 
 
@@ -105,7 +114,7 @@ class SamplingParams:
         if self.n_batch is not None:
             check_number("n_batch", self.n_batch, low=1, integer=True)
         if self.seed is not None:
-            check_number("seed", self.seed, integer=True)
+            check_number("seed", self.seed, integer=True, wide=True)
         object.__setattr__(self, "stop", _stops(self.stop))
         if self.grammar is not None and not isinstance(self.grammar, str):
             raise errors.InvalidParameterError(f"grammar must be GBNF text, got {self.grammar!r}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import click
@@ -33,7 +34,9 @@ __all__ = ["serve"]
               help="Requests one chat model serves at once, decoded together (each holds a "
                    "KV cache of --n-ctx tokens).")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads per model.")
-@click.option("--max-loaded-models", type=click.IntRange(min=1), default=2, show_default=True)
+@click.option("--max-loaded-models", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Chat and embedding models held in memory at once; the least recently used "
+                   "idle one is unloaded for another.")
 @click.option("--max-queue", type=click.IntRange(min=0), default=16, show_default=True,
               help="Requests that may wait for a busy model (more get 503).")
 @click.option("--queue-timeout", "queue_timeout_s", type=click.FloatRange(min=0.1), default=60.0,
@@ -42,12 +45,22 @@ __all__ = ["serve"]
               help="Largest max_tokens a request may ask for.")
 @click.option("--cors-origin", "cors_origins", multiple=True,
               help="Allow this origin by CORS (repeatable; CORS is off without one).")
+@click.option("--allowed-host", "allowed_hosts", multiple=True,
+              help="Also serve requests whose Host header is this name (repeatable; '*' for any). "
+                   "Loopback names and IP addresses are always served; other names get 400 "
+                   "unless an API key is set (DNS rebinding protection).")
+@click.option("--read-timeout", "read_timeout_s", type=click.FloatRange(min=0.1), default=30.0,
+              show_default=True, help="Seconds a request's headers and body may take to arrive "
+                                      "(slower clients are disconnected).")
+@click.option("--max-connections", type=click.IntRange(min=1), default=256, show_default=True,
+              help="Open connections and requests at most (more get 503).")
 @click.option("--allow-download/--offline", default=False, show_default=True,
               help="Let requests download catalogue models that are missing.")
 def serve(host: str, port: int, model: str | None, embedding_model: str, model_path: Path | None,
           api_key: str | None, chroma_url: str | None, persist_dir: Path | None, n_ctx: int | None,
           parallel: int, threads: int | None, max_loaded_models: int, max_queue: int, queue_timeout_s: float,
-          max_tokens_limit: int, cors_origins: tuple[str, ...], allow_download: bool) -> None:
+          max_tokens_limit: int, cors_origins: tuple[str, ...], allowed_hosts: tuple[str, ...],
+          read_timeout_s: float, max_connections: int, allow_download: bool) -> None:
     """Serve the OpenAI API (chat, completions, embeddings) with LocalDocs on HOST:PORT.
 
     Ctrl-C stops it cleanly. Point any OpenAI client at http://HOST:PORT/v1.
@@ -56,6 +69,9 @@ def serve(host: str, port: int, model: str | None, embedding_model: str, model_p
 
     from .. import _native
     from ..server import ServerConfig, create_app
+    from ..server.guards import deadline_protocol
+
+    sock = _listen(host, port)  # a busy port fails now, before any model loads
 
     # Before any worker thread allocates: a long-lived server with a thread per request keeps
     # its memory bounded (figures in limit_malloc_arenas).
@@ -67,7 +83,9 @@ def serve(host: str, port: int, model: str | None, embedding_model: str, model_p
                           max_loaded_models=max_loaded_models, max_queue=max_queue,
                           queue_timeout_s=queue_timeout_s, max_tokens_limit=max_tokens_limit,
                           api_key=api_key or None, cors_origins=list(cors_origins),
-                          persist_directory=persist_dir, chroma_url=chroma_url)
+                          persist_directory=persist_dir, chroma_url=chroma_url, host=host,
+                          allowed_hosts=list(allowed_hosts), read_timeout_s=read_timeout_s,
+                          max_connections=max_connections)
     if n_ctx is not None:
         config.n_ctx = n_ctx
     pool = ModelPool(config)
@@ -76,4 +94,24 @@ def serve(host: str, port: int, model: str | None, embedding_model: str, model_p
             pool.preload(pool.resolve(model))  # loaded before the first request
     click.echo(f"gpt4all-rag serving the OpenAI API on http://{host}:{port}/v1"
                f"{' (API key required)' if config.api_key else ''}", err=True)
-    uvicorn.run(create_app(config, pool), host=host, port=port, log_level="warning")
+    server = uvicorn.Server(uvicorn.Config(
+        create_app(config, pool), host=host, port=port, log_level="warning",
+        http=deadline_protocol(read_timeout_s), limit_concurrency=max_connections))
+    server.run(sockets=[sock])
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A socket bound to HOST:PORT (uvicorn listens on it).
+
+    Raises:
+        click.ClickException: the address is taken or not this machine's.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    return sock

@@ -65,7 +65,11 @@ __all__ = [
 
 SCHEMA_VERSION = 2
 FILES_SUFFIX = "__files"
-_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._-]{1,61}[a-zA-Z0-9]$")
+#: A collection name: 3-63 letters, digits, '.', '_' or '-', starting and ending with a letter
+#: or digit, no '..' (Chroma's rule), and (checked apart) not ending in FILES_SUFFIX. Written
+#: without look-around, so that JSON Schema (the server's API description) can carry it.
+COLLECTION_NAME_PATTERN = r"^[A-Za-z0-9](?:\.?[A-Za-z0-9_-])*\.?[A-Za-z0-9]$"
+_NAME_RE = re.compile(COLLECTION_NAME_PATTERN)
 _WRITE_BATCH = 1000  # records per Chroma write (well under its max batch size)
 _READ_PAGE = 5000
 
@@ -624,8 +628,8 @@ class Store:
 
 def check_name(collection: str) -> None:
     """Raise InvalidParameterError unless ``collection`` is a valid LocalDocs collection name."""
-    if not isinstance(collection, str) or not _NAME_RE.match(collection) or ".." in collection \
-            or collection.endswith(FILES_SUFFIX):
+    if not isinstance(collection, str) or not 3 <= len(collection) <= 63 \
+            or not _NAME_RE.match(collection) or collection.endswith(FILES_SUFFIX):
         raise InvalidParameterError(
             f"invalid collection name {collection!r}: use 3-63 letters, digits, '.', '_' or '-', "
             f"starting and ending with a letter or digit, not ending in {FILES_SUFFIX!r}")

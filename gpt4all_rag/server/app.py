@@ -25,30 +25,32 @@ from __future__ import annotations
 import asyncio
 import base64
 import concurrent.futures
-import hmac
 import json
 import threading
 import time
 import uuid
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator, Awaitable, Callable, TypeVar
+from typing import Annotated, Any, AsyncIterator, Awaitable, Callable, TypeVar
 
 import numpy as np
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI, Path, Request
+from fastapi.openapi.utils import get_openapi
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from sse_starlette.sse import EventSourceResponse
 from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import errors
 from ..aio import iterate_in_thread
 from ..completion_types import ChatCompletion, ChatCompletionChunk
 from ..sampling import SamplingParams
-from .pool import SEARCH, ApiError, ModelPool, ServerConfig
-from .schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest, SearchRequest
+from .guards import ApiKeyCheck, BodyLimit, HostCheck, TextRoute
+from ..localdocs.store import COLLECTION_NAME_PATTERN
+from .pool import MODEL_NAME_MAX, MODEL_NAME_PATTERN, SEARCH, ApiError, ModelPool, ServerConfig
+from .schemas import (ChatCompletionRequest, CollectionName, CompletionRequest, EmbeddingRequest,
+                      ErrorResponse, SearchRequest)
 
 __all__ = ["create_app"]
 
@@ -146,39 +148,6 @@ def _going_on(stop: threading.Event) -> Callable[..., bool]:
     return lambda *_: not stop.is_set()
 
 
-class _BodyLimit:
-    """413 for a request body over ``limit`` bytes (by Content-Length, or while it streams in)."""
-
-    def __init__(self, app: ASGIApp, limit: int) -> None:
-        self.app, self.limit = app, limit
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        length = dict(scope.get("headers") or []).get(b"content-length")
-        too_big = ApiError(413, f"the request body is larger than {self.limit:,} bytes",
-                           code="request_too_large")
-        if length is not None and length.isdigit() and int(length) > self.limit:
-            await JSONResponse(too_big.body(), status_code=413)(scope, receive, send)
-            return
-        seen = 0
-
-        async def limited() -> Message:
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.limit:
-                    raise too_big
-            return message
-
-        try:
-            await self.app(scope, limited, send)
-        except ApiError as exc:  # raised before any response started
-            await JSONResponse(exc.body(), status_code=exc.status)(scope, receive, send)
-
-
 class _Held:
     """A model lease held by a streaming response. Released once: when the stream ends, or by
     the response's background task when the client left before the stream started (an async
@@ -250,11 +219,18 @@ def create_app(config: ServerConfig, pool: ModelPool | None = None) -> FastAPI:
 
     app = FastAPI(title="gpt4all-rag", description="OpenAI-compatible API with LocalDocs",
                   version="1", lifespan=lifespan)
+    app.router.route_class = TextRoute  # every string of every body: scalar values
     app.state.pool = pool
+    # Middleware, innermost first (each add_middleware wraps the app so far): the body limit,
+    # the API key (before any body is read), CORS (answers preflights without a key), Host.
+    app.add_middleware(BodyLimit, limit=config.max_body_bytes)
+    if config.api_key is not None:
+        app.add_middleware(ApiKeyCheck, api_key=config.api_key)
     if config.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=config.cors_origins,
                            allow_methods=["GET", "POST"], allow_headers=["Authorization", "Content-Type"])
-    app.add_middleware(_BodyLimit, limit=config.max_body_bytes)
+    app.add_middleware(HostCheck, allowed_hosts=[config.host, *config.allowed_hosts],
+                       open_to_all=config.api_key is not None)
 
     @app.exception_handler(ApiError)
     async def _api(_: Request, exc: ApiError) -> JSONResponse:
@@ -267,59 +243,64 @@ def create_app(config: ServerConfig, pool: ModelPool | None = None) -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        first = exc.errors()[0] if exc.errors() else {}
-        loc = [str(p) for p in first.get("loc", ()) if p != "body"]
-        e = ApiError(400, f"{'.'.join(loc) or 'body'}: {first.get('msg', 'invalid request')}",
-                     param=".".join(loc) or None, code="invalid_request")
+        found = exc.errors()
+        # Of a union's failed branches, the one that got past the type check says most.
+        first = next((e for e in found if not str(e.get("type", "")).endswith("_type")),
+                     found[0] if found else {})
+        if first.get("type") == "json_invalid":
+            e = ApiError(400, f"the body is not valid JSON ({first.get('ctx', {}).get('error', 'decode error')} "
+                              f"at character {first.get('loc', ('', '?'))[-1]})")
+            return JSONResponse(e.body(), status_code=400)
+        loc = [str(p) for p in first.get("loc", ()) if p != "body" and not _is_branch(p)]
+        msg = _PATTERN_MEANING.get(first.get("ctx", {}).get("pattern"),
+                                   str(first.get("msg", "invalid request")).removeprefix("Value error, "))
+        e = ApiError(400, f"{'.'.join(loc) or 'body'}: {msg}", param=".".join(loc) or None)
         return JSONResponse(e.body(), status_code=400)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        e = ApiError(exc.status_code, str(exc.detail), code="not_found" if exc.status_code == 404 else None)
-        return JSONResponse(e.body(), status_code=exc.status_code)
+        e = ApiError(exc.status_code, str(exc.detail))
+        return JSONResponse(e.body(), status_code=exc.status_code, headers=exc.headers)
 
-    def authorize(request: Request) -> None:
-        if config.api_key is None:
-            return
-        header = request.headers.get("authorization", "")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), config.api_key.encode()):
-            raise ApiError(401, "missing or wrong API key: send 'Authorization: Bearer KEY'",
-                           code="invalid_api_key")
-
-    auth = [Depends(authorize)]
-
-    @app.get("/health")
+    @app.get("/health", responses=_errors(400))
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/v1/models", dependencies=auth)
+    @app.get("/v1/models", responses=_errors(400, 401))
     async def list_models() -> dict[str, Any]:
         names = await asyncio.to_thread(pool.list_models)
         return {"object": "list", "data": [{"id": n, "object": "model", "created": 0,
                                             "owned_by": "gpt4all-rag"} for n in names]}
 
-    def check_max_tokens(value: int | None) -> None:
-        if value is not None and value > config.max_tokens_limit:
+    default_max_tokens = min(SamplingParams().max_tokens, config.max_tokens_limit)
+
+    def max_tokens(value: int | None) -> int:
+        """The request's max_tokens (its default, within the limit, when it sent none)."""
+        if value is None:
+            return default_max_tokens
+        if value > config.max_tokens_limit:
             raise ApiError(400, f"max_tokens is {value}; this server allows at most "
                                 f"{config.max_tokens_limit}", param="max_tokens")
+        return value
 
     async def retrieve(req: ChatCompletionRequest, stop: threading.Event,
                        ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """The request's messages with LocalDocs context, and its references (admitted as a
         search)."""
+        messages = req.chat_arguments()["messages"]
         if req.localdocs is None:
-            return req.messages, []
+            return messages, []
         async with pool.admit(SEARCH):
-            return await _in_thread(stop, lambda: _with_localdocs(pool, req))
+            return await _in_thread(stop, lambda: _with_localdocs(pool, req, messages))
 
-    @app.post("/v1/chat/completions", dependencies=auth)
+    @app.post("/v1/chat/completions", responses={**_STREAMED, **_errors(400, 401, 404, 413, 503)})
     async def chat_completions(req: ChatCompletionRequest, request: Request) -> Any:
         filename = pool.resolve(req.model)
         options = {k: v for k, v in req.sampling().items() if v is not None}
-        check_max_tokens(options.get("max_tokens"))
-        kwargs = dict(tools=req.tools, tool_choice=req.tool_choice,
-                      response_format=req.response_format, logprobs=req.logprobs,
+        options["max_tokens"] = max_tokens(options.get("max_tokens"))
+        chat = req.chat_arguments()
+        kwargs = dict(tools=chat["tools"], tool_choice=chat["tool_choice"],
+                      response_format=chat["response_format"], logprobs=req.logprobs,
                       top_logprobs=req.top_logprobs, enable_thinking=req.enable_thinking, **options)
         include_usage = bool(req.stream_options and req.stream_options.include_usage)
 
@@ -355,11 +336,11 @@ def create_app(config: ServerConfig, pool: ModelPool | None = None) -> FastAPI:
 
         return await _unless_client_leaves(request, stream if req.stream else answer)
 
-    @app.post("/v1/completions", dependencies=auth)
+    @app.post("/v1/completions", responses={**_STREAMED, **_errors(400, 401, 404, 413, 503)})
     async def completions(req: CompletionRequest, request: Request) -> Any:
         filename = pool.resolve(req.model)
-        params = SamplingParams.from_options(**{k: v for k, v in req.sampling().items() if v is not None})
-        check_max_tokens(params.max_tokens)
+        options = {k: v for k, v in req.sampling().items() if v is not None}
+        params = SamplingParams.from_options(**{**options, "max_tokens": max_tokens(req.max_tokens)})
         ident, created = f"cmpl-{uuid.uuid4().hex[:24]}", int(time.time())
 
         def body(text: str, model: Any, finish: str | None, lps: Any) -> dict[str, Any]:
@@ -421,7 +402,7 @@ def create_app(config: ServerConfig, pool: ModelPool | None = None) -> FastAPI:
         return await _unless_client_leaves(
             request, lambda stop: _event_stream(pool, filename, stop, start, render))
 
-    @app.post("/v1/embeddings", dependencies=auth)
+    @app.post("/v1/embeddings", responses=_errors(400, 401, 404, 413, 503))
     async def embeddings(req: EmbeddingRequest, request: Request) -> Any:
         filename = pool.resolve(req.model, embedding=True)
 
@@ -431,13 +412,14 @@ def create_app(config: ServerConfig, pool: ModelPool | None = None) -> FastAPI:
 
         return await _unless_client_leaves(request, answer)
 
-    @app.get("/v1/collections", dependencies=auth)
+    @app.get("/v1/collections", responses=_errors(400, 401, 503))
     async def collections() -> dict[str, Any]:
         rows = await asyncio.to_thread(pool.collections)
         return {"object": "list", "data": [{"id": r["name"], "object": "collection", **r} for r in rows]}
 
-    @app.post("/v1/collections/{name}/search", dependencies=auth)
-    async def search(name: str, req: SearchRequest, request: Request) -> Any:
+    @app.post("/v1/collections/{name}/search", responses=_errors(400, 401, 404, 413, 503))
+    async def search(name: Annotated[CollectionName, Path(description="a LocalDocs collection")],
+                     req: SearchRequest, request: Request) -> Any:
         def run() -> list[dict[str, Any]]:
             return [r.as_dict() for r in pool.localdocs(name).search(req.query, req.k, mode=req.mode)]
 
@@ -447,31 +429,100 @@ def create_app(config: ServerConfig, pool: ModelPool | None = None) -> FastAPI:
 
         return await _unless_client_leaves(request, answer)
 
+    app.openapi = lambda: _openapi(app, config)  # type: ignore[method-assign]
     return app
 
 
-def _last_user_text(messages: list[dict[str, Any]]) -> tuple[int, str]:
+#: What a name that fails its pattern should have been (pydantic would quote the regex).
+_PATTERN_MEANING = {
+    MODEL_NAME_PATTERN: f"invalid model name: a file name in the model directory, at most "
+                        f"{MODEL_NAME_MAX} letters, digits, '.', '_' or '-', without '..'",
+    COLLECTION_NAME_PATTERN: "invalid collection name: 3-63 letters, digits, '.', '_' or '-', "
+                             "starting and ending with a letter or digit, without '..'",
+}
+
+
+def _is_branch(part: Any) -> bool:
+    """Whether a pydantic error location part names a union branch (``str``, ``list[int]``,
+    ``function-after[...]``) rather than a field or an index."""
+    return isinstance(part, str) and (part in {"str", "int", "float", "bool", "dict", "list", "none"}
+                                      or "[" in part)
+
+
+#: What each error status of the API means (its OpenAPI description).
+_ERROR_MEANING = {
+    400: "Bad request: a parameter, the body, or a Host this server does not serve",
+    401: "Missing or wrong API key (servers started with one)",
+    404: "Unknown model or collection",
+    413: "Request body over the server's limit",
+    503: "Busy (queue full or timed out), or a model or store unavailable: retry",
+}
+
+
+#: The 200 of an endpoint that streams with ``"stream": true``.
+_STREAMED: dict[int | str, dict[str, Any]] = {200: {
+    "description": "The result, or with \"stream\": true its chunks as Server-Sent Events "
+                   "(\"data: {...}\" lines, then \"data: [DONE]\")",
+    "content": {"application/json": {}, "text/event-stream": {}}}}
+
+
+def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI ``responses`` of a route that can answer these error statuses."""
+    return {status: {"model": ErrorResponse, "description": _ERROR_MEANING[status]}
+            for status in statuses}
+
+
+def _openapi(app: FastAPI, config: ServerConfig) -> dict[str, Any]:
+    """The API description as the server behaves: FastAPI's, less the 422 it adds to every
+    route with parameters (this server answers 400 in OpenAI's shape instead), with this
+    server's ``max_tokens`` limit."""
+    if app.openapi_schema is None:
+        schema = get_openapi(title=app.title, version=app.version, description=app.description,
+                             routes=app.routes)
+        for model in schema.get("components", {}).get("schemas", {}).values():
+            for name in ("max_tokens", "max_completion_tokens"):
+                field = model.get("properties", {}).get(name)
+                if field is not None:
+                    for branch in field.get("anyOf", [field]):
+                        if branch.get("type") == "integer":
+                            branch["maximum"] = config.max_tokens_limit
+        for operations in schema.get("paths", {}).values():
+            for operation in operations.values():
+                operation.get("responses", {}).pop("422", None)
+        for name in ("HTTPValidationError", "ValidationError"):
+            schema.get("components", {}).get("schemas", {}).pop(name, None)
+        app.openapi_schema = schema
+    return app.openapi_schema
+
+
+def _last_user_text(messages: list[dict[str, Any]]) -> tuple[int, str] | None:
+    """The index and text of the last user message with text, or None."""
     for i in range(len(messages) - 1, -1, -1):
         m = messages[i]
-        if isinstance(m, dict) and m.get("role") == "user":
+        if m.get("role") == "user":
             content = m.get("content")
             if isinstance(content, list):
-                content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
+                content = "".join(p.get("text", "") for p in content)
             if isinstance(content, str) and content.strip():
                 return i, content
-    raise ApiError(400, "localdocs needs a user message to search for", param="messages")
+    return None
 
 
-def _with_localdocs(pool: ModelPool, req: ChatCompletionRequest) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def _with_localdocs(pool: ModelPool, req: ChatCompletionRequest, messages: list[dict[str, Any]],
+                    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The messages with retrieved context in the last user message (the prompt code of
-    ``chat_session(localdocs=...)``), and the references."""
+    ``chat_session(localdocs=...)``), and the references. A conversation without user text
+    has nothing to search for: it goes to the model as it is, with no references."""
     from ..localdocs import build_prompt, search_collections
 
     assert req.localdocs is not None
-    index, question = _last_user_text(req.messages)
     collections = [pool.localdocs(name) for name in dict.fromkeys(req.localdocs.collections)]
+    last = _last_user_text(messages)
+    if last is None:
+        return messages, []
+    index, question = last
     results = search_collections(collections, question, req.localdocs.k, mode=req.localdocs.mode)
-    messages = list(req.messages)
+    messages = list(messages)
     messages[index] = {**messages[index], "content": build_prompt(question, results)}
     references = [{"index": i, **{k: v for k, v in r.as_dict().items() if k != "metadata"}}
                   for i, r in enumerate(results, start=1)]
@@ -487,6 +538,12 @@ def _embed(embedder: Any, filename: str, req: EmbeddingRequest, stop: threading.
     if any(not t for t in texts):
         raise ApiError(400, "an input is empty", param="input")
     prefix = None
+    full = embedder.dimensionality
+    if req.dimensions is not None and req.dimensions != full and not (
+            req.dimensions < full and embedder.rule is not None and embedder.rule.matryoshka):
+        raise ApiError(400, f"dimensions must be omitted or {full} for {filename}"
+                            f"{'' if req.dimensions > full else ' (not a Matryoshka model)'}",
+                       param="dimensions")
     if req.input_type == "query":
         if embedder.rule is None:
             raise ApiError(400, f"{filename} has no known query prefix", param="input_type")

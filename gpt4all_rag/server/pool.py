@@ -32,22 +32,50 @@ from .. import GPT4All, errors, models
 from ..embed4all import Embed4All
 from ..gpt4all import DEFAULT_N_CTX
 
-__all__ = ["ApiError", "ModelPool", "SEARCH", "ServerConfig"]
+__all__ = ["ApiError", "DEFAULT_CODES", "MODEL_NAME_MAX", "MODEL_NAME_PATTERN", "ModelPool", "SEARCH",
+           "ServerConfig"]
 
 #: The admission key of LocalDocs searches (search endpoint and chat retrieval alike): they
 #: share :attr:`ServerConfig.parallel` seats and the same queue bounds as a model's requests.
 SEARCH = "LocalDocs search"
 
-_MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$")
+#: A model name a request may give: a file name in the model directory, of letters, digits,
+#: '.', '_' and '-', starting with a letter or digit, without '..' (written without look-around
+#: so that the API description can carry it), at most MODEL_NAME_MAX characters (with
+#: ``.gguf`` appended it still fits the usual 255-byte file-name limit).
+MODEL_NAME_PATTERN = r"^[A-Za-z0-9](?:\.?[A-Za-z0-9_-])*\.?$"
+MODEL_NAME_MAX = 250
+_MODEL_NAME = re.compile(MODEL_NAME_PATTERN)
+
+
+#: The ``code`` of an error that names none, by HTTP status: every error has a code.
+DEFAULT_CODES = {400: "invalid_request", 401: "invalid_api_key", 404: "not_found",
+                 405: "method_not_allowed", 408: "request_timeout", 413: "request_too_large",
+                 415: "unsupported_media_type", 502: "upstream_error", 503: "server_busy"}
+
+
+def _name_max(directory: Path) -> int:
+    """The longest file name, in bytes, the file system of ``directory`` allows (POSIX
+    ``NAME_MAX``; 255 where it cannot be asked)."""
+    try:
+        return os.pathconf(directory, "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):
+        return 255
 
 
 class ApiError(errors.GPT4AllRagError):
-    """An error answered in OpenAI's shape: ``{"error": {"message", "type", "param", "code"}}``."""
+    """An error answered in OpenAI's shape: ``{"error": {"message", "type", "param", "code"}}``.
 
-    def __init__(self, status: int, message: str, *, type: str = "invalid_request_error",
+    ``code`` defaults to the status's row of :data:`DEFAULT_CODES`; ``type`` is
+    ``invalid_request_error`` below 500 and ``server_error`` from 500.
+    """
+
+    def __init__(self, status: int, message: str, *, type: str | None = None,
                  param: str | None = None, code: str | None = None) -> None:
         super().__init__(message)
-        self.status, self.message, self.type, self.param, self.code = status, message, type, param, code
+        self.status, self.message, self.param = status, message, param
+        self.type = type or ("server_error" if status >= 500 else "invalid_request_error")
+        self.code = code or DEFAULT_CODES.get(status, "server_error" if status >= 500 else "invalid_request")
 
     def body(self) -> dict[str, Any]:
         return {"error": {"message": self.message, "type": self.type, "param": self.param,
@@ -73,6 +101,12 @@ class ServerConfig:
         queue_timeout_s: how long one waits before it gets 503.
         max_tokens_limit: the largest ``max_tokens`` a request may ask for.
         max_body_bytes: the largest request body (413 beyond).
+        host: the address the server is bound to (a ``Host`` it serves).
+        allowed_hosts: further host names it serves (``"*"``: every one); loopback names and
+            IP literals are always served (:class:`~gpt4all_rag.server.guards.HostCheck`).
+        read_timeout_s: seconds a request's head and body may take to arrive (408 beyond).
+        max_connections: open connections and requests at most (uvicorn's
+            ``limit_concurrency``: 503 beyond).
         api_key: when set, every endpoint but ``/health`` needs ``Authorization: Bearer KEY``.
         cors_origins: origins allowed by CORS (none: CORS off).
         persist_directory, chroma_url: where LocalDocs collections live (embedded database
@@ -91,6 +125,10 @@ class ServerConfig:
     queue_timeout_s: float = 60.0
     max_tokens_limit: int = 4096
     max_body_bytes: int = 4 * 1024 * 1024
+    host: str = "127.0.0.1"
+    allowed_hosts: list[str] = field(default_factory=list)
+    read_timeout_s: float = 30.0
+    max_connections: int = 256
     api_key: str | None = None
     cors_origins: list[str] = field(default_factory=list)
     persist_directory: Path | None = None
@@ -153,11 +191,15 @@ class ModelPool:
             if name is None:
                 raise ApiError(400, "no model given and the server has no default chat model "
                                     "(start it with --model)", param="model")
-        if not isinstance(name, str) or not _MODEL_NAME.match(name) or ".." in name:
-            raise ApiError(400, f"invalid model name {name!r}: a file name in the model "
-                                "directory (letters, digits, '.', '_', '-')", param="model",
-                           code="invalid_model")
+        if not isinstance(name, str) or len(name) > MODEL_NAME_MAX or not _MODEL_NAME.match(name):
+            raise ApiError(400, f"invalid model name {name[:60]!r}: a file name in the model "
+                                f"directory (at most {MODEL_NAME_MAX} letters, digits, '.', '_', '-')",
+                           param="model", code="invalid_model")
         filename = name if name.endswith((".gguf", ".bin")) else name + ".gguf"
+        if len(filename.encode()) > _name_max(self.config.model_directory):
+            raise ApiError(400, f"invalid model name: {filename[:40]}... is longer than a file "
+                                f"name may be here ({_name_max(self.config.model_directory)} bytes)",
+                           param="model", code="invalid_model")
         if not (self.config.model_directory / filename).is_file() and not self.config.allow_download:
             raise ApiError(404, f"the model {name!r} does not exist", param="model",
                            code="model_not_found")

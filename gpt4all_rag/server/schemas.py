@@ -3,8 +3,8 @@
 Responses are the chat core's own objects (:mod:`gpt4all_rag.completion_types`, whose
 ``to_dict()`` is OpenAI's JSON) plus the few shapes defined here. Fields OpenAI has and a local
 model cannot honour are accepted at their neutral value and refused otherwise (``n`` > 1,
-non-zero ``frequency_penalty``/``presence_penalty``, ``echo``), so a client never silently
-gets something else than it asked for.
+non-zero ``frequency_penalty``/``presence_penalty``, a non-empty ``logit_bias``, ``echo``), so a
+client never silently gets something else than it asked for.
 
 Extensions beyond OpenAI's fields (llama.cpp's server names where it has them): ``top_k``,
 ``min_p``, ``repeat_penalty``, ``repeat_last_n`` (sampling), ``grammar`` (GBNF), ``localdocs`` (retrieval from
@@ -14,17 +14,138 @@ query or document prefix), ``enable_thinking`` (templates that switch reasoning)
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-__all__ = ["ChatCompletionRequest", "CompletionRequest", "EmbeddingRequest", "LocalDocsOptions",
-           "SearchRequest", "StreamOptions"]
+from ..localdocs.store import COLLECTION_NAME_PATTERN
+from .pool import MODEL_NAME_MAX, MODEL_NAME_PATTERN
+
+#: The smallest positive and the largest float32: the sampler reads its parameters as float32,
+#: where a positive double below FLOAT32_TINY is 0.
+FLOAT32_TINY, FLOAT32_MAX = 1.401298464324817e-45, 3.4028234663852886e38
+#: A token id as a request may carry it: an int32 (the model then checks its vocabulary).
+TokenId = Annotated[int, Field(ge=0, lt=2**31)]
+
+__all__ = ["ChatCompletionRequest", "CompletionRequest", "EmbeddingRequest", "ErrorResponse",
+           "LocalDocsOptions", "SearchRequest", "StreamOptions"]
 
 
 class _Request(BaseModel):
     # Unknown fields are ignored, as OpenAI's API does for forward compatibility.
     model_config = ConfigDict(extra="ignore")
+
+
+#: A model file name (pool.MODEL_NAME_PATTERN; ``.gguf`` is appended to a name without
+#: ``.gguf``/``.bin``).
+ModelName = Annotated[str, Field(pattern=MODEL_NAME_PATTERN, max_length=MODEL_NAME_MAX)]
+#: A LocalDocs collection name (3-63 characters, see gpt4all_rag.localdocs.store.check_name).
+CollectionName = Annotated[str, Field(pattern=COLLECTION_NAME_PATTERN, min_length=3, max_length=63)]
+#: GBNF text (llama.cpp's grammar format): declared as the ``gbnf`` string format.
+Grammar = Annotated[str, Field(json_schema_extra={"format": "gbnf"})]
+
+
+class TextPart(_Request):
+    """A ``{"type": "text", "text": ...}`` content part (the only kind a text model reads)."""
+
+    type: Literal["text"]
+    text: str
+
+
+class _FilledTextPart(TextPart):
+    text: str = Field(min_length=1)
+
+
+Content = Annotated[str, Field()] | list[TextPart]
+FilledContent = Annotated[str, Field(min_length=1)] | Annotated[list[_FilledTextPart], Field(min_length=1)]
+
+
+class FunctionCall(_Request):
+    name: str
+    arguments: str | dict[str, Any] = "{}"
+
+
+class ToolCall(_Request):
+    id: str | None = None
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
+class SystemMessage(_Request):
+    role: Literal["system", "developer"]
+    content: FilledContent
+    name: str | None = None
+
+
+class UserMessage(_Request):
+    role: Literal["user"]
+    content: FilledContent
+    name: str | None = None
+
+
+class AssistantMessage(_Request):
+    role: Literal["assistant"]
+    content: Content | None = None
+    tool_calls: list[ToolCall] | None = None
+    reasoning_content: str | None = None
+    name: str | None = None
+
+
+class ToolMessage(_Request):
+    role: Literal["tool"]
+    content: Content | None = None
+    tool_call_id: str = ""
+    name: str | None = None
+
+
+Message = Annotated[SystemMessage | UserMessage | AssistantMessage | ToolMessage,
+                    Field(discriminator="role")]
+
+
+class FunctionDefinition(_Request):
+    name: str = Field(min_length=1)
+    description: str | None = None
+    parameters: dict[str, Any] | None = Field(
+        default=None, description="JSON Schema of the arguments (what llama.cpp's "
+                                  "json-schema-to-grammar converts)")
+    strict: bool | None = None
+
+
+class FunctionTool(_Request):
+    type: Literal["function"] = "function"
+    function: FunctionDefinition
+
+
+class _ChosenFunction(_Request):
+    name: str
+
+
+class ToolChoiceFunction(_Request):
+    type: Literal["function"] = "function"
+    function: _ChosenFunction
+
+
+class JsonSchemaSpec(_Request):
+    name: str = "response"
+    description: str | None = None
+    schema_: dict[str, Any] = Field(alias="schema")
+    strict: bool | None = None
+
+
+class TextFormat(_Request):
+    type: Literal["text"]
+
+
+class JsonObjectFormat(_Request):
+    type: Literal["json_object"]
+
+
+class JsonSchemaFormat(_Request):
+    type: Literal["json_schema"]
+    json_schema: JsonSchemaSpec
+
+
+ResponseFormat = Annotated[TextFormat | JsonObjectFormat | JsonSchemaFormat, Field(discriminator="type")]
 
 
 class StreamOptions(_Request):
@@ -39,10 +160,11 @@ class LocalDocsOptions(_Request):
     Attributes:
         collections: LocalDocs collections to search (1-8 names).
         k: excerpts given to the model (1-20), the best of all collections by score.
-        mode: ``hybrid`` (dense + BM25 by reciprocal rank fusion), ``dense`` or ``keyword``.
+        mode: ``hybrid`` (dense + BM25, fused as in :mod:`gpt4all_rag.localdocs.retrieval`),
+            ``dense`` or ``keyword``.
     """
 
-    collections: list[str] = Field(min_length=1, max_length=8)
+    collections: list[CollectionName] = Field(min_length=1, max_length=8)
     k: int = Field(default=3, ge=1, le=20)
     mode: Literal["hybrid", "dense", "keyword"] = "hybrid"
 
@@ -52,33 +174,50 @@ class _Sampling(_Request):
     fields take the schema's defaults)."""
 
     temperature: float | None = Field(default=None, ge=0, le=2)
-    top_p: float | None = Field(default=None, gt=0, le=1)
+    top_p: float | None = Field(default=None, ge=FLOAT32_TINY, le=1)
     max_tokens: int | None = Field(default=None, ge=0)
-    stop: str | list[str] | None = None
-    seed: int | None = None
-    frequency_penalty: float | None = 0.0
-    presence_penalty: float | None = 0.0
-    n: int | None = 1
+    stop: (Annotated[str, Field(min_length=1)]
+           | Annotated[list[Annotated[str, Field(min_length=1)]], Field(max_length=4)] | None) = None
+    seed: int | None = Field(default=None, description="its low 32 bits seed the sampler")
+    # Accepted at their neutral value only; the API description says so (the validator below
+    # gives the reason in its message).
+    frequency_penalty: float | None = Field(0.0, json_schema_extra={"minimum": 0, "maximum": 0})
+    presence_penalty: float | None = Field(0.0, json_schema_extra={"minimum": 0, "maximum": 0})
+    n: int | None = Field(1, json_schema_extra={"minimum": 1, "maximum": 1})
+    logit_bias: dict[str, Annotated[float, Field(ge=-100, le=100)]] | None = Field(
+        None, json_schema_extra={"maxProperties": 0})
     user: str | None = None
     stream: bool = False
     stream_options: StreamOptions | None = None
     # extensions (llama.cpp's server names)
-    top_k: int | None = Field(default=None, ge=0)
+    top_k: int | None = Field(default=None, ge=0, lt=2**31)
     min_p: float | None = Field(default=None, ge=0, le=1)
-    repeat_penalty: float | None = Field(default=None, gt=0)
-    repeat_last_n: int | None = Field(default=None, ge=-1)
-    grammar: str | None = None
+    repeat_penalty: float | None = Field(default=None, ge=FLOAT32_TINY, le=FLOAT32_MAX)
+    repeat_last_n: int | None = Field(default=None, ge=-1, lt=2**31)
+    grammar: Grammar | None = None
 
-    @model_validator(mode="after")
-    def _honourable(self) -> _Sampling:
-        if self.n not in (None, 1):
+    @field_validator("n")
+    @classmethod
+    def _one_choice(cls, value: int | None) -> int | None:
+        if value not in (None, 1):
             raise ValueError("n must be 1: one choice per request")
-        for name in ("frequency_penalty", "presence_penalty"):
-            if getattr(self, name) not in (None, 0, 0.0):
-                raise ValueError(f"{name} is not supported (use the repeat_penalty extension)")
-        if isinstance(self.stop, list) and len(self.stop) > 4:
-            raise ValueError("stop takes at most 4 sequences")
-        return self
+        return value
+
+    @field_validator("frequency_penalty", "presence_penalty")
+    @classmethod
+    def _no_penalty(cls, value: float | None, info: ValidationInfo) -> float | None:
+        if value not in (None, 0, 0.0):
+            raise ValueError(f"{info.field_name} is not supported (use the repeat_penalty extension)")
+        return value
+
+    @field_validator("logit_bias")
+    @classmethod
+    def _no_bias(cls, value: dict[str, float] | None) -> dict[str, float] | None:
+        if value:
+            if not all(k.isdigit() for k in value):
+                raise ValueError("logit_bias keys must be token ids")
+            raise ValueError("logit_bias is not supported (use grammar to constrain tokens)")
+        return value
 
     def sampling(self) -> dict[str, Any]:
         """The chat core's sampling options (None: the schema's default)."""
@@ -91,17 +230,28 @@ class _Sampling(_Request):
 class ChatCompletionRequest(_Sampling):
     """``POST /v1/chat/completions``."""
 
-    model: str | None = None
-    messages: list[dict[str, Any]] = Field(min_length=1)
+    model: ModelName | None = None
+    messages: list[Message] = Field(min_length=1)
     max_completion_tokens: int | None = Field(default=None, ge=0)
-    tools: list[dict[str, Any]] | None = None
-    tool_choice: str | dict[str, Any] | None = None
+    tools: list[FunctionTool] | None = None
+    tool_choice: Literal["none", "auto", "required"] | ToolChoiceFunction | None = Field(
+        default=None, description="a function named here must be one of tools")
     parallel_tool_calls: bool | None = None
-    response_format: dict[str, Any] | None = None
+    response_format: ResponseFormat | None = None
     logprobs: bool = False
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
     enable_thinking: bool | None = None
     localdocs: LocalDocsOptions | None = None
+
+    @field_validator("tool_choice")
+    @classmethod
+    def _chosen_tool_exists(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, ToolChoiceFunction):
+            names = [t.function.name for t in info.data.get("tools") or []]
+            if value.function.name not in names:
+                raise ValueError(f"tool_choice names {value.function.name!r}, which is not among "
+                                 "the tools (a JSON Schema cannot say so: see the description)")
+        return value
 
     def sampling(self) -> dict[str, Any]:
         out = super().sampling()
@@ -109,25 +259,43 @@ class ChatCompletionRequest(_Sampling):
             out["max_tokens"] = self.max_completion_tokens
         return out
 
+    def chat_arguments(self) -> dict[str, Any]:
+        """``messages``, ``tools``, ``tool_choice`` and ``response_format`` as the chat core
+        takes them (OpenAI's JSON: fields the client did not send left out)."""
+        def plain(value: Any) -> Any:
+            if isinstance(value, list):
+                return [plain(v) for v in value]
+            if isinstance(value, BaseModel):
+                return value.model_dump(by_alias=True, exclude_unset=True)
+            return value
+
+        return {"messages": plain(self.messages), "tools": plain(self.tools),
+                "tool_choice": plain(self.tool_choice), "response_format": plain(self.response_format)}
+
 
 class CompletionRequest(_Sampling):
     """``POST /v1/completions``: plain continuation of ``prompt`` (base models)."""
 
-    model: str | None = None
-    prompt: str | list[str]
+    model: ModelName | None = None
+    prompt: Annotated[str, Field(min_length=1)] | Annotated[list[Annotated[str, Field(min_length=1)]],
+                                                             Field(min_length=1, max_length=1)]
     logprobs: int | None = Field(default=None, ge=0, le=5)
-    echo: bool = False
-    suffix: str | None = None
+    echo: bool = Field(False, json_schema_extra={"enum": [False]})
+    suffix: str | None = Field(None, json_schema_extra={"maxLength": 0})
 
-    @model_validator(mode="after")
-    def _one_prompt(self) -> CompletionRequest:
-        if isinstance(self.prompt, list) and len(self.prompt) != 1:
-            raise ValueError("prompt must be a string or a list of one string")
-        if self.echo:
+    @field_validator("echo")
+    @classmethod
+    def _no_echo(cls, value: bool) -> bool:
+        if value:
             raise ValueError("echo is not supported")
-        if self.suffix:
+        return value
+
+    @field_validator("suffix")
+    @classmethod
+    def _no_suffix(cls, value: str | None) -> str | None:
+        if value:
             raise ValueError("suffix is not supported")
-        return self
+        return value
 
     @property
     def text(self) -> str:
@@ -146,21 +314,16 @@ class EmbeddingRequest(_Request):
             task prefix (Nomic Embed ``search_document`` / ``search_query``; none for MiniLM).
     """
 
-    model: str | None = None
-    input: str | list[str] | list[int] | list[list[int]]
+    model: ModelName | None = None
+    input: (Annotated[str, Field(min_length=1)]
+            | Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1, max_length=2048)]
+            | Annotated[list[TokenId], Field(min_length=1, max_length=2048)]
+            | Annotated[list[Annotated[list[TokenId], Field(min_length=1)]], Field(min_length=1, max_length=2048)])
     dimensions: int | None = Field(default=None, ge=1)
     encoding_format: Literal["float", "base64"] = "float"
     input_type: Literal["document", "query"] = "document"
     user: str | None = None
 
-    @model_validator(mode="after")
-    def _bounded(self) -> EmbeddingRequest:
-        items = self.input if isinstance(self.input, list) else [self.input]
-        if not items or len(items) > 2048:
-            raise ValueError("input must hold 1 to 2048 items")
-        if any(isinstance(i, str) and not i for i in items):
-            raise ValueError("input strings must not be empty")
-        return self
 
 
 class SearchRequest(_Request):
@@ -169,3 +332,18 @@ class SearchRequest(_Request):
     query: str = Field(min_length=1)
     k: int = Field(default=5, ge=1, le=50)
     mode: Literal["hybrid", "dense", "keyword"] = "hybrid"
+
+
+class ErrorBody(BaseModel):
+    """OpenAI's error object."""
+
+    message: str
+    type: str
+    param: str | None
+    code: str
+
+
+class ErrorResponse(BaseModel):
+    """Every error the server answers: ``{"error": {...}}`` (OpenAI's shape)."""
+
+    error: ErrorBody

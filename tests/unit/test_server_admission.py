@@ -23,7 +23,7 @@ def test_searches_wait_for_a_seat_like_model_requests(tmp_path: Path) -> None:
 
     async def main() -> list[httpx.Response]:
         transport = httpx.ASGITransport(app=create_app(config, pool))
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
             async with pool.admit(SEARCH):  # the only seat is taken and no one may wait
                 held = [await client.post("/v1/collections/notes/search", json={"query": "cats"}),
                         await client.post("/v1/chat/completions", json=chat)]
