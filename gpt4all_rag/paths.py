@@ -33,6 +33,7 @@ from pathlib import Path
 import platformdirs
 
 __all__ = [
+    "expand",
     "BM25_CACHE_ENV", "CACHE_ENV", "LOCALDOCS_ENV", "MODEL_PATH_ENV", "PYPI_MODELS_ENV", "cache_directory",
     "bm25_cache_directory", "localdocs_directory", "model_directory", "pypi_models_directory",
 ]
@@ -45,9 +46,16 @@ LOCALDOCS_ENV = "GPT4ALL_RAG_LOCALDOCS_DIR"
 BM25_CACHE_ENV = "GPT4ALL_RAG_BM25_CACHE"
 
 
+def expand(path: str | os.PathLike[str]) -> Path:
+    """``path`` as a person means it: ``~`` and ``~user`` expanded, then ``$VAR`` and
+    ``${VAR}`` (:func:`os.path.expanduser`, :func:`os.path.expandvars`; unknown variables are
+    left as written, as a shell without ``set -u`` would not)."""
+    return Path(os.path.expandvars(os.path.expanduser(os.fspath(path))))
+
+
 def _env(name: str) -> Path | None:
     value = os.environ.get(name)
-    return Path(value).expanduser() if value else None
+    return expand(value) if value else None
 
 
 def model_directory() -> Path:

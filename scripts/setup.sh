@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Create .venv and install gpt4all-rag (building its native library), its integrations and,
-# with --test, the test dependencies. Idempotent: a second run rebuilds only what changed.
+# with --test, the test dependencies; with --notebook, JupyterLab and what the example
+# notebook (examples/localdocs.ipynb) needs. Idempotent: a second run rebuilds only what changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -14,7 +15,13 @@ $VPY -m pip install -q --disable-pip-version-check -U pip
 $VPY -m pip install -q --disable-pip-version-check "scikit-build-core>=0.10" ninja
 extras="localdocs,server"
 pkg_extras=""
-if [ "${1:-}" = "--test" ]; then extras="localdocs,server,test"; pkg_extras="[test]"; fi
+for arg in "$@"; do
+  case "$arg" in
+    --test) extras="$extras,test"; pkg_extras="[test]" ;;
+    --notebook) extras="$extras,notebook" ;;
+    *) echo "usage: scripts/setup.sh [--test] [--notebook]" >&2; exit 2 ;;
+  esac
+done
 # G4R_BLAS=mkl bash scripts/setup.sh: large matrix products through Intel MKL, linked
 # statically from the mkl-static and mkl-include packages (README, "Intel MKL": prompts
 # 1.6-2.7x faster on Intel CPUs, but greedy output then depends more on how a prompt was split

@@ -66,9 +66,24 @@ def index(paths: tuple[Path, ...], collection: str, persist_dir: Path | None,
     if as_json:
         echo_json({"collection": collection, **report.as_dict()})
         return
-    for path, reason in report.skipped:
-        click.echo(f"skipped {path}: {reason}", err=True)
+    _echo_skipped(report.skipped)
     click.echo(f"{collection}: {report.summary()}")
+
+
+#: Skipped files named per reason; the rest are counted (``--json`` lists them all).
+SKIPPED_SHOWN = 5
+
+
+def _echo_skipped(skipped: list[tuple[str, str]]) -> None:
+    """Each skipped file with its reason on stderr, at most SKIPPED_SHOWN per reason."""
+    by_reason: dict[str, list[str]] = {}
+    for path, reason in skipped:
+        by_reason.setdefault(reason, []).append(path)
+    for reason, found in by_reason.items():
+        for path in found[:SKIPPED_SHOWN]:
+            click.echo(f"skipped {path}: {reason}", err=True)
+        if len(found) > SKIPPED_SHOWN:
+            click.echo(f"skipped {len(found) - SKIPPED_SHOWN} more: {reason} (--json lists them)", err=True)
 
 
 @click.command("search")
@@ -230,11 +245,13 @@ def remove_collection(ctx: click.Context, name: str, yes: bool, as_json: bool) -
     """Delete a collection and its bookkeeping (the documents themselves are untouched)."""
     from ..localdocs import store
 
-    if not yes:
-        click.confirm(f"Delete collection {name!r}?", abort=True)
-    with cli_errors():
+    with cli_errors():  # an unknown name fails here, before anything is asked
         client = store.make_client(ctx.obj["persist_dir"], ctx.obj["chroma_url"])
-        store.Store(client, name, create=False).delete_collection()
+        st = store.Store(client, name, create=False)
+    if not yes:
+        click.confirm(f"Delete collection {name!r} ({st.count()} chunks)?", abort=True)
+    with cli_errors():
+        st.delete_collection()
     if as_json or ctx.obj["as_json"]:
         echo_json({"removed": name})
         return

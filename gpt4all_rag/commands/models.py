@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from .. import errors
 from .. import models as _models
 from .common import MODEL_PATH_HELP, cli_errors
 
@@ -55,10 +56,15 @@ def list_command(url: str | None, model_path: Path | None, as_json: bool) -> Non
     """List the models of the catalogue; '*' marks files present in the model directory.
 
     Files in the model directory that the catalogue does not know are listed after it.
+    Offline, with no cached catalogue, the installed files are listed and a note on stderr
+    says the catalogue was unreachable.
     """
     directory = _model_dir(model_path)
-    with cli_errors():
+    unreachable = None
+    try:
         entries = _models.list_models(url)
+    except errors.DownloadError as exc:  # offline: what is on disk still answers
+        entries, unreachable = [], str(exc)
     known = {entry["filename"] for entry in entries}
     for entry in entries:
         entry["installed"] = (directory / entry["filename"]).is_file()
@@ -70,10 +76,14 @@ def list_command(url: str | None, model_path: Path | None, as_json: bool) -> Non
         )
     except OSError:  # the directory does not exist (yet)
         local = []
+    if unreachable is not None:
+        click.echo(f"the catalogue is unreachable ({unreachable}); listing the installed models",
+                   err=True)
     if as_json:
-        click.echo(json.dumps({"models": entries, "other_files": local}, indent=2))
+        click.echo(json.dumps({"models": entries, "other_files": local,
+                               "catalog_error": unreachable}, indent=2))
         return
-    if not entries:
+    if not entries and unreachable is None:
         click.echo("The catalogue is empty.")
     for entry in entries:
         mark = "*" if entry["installed"] else " "

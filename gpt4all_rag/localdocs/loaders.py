@@ -221,7 +221,11 @@ def iter_files(
         paths: A file or folder, or several. Files named directly must still have a wanted
             extension (else they are skipped with a reason).
         extensions: Extensions to pick, with or without the dot, case-insensitive (``"md"``
-            and ``".MD"`` are the same). ``None`` means :data:`DEFAULT_EXTENSIONS`.
+            and ``".MD"`` are the same). ``None`` means :data:`DEFAULT_EXTENSIONS` and files
+            without an extension (``README``, ``LICENSE``: read as plain text, refused by
+            :func:`load` when binary). Every other regular file met in a folder is yielded
+            as :class:`Skipped` with its type; hidden entries and :data:`EXCLUDED_DIRS` are
+            not walked.
         max_file_bytes: Larger files are skipped. Default 50 MiB.
         follow_symlinks: Follow symbolic links to files and folders (loops are detected and
             skipped). When False, links are skipped with a reason.
@@ -230,6 +234,8 @@ def iter_files(
         :class:`FileInfo` per candidate file, or :class:`Skipped`.
     """
     wanted = _normalize_extensions(extensions)
+    if extensions is None:
+        wanted = wanted | {""}
     walker = _Walker(wanted, max_file_bytes, follow_symlinks)
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
@@ -362,8 +368,7 @@ class _Walker:
         if stat.S_ISDIR(st.st_mode):
             yield from self._walk(path, st)
         elif os.path.splitext(path)[1].lower() not in self.wanted:
-            ext = os.path.splitext(path)[1].lower() or "(no extension)"
-            yield Skipped(path, f"file type {ext} is not among the extensions to index")
+            yield self._unwanted(path)
         else:
             yield self._file(path, st)
 
@@ -413,6 +418,13 @@ class _Walker:
                     stack.append((path, sub_key, iter(self._entries(path))))
             elif extension in self.wanted:
                 yield self._file(path, st)
+            elif stat.S_ISREG(st.st_mode):
+                yield self._unwanted(path)
+
+    @staticmethod
+    def _unwanted(path: str) -> Skipped:
+        ext = os.path.splitext(path)[1].lower() or "(no extension)"
+        return Skipped(path, f"file type {ext} is not among the extensions to index")
 
     @staticmethod
     def _entries(directory: str) -> list[tuple[str, str] | Skipped]:

@@ -14,7 +14,8 @@ import numpy as np
 from typing_extensions import Self
 
 from .._progress import progress_bar, show_progress
-from ..errors import CollectionNotFoundError, InvalidParameterError
+from ..errors import CollectionNotFoundError, DocumentLoadError, InvalidParameterError
+from ..paths import expand
 from . import chunking, loaders
 from . import texts as _texts
 from .context import DEFAULT_EXCERPT_TEMPLATE, DEFAULT_PROMPT_TEMPLATE, build_prompt
@@ -328,7 +329,12 @@ class LocalDocs:
         Texts added with :meth:`add_texts` are left alone.
 
         Args:
-            paths: files and folders.
+            paths: files and folders; ``~`` and environment variables are expanded
+                (:func:`gpt4all_rag.paths.expand`). Every file under a folder that is not
+                indexed is in the report's ``skipped`` with the reason (hidden files and
+                folders, ``__pycache__`` and ``node_modules`` are not looked at). Files
+                without an extension (``README``, ``LICENSE``) are read as plain text;
+                binary ones are skipped.
             extensions: file extensions to index (None: every supported type).
             progress: bars over files and chunks (:mod:`tqdm.auto`). None: in a Jupyter
                 kernel and when stderr is a terminal; True: always; False: never.
@@ -338,13 +344,17 @@ class LocalDocs:
             An :class:`IndexReport`.
 
         Raises:
+            DocumentLoadError: a path does not exist (nothing is indexed).
             CollectionMismatchError: the collection was built with other settings.
             InvalidParameterError: ``progress`` is not None, True or False.
             StoreError: Chroma failed.
         """
         if isinstance(paths, (str, os.PathLike)):
             paths = [paths]
-        roots = [os.path.abspath(os.fspath(p)) for p in paths]
+        roots = [os.path.abspath(expand(p)) for p in paths]
+        for root in roots:  # a mistyped path must not index nothing and say "1 skipped"
+            if not os.path.lexists(root):
+                raise DocumentLoadError(f"cannot index {root}: no such file or folder")
         show = show_progress(progress)
         with self._lock:
             store, _ = self._open(create=True)

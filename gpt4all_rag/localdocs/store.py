@@ -110,7 +110,7 @@ def make_client(persist_directory: str | os.PathLike[str] | None = None,
                                          settings=settings)
             client.heartbeat()
             return client
-        directory = Path(persist_directory) if persist_directory else default_persist_directory()
+        directory = paths.expand(persist_directory) if persist_directory else default_persist_directory()
         directory.mkdir(parents=True, exist_ok=True)
         with _FRESH_LOCK:  # Chroma's cache of systems is a class attribute
             if fresh:

@@ -160,8 +160,9 @@ class LocalDocsOptions(_Request):
     Attributes:
         collections: LocalDocs collections to search (1-8 names).
         k: excerpts given to the model (1-20), the best of all collections by score.
-        mode: ``hybrid`` (dense + BM25, fused as in :mod:`gpt4all_rag.localdocs.retrieval`),
-            ``dense`` or ``keyword``.
+        mode: ``hybrid`` (dense and BM25 scores fused by a convex combination,
+            :func:`gpt4all_rag.localdocs.retrieval.convex_score_fusion`), ``dense`` or
+            ``keyword``. Several collections are merged by reciprocal rank fusion.
     """
 
     collections: list[CollectionName] = Field(min_length=1, max_length=8)

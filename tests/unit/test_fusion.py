@@ -3,6 +3,10 @@
 
 from __future__ import annotations
 
+import inspect
+import json
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -100,3 +104,33 @@ def test_one_collection_keeps_its_results_and_scores() -> None:
     assert search_collections([only], "q", 5) == only.results
     with pytest.raises(InvalidParameterError):
         search_collections([], "q", 3)
+
+
+def _hybrid_sentences(text: str) -> list[str]:
+    """The sentences of ``text`` that say how hybrid search fuses its two rankings."""
+    sentences = re.split(r"(?<=[.;])\s", " ".join(text.split()))
+    return [s for s in sentences if re.search(r"hybrid", s, re.I) and re.search(r"fus", s, re.I)]
+
+
+def test_the_docs_say_the_fusion_the_code_uses() -> None:
+    """Every place that tells a user how hybrid search fuses names the default (the notebook
+    and the server schema once said reciprocal rank fusion after the default changed)."""
+    from gpt4all_rag.localdocs import LocalDocs
+    from gpt4all_rag.server.schemas import LocalDocsOptions
+
+    default = inspect.signature(hybrid_search).parameters["fusion"].default
+    assert default == "convex"
+    root = Path(__file__).resolve().parents[2]
+    notebook = json.loads((root / "examples" / "localdocs.ipynb").read_text())
+    docs = {
+        "README.md": (root / "README.md").read_text(),
+        "examples/localdocs.ipynb": "\n".join("".join(c["source"]) for c in notebook["cells"]
+                                              if c["cell_type"] == "markdown"),
+        "LocalDocsOptions": LocalDocsOptions.__doc__ or "",
+        "LocalDocs.search": LocalDocs.search.__doc__ or "",
+    }
+    for where, text in docs.items():
+        sentences = _hybrid_sentences(text)
+        assert sentences, f"{where} no longer says how hybrid search fuses"
+        for sentence in sentences:
+            assert "convex" in sentence, (where, sentence)
