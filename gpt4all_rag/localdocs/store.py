@@ -40,7 +40,6 @@ need 3 to 512 characters of ``[a-zA-Z0-9._-]``.
 from __future__ import annotations
 
 import os
-import re
 import threading
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
@@ -52,6 +51,7 @@ from chromadb.api.types import Documents, EmbeddingFunction, Embeddings
 from chromadb.utils.embedding_functions import register_embedding_function
 
 from .. import paths
+from ..names import FILES_SUFFIX, check_collection_name
 from ..errors import CollectionMismatchError, CollectionNotFoundError, InvalidParameterError, StoreError
 from .keyword_cache import KeywordCache
 from .records import (ChunkRecord, FileRecord, StoredChunk, chunk_metadata, doc_id_for,
@@ -64,12 +64,6 @@ __all__ = [
 ]
 
 SCHEMA_VERSION = 2
-FILES_SUFFIX = "__files"
-#: A collection name: 3-63 letters, digits, '.', '_' or '-', starting and ending with a letter
-#: or digit, no '..' (Chroma's rule), and (checked apart) not ending in FILES_SUFFIX. Written
-#: without look-around, so that JSON Schema (the server's API description) can carry it.
-COLLECTION_NAME_PATTERN = r"^[A-Za-z0-9](?:\.?[A-Za-z0-9_-])*\.?[A-Za-z0-9]$"
-_NAME_RE = re.compile(COLLECTION_NAME_PATTERN)
 _WRITE_BATCH = 1000  # records per Chroma write (well under its max batch size)
 _READ_PAGE = 5000
 
@@ -627,12 +621,9 @@ class Store:
 
 
 def check_name(collection: str) -> None:
-    """Raise InvalidParameterError unless ``collection`` is a valid LocalDocs collection name."""
-    if not isinstance(collection, str) or not 3 <= len(collection) <= 63 \
-            or not _NAME_RE.match(collection) or collection.endswith(FILES_SUFFIX):
-        raise InvalidParameterError(
-            f"invalid collection name {collection!r}: use 3-63 letters, digits, '.', '_' or '-', "
-            f"starting and ending with a letter or digit, not ending in {FILES_SUFFIX!r}")
+    """Raise InvalidParameterError unless ``collection`` is a valid LocalDocs collection name
+    (:func:`gpt4all_rag.names.check_collection_name`)."""
+    check_collection_name(collection)
 
 
 def list_collections(client: Any) -> list[dict[str, Any]]:

@@ -34,8 +34,8 @@ from typing import Annotated, Any, AsyncIterator, Awaitable, Callable, TypeVar
 
 import numpy as np
 from fastapi import FastAPI, Path, Request
-from fastapi.openapi.utils import get_openapi
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 from sse_starlette.sse import EventSourceResponse
 from starlette.background import BackgroundTask
@@ -45,10 +45,10 @@ from starlette.middleware.cors import CORSMiddleware
 from .. import errors
 from ..aio import iterate_in_thread
 from ..completion_types import ChatCompletion, ChatCompletionChunk
+from ..names import COLLECTION_NAME_MEANING, COLLECTION_NAME_PATTERN, MODEL_NAME_MEANING, MODEL_NAME_PATTERN
 from ..sampling import SamplingParams
-from .guards import ApiKeyCheck, BodyLimit, HostCheck, TextRoute
-from ..localdocs.store import COLLECTION_NAME_PATTERN
-from .pool import MODEL_NAME_MAX, MODEL_NAME_PATTERN, SEARCH, ApiError, ModelPool, ServerConfig
+from .guards import PUBLIC_PATHS, ApiKeyCheck, BodyLimit, HostCheck, TextRoute
+from .pool import SEARCH, ApiError, ModelPool, ServerConfig
 from .schemas import (ChatCompletionRequest, CollectionName, CompletionRequest, EmbeddingRequest,
                       ErrorResponse, SearchRequest)
 
@@ -434,12 +434,8 @@ def create_app(config: ServerConfig, pool: ModelPool | None = None) -> FastAPI:
 
 
 #: What a name that fails its pattern should have been (pydantic would quote the regex).
-_PATTERN_MEANING = {
-    MODEL_NAME_PATTERN: f"invalid model name: a file name in the model directory, at most "
-                        f"{MODEL_NAME_MAX} letters, digits, '.', '_' or '-', without '..'",
-    COLLECTION_NAME_PATTERN: "invalid collection name: 3-63 letters, digits, '.', '_' or '-', "
-                             "starting and ending with a letter or digit, without '..'",
-}
+_PATTERN_MEANING = {MODEL_NAME_PATTERN: f"invalid model name: {MODEL_NAME_MEANING}",
+                    COLLECTION_NAME_PATTERN: f"invalid collection name: {COLLECTION_NAME_MEANING}"}
 
 
 def _is_branch(part: Any) -> bool:
@@ -475,7 +471,7 @@ def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
 def _openapi(app: FastAPI, config: ServerConfig) -> dict[str, Any]:
     """The API description as the server behaves: FastAPI's, less the 422 it adds to every
     route with parameters (this server answers 400 in OpenAI's shape instead), with this
-    server's ``max_tokens`` limit."""
+    server's ``max_tokens`` limit and, when it has an API key, the bearer scheme."""
     if app.openapi_schema is None:
         schema = get_openapi(title=app.title, version=app.version, description=app.description,
                              routes=app.routes)
@@ -491,6 +487,13 @@ def _openapi(app: FastAPI, config: ServerConfig) -> dict[str, Any]:
                 operation.get("responses", {}).pop("422", None)
         for name in ("HTTPValidationError", "ValidationError"):
             schema.get("components", {}).get("schemas", {}).pop(name, None)
+        if config.api_key is not None:  # the key every route but the public ones needs
+            schema.setdefault("components", {})["securitySchemes"] = {
+                "apiKey": {"type": "http", "scheme": "bearer", "description": "--api-key"}}
+            for path, operations in schema.get("paths", {}).items():
+                if path not in PUBLIC_PATHS:
+                    for operation in operations.values():
+                        operation["security"] = [{"apiKey": []}]
         app.openapi_schema = schema
     return app.openapi_schema
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import os
-import re
 import threading
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -30,22 +29,15 @@ from typing import Any, AsyncIterator
 
 from .. import GPT4All, errors, models
 from ..embed4all import Embed4All
+from ..names import MODEL_NAME_MEANING, check_collection_name, is_model_name
 from ..gpt4all import DEFAULT_N_CTX
 
-__all__ = ["ApiError", "DEFAULT_CODES", "MODEL_NAME_MAX", "MODEL_NAME_PATTERN", "ModelPool", "SEARCH",
-           "ServerConfig"]
+__all__ = ["ApiError", "DEFAULT_CODES", "ModelPool", "SEARCH", "ServerConfig"]
 
 #: The admission key of LocalDocs searches (search endpoint and chat retrieval alike): they
 #: share :attr:`ServerConfig.parallel` seats and the same queue bounds as a model's requests.
 SEARCH = "LocalDocs search"
 
-#: A model name a request may give: a file name in the model directory, of letters, digits,
-#: '.', '_' and '-', starting with a letter or digit, without '..' (written without look-around
-#: so that the API description can carry it), at most MODEL_NAME_MAX characters (with
-#: ``.gguf`` appended it still fits the usual 255-byte file-name limit).
-MODEL_NAME_PATTERN = r"^[A-Za-z0-9](?:\.?[A-Za-z0-9_-])*\.?$"
-MODEL_NAME_MAX = 250
-_MODEL_NAME = re.compile(MODEL_NAME_PATTERN)
 
 
 #: The ``code`` of an error that names none, by HTTP status: every error has a code.
@@ -191,9 +183,8 @@ class ModelPool:
             if name is None:
                 raise ApiError(400, "no model given and the server has no default chat model "
                                     "(start it with --model)", param="model")
-        if not isinstance(name, str) or len(name) > MODEL_NAME_MAX or not _MODEL_NAME.match(name):
-            raise ApiError(400, f"invalid model name {name[:60]!r}: a file name in the model "
-                                f"directory (at most {MODEL_NAME_MAX} letters, digits, '.', '_', '-')",
+        if not is_model_name(name):
+            raise ApiError(400, f"invalid model name {str(name)[:60]!r}: {MODEL_NAME_MEANING}",
                            param="model", code="invalid_model")
         filename = name if name.endswith((".gguf", ".bin")) else name + ".gguf"
         if len(filename.encode()) > _name_max(self.config.model_directory):
@@ -380,10 +371,9 @@ class ModelPool:
             ApiError: 400 for an invalid name, 404 for a collection that does not exist.
         """
         from ..localdocs import LocalDocs
-        from ..localdocs.store import check_name
 
         try:
-            check_name(collection)
+            check_collection_name(collection)
         except errors.InvalidParameterError as exc:
             raise ApiError(400, str(exc), param="collection", code="invalid_collection") from exc
         with self._localdocs_lock:

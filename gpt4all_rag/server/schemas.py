@@ -18,8 +18,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from ..localdocs.store import COLLECTION_NAME_PATTERN
-from .pool import MODEL_NAME_MAX, MODEL_NAME_PATTERN
+from ..names import COLLECTION_NAME_PATTERN, MODEL_NAME_MAX, MODEL_NAME_PATTERN
 
 #: The smallest positive and the largest float32: the sampler reads its parameters as float32,
 #: where a positive double below FLOAT32_TINY is 0.
@@ -36,10 +35,10 @@ class _Request(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
 
-#: A model file name (pool.MODEL_NAME_PATTERN; ``.gguf`` is appended to a name without
+#: A model file name (gpt4all_rag.names; ``.gguf`` is appended to a name without
 #: ``.gguf``/``.bin``).
 ModelName = Annotated[str, Field(pattern=MODEL_NAME_PATTERN, max_length=MODEL_NAME_MAX)]
-#: A LocalDocs collection name (3-63 characters, see gpt4all_rag.localdocs.store.check_name).
+#: A LocalDocs collection name (gpt4all_rag.names).
 CollectionName = Annotated[str, Field(pattern=COLLECTION_NAME_PATTERN, min_length=3, max_length=63)]
 #: GBNF text (llama.cpp's grammar format): declared as the ``gbnf`` string format.
 Grammar = Annotated[str, Field(json_schema_extra={"format": "gbnf"})]

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from gpt4all_rag.errors import DocumentLoadError
 from gpt4all_rag.localdocs import LocalDocs, loaders
 from gpt4all_rag.localdocs.retrieval import Mode
 
@@ -298,8 +299,8 @@ def test_only_bad_files_never_crash(ld: LocalDocs, backend: Backend, tmp_path: P
     assert ld.stats()["chunks"] == 0
     for mode in MODES:
         assert ld.search("anything", mode=mode) == []
-    # a bad file named directly, and a missing path, are reported too
-    report = ld.index([tmp_path / "bad" / "blob.txt", tmp_path / "missing-folder"])
-    assert dict(report.skipped) == {
-        str(tmp_path / "bad" / "blob.txt"): "binary file (contains NUL bytes)",
-        str(tmp_path / "missing-folder"): "no such file or directory"}
+    # a bad file named directly is reported too; a missing path is an error
+    report = ld.index([tmp_path / "bad" / "blob.txt"])
+    assert dict(report.skipped) == {str(tmp_path / "bad" / "blob.txt"): "binary file (contains NUL bytes)"}
+    with pytest.raises(DocumentLoadError, match="no such file or folder"):
+        ld.index([tmp_path / "bad" / "blob.txt", tmp_path / "missing-folder"])

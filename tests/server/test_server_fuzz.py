@@ -30,6 +30,7 @@ from .openai_server import running_openai_server
 
 #: Examples per operation and phase (CI's bound; schemathesis' own default is 100).
 EXAMPLES = 12
+KEY = "fuzz-key"
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -45,14 +46,32 @@ def server(tmp_path_factory: pytest.TempPathFactory, model_dir: Path) -> Iterato
         yield url
 
 
+@pytest.fixture(scope="module")
+def keyed(model_dir: Path) -> Iterator[str]:
+    """A second server with an API key (its description then declares the bearer scheme)."""
+    with running_openai_server(model_dir, "--model", SMOLLM2, "--max-tokens-limit", "8",
+                               env={"GPT4ALL_RAG_API_KEY": KEY}) as url:
+        yield url
+
+
 def test_schemathesis_default_checks(server: str, tmp_path: Path) -> None:
     """``schemathesis run`` with every default check, on every operation, in every phase
     (run in tmp_path: it keeps a cache folder where it runs)."""
+    _schemathesis(server, tmp_path)
+
+
+def test_schemathesis_with_an_api_key(keyed: str, tmp_path: Path) -> None:
+    """The same with a key: its ``ignored_auth`` check sends requests without the key (and
+    with a wrong one) and expects 401."""
+    _schemathesis(keyed, tmp_path, "-H", f"Authorization: Bearer {KEY}")
+
+
+def _schemathesis(server: str, cwd: Path, *args: str) -> None:
     exe = Path(sys.executable).with_name("schemathesis")
     run = subprocess.run([str(exe), "run", server + "/openapi.json", "--max-examples", str(EXAMPLES),
                           "--seed", "1", "--request-timeout", "60", "--no-color",
-                          "--generation-database", "none"],
-                         capture_output=True, text=True, timeout=1200, cwd=tmp_path,
+                          "--generation-database", "none", *args],
+                         capture_output=True, text=True, timeout=1200, cwd=cwd,
                          env={**os.environ, "SCHEMATHESIS_HOOKS": "tests.server.schemathesis_hooks",
                               "PYTHONPATH": str(ROOT)})
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]

@@ -376,14 +376,18 @@ def test_walk_is_sorted_filters_extensions_and_hidden(tmp_path: Path) -> None:
         path = tmp_path / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("content\n", encoding="utf-8")
-    found = items(tmp_path)
-    assert all(isinstance(r, FileInfo) for r in found)
+    (tmp_path / "README").write_text("no extension: read as text\n", encoding="utf-8")
+    walked = items(tmp_path)
+    # a file of another type is reported, not silently left out (hidden ones are not walked)
+    assert skipped(walked, tmp_path / "c.png") == "file type .png is not among the extensions to index"
+    found = [r for r in walked if not isinstance(r, Skipped)]
+    assert all(isinstance(r, FileInfo) for r in found) and len(found) == len(walked) - 1
     assert [os.path.relpath(r.path, tmp_path) for r in found] == [
-        "A.MD", "a.txt", "b.md", "sub/deeper/y.py", "sub/z.rst"]
-    assert found == items(tmp_path)  # deterministic
+        "A.MD", "README", "a.txt", "b.md", "sub/deeper/y.py", "sub/z.rst"]
+    assert walked == items(tmp_path)  # deterministic
     first = found[0]
     assert (first.size_bytes, first.mtime) == loaders.file_stat(first.path)
-    only_md = items(tmp_path, extensions=["MD", ".rst"])
+    only_md = [r for r in items(tmp_path, extensions=["MD", ".rst"]) if isinstance(r, FileInfo)]
     assert [Path(r.path).name for r in only_md] == ["A.MD", "b.md", "z.rst"]
     explicit = items([tmp_path / "c.png", tmp_path / "b.md"])
     assert (skipped(explicit, tmp_path / "c.png")

@@ -83,9 +83,14 @@ def test_list_uses_the_env_catalogue(
     assert http_server.request_count() == 1
 
 
-def test_list_reports_an_unreachable_catalogue_without_traceback(http_server: FileServer) -> None:
+def test_list_reports_an_unreachable_catalogue_and_lists_what_is_installed(
+        http_server: FileServer, tmp_path: Path) -> None:
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "local.gguf").write_bytes(b"x")
     url = http_server.add_catalog([], behaviour=Behaviour(status=503))
-    assert_clean_error(*run("list", "--url", url), "HTTP 503")
+    code, out, err = run("list", "--url", url)
+    assert code == 0 and "* local.gguf" in out
+    assert "unreachable" in err and "HTTP 503" in err and "Traceback" not in err
 
 
 def test_download_fetches_verifies_and_prints_the_path(
