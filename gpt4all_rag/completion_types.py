@@ -173,6 +173,9 @@ class ChatCompletion:
             (``max_tokens`` or the context window) or ``"tool_calls"``.
         usage: token counts.
         logprobs: the generated tokens' log-probabilities when asked for, else None.
+        stop_sequence: the stop sequence that ended the reply (the request's ``stop`` or the
+            template's end marker), else None; not part of OpenAI's JSON (Anthropic's Messages
+            API reports it).
     """
 
     id: str
@@ -182,6 +185,7 @@ class ChatCompletion:
     finish_reason: str
     usage: Usage
     logprobs: list[TokenLogprob] | None = None
+    stop_sequence: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """OpenAI's ``chat.completion`` object."""
@@ -204,6 +208,7 @@ class ChatCompletionChunk:
         finish_reason: None until the last chunk.
         usage: None until the last chunk, which carries the whole completion's counts.
         logprobs: log-probabilities of the tokens behind this chunk's text, when asked for.
+        stop_sequence: on the last chunk, as in :class:`ChatCompletion`.
     """
 
     id: str
@@ -213,6 +218,7 @@ class ChatCompletionChunk:
     finish_reason: str | None = None
     usage: Usage | None = None
     logprobs: list[TokenLogprob] | None = None
+    stop_sequence: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """OpenAI's ``chat.completion.chunk`` object."""

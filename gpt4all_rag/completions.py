@@ -37,7 +37,7 @@ from .sampling import SamplingParams, check_number
 if TYPE_CHECKING:
     from .gpt4all import GPT4All
 
-__all__ = ["create_chat_completion", "normalize_messages", "tool_call_schema"]
+__all__ = ["chat_prompt_tokens", "create_chat_completion", "normalize_messages", "tool_call_schema"]
 
 logger = logging.getLogger("gpt4all_rag")
 
@@ -372,6 +372,37 @@ def _finish_reason(stats_reason: str | None, reply: _Reply) -> str:
 
 
 # -- the call ---------------------------------------------------------------------------------
+def _prompt(llm: GPT4All, msgs: list[dict[str, Any]], tools: list[dict[str, Any]], choice: str,
+            response_format: Any, chat_template: str | None, enable_thinking: bool | None,
+            params: SamplingParams) -> tuple[_Plan, list[int]]:
+    """The plan of a request and the prompt tokens the model will read for it."""
+    if enable_thinking is not None and not isinstance(enable_thinking, bool):
+        raise errors.InvalidParameterError(f"enable_thinking must be a bool or None, got {enable_thinking!r}")
+    llm._check_can_generate()
+    source = chat_template if chat_template is not None else llm._default_chat_template()
+    template = llm._template(source)  # a malformed template fails here, as ChatTemplateError
+    plan = _plan(llm, source, msgs, tools, choice, response_format, enable_thinking, params)
+    session = ChatSession(template=template, history=plan.messages, template_vars=plan.variables)
+    return plan, llm._prompts.chat_tokens(session, plan.messages)
+
+
+def chat_prompt_tokens(llm: GPT4All, messages: Sequence[Mapping[str, Any]], *,
+                       tools: Sequence[Mapping[str, Any]] | None = None, tool_choice: Any = None,
+                       response_format: Any = None, chat_template: str | None = None,
+                       enable_thinking: bool | None = None) -> list[int]:
+    """The token ids a chat completion of these arguments would feed the model: the messages
+    rendered exactly as :func:`create_chat_completion` renders them (tools, response format
+    instructions and the assistant's turn opening included). Nothing is evaluated.
+
+    Raises:
+        InvalidParameterError, ChatTemplateError: as :func:`create_chat_completion`.
+    """
+    checked_tools = _check_tools(tools)
+    choice, callable_tools = _resolve_tool_choice(tool_choice, checked_tools)
+    return _prompt(llm, normalize_messages(messages), callable_tools, choice, response_format,
+                   chat_template, enable_thinking, SamplingParams())[1]
+
+
 def create_chat_completion(
     llm: GPT4All,
     messages: Sequence[Mapping[str, Any]],
@@ -395,19 +426,12 @@ def create_chat_completion(
         raise errors.InvalidParameterError(f"logprobs must be True or False, got {logprobs!r}")
     if top_logprobs is not None:
         check_number("top_logprobs", top_logprobs, low=0, high=_native.MAX_TOP_LOGPROBS, integer=True)
-    if enable_thinking is not None and not isinstance(enable_thinking, bool):
-        raise errors.InvalidParameterError(f"enable_thinking must be a bool or None, got {enable_thinking!r}")
     if callback is not None and not callable(callback):
         raise errors.InvalidParameterError("callback must be callable")
     n_top = (top_logprobs or 0) if logprobs else None
-    llm._check_can_generate()
-    source = chat_template if chat_template is not None else llm._default_chat_template()
-    template = llm._template(source)  # a malformed template fails here, as ChatTemplateError
-    plan = _plan(llm, source, msgs, callable_tools, choice, response_format, enable_thinking, params)
+    plan, tokens = _prompt(llm, msgs, callable_tools, choice, response_format, chat_template,
+                           enable_thinking, params)
     run_params = SamplingParams.from_options(params, stop=plan.stops, grammar=plan.grammar)
-    session = ChatSession(template=template, history=plan.messages,
-                          template_vars=plan.variables)
-    tokens = llm._prompts.chat_tokens(session, plan.messages)
     limit = llm.model.n_ctx - 4
     if len(tokens) > limit:
         raise errors.ContextOverflowError(
@@ -445,7 +469,7 @@ def create_chat_completion(
                 ChatCompletionMessage(reply.content if reply.content or not reply.calls else None,
                                       reply.reasoning, reply.calls),
                 _finish_reason(stats.finish_reason, reply), usage(),
-                lps if n_top is not None else None)
+                lps if n_top is not None else None, stats.stop_sequence)
 
     def chunks() -> Iterator[ChatCompletionChunk]:
         def chunk(delta: dict[str, Any], **kw: Any) -> ChatCompletionChunk:
@@ -482,6 +506,7 @@ def create_chat_completion(
             if reply.calls:
                 delta["tool_calls"] = [dict(c.to_dict(), index=i) for i, c in enumerate(reply.calls)]
             yield chunk(delta, finish_reason=_finish_reason(stats.finish_reason, reply),
-                        usage=usage(), logprobs=held if n_top is not None else None)
+                        usage=usage(), logprobs=held if n_top is not None else None,
+                        stop_sequence=stats.stop_sequence)
 
     return chunks()

@@ -31,6 +31,8 @@ class GenerationStats:
         finish_reason: ``"stop"`` (end-of-generation token or stop sequence), ``"length"``
             (``max_tokens`` reached or context full), ``"callback"`` (callback returned False)
             or ``"closed"`` (streaming generator closed early).
+        stop_sequence: the stop sequence that ended the last call (the one found first in
+            the text), or None.
         dropped_messages: messages left out of the model's view because the conversation
             outgrew the context window (the history itself keeps them).
         decoded_tokens_total: tokens evaluated since the model was loaded.
@@ -40,6 +42,7 @@ class GenerationStats:
     reused_tokens: int = 0
     completion_tokens: int = 0
     finish_reason: str | None = None
+    stop_sequence: str | None = None
     dropped_messages: int = 0
     decoded_tokens_total: int = 0
 
@@ -90,7 +93,7 @@ def run(model: _native.NativeSequence, tokens: list[int], params: SamplingParams
     """
     n_predict, stops = params.max_tokens, list(params.stop)
     stats.prompt_tokens, stats.completion_tokens = len(tokens), 0
-    stats.dropped_messages, stats.finish_reason = dropped, None
+    stats.dropped_messages, stats.finish_reason, stats.stop_sequence = dropped, None, None
     stats.reused_tokens = model.ingest(tokens, params.n_batch or model.info(_native.PROP_N_BATCH))
     stats.decoded_tokens_total = model.info(_native.PROP_N_DECODED)
     if n_predict == 0:
@@ -127,9 +130,10 @@ def run(model: _native.NativeSequence, tokens: list[int], params: SamplingParams
                 logprobs_out.append(token_logprob(model, token, piece, logprobs))
             held += decoder.decode(piece)
             if stops:
-                hits = [i for i in (held.find(s) for s in stops) if i >= 0]
+                hits = [(i, s) for i, s in ((held.find(s), s) for s in stops) if i >= 0]
                 if hits:
-                    held = held[: min(hits)]
+                    at, stats.stop_sequence = min(hits, key=lambda hit: hit[0])
+                    held = held[:at]
                     stats.finish_reason = "stop"
                     if held:
                         notify(token, held)

@@ -25,7 +25,7 @@ from typing_extensions import Self
 from . import _native, errors, generation, models
 from .completion_types import ChatCompletion, ChatCompletionChunk, LogLikelihood, TokenLogprob
 from .generation import GenerationStats
-from .completions import create_chat_completion
+from .completions import chat_prompt_tokens, create_chat_completion
 from .prompting import LOCALDOCS_PROMPT_KEY, ChatSession, PromptBuilder
 from .sampling import DEFAULTS, SamplingParams, check_number
 from .sequences import SequencePool
@@ -687,6 +687,23 @@ class GPT4All:
             response_format=response_format, stream=stream, logprobs=logprobs,
             top_logprobs=top_logprobs, chat_template=chat_template,
             enable_thinking=enable_thinking, callback=callback)
+
+    def chat_prompt_tokens(self, messages: list[dict[str, Any]], *,
+                           tools: list[dict[str, Any]] | None = None,
+                           tool_choice: str | dict[str, Any] | None = None,
+                           response_format: dict[str, Any] | None = None,
+                           chat_template: str | None = None,
+                           enable_thinking: bool | None = None) -> list[int]:
+        """The prompt :meth:`create_chat_completion` would feed the model for these arguments,
+        as token ids (its ``usage.prompt_tokens`` is their number); nothing is evaluated.
+
+        Raises:
+            InvalidParameterError, ChatTemplateError, UnsupportedOperationError,
+            ModelClosedError: as for :meth:`create_chat_completion`.
+        """
+        return chat_prompt_tokens(self, messages, tools=tools, tool_choice=tool_choice,
+                                  response_format=response_format, chat_template=chat_template,
+                                  enable_thinking=enable_thinking)
 
     # -- chat sessions ----------------------------------------------------------------------
     @contextmanager

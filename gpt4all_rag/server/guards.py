@@ -17,8 +17,8 @@ In the order a request meets them:
    to, and ``--allowed-host`` names. Others get 400 ``invalid_host``. With an API key every
    host is served (a page cannot know the key).
 3. :class:`ApiKeyCheck`: with an API key, every path but the public ones (``/health`` and the
-   API description) needs ``Authorization: Bearer KEY`` and gets 401 without it, before the
-   body is read or parsed.
+   API description) needs ``Authorization: Bearer KEY`` (or ``x-api-key: KEY``) and gets 401
+   without it, before the body is read or parsed.
 4. :class:`BodyLimit`: 413 for a body over the limit, by ``Content-Length`` or while a
    chunked body streams in.
 5. :class:`TextRoute`: every string of a JSON body is a Unicode scalar value sequence.
@@ -40,12 +40,12 @@ from typing import Any
 
 from fastapi import Request
 from fastapi.routing import APIRoute
-from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from .pool import ApiError
+from .serving import error_response
 
 __all__ = ["ApiKeyCheck", "BodyLimit", "HostCheck", "PUBLIC_PATHS", "TextRoute", "deadline_protocol",
            "scalar_values"]
@@ -55,7 +55,7 @@ PUBLIC_PATHS = frozenset({"/health", "/openapi.json", "/docs", "/docs/oauth2-red
 
 
 async def _refuse(error: ApiError, scope: Scope, receive: Receive, send: Send) -> None:
-    await JSONResponse(error.body(), status_code=error.status)(scope, receive, send)
+    await error_response(scope["path"], error)(scope, receive, send)
 
 
 def _host_name(header: str) -> str:
@@ -114,18 +114,21 @@ class HostCheck:
 
 
 class ApiKeyCheck:
-    """401 ``invalid_api_key`` unless the request carries ``Authorization: Bearer KEY``
-    (paths in :data:`PUBLIC_PATHS` and CORS preflights excepted), checked before the body is
-    read. The comparison takes the same time for every wrong key (``hmac.compare_digest``)."""
+    """401 ``invalid_api_key`` unless the request carries ``Authorization: Bearer KEY`` or
+    (Anthropic's header) ``x-api-key: KEY`` (paths in :data:`PUBLIC_PATHS` and CORS preflights
+    excepted), checked before the body is read. The comparison takes the same time for every
+    wrong key of the same length (``hmac.compare_digest``)."""
 
     def __init__(self, app: ASGIApp, api_key: str) -> None:
         self.app, self.key = app, api_key.encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] not in PUBLIC_PATHS and scope["method"] != "OPTIONS":
-            header = dict(scope.get("headers") or []).get(b"authorization", b"")
-            scheme, _, token = header.partition(b" ")
-            if scheme.lower() != b"bearer" or not hmac.compare_digest(token.strip(), self.key):
+            headers = dict(scope.get("headers") or [])
+            scheme, _, token = headers.get(b"authorization", b"").partition(b" ")
+            if scheme.lower() != b"bearer":  # Anthropic's clients send x-api-key instead
+                token = headers.get(b"x-api-key", b"")
+            if not hmac.compare_digest(token.strip(), self.key):
                 await _refuse(ApiError(401, "missing or wrong API key: send 'Authorization: Bearer KEY'",
                                        code="invalid_api_key"), scope, receive, send)
                 return

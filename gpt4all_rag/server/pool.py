@@ -31,6 +31,7 @@ from .. import GPT4All, errors, models
 from ..embed4all import Embed4All
 from ..names import MODEL_NAME_MEANING, check_collection_name, is_model_name
 from ..gpt4all import DEFAULT_N_CTX
+from ..sampling import SamplingParams
 
 __all__ = ["ApiError", "DEFAULT_CODES", "ModelPool", "SEARCH", "ServerConfig"]
 
@@ -55,6 +56,12 @@ def _name_max(directory: Path) -> int:
         return 255
 
 
+#: Anthropic's error ``type`` by HTTP status (its Messages API reference, "Errors").
+ANTHROPIC_ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error",
+                         403: "permission_error", 404: "not_found_error", 413: "request_too_large",
+                         429: "rate_limit_error", 500: "api_error", 529: "overloaded_error"}
+
+
 class ApiError(errors.GPT4AllRagError):
     """An error answered in OpenAI's shape: ``{"error": {"message", "type", "param", "code"}}``.
 
@@ -72,6 +79,16 @@ class ApiError(errors.GPT4AllRagError):
     def body(self) -> dict[str, Any]:
         return {"error": {"message": self.message, "type": self.type, "param": self.param,
                           "code": self.code}}
+
+    def anthropic_status(self) -> int:
+        """The status in Anthropic's API: its 529 ``overloaded_error`` for a busy server."""
+        return 529 if self.status == 503 else self.status
+
+    def anthropic_body(self) -> dict[str, Any]:
+        """Anthropic's error object: ``{"type": "error", "error": {"type", "message"}}``."""
+        status = self.anthropic_status()
+        kind = ANTHROPIC_ERROR_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
+        return {"type": "error", "error": {"type": kind, "message": self.message}}
 
 
 @dataclass
@@ -126,6 +143,20 @@ class ServerConfig:
     persist_directory: Path | None = None
     chroma_url: str | None = None
 
+    def max_tokens(self, requested: int | None) -> int:
+        """The ``max_tokens`` a request gets: its own, or the default (200) within
+        :attr:`max_tokens_limit`.
+
+        Raises:
+            ApiError: 400 when it asks for more than the limit (the message quotes its value).
+        """
+        if requested is None:
+            return min(SamplingParams().max_tokens, self.max_tokens_limit)
+        if requested > self.max_tokens_limit:
+            raise ApiError(400, f"max_tokens is {requested}; this server allows at most "
+                                f"{self.max_tokens_limit}", param="max_tokens")
+        return requested
+
     @property
     def model_directory(self) -> Path:
         return Path(self.model_path) if self.model_path else models.default_model_directory()
@@ -137,6 +168,7 @@ class _Slot:
     def __init__(self, n: int) -> None:
         self.seats = asyncio.Semaphore(n)  # wakes waiters first come, first served
         self.waiting = 0
+        self.running = 0  # requests holding a seat
 
 
 class _Entry:
@@ -234,10 +266,19 @@ class ModelPool:
                                 "later", type="server_error", code="queue_timeout") from None
         finally:
             slot.waiting -= 1
+        slot.running += 1
         try:
             yield
         finally:
+            slot.running -= 1
             slot.seats.release()
+
+    def snapshot(self) -> dict[str, Any]:
+        """What the pool holds now, for metrics: ``loaded`` (model file -> kind),
+        ``running`` and ``waiting`` (admission key -> requests). Read on the event loop."""
+        return {"loaded": {name: e.kind for name, e in list(self._entries.items()) if e.model is not None},
+                "running": {key: slot.running for key, slot in list(self._slots.items())},
+                "waiting": {key: slot.waiting for key, slot in list(self._slots.items())}}
 
     @asynccontextmanager
     async def lease(self, filename: str, kind: str = "chat") -> AsyncIterator[Any]:

@@ -26,8 +26,9 @@ FLOAT32_TINY, FLOAT32_MAX = 1.401298464324817e-45, 3.4028234663852886e38
 #: A token id as a request may carry it: an int32 (the model then checks its vocabulary).
 TokenId = Annotated[int, Field(ge=0, lt=2**31)]
 
-__all__ = ["ChatCompletionRequest", "CompletionRequest", "EmbeddingRequest", "ErrorResponse",
-           "LocalDocsOptions", "SearchRequest", "StreamOptions"]
+__all__ = ["ChatCompletionRequest", "ChatInput", "CompletionRequest", "DetokenizeRequest",
+           "EmbeddingRequest", "ErrorResponse", "LocalDocsOptions", "SearchRequest", "StreamOptions",
+           "TokenizeMessages", "TokenizeText"]
 
 
 class _Request(BaseModel):
@@ -227,21 +228,17 @@ class _Sampling(_Request):
                 "repeat_last_n": self.repeat_last_n, "grammar": self.grammar}
 
 
-class ChatCompletionRequest(_Sampling):
-    """``POST /v1/chat/completions``."""
+class ChatInput(_Request):
+    """What a chat prompt is made of: the fields a chat completion renders (shared by
+    ``POST /v1/chat/completions`` and ``POST /tokenize``)."""
 
     model: ModelName | None = None
     messages: list[Message] = Field(min_length=1)
-    max_completion_tokens: int | None = Field(default=None, ge=0)
     tools: list[FunctionTool] | None = None
     tool_choice: Literal["none", "auto", "required"] | ToolChoiceFunction | None = Field(
         default=None, description="a function named here must be one of tools")
-    parallel_tool_calls: bool | None = None
     response_format: ResponseFormat | None = None
-    logprobs: bool = False
-    top_logprobs: int | None = Field(default=None, ge=0, le=20)
     enable_thinking: bool | None = None
-    localdocs: LocalDocsOptions | None = None
 
     @field_validator("tool_choice")
     @classmethod
@@ -252,12 +249,6 @@ class ChatCompletionRequest(_Sampling):
                 raise ValueError(f"tool_choice names {value.function.name!r}, which is not among "
                                  "the tools (a JSON Schema cannot say so: see the description)")
         return value
-
-    def sampling(self) -> dict[str, Any]:
-        out = super().sampling()
-        if self.max_completion_tokens is not None:
-            out["max_tokens"] = self.max_completion_tokens
-        return out
 
     def chat_arguments(self) -> dict[str, Any]:
         """``messages``, ``tools``, ``tool_choice`` and ``response_format`` as the chat core
@@ -271,6 +262,46 @@ class ChatCompletionRequest(_Sampling):
 
         return {"messages": plain(self.messages), "tools": plain(self.tools),
                 "tool_choice": plain(self.tool_choice), "response_format": plain(self.response_format)}
+
+
+class ChatCompletionRequest(ChatInput, _Sampling):
+    """``POST /v1/chat/completions``."""
+
+    max_completion_tokens: int | None = Field(default=None, ge=0)
+    parallel_tool_calls: bool | None = None
+    logprobs: bool = False
+    top_logprobs: int | None = Field(default=None, ge=0, le=20)
+    localdocs: LocalDocsOptions | None = None
+
+    def sampling(self) -> dict[str, Any]:
+        out = super().sampling()
+        if self.max_completion_tokens is not None:
+            out["max_tokens"] = self.max_completion_tokens
+        return out
+
+
+class TokenizeText(_Request):
+    """``POST /tokenize`` of a text (llama.cpp's server's shape): ``{"tokens": [ids]}``, or
+    with ``with_pieces`` ``[{"id", "piece"}]`` (a piece that is not whole UTF-8 as its bytes)."""
+
+    model: ModelName | None = None
+    content: str
+    add_special: bool = Field(default=True, description="the model's BOS/EOS as it adds them")
+    with_pieces: bool = False
+
+
+class TokenizeMessages(ChatInput):
+    """``POST /tokenize`` of chat messages: the tokens a chat completion of the same fields
+    would feed the model (its ``usage.prompt_tokens`` is their number)."""
+
+    with_pieces: bool = False
+
+
+class DetokenizeRequest(_Request):
+    """``POST /detokenize``: ``{"content": text}`` of token ids."""
+
+    model: ModelName | None = None
+    tokens: list[TokenId]
 
 
 class CompletionRequest(_Sampling):

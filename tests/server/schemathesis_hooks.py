@@ -30,6 +30,8 @@ def before_call(ctx: Any, case: Any, **kwargs: Any) -> None:  # noqa: ARG001 - i
     case.body = _model_rules(case.body)
 
 
+#: SmolLM2's vocabulary size (the test server's chat model).
+SMOLLM2_VOCAB = 49152
 #: Characters SmolLM2's vocabulary has no token for: a prompt of only these is no prompt.
 SMOLLM2_UNTOKENIZED = set("\x04\x06\x13\x14\x16\x1d")
 
@@ -57,13 +59,20 @@ def _model_rules(body: Any) -> Any:
         prompt = prompt[0]
     if isinstance(prompt, str) and prompt and set(prompt) <= SMOLLM2_UNTOKENIZED:
         body["prompt"] = "Hi"
-    if isinstance(body.get("tool_choice"), dict):  # it names one of the tools
+    choice = body.get("tool_choice")
+    if isinstance(choice, dict) and "function" in choice:  # OpenAI's: it names one of the tools
         tools = body.get("tools") or []
         names = [t.get("function", {}).get("name") for t in tools if isinstance(t, dict)]
         if names and all(isinstance(n, str) for n in names):
             body["tool_choice"] = {"type": "function", "function": {"name": names[0]}}
         else:
             body["tool_choice"] = "auto"
+    elif isinstance(choice, dict) and choice.get("type") == "tool":  # Anthropic's
+        names = [t.get("name") for t in body.get("tools") or [] if isinstance(t, dict)]
+        body["tool_choice"] = ({"type": "tool", "name": names[0]} if names and isinstance(names[0], str)
+                               else {"type": "auto"})
+    if isinstance(body.get("tokens"), list):  # /detokenize: SmolLM2's vocabulary
+        body["tokens"] = [int(t) % SMOLLM2_VOCAB if isinstance(t, (int, float)) else t for t in body["tokens"]]
     if body.get("dimensions") is not None:  # MiniLM is no Matryoshka model
         body["dimensions"] = MINILM_DIM
     inputs = body.get("input")

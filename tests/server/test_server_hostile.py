@@ -215,10 +215,11 @@ def test_the_api_description_says_400_and_every_error(server: str) -> None:
             assert "400" in op["responses"], (method, path)
             if path != "/health":
                 assert "401" in op["responses"], (method, path)
+            shape = "AnthropicErrorResponse" if path.startswith("/v1/messages") else "ErrorResponse"
             for status, response in op["responses"].items():
                 if status != "200":
                     schema = response["content"]["application/json"]["schema"]
-                    assert schema == {"$ref": "#/components/schemas/ErrorResponse"}
+                    assert schema == {"$ref": f"#/components/schemas/{shape}"}, (path, status)
     chat = spec["components"]["schemas"]["ChatCompletionRequest"]["properties"]["max_tokens"]
     assert {"type": "integer", "minimum": 0, "maximum": 64} in chat["anyOf"]
 

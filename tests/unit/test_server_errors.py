@@ -8,7 +8,7 @@ import inspect
 import pytest
 
 from gpt4all_rag import errors
-from gpt4all_rag.server.app import _api_error
+from gpt4all_rag.server.serving import api_error as _api_error
 
 CLASSES = sorted((c for c in vars(errors).values()
                   if inspect.isclass(c) and issubclass(c, errors.GPT4AllRagError)),
