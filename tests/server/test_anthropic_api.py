@@ -249,3 +249,14 @@ def test_metrics_count_what_was_sent(models: Path) -> None:
     assert value("gpt4all_rag_loaded_models", model=SMOLLM2, kind="chat") == 1
     assert value("gpt4all_rag_requests_running", model=SMOLLM2) == 0
     assert value("gpt4all_rag_requests_waiting", model=SMOLLM2) == 0
+
+
+@pytest.mark.parametrize("path,body,status", [
+    ("/tokenize", {}, 400), ("/tokenize", {"content": 5}, 400), ("/tokenize", {"messages": []}, 400),
+    ("/tokenize", {"content": "x", "model": "missing"}, 404), ("/detokenize", {"tokens": [-1]}, 400),
+    ("/detokenize", {"tokens": "x"}, 400), ("/detokenize", {"tokens": [2**40]}, 400),
+])
+def test_bad_token_requests_are_4xx(server: str, path: str, body: dict[str, Any], status: int) -> None:
+    r = httpx.post(server + path, json=body, headers=_auth(), timeout=60)
+    assert r.status_code == status, r.text
+    assert set(r.json()["error"]) == {"message", "type", "param", "code"}
