@@ -21,6 +21,7 @@ _COMMANDS: tuple[tuple[str, str], ...] = (
     ("models", "models"),
     ("convert", "convert"),
     ("serve", "serve"),
+    ("mcp", "mcp"),
 )
 
 

@@ -10,7 +10,7 @@
 * ``ask``: ``collection``, ``question``, ``model``, ``answer``, ``sources`` (as ``results``).
 * ``collections`` / ``collections list``: ``collections``: a list of ``{"name", "documents",
   "chunks", "embedding_model", "dimensionality", "chunk_tokens", "overlap_tokens", "chunker",
-  "schema", "revision"}``; ``collections show NAME``: ``collection`` (one such object) and
+  "schema", "revision", "updated_at"}``; ``collections show NAME``: ``collection`` (one such object) and
   ``documents`` (``[{"path", "title", "n_chunks", "state", "origin", "size_bytes",
   "mtime"}]``); ``collections remove NAME``: ``removed`` (the name).
 """
@@ -190,7 +190,7 @@ def collections(ctx: click.Context, persist_dir: Path | None, chroma_url: str | 
 @collections.command("list")
 @json_option("Print one JSON object: collections, a list of {name, documents, chunks, "
              "embedding_model, dimensionality, chunk_tokens, overlap_tokens, chunker, schema, "
-             "revision}.")
+             "revision, updated_at}.")
 @click.pass_context
 def list_collections_cmd(ctx: click.Context, as_json: bool = False) -> None:
     """List collections with their document and chunk counts."""

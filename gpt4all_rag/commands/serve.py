@@ -54,13 +54,15 @@ __all__ = ["serve"]
                                       "(slower clients are disconnected).")
 @click.option("--max-connections", type=click.IntRange(min=1), default=256, show_default=True,
               help="Open connections and requests at most (more get 503).")
+@click.option("--mcp-allow-index", is_flag=True,
+              help="Let MCP clients at /mcp index folders (the index_folder tool; it writes).")
 @click.option("--allow-download/--offline", default=False, show_default=True,
               help="Let requests download catalogue models that are missing.")
 def serve(host: str, port: int, model: str | None, embedding_model: str, model_path: Path | None,
           api_key: str | None, chroma_url: str | None, persist_dir: Path | None, n_ctx: int | None,
           parallel: int, threads: int | None, max_loaded_models: int, max_queue: int, queue_timeout_s: float,
           max_tokens_limit: int, cors_origins: tuple[str, ...], allowed_hosts: tuple[str, ...],
-          read_timeout_s: float, max_connections: int, allow_download: bool) -> None:
+          read_timeout_s: float, max_connections: int, mcp_allow_index: bool, allow_download: bool) -> None:
     """Serve the OpenAI API (chat, completions, embeddings) with LocalDocs on HOST:PORT.
 
     Ctrl-C stops it cleanly. Point any OpenAI client at http://HOST:PORT/v1.
@@ -85,7 +87,7 @@ def serve(host: str, port: int, model: str | None, embedding_model: str, model_p
                           api_key=api_key or None, cors_origins=list(cors_origins),
                           persist_directory=persist_dir, chroma_url=chroma_url, host=host,
                           allowed_hosts=list(allowed_hosts), read_timeout_s=read_timeout_s,
-                          max_connections=max_connections)
+                          max_connections=max_connections, mcp_allow_index=mcp_allow_index)
     if n_ctx is not None:
         config.n_ctx = n_ctx
     pool = ModelPool(config)

@@ -11,7 +11,7 @@ __all__ = ["COLLECTION_KEYS", "Collections", "list_collections"]
 
 #: The keys of each listed collection (``gpt4all-rag collections --json`` prints the same).
 COLLECTION_KEYS = ("name", "documents", "chunks", "embedding_model", "dimensionality",
-                   "chunk_tokens", "overlap_tokens", "chunker", "schema", "revision")
+                   "chunk_tokens", "overlap_tokens", "chunker", "schema", "revision", "updated_at")
 
 
 class Collections(list[dict[str, Any]]):
@@ -35,7 +35,8 @@ def list_collections(persist_directory: str | os.PathLike[str] | None = None,
 
     Returns:
         :class:`Collections`: ``documents`` counts indexed files and added texts, ``chunks``
-        the chunks; the rest is how the collection was built.
+        the chunks, ``updated_at`` is the Unix time of the last change (None before it was
+        recorded); the rest is how the collection was built.
 
     Raises:
         InvalidParameterError: a malformed URL.

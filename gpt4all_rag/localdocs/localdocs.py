@@ -596,6 +596,17 @@ class LocalDocs:
         return build_prompt(question, results, prompt_template=prompt_template,
                             excerpt_template=excerpt_template)
 
+    def documents(self) -> dict[str, FileRecord]:
+        """The collection's documents, by path (indexed files and added texts; see
+        :class:`~gpt4all_rag.localdocs.records.FileRecord`).
+
+        Raises:
+            CollectionNotFoundError: the collection does not exist.
+            StoreError: Chroma failed.
+        """
+        store, _ = self._open(create=False)
+        return dict(store.file_records())
+
     def stats(self) -> dict[str, Any]:
         """Chunks, documents and build settings of the collection."""
         store, _ = self._open(create=False)

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 from urllib.parse import urlparse
@@ -51,8 +52,8 @@ from chromadb.api.types import Documents, EmbeddingFunction, Embeddings
 from chromadb.utils.embedding_functions import register_embedding_function
 
 from .. import paths
-from ..names import FILES_SUFFIX, check_collection_name
 from ..errors import CollectionMismatchError, CollectionNotFoundError, InvalidParameterError, StoreError
+from ..names import FILES_SUFFIX, check_collection_name
 from .keyword_cache import KeywordCache
 from .records import (ChunkRecord, FileRecord, StoredChunk, chunk_metadata, doc_id_for,
                       path_extension)
@@ -419,10 +420,11 @@ class Store:
         return self._current().metadata
 
     def bump_revision(self) -> None:
-        """Count a change of content (the keyword index is rebuilt on the next query) and
-        clear ``g4r_writing``: the writer has finished."""
+        """Count a change of content (the keyword index is rebuilt on the next query), record
+        its time (``g4r_updated_at``, Unix seconds) and clear ``g4r_writing``: the writer has
+        finished."""
         revision = self.content_state()[0] + 1
-        self._modify_metadata(g4r_revision=revision, g4r_writing=False)
+        self._modify_metadata(g4r_revision=revision, g4r_writing=False, g4r_updated_at=time.time())
         self._seen_revision = revision  # this process's own change: its view has it
 
     def _begin_write(self) -> None:

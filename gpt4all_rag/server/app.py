@@ -2,7 +2,9 @@
 
 Endpoints: ``GET /health``, ``GET /v1/models``, ``POST /v1/chat/completions``,
 ``POST /v1/completions``, ``POST /v1/embeddings``, ``GET /v1/collections``,
-``POST /v1/collections/{name}/search``. Request fields are :mod:`.schemas`; responses are the
+``POST /v1/collections/{name}/search``; Anthropic's ``POST /v1/messages`` (:mod:`.anthropic`),
+``POST /tokenize``, ``POST /detokenize``, ``GET /metrics`` (:mod:`.metrics`) and LocalDocs for
+agents over MCP at ``/mcp`` (:mod:`.mcp`). Request fields are :mod:`.schemas`; responses are the
 chat core's objects as OpenAI's JSON. Streaming is Server-Sent Events (``data: {...}`` chunks,
 then ``data: [DONE]``) by sse-starlette. A client that disconnects stops its request's work,
 streamed or not (:func:`.serving.unless_client_leaves`): waiting requests never run, a generation
@@ -46,6 +48,7 @@ from ..names import COLLECTION_NAME_MEANING, COLLECTION_NAME_PATTERN, MODEL_NAME
 from ..sampling import SamplingParams
 from .anthropic import AnthropicErrorResponse, messages_router
 from .guards import PUBLIC_PATHS, ApiKeyCheck, BodyLimit, HostCheck, TextRoute
+from .mcp import localdocs_mcp
 from .metrics import CONTENT_TYPE, CountRequests, Metrics
 from .pool import SEARCH, ApiError, ModelPool, ServerConfig
 from .schemas import (ChatCompletionRequest, CollectionName, CompletionRequest, DetokenizeRequest,
@@ -73,7 +76,8 @@ def create_app(config: ServerConfig, pool: ModelPool | None = None) -> FastAPI:
         workers = (config.max_loaded_models + 1) * config.parallel + config.max_loaded_models + 8
         executor = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="g4r-server")
         asyncio.get_running_loop().set_default_executor(executor)
-        yield
+        async with mcp_server.session_manager.run():
+            yield
         await asyncio.to_thread(pool.close)
 
     app = FastAPI(title="gpt4all-rag", description="OpenAI-compatible API with LocalDocs",
@@ -310,6 +314,9 @@ def create_app(config: ServerConfig, pool: ModelPool | None = None) -> FastAPI:
     async def prometheus_metrics() -> Response:
         return Response(await asyncio.to_thread(metrics.exposition), media_type=CONTENT_TYPE)
 
+    # LocalDocs for agents: the MCP server's streamable HTTP endpoint, behind the same checks.
+    mcp_server = localdocs_mcp(pool, allow_index=config.mcp_allow_index)
+    app.router.routes.extend(mcp_server.streamable_http_app().routes)  # the route /mcp
     app.include_router(messages_router(pool, config, metrics, {
         **_STREAMED, **_errors(400, 401, 404, 413, 529, model=AnthropicErrorResponse)}))
     app.openapi = lambda: _openapi(app, config)  # type: ignore[method-assign]

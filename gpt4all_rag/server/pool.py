@@ -116,6 +116,7 @@ class ServerConfig:
         read_timeout_s: seconds a request's head and body may take to arrive (408 beyond).
         max_connections: open connections and requests at most (uvicorn's
             ``limit_concurrency``: 503 beyond).
+        mcp_allow_index: the MCP server at ``/mcp`` offers ``index_folder`` (it writes).
         api_key: when set, every endpoint but ``/health`` needs ``Authorization: Bearer KEY``.
         cors_origins: origins allowed by CORS (none: CORS off).
         persist_directory, chroma_url: where LocalDocs collections live (embedded database
@@ -138,6 +139,7 @@ class ServerConfig:
     allowed_hosts: list[str] = field(default_factory=list)
     read_timeout_s: float = 30.0
     max_connections: int = 256
+    mcp_allow_index: bool = False
     api_key: str | None = None
     cors_origins: list[str] = field(default_factory=list)
     persist_directory: Path | None = None
