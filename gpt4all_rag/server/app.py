@@ -41,6 +41,7 @@ from fastapi.responses import JSONResponse, Response
 from sse_starlette.sse import EventSourceResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
+from starlette.routing import BaseRoute, Match
 
 from .. import errors
 from ..completion_types import ChatCompletion, ChatCompletionChunk, Usage
@@ -49,6 +50,7 @@ from ..sampling import SamplingParams
 from .anthropic import AnthropicErrorResponse, messages_router
 from .guards import PUBLIC_PATHS, ApiKeyCheck, BodyLimit, HostCheck, TextRoute
 from .mcp import localdocs_mcp
+from .responses import responses_router
 from .metrics import CONTENT_TYPE, CountRequests, Metrics
 from .pool import SEARCH, ApiError, ModelPool, ServerConfig
 from .schemas import (ChatCompletionRequest, CollectionName, CompletionRequest, DetokenizeRequest,
@@ -123,7 +125,12 @@ def create_app(config: ServerConfig, pool: ModelPool | None = None) -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return error_response(request.url.path, ApiError(exc.status_code, str(exc.detail)), exc.headers)
+        headers = exc.headers
+        if exc.status_code == 405:  # Starlette names the first matching route's methods only
+            allowed = {m for r in app.router.routes if isinstance(r, BaseRoute)
+                       and r.matches(request.scope)[0] == Match.PARTIAL for m in getattr(r, "methods", ()) or ()}
+            headers = {**(headers or {}), "Allow": ", ".join(sorted(allowed))}
+        return error_response(request.url.path, ApiError(exc.status_code, str(exc.detail)), headers)
 
     @app.get("/health", responses=_errors(400))
     async def health() -> dict[str, str]:
@@ -317,6 +324,8 @@ def create_app(config: ServerConfig, pool: ModelPool | None = None) -> FastAPI:
     # LocalDocs for agents: the MCP server's streamable HTTP endpoint, behind the same checks.
     mcp_server = localdocs_mcp(pool, allow_index=config.mcp_allow_index)
     app.router.routes.extend(mcp_server.streamable_http_app().routes)  # the route /mcp
+    app.include_router(responses_router(pool, config, metrics, {
+        **_STREAMED, **_errors(400, 401, 404, 413, 503)}))
     app.include_router(messages_router(pool, config, metrics, {
         **_STREAMED, **_errors(400, 401, 404, 413, 529, model=AnthropicErrorResponse)}))
     app.openapi = lambda: _openapi(app, config)  # type: ignore[method-assign]
@@ -376,7 +385,7 @@ def _openapi(app: FastAPI, config: ServerConfig) -> dict[str, Any]:
         schema = get_openapi(title=app.title, version=app.version, description=app.description,
                              routes=app.routes)
         for model in schema.get("components", {}).get("schemas", {}).values():
-            for name in ("max_tokens", "max_completion_tokens"):
+            for name in ("max_tokens", "max_completion_tokens", "max_output_tokens"):
                 field = model.get("properties", {}).get(name)
                 if field is not None:
                     for branch in field.get("anyOf", [field]):

@@ -21,7 +21,7 @@ from ..aio import iterate_in_thread
 from .pool import SEARCH, ApiError, ModelPool
 from .schemas import LocalDocsOptions
 
-__all__ = ["ANTHROPIC", "ANTHROPIC_PATH", "Dialect", "ERROR_STATUS", "OPENAI", "api_error",
+__all__ = ["ANTHROPIC", "ANTHROPIC_PATH", "Dialect", "ERROR_STATUS", "OPENAI", "RESPONSES", "api_error",
            "dialect_of", "error_response", "event_stream", "going_on", "in_thread", "retrieve",
            "retrieve_localdocs", "unless_client_leaves"]
 
@@ -56,6 +56,8 @@ class Dialect:
 
 OPENAI = Dialect("openai", done="[DONE]", named_events=False)
 ANTHROPIC = Dialect("anthropic", done=None, named_events=True)
+#: OpenAI's Responses API streams: named events, no ``[DONE]``, OpenAI's errors.
+RESPONSES = Dialect("openai-responses", done=None, named_events=True)
 #: Where Anthropic's Messages API is served: errors there are in its shape.
 ANTHROPIC_PATH = "/v1/messages"
 

@@ -8,19 +8,28 @@ not answer fails the tests: this tier is never skipped.
 database in a temporary folder) and ``"server"`` (the shared server): the same test bodies
 run against both. They are dicts of keyword arguments for :class:`LocalDocs` with a
 collection name that is unique on the shared server.
+
+``models``: a model folder for the API tests (Anthropic's, the Responses API) with SmolLM2
+also under Qwen3's chat template (reasoning) and a small collection ``notes``.
 """
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from chroma_server import running_chroma_server  # tests/ is on sys.path (pyproject: pythonpath)
 
+from gpt4all_rag.localdocs import LocalDocs
+from tests.conftest import MINILM, SMOLLM2
+
 from .support import Backend, make_backend
 
 BACKENDS = ("embedded", "server")
+QWEN3_SMOL = "smollm2-qwen3-template.gguf"  # SmolLM2's weights under Qwen3's chat template
 
 
 @pytest.fixture(scope="session")
@@ -51,3 +60,24 @@ def module_backend(request: pytest.FixtureRequest,
                    tmp_path_factory: pytest.TempPathFactory) -> Backend:
     """Like ``backend``, shared by the tests of a module (for collections indexed once)."""
     return make_backend(request.param, request, tmp_path_factory.mktemp(f"{request.param}-store"))
+
+
+@pytest.fixture(scope="session")
+def models(tmp_path_factory: pytest.TempPathFactory, model_dir: Path) -> Path:
+    """A model folder with the test models, SmolLM2 with Qwen3's template (which has
+    reasoning, made with the gguf package), and an embedded LocalDocs database ``db`` with a
+    collection ``notes`` holding ``docs/volcano.md``."""
+    from tests.models.test_chat_formats import TEMPLATES
+
+    d = tmp_path_factory.mktemp("server-models")
+    for name in (SMOLLM2, MINILM):
+        (d / name).symlink_to(model_dir / name)
+    subprocess.run([sys.executable, "-m", "gguf.scripts.gguf_new_metadata", str(model_dir / SMOLLM2),
+                    str(d / QWEN3_SMOL), "--chat-template-file", str(TEMPLATES / "Qwen-Qwen3-0.6B.jinja")],
+                   check=True, capture_output=True, timeout=300)
+    docs = d / "docs"
+    docs.mkdir()
+    (docs / "volcano.md").write_text("# Krakatoa\n\nThe volcano Krakatoa erupted in 1883.\n")
+    with LocalDocs("notes", persist_directory=d / "db", model_path=d) as ld:
+        ld.index(docs, progress=False)
+    return d

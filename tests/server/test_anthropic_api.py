@@ -4,8 +4,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,38 +14,18 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from gpt4all_rag import GPT4All
-from gpt4all_rag.localdocs import LocalDocs
-from tests.conftest import MINILM, SMOLLM2
+from tests.conftest import SMOLLM2
 
+from .conftest import QWEN3_SMOL
 from .openai_server import running_openai_server
 
 KEY = "anthropic-key-1"
-QWEN3_SMOL = "smollm2-qwen3-template.gguf"  # SmolLM2's weights under Qwen3's chat template
 TOOL = {"name": "get_weather", "description": "Weather of a city",
         "input_schema": {"type": "object", "properties": {"city": {"type": "string"}},
                          "required": ["city"]}}
 HELLO = [{"role": "user", "content": "Say hello to the volcano."}]
 #: Stop sequences one of which any reply of a few words holds.
 COMMON = list("aeiouAEIOU .,!?\n")
-
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory: pytest.TempPathFactory, model_dir: Path) -> Path:
-    """The test models, and SmolLM2 with Qwen3's template (which has reasoning)."""
-    from tests.models.test_chat_formats import TEMPLATES
-
-    d = tmp_path_factory.mktemp("anthropic-models")
-    for name in (SMOLLM2, MINILM):
-        (d / name).symlink_to(model_dir / name)
-    subprocess.run([sys.executable, "-m", "gguf.scripts.gguf_new_metadata", str(model_dir / SMOLLM2),
-                    str(d / QWEN3_SMOL), "--chat-template-file", str(TEMPLATES / "Qwen-Qwen3-0.6B.jinja")],
-                   check=True, capture_output=True, timeout=300)
-    docs = d / "docs"
-    docs.mkdir()
-    (docs / "volcano.md").write_text("# Krakatoa\n\nThe volcano Krakatoa erupted in 1883.\n")
-    with LocalDocs("notes", persist_directory=d / "db", model_path=d) as ld:
-        ld.index(docs, progress=False)
-    return d
 
 
 @pytest.fixture(scope="module")

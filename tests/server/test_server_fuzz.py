@@ -75,7 +75,7 @@ def _schemathesis(server: str, cwd: Path, *args: str) -> None:
                          env={**os.environ, "SCHEMATHESIS_HOOKS": "tests.server.schemathesis_hooks",
                               "PYTHONPATH": str(ROOT)})
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
-    assert "Tested: 12" in run.stdout  # every operation of the API
+    assert "Tested: 15" in run.stdout  # every operation of the API
 
 
 #: Any Unicode text: every category, lone surrogates and NUL included.
@@ -121,6 +121,11 @@ TEXT_FIELDS: list[tuple[str, Callable[[str], dict[str, object]]]] = [
         {"role": "user", "content": "Hi"},
         {"role": "assistant", "content": [{"type": "tool_use", "id": t, "name": t, "input": {t: t}}]},
         {"role": "user", "content": [{"type": "tool_result", "tool_use_id": t, "content": t}]}]}),
+    ("/v1/responses", lambda t: {"input": t or "?", "instructions": t, "max_output_tokens": 1}),
+    ("/v1/responses", lambda t: {"input": [{"role": "user", "content": [{"type": "input_text", "text": t or "?"}]}],
+                                 "max_output_tokens": 1, "stream": True,
+                                 "tools": [{"type": "file_search", "vector_store_ids": ["notes"]}]}),
+    ("/v1/responses", lambda t: {"input": "Hi", "tools": [{"type": "file_search", "vector_store_ids": [t]}]}),
     ("/tokenize", lambda t: {"content": t, "with_pieces": True}),
     ("/tokenize", lambda t: {"messages": [{"role": "user", "content": t or "?"}]}),
     ("/v1/collections/notes/search", lambda t: {"query": t, "k": 2}),
@@ -150,8 +155,11 @@ def test_any_text_in_any_field_is_an_answer_never_a_500(server: str, path: str,
                     assert set(answer["error"]) == {"message", "type", "param", "code"}
                     assert answer["error"]["code"], answer
             else:
-                end = "event: message_stop" if path.startswith("/v1/messages") else "data: [DONE]"
-                assert r.status_code == 200 and end in r.text[-300:], r.text[-300:]
+                last = r.text.rstrip().splitlines()
+                ends = {"/v1/messages": ("event: message_stop",),
+                        "/v1/responses": ("event: response.completed", "event: response.incomplete")}
+                frame = [line for line in last if line.startswith(("event:", "data: [DONE]"))][-1]
+                assert r.status_code == 200 and frame in ends.get(path, ("data: [DONE]",)), r.text[-300:]
             assert client.get("/health").status_code == 200  # the same connection still serves
 
         check()
