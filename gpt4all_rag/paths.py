@@ -34,8 +34,9 @@ import platformdirs
 
 __all__ = [
     "expand",
-    "BM25_CACHE_ENV", "CACHE_ENV", "LOCALDOCS_ENV", "MODEL_PATH_ENV", "PYPI_MODELS_ENV", "cache_directory",
-    "bm25_cache_directory", "localdocs_directory", "model_directory", "pypi_models_directory",
+    "BM25_CACHE_ENV", "CACHE_ENV", "FILES_ENV", "LOCALDOCS_ENV", "MODEL_PATH_ENV", "PYPI_MODELS_ENV",
+    "cache_directory", "bm25_cache_directory", "files_directory", "localdocs_directory", "model_directory",
+    "pypi_models_directory",
 ]
 
 APP = "gpt4all-rag"
@@ -44,6 +45,7 @@ CACHE_ENV = "GPT4ALL_RAG_CACHE"
 PYPI_MODELS_ENV = "G4R_PYPI_MODELS"
 LOCALDOCS_ENV = "GPT4ALL_RAG_LOCALDOCS_DIR"
 BM25_CACHE_ENV = "GPT4ALL_RAG_BM25_CACHE"
+FILES_ENV = "GPT4ALL_RAG_FILES_DIR"
 
 
 def expand(path: str | os.PathLike[str]) -> Path:
@@ -87,6 +89,12 @@ def localdocs_directory() -> Path:
     """The embedded Chroma database of LocalDocs: ``$GPT4ALL_RAG_LOCALDOCS_DIR``, else
     ``$XDG_DATA_HOME/gpt4all-rag/localdocs`` (``~/.local/share/gpt4all-rag/localdocs``)."""
     return _env(LOCALDOCS_ENV) or platformdirs.user_data_path(APP, appauthor=False) / "localdocs"
+
+
+def files_directory() -> Path:
+    """Files uploaded to the server (``/v1/files``): ``$GPT4ALL_RAG_FILES_DIR``, else
+    ``$XDG_DATA_HOME/gpt4all-rag/files`` (``~/.local/share/gpt4all-rag/files``)."""
+    return _env(FILES_ENV) or platformdirs.user_data_path(APP, appauthor=False) / "files"
 
 
 def bm25_cache_directory() -> Path:

@@ -345,7 +345,8 @@ class KeywordIndex:
         self._state, self._ids, self._bm25, self.source = state, ids, bm25, source
 
     def _build(self) -> tuple[list[str], Any]:
-        """BM25 over every chunk of the store: ``(ids, index)``; index None when empty."""
+        """BM25 over every chunk of the store: ``(ids, index)``; index None when no chunk has a
+        term (none at all, or only stopwords)."""
         import bm25s
 
         ids, texts = [], []
@@ -354,9 +355,11 @@ class KeywordIndex:
             texts.append(chunk.text)
         if not texts:
             return ids, None
+        tokens = bm25s.tokenize(texts, stopwords="en", show_progress=False)
+        if not tokens.vocab:  # only stopwords and punctuation: no term to score (bm25s fails)
+            return ids, None
         retriever = bm25s.BM25(k1=1.5, b=0.75)
-        retriever.index(bm25s.tokenize(texts, stopwords="en", show_progress=False),
-                        show_progress=False)
+        retriever.index(tokens, show_progress=False)
         return ids, retriever
 
     def search(self, query: str, k: int, *,

@@ -42,7 +42,7 @@ from typing import Annotated, Any, AsyncIterator, Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool
 
 from ..completion_types import ChatCompletion, ChatCompletionChunk
 from .guards import TextRoute
@@ -82,7 +82,7 @@ class ToolResultBlock(_Request):
     type: Literal["tool_result"]
     tool_use_id: str
     content: str | list[TextBlock] = ""
-    is_error: bool = False
+    is_error: StrictBool = False
 
 
 class ThinkingBlock(_Request):
@@ -122,18 +122,18 @@ class Tool(_Request):
 
 class ToolChoiceAuto(_Request):
     type: Literal["auto"]
-    disable_parallel_tool_use: bool = False
+    disable_parallel_tool_use: StrictBool = False
 
 
 class ToolChoiceAny(_Request):
     type: Literal["any"]
-    disable_parallel_tool_use: bool = False
+    disable_parallel_tool_use: StrictBool = False
 
 
 class ToolChoiceTool(_Request):
     type: Literal["tool"]
     name: str
-    disable_parallel_tool_use: bool = False
+    disable_parallel_tool_use: StrictBool = False
 
 
 class ToolChoiceNone(_Request):
@@ -176,7 +176,7 @@ class MessagesRequest(CountTokensRequest):
 
     max_tokens: int = Field(ge=1)
     stop_sequences: list[Annotated[str, Field(min_length=1)]] | None = None
-    stream: bool = False
+    stream: StrictBool = False
     temperature: float | None = Field(default=None, ge=0, le=1)
     top_p: float | None = Field(default=None, ge=FLOAT32_TINY, le=1)
     top_k: int | None = Field(default=None, ge=0, lt=2**31)

@@ -51,6 +51,7 @@ from .anthropic import AnthropicErrorResponse, messages_router
 from .guards import PUBLIC_PATHS, ApiKeyCheck, BodyLimit, HostCheck, TextRoute
 from .mcp import localdocs_mcp
 from .responses import responses_router
+from .vector_stores import vector_stores_router
 from .metrics import CONTENT_TYPE, CountRequests, Metrics
 from .pool import SEARCH, ApiError, ModelPool, ServerConfig
 from .schemas import (ChatCompletionRequest, CollectionName, CompletionRequest, DetokenizeRequest,
@@ -89,7 +90,8 @@ def create_app(config: ServerConfig, pool: ModelPool | None = None) -> FastAPI:
     app.state.metrics = metrics = Metrics(pool)
     # Middleware, innermost first (each add_middleware wraps the app so far): the body limit,
     # the API key (before any body is read), CORS (answers preflights without a key), Host.
-    app.add_middleware(BodyLimit, limit=config.max_body_bytes)
+    app.add_middleware(BodyLimit, limit=config.max_body_bytes,
+                       uploads={"/v1/files": config.max_file_bytes + 64 * 1024})  # + multipart framing
     if config.api_key is not None:
         app.add_middleware(ApiKeyCheck, api_key=config.api_key)
     if config.cors_origins:
@@ -324,6 +326,7 @@ def create_app(config: ServerConfig, pool: ModelPool | None = None) -> FastAPI:
     # LocalDocs for agents: the MCP server's streamable HTTP endpoint, behind the same checks.
     mcp_server = localdocs_mcp(pool, allow_index=config.mcp_allow_index)
     app.router.routes.extend(mcp_server.streamable_http_app().routes)  # the route /mcp
+    app.include_router(vector_stores_router(pool, config, metrics, _errors(400, 401, 404, 413, 503)))
     app.include_router(responses_router(pool, config, metrics, {
         **_STREAMED, **_errors(400, 401, 404, 413, 503)}))
     app.include_router(messages_router(pool, config, metrics, {

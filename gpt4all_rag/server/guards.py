@@ -136,35 +136,35 @@ class ApiKeyCheck:
 
 
 class BodyLimit:
-    """413 ``request_too_large`` for a request body over ``limit`` bytes: at once by
-    ``Content-Length``, or as soon as a chunked body passes the limit while it streams in."""
+    """413 ``request_too_large`` for a request body over ``limit`` bytes (``uploads``: other
+    limits by path): at once by ``Content-Length``, or as soon as a chunked body passes the
+    limit while it streams in."""
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
-        self.app, self.limit = app, limit
-
-    def message(self) -> str:
-        return f"the request body is larger than {self.limit:,} bytes"
+    def __init__(self, app: ASGIApp, limit: int, uploads: dict[str, int] | None = None) -> None:
+        self.app, self.limit, self.uploads = app, limit, uploads or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.uploads.get(scope["path"], self.limit)
+        message = f"the request body is larger than {limit:,} bytes"
         length = dict(scope.get("headers") or []).get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.limit:
-            await _refuse(ApiError(413, self.message(), code="request_too_large"), scope, receive, send)
+        if length is not None and length.isdigit() and int(length) > limit:
+            await _refuse(ApiError(413, message, code="request_too_large"), scope, receive, send)
             return
         seen = 0
 
         async def limited() -> Message:
             nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.limit:
+            received = await receive()
+            if received["type"] == "http.request":
+                seen += len(received.get("body", b""))
+                if seen > limit:
                     # FastAPI passes an HTTPException raised while it reads the body on to the
                     # app's handler (any other exception becomes its own 400).
-                    raise StarletteHTTPException(413, self.message())
-            return message
+                    raise StarletteHTTPException(413, message)
+            return received
 
         await self.app(scope, limited, send)
 

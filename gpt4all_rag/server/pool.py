@@ -117,6 +117,8 @@ class ServerConfig:
         max_connections: open connections and requests at most (uvicorn's
             ``limit_concurrency``: 503 beyond).
         mcp_allow_index: the MCP server at ``/mcp`` offers ``index_folder`` (it writes).
+        files_path: where ``/v1/files`` keeps uploads (None: :func:`gpt4all_rag.paths.files_directory`).
+        max_file_bytes: the largest upload (413 beyond).
         api_key: when set, every endpoint but ``/health`` needs ``Authorization: Bearer KEY``.
         cors_origins: origins allowed by CORS (none: CORS off).
         persist_directory, chroma_url: where LocalDocs collections live (embedded database
@@ -140,6 +142,8 @@ class ServerConfig:
     read_timeout_s: float = 30.0
     max_connections: int = 256
     mcp_allow_index: bool = False
+    files_path: Path | None = None
+    max_file_bytes: int = 32 * 1024 * 1024
     api_key: str | None = None
     cors_origins: list[str] = field(default_factory=list)
     persist_directory: Path | None = None
@@ -158,6 +162,12 @@ class ServerConfig:
             raise ApiError(400, f"max_tokens is {requested}; this server allows at most "
                                 f"{self.max_tokens_limit}", param="max_tokens")
         return requested
+
+    @property
+    def files_directory(self) -> Path:
+        from .. import paths
+
+        return Path(self.files_path) if self.files_path else paths.files_directory()
 
     @property
     def model_directory(self) -> Path:
@@ -432,6 +442,13 @@ class ModelPool:
                                allow_download=self.config.allow_download)
                 self._localdocs[collection] = ld
             return ld
+
+    def forget_localdocs(self, collection: str) -> None:
+        """Close and drop the cached LocalDocs of a collection that was removed."""
+        with self._localdocs_lock:
+            ld = self._localdocs.pop(collection, None)
+        if ld is not None:
+            ld.close()
 
     def collections(self) -> list[dict[str, Any]]:
         """The LocalDocs collections of the database or Chroma server."""

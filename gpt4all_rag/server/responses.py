@@ -50,16 +50,18 @@ import re
 import threading
 import time
 import uuid
+from pathlib import Path as FilePath
 from typing import Annotated, Any, AsyncIterator, Literal
 
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse
-from pydantic import Field
+from pydantic import Field, StrictBool
 
 from ..completion_types import ChatCompletion, ChatCompletionChunk
 from .metrics import Metrics
 from .pool import ApiError, ModelPool, ServerConfig
 from .schemas import FLOAT32_TINY, CollectionName, Grammar, LocalDocsOptions, ModelName, _Request
+from .vector_stores import file_id_of
 from .serving import RESPONSES, event_stream, going_on, in_thread, retrieve, unless_client_leaves
 
 __all__ = ["ResponseRequest", "ResponseStore", "STORED_RESPONSES", "responses_router"]
@@ -106,7 +108,7 @@ class FunctionToolDef(_Request):
     name: str = Field(min_length=1)
     description: str | None = None
     parameters: dict[str, Any] | None = None
-    strict: bool | None = None
+    strict: StrictBool | None = None
 
 
 class FileSearchToolDef(_Request):
@@ -131,7 +133,7 @@ class TextFormat(_Request):
     type: Literal["text", "json_object", "json_schema"] = "text"
     name: str | None = None
     schema_: dict[str, Any] | None = Field(default=None, alias="schema")
-    strict: bool | None = None
+    strict: StrictBool | None = None
 
 
 class TextOptions(_Request):
@@ -156,11 +158,11 @@ class ResponseRequest(_Request):
     top_p: float | None = Field(default=None, ge=FLOAT32_TINY, le=1)
     text: TextOptions | None = None
     reasoning: Reasoning | None = None
-    stream: bool = False
-    store: bool = True
+    stream: StrictBool = False
+    store: StrictBool = True
     include: list[str] | None = None
     metadata: dict[str, str] | None = None
-    parallel_tool_calls: bool | None = None
+    parallel_tool_calls: StrictBool | None = None
     user: str | None = None
     grammar: Grammar | None = None  # extension, as in chat completions
 
@@ -261,13 +263,7 @@ def _chat_options(req: ResponseRequest, config: ServerConfig) -> dict[str, Any]:
     return {k: v for k, v in options.items() if v is not None}
 
 
-def _file_id(path: str) -> str:
-    from ..localdocs.records import doc_id_for
-
-    return f"file-{doc_id_for(path)}"
-
-
-def _annotations(text: str, references: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _annotations(text: str, references: list[dict[str, Any]], files: FilePath) -> list[dict[str, Any]]:
     """``file_citation`` annotations: the excerpts cited as ``[n]`` at their place, else every
     file found, at the end of the text."""
     by_index = {r["index"]: r for r in references}
@@ -278,22 +274,22 @@ def _annotations(text: str, references: list[dict[str, Any]]) -> list[dict[str, 
         for r in references:
             seen.setdefault(r["path"], r)
         cited = [(len(text), r) for r in seen.values()]
-    return [{"type": "file_citation", "index": at, "file_id": _file_id(r["path"]),
+    return [{"type": "file_citation", "index": at, "file_id": file_id_of(r["path"], files),
              "filename": os.path.basename(r["path"])} for at, r in cited]
 
 
 class _Build:
     """One response being made: its ids, its output items, and the stored conversation."""
 
-    def __init__(self, req: ResponseRequest, model: str) -> None:
-        self.req, self.model = req, model
+    def __init__(self, req: ResponseRequest, model: str, files: FilePath) -> None:
+        self.req, self.model, self.files = req, model, files
         self.id = f"resp_{uuid.uuid4().hex}"
         self.created = int(time.time())
         self.output: list[dict[str, Any]] = []
 
     def search_item(self, query: str | None, references: list[dict[str, Any]]) -> dict[str, Any]:
         include = "file_search_call.results" in (self.req.include or [])
-        results = [{"file_id": _file_id(r["path"]), "filename": os.path.basename(r["path"]),
+        results = [{"file_id": file_id_of(r["path"], self.files), "filename": os.path.basename(r["path"]),
                     "score": r["score"], "text": r["text"],
                     "attributes": {"path": r["path"], "citation": r["citation"]}} for r in references]
         return {"type": "file_search_call", "id": f"fs_{uuid.uuid4().hex[:24]}", "status": "completed",
@@ -326,7 +322,7 @@ class _Build:
 
 
 def _reply_items(reasoning: str | None, text: str | None, calls: list[Any],
-                 references: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+                 references: list[dict[str, Any]] | None, files: FilePath) -> list[dict[str, Any]]:
     items: list[dict[str, Any]] = []
     if reasoning:
         items.append({"type": "reasoning", "id": f"rs_{uuid.uuid4().hex[:24]}", "summary": [],
@@ -335,7 +331,7 @@ def _reply_items(reasoning: str | None, text: str | None, calls: list[Any],
         items.append({"type": "message", "id": f"msg_{uuid.uuid4().hex[:24]}", "status": "completed",
                       "role": "assistant", "content": [{
                           "type": "output_text", "text": text or "", "logprobs": [],
-                          "annotations": _annotations(text or "", references) if references else []}]})
+                          "annotations": _annotations(text or "", references, files) if references else []}]})
     for call in calls:
         items.append({"type": "function_call", "id": f"fc_{uuid.uuid4().hex[:24]}", "call_id": call.id,
                       "name": call.name, "arguments": call.arguments, "status": "completed"})
@@ -402,7 +398,7 @@ def responses_router(pool: ModelPool, config: ServerConfig, metrics: Metrics,
 
         async def answer(stop: threading.Event) -> JSONResponse:
             messages, query, references = await prepare(req, stop)
-            build = _Build(req, filename)
+            build = _Build(req, filename, config.files_directory)
             if references is not None:
                 build.output.append(build.search_item(query, references))
             async with pool.lease(filename) as model:
@@ -414,12 +410,12 @@ def responses_router(pool: ModelPool, config: ServerConfig, metrics: Metrics,
 
                 out = await in_thread(stop, run)
             build.output += _reply_items(out.message.reasoning_content, out.message.content,
-                                         out.message.tool_calls, references)
+                                         out.message.tool_calls, references, config.files_directory)
             return JSONResponse(finish(build, messages, out.usage, out.finish_reason))
 
         async def stream(stop: threading.Event) -> Any:
             messages, query, references = await prepare(req, stop)
-            build = _Build(req, filename)
+            build = _Build(req, filename, config.files_directory)
 
             async def render(chunks: AsyncIterator[ChatCompletionChunk]) -> AsyncIterator[dict[str, Any]]:
                 seq = iter(range(1 << 62))
@@ -451,7 +447,8 @@ def responses_router(pool: ModelPool, config: ServerConfig, metrics: Metrics,
                                       content_index=0, text=texts[kind])]
                     else:
                         part = {"type": "output_text", "text": texts[kind], "logprobs": [],
-                                "annotations": _annotations(texts[kind], references) if references else []}
+                                "annotations": _annotations(texts[kind], references, config.files_directory)
+                                if references else []}
                         item = {"type": "message", "id": ids[kind], "status": "completed", "role": "assistant",
                                 "content": [part]}
                         done = [event("response.output_text.done", item_id=ids[kind], output_index=at,

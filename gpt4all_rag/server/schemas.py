@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationInfo, field_validator
 
 from ..names import COLLECTION_NAME_PATTERN, MODEL_NAME_MAX, MODEL_NAME_PATTERN
 
@@ -108,7 +108,7 @@ class FunctionDefinition(_Request):
     parameters: dict[str, Any] | None = Field(
         default=None, description="JSON Schema of the arguments (what llama.cpp's "
                                   "json-schema-to-grammar converts)")
-    strict: bool | None = None
+    strict: StrictBool | None = None
 
 
 class FunctionTool(_Request):
@@ -129,7 +129,7 @@ class JsonSchemaSpec(_Request):
     name: str = "response"
     description: str | None = None
     schema_: dict[str, Any] = Field(alias="schema")
-    strict: bool | None = None
+    strict: StrictBool | None = None
 
 
 class TextFormat(_Request):
@@ -151,7 +151,7 @@ ResponseFormat = Annotated[TextFormat | JsonObjectFormat | JsonSchemaFormat, Fie
 class StreamOptions(_Request):
     """``stream_options``: ``include_usage`` adds a last chunk with the usage and no choices."""
 
-    include_usage: bool = False
+    include_usage: StrictBool = False
 
 
 class LocalDocsOptions(_Request):
@@ -188,7 +188,7 @@ class _Sampling(_Request):
     logit_bias: dict[str, Annotated[float, Field(ge=-100, le=100)]] | None = Field(
         None, json_schema_extra={"maxProperties": 0})
     user: str | None = None
-    stream: bool = False
+    stream: StrictBool = False
     stream_options: StreamOptions | None = None
     # extensions (llama.cpp's server names)
     top_k: int | None = Field(default=None, ge=0, lt=2**31)
@@ -238,7 +238,7 @@ class ChatInput(_Request):
     tool_choice: Literal["none", "auto", "required"] | ToolChoiceFunction | None = Field(
         default=None, description="a function named here must be one of tools")
     response_format: ResponseFormat | None = None
-    enable_thinking: bool | None = None
+    enable_thinking: StrictBool | None = None
 
     @field_validator("tool_choice")
     @classmethod
@@ -268,8 +268,8 @@ class ChatCompletionRequest(ChatInput, _Sampling):
     """``POST /v1/chat/completions``."""
 
     max_completion_tokens: int | None = Field(default=None, ge=0)
-    parallel_tool_calls: bool | None = None
-    logprobs: bool = False
+    parallel_tool_calls: StrictBool | None = None
+    logprobs: StrictBool = False
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
     localdocs: LocalDocsOptions | None = None
 
@@ -286,15 +286,15 @@ class TokenizeText(_Request):
 
     model: ModelName | None = None
     content: str
-    add_special: bool = Field(default=True, description="the model's BOS/EOS as it adds them")
-    with_pieces: bool = False
+    add_special: StrictBool = Field(default=True, description="the model's BOS/EOS as it adds them")
+    with_pieces: StrictBool = False
 
 
 class TokenizeMessages(ChatInput):
     """``POST /tokenize`` of chat messages: the tokens a chat completion of the same fields
     would feed the model (its ``usage.prompt_tokens`` is their number)."""
 
-    with_pieces: bool = False
+    with_pieces: StrictBool = False
 
 
 class DetokenizeRequest(_Request):
@@ -311,7 +311,7 @@ class CompletionRequest(_Sampling):
     prompt: Annotated[str, Field(min_length=1)] | Annotated[list[Annotated[str, Field(min_length=1)]],
                                                              Field(min_length=1, max_length=1)]
     logprobs: int | None = Field(default=None, ge=0, le=5)
-    echo: bool = Field(False, json_schema_extra={"enum": [False]})
+    echo: StrictBool = Field(False, json_schema_extra={"enum": [False]})
     suffix: str | None = Field(None, json_schema_extra={"maxLength": 0})
 
     @field_validator("echo")

@@ -45,3 +45,20 @@ def test_the_keyword_side_scores_the_first_terms_only(indexed) -> None:
     assert list(indexed.search(filler(MAX_KEYWORD_TERMS) + " volcano Etna", 1, mode="keyword")) == []
     found = indexed.search(filler(MAX_KEYWORD_TERMS - 2) + " volcano Etna", 1, mode="keyword")
     assert [r.title for r in found] == ["Volcanoes"]
+
+
+def test_a_collection_of_stopwords_only_searches_empty(backend: Backend, tmp_path: Path,
+                                                        embed_model_dir: Path) -> None:
+    """Found by schemathesis: bm25s cannot index texts without a single term, and the search
+    endpoint answered 500; now the keyword side is empty and dense search still works."""
+    docs = tmp_path / "stop"
+    docs.mkdir()
+    (docs / "words.txt").write_text("The and of a to it is.\n")
+    ld = open_localdocs(backend, embed_model_dir)
+    try:
+        ld.index(docs, progress=False)
+        assert ld.search("the", 3, mode="keyword") == []
+        assert len(ld.search("the", 3, mode="hybrid")) == 1
+        assert len(ld.search("anything", 3, mode="dense")) == 1
+    finally:
+        ld.close()
