@@ -100,9 +100,9 @@ ERROR_STATUS: tuple[tuple[type[BaseException], int, str], ...] = (
 )
 
 
-
-
 def api_error(exc: BaseException) -> ApiError:
+    """The HTTP error of an exception a request raised (:data:`ERROR_STATUS`; anything else is
+    a bug and a 500)."""
     if isinstance(exc, ApiError):
         return exc
     for cls, status, code in ERROR_STATUS:
@@ -120,7 +120,7 @@ async def _client_gone(request: Request) -> None:
 
 
 async def unless_client_leaves(request: Request,
-                                work: Callable[[threading.Event], Awaitable[T]]) -> T | Response:
+                               work: Callable[[threading.Event], Awaitable[T]]) -> T | Response:
     """Run ``work(stop)`` for a request, and stop it if its client disconnects first.
 
     Waiting stages (admission, a model's load) are cancelled, so a queued request whose client
