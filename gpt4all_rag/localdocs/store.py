@@ -15,8 +15,8 @@ Chroma server shared by several machines:
   bool) as itself, for filters, and all of it as JSON under ``g4r_metadata``, to be given
   back exactly. The collection's metadata records how it was built (``g4r_embedding_model``,
   ``g4r_dimensionality``, chunking settings, schema version) and a ``g4r_revision`` counter
-  that changes whenever its content does (the keyword index is rebuilt when it changes), and
-  ``g4r_writing``, True from a writer's first change of content until its closing revision
+  that changes whenever its content does (the keyword index is rebuilt when it changes), with
+  ``g4r_updated_at`` (Unix seconds of that change), and ``g4r_writing``, True from a writer's first change of content until its closing revision
   bump (a persisted keyword index is never written or trusted while it is True; a writer that
   died leaves it True until the next completed write, which only costs rebuilds). Two
   writers on one collection at once are not coordinated: the first to finish clears the flag
@@ -329,10 +329,11 @@ class Store:
     # -- build info ---------------------------------------------------------------------------
     @property
     def build_info(self) -> dict[str, Any]:
-        """How the collection was built (keys without the ``g4r_`` prefix)."""
+        """How the collection was built (keys without the ``g4r_`` prefix; its state, such as
+        the revision and the time of the last change, left out)."""
         meta = self.chunks.metadata or {}
         return {k[4:]: v for k, v in meta.items() if k.startswith("g4r_") and k not in
-                ("g4r_schema", "g4r_revision", "g4r_writing")}
+                ("g4r_schema", "g4r_revision", "g4r_writing", "g4r_updated_at")}
 
     def check_build_info(self, wanted: Mapping[str, Any] | None) -> None:
         if not wanted:
