@@ -68,7 +68,7 @@ class AnthropicErrorResponse(BaseModel):
 
 class TextBlock(_Request):
     type: Literal["text"]
-    text: str
+    text: str = Field(min_length=1)  # Anthropic refuses empty text blocks
 
 
 class ToolUseBlock(_Request):

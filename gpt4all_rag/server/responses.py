@@ -55,7 +55,7 @@ from typing import Annotated, Any, AsyncIterator, Literal
 
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse
-from pydantic import Field, StrictBool
+from pydantic import Field, StrictBool, field_validator
 
 from ..completion_types import ChatCompletion, ChatCompletionChunk
 from .metrics import Metrics
@@ -103,6 +103,11 @@ class SkippedItem(_Request):
 InputItem = MessageItem | FunctionCallItem | FunctionCallOutputItem | SkippedItem
 
 
+#: An input item the model reads (not a skipped one): a list must hold one.
+_READ_ITEM = {"not": {"type": "object", "required": ["type"],
+                      "properties": {"type": {"enum": ["reasoning", "file_search_call"]}}}}
+
+
 class FunctionToolDef(_Request):
     type: Literal["function"]
     name: str = Field(min_length=1)
@@ -148,7 +153,8 @@ class ResponseRequest(_Request):
     """``POST /v1/responses``."""
 
     model: ModelName | None = None
-    input: Annotated[str, Field(min_length=1)] | Annotated[list[InputItem], Field(min_length=1)]
+    input: Annotated[str, Field(min_length=1)] | Annotated[list[InputItem], Field(
+        min_length=1, json_schema_extra={"contains": _READ_ITEM})]
     instructions: str | None = None
     previous_response_id: str | None = None
     tools: list[ToolDef] | None = None
@@ -165,6 +171,14 @@ class ResponseRequest(_Request):
     parallel_tool_calls: StrictBool | None = None
     user: str | None = None
     grammar: Grammar | None = None  # extension, as in chat completions
+
+    @field_validator("input")
+    @classmethod
+    def _something_to_read(cls, value: Any) -> Any:
+        if isinstance(value, list) and all(isinstance(item, SkippedItem) for item in value):
+            raise ValueError("input needs a message or function call item, not only reasoning "
+                             "or file_search_call items")
+        return value
 
 
 class ResponseStore:

@@ -28,7 +28,7 @@ import threading
 import time
 import uuid
 from pathlib import Path as FilePath
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, File, Form, Path, UploadFile
 from pydantic import Field, StrictBool
@@ -159,7 +159,9 @@ def vector_stores_router(pool: ModelPool, config: ServerConfig, metrics: Metrics
                 "attributes": {}, "chunking_strategy": {"type": "other"}}
 
     @router.post("/v1/files", responses=responses)
-    async def upload_file(file: Annotated[UploadFile, File()], purpose: Annotated[str, Form(min_length=1, max_length=64)]) -> Any:
+    async def upload_file(file: Annotated[UploadFile, File()],
+                          purpose: Annotated[Literal["assistants", "batch", "fine-tune", "vision", "user_data",
+                                                     "evals"], Form()]) -> Any:
         data = await file.read(config.max_file_bytes + 1)
         if len(data) > config.max_file_bytes:
             raise ApiError(413, f"the file is larger than {config.max_file_bytes:,} bytes", param="file")
