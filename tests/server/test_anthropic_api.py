@@ -56,9 +56,10 @@ def test_a_message_and_its_stop_reasons(client: anthropic.Anthropic) -> None:
     assert [b.type for b in m.content] == ["text"] and m.content[0].text
     assert m.stop_reason in ("end_turn", "max_tokens") and m.usage.output_tokens <= 8
     stopped = client.messages.create(model=SMOLLM2, max_tokens=30, messages=HELLO, stop_sequences=COMMON,
-                                     system=[{"type": "text", "text": "You are brief."}])
+                                     system=[{"type": "text", "text": "You are brief."}],
+                                     extra_body={"temperature": 0})
     assert stopped.stop_reason == "stop_sequence" and stopped.stop_sequence in COMMON
-    long = client.messages.create(model=SMOLLM2, max_tokens=2, messages=HELLO)
+    long = client.messages.create(model=SMOLLM2, max_tokens=2, messages=HELLO, extra_body={"temperature": 0})
     assert long.stop_reason == "max_tokens" and long.usage.output_tokens == 2
 
 

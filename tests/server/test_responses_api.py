@@ -55,7 +55,8 @@ def test_a_response_stored_continued_and_deleted(client: openai.OpenAI) -> None:
         client.responses.retrieve(first.id)
     with pytest.raises(openai.NotFoundError):
         client.responses.create(model=SMOLLM2, input="Hi", previous_response_id=first.id)
-    unstored = client.responses.create(model=SMOLLM2, input="Hi", max_output_tokens=2, store=False)
+    unstored = client.responses.create(model=SMOLLM2, input="Hi", max_output_tokens=2, store=False,
+                                       temperature=0)
     with pytest.raises(openai.NotFoundError):
         client.responses.retrieve(unstored.id)
     assert unstored.status == "incomplete" and unstored.incomplete_details.reason == "max_output_tokens"
@@ -75,7 +76,7 @@ def test_a_stream_sends_openais_events_in_order(client: openai.OpenAI) -> None:
     assert [e.sequence_number for e in events] == list(range(len(events)))
     text = "".join(e.delta for e in events if e.type == "response.output_text.delta")
     assert events[-1].response.output[0].content[0].text == text
-    with client.responses.stream(model=SMOLLM2, input="Say hi.", max_output_tokens=200) as s:
+    with client.responses.stream(model=SMOLLM2, input="Say hi.", max_output_tokens=200, temperature=0) as s:
         final = s.get_final_response()
     assert final.status == "completed" and final.output_text
 
@@ -92,8 +93,10 @@ def test_function_tools_round_trip(client: openai.OpenAI) -> None:
                                                "output": "Sunny, 24 C"}], max_output_tokens=20)
     assert answered.output[-1].type in ("message", "function_call")
     events = list(client.responses.create(model=SMOLLM2, input="Weather in Lyon?", tools=[WEATHER],
-                                          tool_choice="required", max_output_tokens=60, stream=True))
+                                          tool_choice="required", max_output_tokens=160, stream=True,
+                                          temperature=0))
     done = [e for e in events if e.type == "response.function_call_arguments.done"]
+    assert events[-1].type == "response.completed", events[-1].response.incomplete_details
     assert done and isinstance(json.loads(done[0].arguments)["city"], str)
 
 
