@@ -49,7 +49,7 @@ from .guards import TextRoute
 from .metrics import Metrics
 from .pool import ModelPool, ServerConfig
 from .schemas import FLOAT32_TINY, Grammar, LocalDocsOptions, ModelName, _Request
-from .serving import ANTHROPIC, event_stream, going_on, in_thread, retrieve, unless_client_leaves
+from .serving import ANTHROPIC, chat_stream, complete, in_thread, retrieve, tool_calls, unless_client_leaves
 
 __all__ = ["AnthropicErrorResponse", "CountTokensRequest", "MessagesRequest", "messages_router", "to_chat"]
 
@@ -310,10 +310,10 @@ async def _events(req: MessagesRequest, filename: str, input_tokens: list[int],
         yield {"type": "content_block_delta", "index": index, "delta": {"type": "signature_delta", "signature": ""}}
     if open_kind is not None:
         yield {"type": "content_block_stop", "index": index}
-    calls = (last.delta.get("tool_calls") or []) if last is not None else []
+    calls = tool_calls(last)
     for call in calls[:1] if _single_call(req) else calls:
         index += 1
-        block = _tool_use(_Call(call))
+        block = _tool_use(call)
         yield {"type": "content_block_start", "index": index,
                "content_block": {**block, "input": {}}}
         yield {"type": "content_block_delta", "index": index,
@@ -328,13 +328,10 @@ async def _events(req: MessagesRequest, filename: str, input_tokens: list[int],
     yield {"type": "message_stop"}
 
 
-class _Call:
-    """A streamed tool-call delta (OpenAI's shape) read as a tool call."""
-
-    def __init__(self, delta: dict[str, Any]) -> None:
-        self.id = delta.get("id") or f"toolu_{uuid.uuid4().hex[:24]}"
-        self.name = delta["function"]["name"]
-        self.arguments = delta["function"].get("arguments") or "{}"
+def _prompt_tokens(model: Any, chat: dict[str, Any]) -> list[int]:
+    """The prompt tokens of :func:`to_chat`'s arguments, as the chat core renders them."""
+    return model.chat_prompt_tokens(chat["messages"], tools=chat["tools"], tool_choice=chat["tool_choice"],
+                                    enable_thinking=chat["enable_thinking"])
 
 
 def messages_router(pool: ModelPool, config: ServerConfig, metrics: Metrics,
@@ -359,41 +356,23 @@ def messages_router(pool: ModelPool, config: ServerConfig, metrics: Metrics,
 
         async def answer(stop: threading.Event) -> JSONResponse:
             chat, references = await prepare(req, stop)
-            async with pool.lease(filename) as model:
-                def run() -> ChatCompletion:
-                    out = model.create_chat_completion(
-                        callback=going_on(stop, metrics.first_token(filename)), **chat, **sampling)
-                    assert isinstance(out, ChatCompletion)
-                    return out
-
-                out = await in_thread(stop, run)
-            metrics.tokens(filename, out.usage)
+            messages = chat.pop("messages")
+            out = await complete(pool, filename, messages, {**chat, **sampling}, stop, metrics)
             return JSONResponse(_message(req, out, references))
 
         async def stream(stop: threading.Event) -> Any:
             chat, references = await prepare(req, stop)
             input_tokens: list[int] = []
 
-            def start(model: Any) -> Any:
-                input_tokens.append(len(model.chat_prompt_tokens(
-                    chat["messages"], tools=chat["tools"], tool_choice=chat["tool_choice"],
-                    enable_thinking=chat["enable_thinking"])))
-                return model.create_chat_completion(
-                    stream=True, callback=going_on(stop, metrics.first_token(filename)), **chat, **sampling)
+            def count(model: Any) -> None:
+                input_tokens.append(len(_prompt_tokens(model, chat)))
 
-            async def render(chunks: AsyncIterator[ChatCompletionChunk]) -> AsyncIterator[dict[str, Any]]:
-                async for event in _events(req, filename, input_tokens, references, _counted(chunks)):
-                    yield event
+            def render(chunks: AsyncIterator[ChatCompletionChunk]) -> AsyncIterator[dict[str, Any]]:
+                return _events(req, filename, input_tokens, references, chunks)
 
-            async def _counted(chunks: AsyncIterator[ChatCompletionChunk]) -> AsyncIterator[ChatCompletionChunk]:
-                last = None
-                async for chunk in chunks:
-                    last = chunk
-                    yield chunk
-                if last is not None:
-                    metrics.tokens(filename, last.usage)
-
-            return await event_stream(pool, filename, stop, start, render, ANTHROPIC)
+            options = {**{k: v for k, v in chat.items() if k != "messages"}, **sampling}
+            return await chat_stream(pool, filename, chat["messages"], options, stop, metrics, render,
+                                     ANTHROPIC, before=count)
 
         return await unless_client_leaves(request, stream if req.stream else answer)
 
@@ -402,9 +381,7 @@ def messages_router(pool: ModelPool, config: ServerConfig, metrics: Metrics,
         filename = pool.resolve(req.model)
         chat = to_chat(req)
         async with pool.lease(filename) as model:
-            tokens = await in_thread(threading.Event(), lambda: model.chat_prompt_tokens(
-                chat["messages"], tools=chat["tools"], tool_choice=chat["tool_choice"],
-                enable_thinking=chat["enable_thinking"]))
+            tokens = await in_thread(threading.Event(), lambda: _prompt_tokens(model, chat))
         return {"input_tokens": len(tokens)}
 
     return router

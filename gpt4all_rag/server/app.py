@@ -44,7 +44,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import BaseRoute, Match
 
 from .. import errors
-from ..completion_types import ChatCompletion, ChatCompletionChunk, Usage
+from ..completion_types import ChatCompletionChunk, Usage
 from ..names import COLLECTION_NAME_MEANING, COLLECTION_NAME_PATTERN, MODEL_NAME_MEANING, MODEL_NAME_PATTERN
 from ..sampling import SamplingParams
 from .anthropic import AnthropicErrorResponse, messages_router
@@ -56,7 +56,8 @@ from .metrics import CONTENT_TYPE, CountRequests, Metrics
 from .pool import SEARCH, ApiError, ModelPool, ServerConfig
 from .schemas import (ChatCompletionRequest, CollectionName, CompletionRequest, DetokenizeRequest,
                       EmbeddingRequest, ErrorResponse, SearchRequest, TokenizeMessages, TokenizeText)
-from .serving import api_error, error_response, event_stream, going_on, in_thread, retrieve, unless_client_leaves
+from .serving import (api_error, chat_stream, complete, error_response, event_stream, going_on, in_thread,
+                      retrieve, unless_client_leaves)
 
 __all__ = ["create_app"]
 
@@ -157,16 +158,7 @@ def create_app(config: ServerConfig, pool: ModelPool | None = None) -> FastAPI:
 
         async def answer(stop: threading.Event) -> JSONResponse:
             messages, references = await retrieve(pool, req.localdocs, chat["messages"], stop, metrics.search)
-            async with pool.lease(filename) as model:
-                def run() -> ChatCompletion:
-                    out = model.create_chat_completion(
-                        messages, callback=going_on(stop, metrics.first_token(filename)), **kwargs)
-                    assert isinstance(out, ChatCompletion)
-                    return out
-
-                out = await in_thread(stop, run)
-            metrics.tokens(filename, out.usage)
-            body = out.to_dict()
+            body = (await complete(pool, filename, messages, kwargs, stop, metrics)).to_dict()
             if references is not None:
                 body["references"] = references
             return JSONResponse(body)
@@ -179,17 +171,13 @@ def create_app(config: ServerConfig, pool: ModelPool | None = None) -> FastAPI:
                 async for chunk in chunks:
                     last = chunk
                     yield {**chunk.to_dict(), "usage": None}  # OpenAI: usage only in its own chunk
-                if last is not None:
-                    metrics.tokens(filename, last.usage)
                 if last is not None and include_usage and last.usage is not None:
                     yield {**last.to_dict(), "choices": []}
                 if references is not None and last is not None:
                     yield {"id": last.id, "object": "chat.completion.chunk", "created": last.created,
                            "model": last.model, "choices": [], "references": references}
 
-            return await event_stream(pool, filename, stop, lambda model: model.create_chat_completion(
-                messages, stream=True, callback=going_on(stop, metrics.first_token(filename)), **kwargs),
-                render)
+            return await chat_stream(pool, filename, messages, kwargs, stop, metrics, render)
 
         return await unless_client_leaves(request, stream if req.stream else answer)
 

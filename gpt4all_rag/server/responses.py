@@ -57,12 +57,13 @@ from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse
 from pydantic import Field, StrictBool, field_validator
 
-from ..completion_types import ChatCompletion, ChatCompletionChunk
+from ..completion_types import ChatCompletionChunk
 from .metrics import Metrics
 from .pool import ApiError, ModelPool, ServerConfig
 from .schemas import FLOAT32_TINY, CollectionName, Grammar, LocalDocsOptions, ModelName, _Request
 from .vector_stores import file_id_of
-from .serving import RESPONSES, event_stream, going_on, in_thread, retrieve, unless_client_leaves
+from .guards import TextRoute
+from .serving import RESPONSES, chat_stream, complete, retrieve, tool_calls, unless_client_leaves
 
 __all__ = ["ResponseRequest", "ResponseStore", "STORED_RESPONSES", "responses_router"]
 
@@ -370,18 +371,9 @@ def _conversation(messages: list[dict[str, Any]], req: ResponseRequest, items: l
     return kept
 
 
-class _StreamedCall:
-    def __init__(self, delta: dict[str, Any]) -> None:
-        self.id = delta.get("id") or f"call_{uuid.uuid4().hex[:24]}"
-        self.name = delta["function"]["name"]
-        self.arguments = delta["function"].get("arguments") or "{}"
-
-
 def responses_router(pool: ModelPool, config: ServerConfig, metrics: Metrics,
                      responses: dict[int | str, Any]) -> APIRouter:
     """The routes of the Responses API on ``pool`` (``responses``: their documented statuses)."""
-    from .guards import TextRoute
-
     router = APIRouter(route_class=TextRoute)
     store = ResponseStore()
 
@@ -407,7 +399,6 @@ def responses_router(pool: ModelPool, config: ServerConfig, metrics: Metrics,
             body = build.body("completed", usage, reason)
             if req.store:
                 store.put(body, _conversation(messages, req, build.output))
-            metrics.tokens(filename, usage)
             return body
 
         async def answer(stop: threading.Event) -> JSONResponse:
@@ -415,14 +406,7 @@ def responses_router(pool: ModelPool, config: ServerConfig, metrics: Metrics,
             build = _Build(req, filename, config.files_directory)
             if references is not None:
                 build.output.append(build.search_item(query, references))
-            async with pool.lease(filename) as model:
-                def run() -> ChatCompletion:
-                    out = model.create_chat_completion(
-                        messages, callback=going_on(stop, metrics.first_token(filename)), **options)
-                    assert isinstance(out, ChatCompletion)
-                    return out
-
-                out = await in_thread(stop, run)
+            out = await complete(pool, filename, messages, options, stop, metrics)
             build.output += _reply_items(out.message.reasoning_content, out.message.content,
                                          out.message.tool_calls, references, config.files_directory)
             return JSONResponse(finish(build, messages, out.usage, out.finish_reason))
@@ -502,7 +486,7 @@ def responses_router(pool: ModelPool, config: ServerConfig, metrics: Metrics,
                         extra = {} if kind == "reasoning" else {"logprobs": []}
                         yield event(name, item_id=ids[kind], output_index=len(build.output), content_index=0,
                                     delta=piece, **extra)
-                calls = [_StreamedCall(c) for c in (last.delta.get("tool_calls") or [])] if last else []
+                calls = tool_calls(last)
                 if open_kind is None and not calls:  # an empty answer is still a message
                     open_kind = "message"
                     for e in open_("message"):
@@ -527,9 +511,7 @@ def responses_router(pool: ModelPool, config: ServerConfig, metrics: Metrics,
                 kind = "response.incomplete" if body["status"] == "incomplete" else "response.completed"
                 yield event(kind, response=body)
 
-            return await event_stream(pool, filename, stop, lambda model: model.create_chat_completion(
-                messages, stream=True, callback=going_on(stop, metrics.first_token(filename)), **options),
-                render, RESPONSES)
+            return await chat_stream(pool, filename, messages, options, stop, metrics, render, RESPONSES)
 
         return await unless_client_leaves(request, stream if req.stream else answer)
 

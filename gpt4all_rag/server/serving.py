@@ -18,12 +18,14 @@ from starlette.background import BackgroundTask
 
 from .. import errors
 from ..aio import iterate_in_thread
+from ..completion_types import ChatCompletion, ChatCompletionChunk, ToolCall
+from .metrics import Metrics
 from .pool import SEARCH, ApiError, ModelPool
 from .schemas import LocalDocsOptions
 
 __all__ = ["ANTHROPIC", "ANTHROPIC_PATH", "Dialect", "ERROR_STATUS", "OPENAI", "RESPONSES", "api_error",
-           "dialect_of", "error_response", "event_stream", "going_on", "in_thread", "retrieve",
-           "retrieve_localdocs", "unless_client_leaves"]
+           "chat_stream", "complete", "dialect_of", "error_response", "event_stream", "going_on",
+           "in_thread", "retrieve", "retrieve_localdocs", "tool_calls", "unless_client_leaves"]
 
 T = TypeVar("T")
 
@@ -53,6 +55,10 @@ class Dialect:
         """The error object of this API."""
         return error.anthropic_body() if self.name == "anthropic" else error.body()
 
+    def status(self, error: ApiError) -> int:
+        """The HTTP status of ``error`` in this API."""
+        return error.anthropic_status() if self.name == "anthropic" else error.status
+
 
 OPENAI = Dialect("openai", done="[DONE]", named_events=False)
 ANTHROPIC = Dialect("anthropic", done=None, named_events=True)
@@ -69,9 +75,8 @@ def dialect_of(path: str) -> Dialect:
 
 def error_response(path: str, error: ApiError, headers: Mapping[str, str] | None = None) -> JSONResponse:
     """``error`` answered in the shape and status of the API ``path`` belongs to."""
-    if dialect_of(path) is ANTHROPIC:
-        return JSONResponse(error.anthropic_body(), status_code=error.anthropic_status(), headers=headers)
-    return JSONResponse(error.body(), status_code=error.status, headers=headers)
+    dialect = dialect_of(path)
+    return JSONResponse(dialect.body(error), status_code=dialect.status(error), headers=headers)
 
 
 #: Status of each error class a request can cause (first match in order wins). Every class
@@ -239,6 +244,56 @@ def _last_user_text(messages: list[dict[str, Any]]) -> tuple[int, str] | None:
             if isinstance(content, str) and content.strip():
                 return i, content
     return None
+
+
+async def complete(pool: ModelPool, filename: str, messages: list[dict[str, Any]], options: Mapping[str, Any],
+                   stop: threading.Event, metrics: Metrics) -> ChatCompletion:
+    """A chat completion of ``messages`` on ``filename``'s model (``options``: the chat core's
+    keyword arguments, ``stop`` sequences among them), held by a lease, in a worker thread,
+    stopped by the event ``stop``; its tokens and time to first token counted in ``metrics``."""
+    async with pool.lease(filename) as model:
+        def run() -> ChatCompletion:
+            out = model.create_chat_completion(
+                messages, callback=going_on(stop, metrics.first_token(filename)), **options)
+            assert isinstance(out, ChatCompletion)
+            return out
+
+        out = await in_thread(stop, run)
+    metrics.tokens(filename, out.usage)
+    return out
+
+
+async def chat_stream(pool: ModelPool, filename: str, messages: list[dict[str, Any]], options: Mapping[str, Any],
+                      stop: threading.Event, metrics: Metrics,
+                      render: Callable[[AsyncIterator[ChatCompletionChunk]], AsyncIterator[dict[str, Any]]],
+                      dialect: Dialect | None = None,
+                      before: Callable[[Any], None] | None = None) -> EventSourceResponse:
+    """The streamed chat completion of :func:`complete` as :func:`event_stream` sends it:
+    ``render`` turns its chunks into the API's events; the last chunk's usage is counted.
+    ``before(model)`` runs first in the worker thread (what the API's first event needs)."""
+    def start(model: Any) -> Any:
+        if before is not None:
+            before(model)
+        return model.create_chat_completion(
+            messages, stream=True, callback=going_on(stop, metrics.first_token(filename)), **options)
+
+    async def counted(chunks: AsyncIterator[ChatCompletionChunk]) -> AsyncIterator[ChatCompletionChunk]:
+        last = None
+        async for chunk in chunks:
+            last = chunk
+            yield chunk
+        if last is not None:
+            metrics.tokens(filename, last.usage)
+
+    return await event_stream(pool, filename, stop, start, lambda chunks: render(counted(chunks)), dialect)
+
+
+def tool_calls(chunk: ChatCompletionChunk | None) -> list[ToolCall]:
+    """The tool calls of a stream's last chunk (the chat core sends them whole there)."""
+    if chunk is None:
+        return []
+    return [ToolCall(c["id"], c["function"]["name"], c["function"]["arguments"])
+            for c in chunk.delta.get("tool_calls") or []]
 
 
 async def retrieve(pool: ModelPool, options: LocalDocsOptions | None, messages: list[dict[str, Any]],

@@ -33,6 +33,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, File, Form, Path, UploadFile
 from pydantic import Field, StrictBool
 
+from .guards import TextRoute
 from .metrics import Metrics
 from .pool import SEARCH, ApiError, ModelPool, ServerConfig
 from .schemas import CollectionName, _Request
@@ -129,7 +130,6 @@ def vector_stores_router(pool: ModelPool, config: ServerConfig, metrics: Metrics
                          responses: dict[int | str, Any]) -> APIRouter:
     """The routes of files and vector stores on ``pool``'s collections."""
     from ..localdocs import LocalDocs
-    from .guards import TextRoute
 
     router = APIRouter(route_class=TextRoute)
     files = _Files(config.files_directory)
