@@ -10,7 +10,8 @@ run against both. They are dicts of keyword arguments for :class:`LocalDocs` wit
 collection name that is unique on the shared server.
 
 ``models``: a model folder for the API tests (Anthropic's, the Responses API) with SmolLM2
-also under Qwen3's chat template (reasoning) and a small collection ``notes``.
+also under Qwen3's chat template (reasoning) and a small collection ``notes``; ``api_server``:
+``gpt4all-rag serve`` on it for the session, behind :data:`API_KEY`.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from .support import Backend, make_backend
 
 BACKENDS = ("embedded", "server")
 QWEN3_SMOL = "smollm2-qwen3-template.gguf"  # SmolLM2's weights under Qwen3's chat template
+#: The API key of ``api_server``.
+API_KEY = "api-key-1"
 
 
 @pytest.fixture(scope="session")
@@ -81,3 +84,14 @@ def models(tmp_path_factory: pytest.TempPathFactory, model_dir: Path) -> Path:
     with LocalDocs("notes", persist_directory=d / "db", model_path=d) as ld:
         ld.index(docs, progress=False)
     return d
+
+
+@pytest.fixture(scope="session")
+def api_server(models: Path) -> Iterator[str]:
+    """A real server on ``models`` (SmolLM2 by default, room for three models) with its
+    ``notes`` collection, behind :data:`API_KEY`."""
+    from .openai_server import running_openai_server
+
+    with running_openai_server(models, "--model", SMOLLM2, "--persist-dir", str(models / "db"),
+                               "--max-loaded-models", "3", env={"GPT4ALL_RAG_API_KEY": API_KEY}) as url:
+        yield url

@@ -16,10 +16,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from gpt4all_rag import GPT4All
 from tests.conftest import SMOLLM2
 
-from .conftest import QWEN3_SMOL
+from .conftest import API_KEY, QWEN3_SMOL
 from .openai_server import running_openai_server
 
-KEY = "anthropic-key-1"
+KEY = API_KEY
 TOOL = {"name": "get_weather", "description": "Weather of a city",
         "input_schema": {"type": "object", "properties": {"city": {"type": "string"}},
                          "required": ["city"]}}
@@ -29,10 +29,8 @@ COMMON = list("aeiouAEIOU .,!?\n")
 
 
 @pytest.fixture(scope="module")
-def server(models: Path) -> Iterator[str]:
-    with running_openai_server(models, "--model", SMOLLM2, "--persist-dir", str(models / "db"),
-                               "--max-loaded-models", "3", env={"GPT4ALL_RAG_API_KEY": KEY}) as url:
-        yield url
+def server(api_server: str) -> str:
+    return api_server
 
 
 @pytest.fixture()

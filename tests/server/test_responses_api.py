@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,10 +15,9 @@ import pytest
 
 from tests.conftest import SMOLLM2
 
-from .conftest import QWEN3_SMOL
-from .openai_server import running_openai_server
+from .conftest import API_KEY, QWEN3_SMOL
 
-KEY = "responses-key-1"
+KEY = API_KEY
 WEATHER = {"type": "function", "name": "get_weather", "description": "Weather of a city",
            "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
                           "required": ["city"]}}
@@ -28,10 +25,8 @@ SEARCH = {"type": "file_search", "vector_store_ids": ["notes"], "max_num_results
 
 
 @pytest.fixture(scope="module")
-def server(models: Path) -> Iterator[str]:
-    with running_openai_server(models, "--model", SMOLLM2, "--persist-dir", str(models / "db"),
-                               "--max-loaded-models", "3", env={"GPT4ALL_RAG_API_KEY": KEY}) as url:
-        yield url
+def server(api_server: str) -> str:
+    return api_server
 
 
 @pytest.fixture()

@@ -14,30 +14,20 @@ from urllib.parse import urlparse
 import httpx
 import pytest
 
-from gpt4all_rag.localdocs import LocalDocs
 from tests.conftest import MINILM, SMOLLM2
 
+from .conftest import API_KEY
 from .openai_server import running_openai_server
 
-KEY = "hostile-key-1"
+KEY = API_KEY
 READ_TIMEOUT_S = 2
 MAX_CONNECTIONS = 24
 CHAT = {"messages": [{"role": "user", "content": "Tell me a very long story about a dragon."}]}
 
 
 @pytest.fixture(scope="module")
-def docs_db(tmp_path_factory: pytest.TempPathFactory, model_dir: Path) -> Path:
-    root = tmp_path_factory.mktemp("hostile")
-    (root / "docs").mkdir()
-    (root / "docs" / "volcano.md").write_text("# Krakatoa\n\nThe volcano erupted in 1883. Private notes.\n")
-    with LocalDocs("notes", persist_directory=root / "db", model_path=model_dir) as ld:
-        ld.index(root / "docs", progress=False)
-    return root / "db"
-
-
-@pytest.fixture(scope="module")
-def server(model_dir: Path, docs_db: Path) -> Iterator[str]:
-    with running_openai_server(model_dir, "--model", SMOLLM2, "--persist-dir", str(docs_db),
+def server(models: Path) -> Iterator[str]:
+    with running_openai_server(models, "--model", SMOLLM2, "--persist-dir", str(models / "db"),
                                "--max-tokens-limit", "64", "--read-timeout", str(READ_TIMEOUT_S),
                                "--max-connections", str(MAX_CONNECTIONS),
                                "--allowed-host", "notes.lan") as url:
@@ -45,10 +35,8 @@ def server(model_dir: Path, docs_db: Path) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def keyed(model_dir: Path, docs_db: Path) -> Iterator[str]:
-    with running_openai_server(model_dir, "--model", SMOLLM2, "--persist-dir", str(docs_db),
-                               env={"GPT4ALL_RAG_API_KEY": KEY}) as url:
-        yield url
+def keyed(api_server: str) -> str:
+    return api_server
 
 
 def _port(url: str) -> int:
