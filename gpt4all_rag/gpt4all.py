@@ -7,7 +7,7 @@ turns (each turn evaluates only its new tokens; see :attr:`GPT4All.stats`).
 
 Sampling parameters (``temp``, ``top_k``, ``top_p``, ``min_p``, ``repeat_penalty``,
 ``repeat_last_n``, ``seed``, ``n_batch``, ``max_tokens``, ``stop``, ``grammar``): their meaning,
-ranges and defaults are documented once, in :mod:`gpt4all_rag.sampling`.
+ranges and defaults are documented once, in :mod:`gpt4all_rag.engine.sampling`.
 """
 
 from __future__ import annotations
@@ -22,14 +22,16 @@ from typing import Any, Callable, Iterable, Iterator, Literal, overload
 
 from typing_extensions import Self
 
-from . import _native, errors, generation, models
-from .completion_types import ChatCompletion, ChatCompletionChunk, LogLikelihood, TokenLogprob
-from .generation import GenerationStats
-from .completions import chat_prompt_tokens, create_chat_completion
-from .prompting import LOCALDOCS_PROMPT_KEY, ChatSession, PromptBuilder
-from .sampling import DEFAULTS, SamplingParams, check_number
-from .sequences import SequencePool
-from .templates import ChatTemplate, MessageType
+from . import _native, errors, models
+
+from .engine import generation
+from .engine.types import ChatCompletion, ChatCompletionChunk, LogLikelihood, TokenLogprob
+from .engine.generation import GenerationStats
+from .engine.chat import chat_prompt_tokens, create_chat_completion
+from .engine.prompting import LOCALDOCS_PROMPT_KEY, ChatSession, PromptBuilder
+from .engine.sampling import DEFAULTS, SamplingParams, check_number
+from .engine.sequences import SequencePool
+from .engine.templates import ChatTemplate, MessageType
 
 __all__ = ["GPT4All", "DEFAULT_MODEL_DIRECTORY", "MessageType", "ResponseCallbackType",
            "empty_response_callback"]
@@ -67,7 +69,7 @@ class GPT4All:
 
     Thread safety: one instance may be shared by threads and asyncio tasks. It serves
     ``n_parallel`` generations at once, decoded together (continuous batching, see
-    :mod:`gpt4all_rag.sequences`); further callers wait in arrival order until a running call,
+    :mod:`gpt4all_rag.engine.sequences`); further callers wait in arrival order until a running call,
     or a streaming generator, finishes (at most ``max_waiting`` of them, each at most
     ``wait_timeout`` seconds, else :class:`~gpt4all_rag.errors.ModelBusyError`). A thread whose
     own open streams hold every sequence gets :class:`~gpt4all_rag.errors.ConcurrentUseError`
@@ -398,7 +400,7 @@ class GPT4All:
             prompt: the text to complete, or (in a chat session) the user's message.
             max_tokens: maximum number of tokens to generate (>= 0).
             temp, top_k, top_p, min_p, repeat_penalty, repeat_last_n: sampling parameters,
-                see :mod:`gpt4all_rag.sampling`.
+                see :mod:`gpt4all_rag.engine.sampling`.
             n_batch: prompt tokens evaluated per llama.cpp batch (>= 1; None: the context's
                 batch size, the fastest). Larger is faster up to the context's batch size
                 (2048); the seed's default is 8.
@@ -412,7 +414,7 @@ class GPT4All:
             grammar: extension: a GBNF grammar (start symbol ``root``) the output must follow.
             logprobs: extension: ``None`` (default, no cost) or ``n`` in 0..20: record each
                 generated token's log-probability and the ``n`` most likely tokens at its step
-                in :attr:`last_logprobs` (:class:`~gpt4all_rag.completion_types.TokenLogprob`,
+                in :attr:`last_logprobs` (:class:`~gpt4all_rag.engine.types.TokenLogprob`,
                 OpenAI's shape; natural log of the model's distribution before penalties,
                 grammar, temperature and truncation). With stop sequences, every token
                 generated is recorded, up to the one that completes the stop sequence.
@@ -540,7 +542,7 @@ class GPT4All:
              logprobs: int | None = None, dropped: int = 0,
              grammar_triggers: tuple[tuple[str, ...], tuple[int, ...]] = ((), ()),
              ) -> Iterator[tuple[int, str]]:
-        """The generation loop (:func:`gpt4all_rag.generation.run`) on a held sequence,
+        """The generation loop (:func:`gpt4all_rag.engine.generation.run`) on a held sequence,
         filling ``stats``, ``generated`` (token ids) and, with ``logprobs``, ``lps``."""
         yield from generation.run(seq, tokens, params, stats, callback=callback,
                                   logprobs=logprobs, logprobs_out=lps, dropped=dropped,
@@ -562,7 +564,7 @@ class GPT4All:
             n_batch: tokens per evaluation (>= 1).
 
         Returns:
-            A :class:`~gpt4all_rag.completion_types.LogLikelihood` (sum, per-token values and
+            A :class:`~gpt4all_rag.engine.types.LogLikelihood` (sum, per-token values and
             greedy ranks). The prompt's tokens stay in the KV cache, so scoring several
             continuations of one prompt evaluates it once.
 
@@ -638,7 +640,7 @@ class GPT4All:
         Args:
             messages: OpenAI-style messages: ``system``/``developer``, ``user``, ``assistant``
                 (with ``tool_calls``), ``tool`` (with ``tool_call_id``); content a string or
-                text parts. See :func:`gpt4all_rag.completions.normalize_messages`.
+                text parts. See :func:`gpt4all_rag.engine.chat.normalize_messages`.
             tools: OpenAI function tools. A template with a tool format (Qwen, Llama 3.x,
                 Hermes, Mistral, DeepSeek, ...) renders them itself and its replies are parsed
                 by llama.cpp's chat layer (several calls per reply where the model makes
@@ -650,11 +652,11 @@ class GPT4All:
             response_format: ``{"type": "json_object"}`` or ``{"type": "json_schema",
                 "json_schema": {"name", "schema"}}``: the reply is constrained by a grammar
                 (and the schema is described in the system message).
-            stream: return an iterator of :class:`~gpt4all_rag.completion_types.ChatCompletionChunk`
+            stream: return an iterator of :class:`~gpt4all_rag.engine.types.ChatCompletionChunk`
                 (the first with the role, the last with ``finish_reason`` and ``usage``).
                 Closing it stops generation.
             logprobs, top_logprobs: report the generated tokens' log-probabilities, with
-                ``top_logprobs`` (0..20) alternatives each (see :mod:`~gpt4all_rag.completion_types`).
+                ``top_logprobs`` (0..20) alternatives each (see :mod:`~gpt4all_rag.engine.types`).
             chat_template: a Jinja template instead of the catalogue's or the GGUF's.
             enable_thinking: for templates that can switch reasoning (Qwen3, ...): passed to
                 the template as ``enable_thinking``; None leaves the template's default.
@@ -663,12 +665,12 @@ class GPT4All:
                 every piece; returning False stops generation there (``finish_reason``
                 ``"stop"``, the reply read from the text so far). The server stops a request
                 whose client left this way.
-            **sampling: :class:`~gpt4all_rag.sampling.SamplingParams` fields and aliases
+            **sampling: :class:`~gpt4all_rag.engine.sampling.SamplingParams` fields and aliases
                 (``temperature``, ``max_completion_tokens``, ...), e.g. ``max_tokens``,
                 ``temp``, ``seed``, ``stop``, ``grammar``.
 
         Returns:
-            A :class:`~gpt4all_rag.completion_types.ChatCompletion`, or the chunk iterator.
+            A :class:`~gpt4all_rag.engine.types.ChatCompletion`, or the chunk iterator.
             The KV cache's common prefix with the previous call is reused
             (``usage.cached_tokens``).
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from ..errors import GPT4AllRagError
-from ..sampling import SamplingParams
+from ..engine.sampling import SamplingParams
 from .common import load_chat_model, model_options
 
 __all__ = ["chat"]

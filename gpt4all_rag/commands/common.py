@@ -24,7 +24,7 @@ from .. import models as _models
 from .. import pypi_models
 from ..errors import GPT4AllRagError, InvalidParameterError
 from ..gpt4all import DEFAULT_N_CTX, GPT4All
-from ..sampling import DEFAULTS, SamplingParams
+from ..engine.sampling import DEFAULTS, SamplingParams
 
 __all__ = ["DEFAULT_CHAT_MODEL", "MODEL_PATH_HELP", "cli_errors", "echo_json", "json_option",
            "load_chat_model", "localdocs_options", "model_options", "open_localdocs",
@@ -114,7 +114,7 @@ def model_options(f):  # type: ignore[no-untyped-def]
     return sampling_options(f)
 
 
-#: The sampling options: every field of gpt4all_rag.sampling.SamplingParams but ``grammar``,
+#: The sampling options: every field of gpt4all_rag.engine.sampling.SamplingParams but ``grammar``,
 #: with its default; the command receives them as one ``sampling`` argument.
 _SAMPLING_OPTIONS: tuple[tuple[str, tuple[str, ...], Any, str], ...] = (
     ("max_tokens", ("--max-tokens",), click.IntRange(min=0), "Maximum tokens per reply."),
@@ -134,7 +134,7 @@ _SAMPLING_OPTIONS: tuple[tuple[str, tuple[str, ...], Any, str], ...] = (
 
 def sampling_options(f):  # type: ignore[no-untyped-def]
     """Add the sampling options (names, aliases and defaults from the sampling schema) and
-    hand the command one checked ``sampling`` (:class:`~gpt4all_rag.sampling.SamplingParams`)."""
+    hand the command one checked ``sampling`` (:class:`~gpt4all_rag.engine.sampling.SamplingParams`)."""
 
     @functools.wraps(f)
     def wrapper(*args: Any, **kwargs: Any) -> Any:

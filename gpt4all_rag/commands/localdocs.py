@@ -22,7 +22,7 @@ from pathlib import Path
 
 import click
 
-from ..sampling import SamplingParams
+from ..engine.sampling import SamplingParams
 from .common import (cli_errors, echo_json, json_option, load_chat_model, localdocs_options,
                      model_options, open_localdocs, store_options)
 

@@ -44,7 +44,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, StrictBool
 
-from ..completion_types import ChatCompletion, ChatCompletionChunk
+from ..engine.types import ChatCompletion, ChatCompletionChunk
 from .guards import TextRoute
 from .metrics import Metrics
 from .pool import ModelPool, ServerConfig

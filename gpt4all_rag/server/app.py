@@ -44,9 +44,9 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import BaseRoute, Match
 
 from .. import errors
-from ..completion_types import ChatCompletionChunk, Usage
+from ..engine.types import ChatCompletionChunk, Usage
 from ..names import COLLECTION_NAME_MEANING, COLLECTION_NAME_PATTERN, MODEL_NAME_MEANING, MODEL_NAME_PATTERN
-from ..sampling import SamplingParams
+from ..engine.sampling import SamplingParams
 from .anthropic import AnthropicErrorResponse, messages_router
 from .guards import PUBLIC_PATHS, ApiKeyCheck, BodyLimit, HostCheck, TextRoute
 from .mcp import localdocs_mcp

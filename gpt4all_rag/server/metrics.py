@@ -32,7 +32,7 @@ from prometheus_client.registry import Collector
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..completion_types import Usage
+from ..engine.types import Usage
 from .pool import ModelPool
 
 __all__ = ["CONTENT_TYPE", "CountRequests", "Metrics"]

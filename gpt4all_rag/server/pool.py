@@ -31,7 +31,7 @@ from .. import GPT4All, errors, models
 from ..embed4all import Embed4All
 from ..names import MODEL_NAME_MEANING, check_collection_name, is_model_name
 from ..gpt4all import DEFAULT_N_CTX
-from ..sampling import SamplingParams
+from ..engine.sampling import SamplingParams
 
 __all__ = ["ApiError", "DEFAULT_CODES", "ModelPool", "SEARCH", "ServerConfig"]
 

@@ -57,7 +57,7 @@ from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse
 from pydantic import Field, StrictBool, field_validator
 
-from ..completion_types import ChatCompletionChunk
+from ..engine.types import ChatCompletionChunk
 from .metrics import Metrics
 from .pool import ApiError, ModelPool, ServerConfig
 from .schemas import FLOAT32_TINY, CollectionName, Grammar, LocalDocsOptions, ModelName, _Request

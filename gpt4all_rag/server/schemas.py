@@ -1,6 +1,6 @@
 """Request models of the OpenAI-compatible server, field by field after OpenAI's API reference.
 
-Responses are the chat core's own objects (:mod:`gpt4all_rag.completion_types`, whose
+Responses are the chat core's own objects (:mod:`gpt4all_rag.engine.types`, whose
 ``to_dict()`` is OpenAI's JSON) plus the few shapes defined here. Fields OpenAI has and a local
 model cannot honour are accepted at their neutral value and refused otherwise (``n`` > 1,
 non-zero ``frequency_penalty``/``presence_penalty``, a non-empty ``logit_bias``, ``echo``), so a
@@ -171,7 +171,7 @@ class LocalDocsOptions(_Request):
 
 
 class _Sampling(_Request):
-    """Sampling fields shared by both completion endpoints (see gpt4all_rag.sampling; unset
+    """Sampling fields shared by both completion endpoints (see gpt4all_rag.engine.sampling; unset
     fields take the schema's defaults)."""
 
     temperature: float | None = Field(default=None, ge=0, le=2)

@@ -18,7 +18,7 @@ from starlette.background import BackgroundTask
 
 from .. import errors
 from ..aio import iterate_in_thread
-from ..completion_types import ChatCompletion, ChatCompletionChunk, ToolCall
+from ..engine.types import ChatCompletion, ChatCompletionChunk, ToolCall
 from .metrics import Metrics
 from .pool import SEARCH, ApiError, ModelPool
 from .schemas import LocalDocsOptions

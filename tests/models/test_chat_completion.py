@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from gpt4all_rag import GPT4All, errors
-from gpt4all_rag.completion_types import ChatCompletion, ChatCompletionChunk
+from gpt4all_rag.engine.types import ChatCompletion, ChatCompletionChunk
 from tests.conftest import MINILM, SMOLLM2
 from tests.models.test_chat_formats import TEMPLATES, TOOLS
 

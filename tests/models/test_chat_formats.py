@@ -12,7 +12,7 @@ from typing import Iterator
 import pytest
 
 from gpt4all_rag import _native, errors
-from gpt4all_rag.templates import ChatTemplate
+from gpt4all_rag.engine.templates import ChatTemplate
 from tests.conftest import SMOLLM2
 
 

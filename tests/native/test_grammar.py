@@ -9,7 +9,7 @@ import pytest
 
 from gpt4all_rag import _native
 from gpt4all_rag.errors import GrammarError
-from gpt4all_rag.grammar import json_schema_to_gbnf
+from gpt4all_rag.engine.grammar import json_schema_to_gbnf
 
 
 def rules(grammar: str) -> dict[str, str]:

@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from gpt4all_rag.cli import main
-from gpt4all_rag.sampling import DEFAULTS, FIELDS, SamplingParams
+from gpt4all_rag.engine.sampling import DEFAULTS, FIELDS, SamplingParams
 from gpt4all_rag import errors
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from gpt4all_rag.errors import ChatTemplateError
-from gpt4all_rag.templates import ChatTemplate, RenderLimits
+from gpt4all_rag.engine.templates import ChatTemplate, RenderLimits
 
 MESSAGES = [{"role": "user", "content": "Hello"}]
 

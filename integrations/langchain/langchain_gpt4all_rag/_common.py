@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 from gpt4all_rag import GPT4All
 from gpt4all_rag.aio import iterate_in_thread
 from gpt4all_rag.gpt4all import DEFAULT_N_CTX
-from gpt4all_rag.sampling import DEFAULTS, FIELDS
+from gpt4all_rag.engine.sampling import DEFAULTS, FIELDS
 from gpt4all_rag.errors import ModelNotFoundError
 from gpt4all_rag.gpt4all import GenerationStats
 
@@ -33,7 +33,7 @@ __all__: list[str] = []
 IGNORED_REMOTE_PARAMS = frozenset({"timeout", "max_retries", "api_key"})
 
 #: Per-call keyword arguments that override a sampling field for one call (the chat core's
-#: schema, gpt4all_rag.sampling; ``stop`` and ``grammar`` are handled on their own).
+#: schema, gpt4all_rag.engine.sampling; ``stop`` and ``grammar`` are handled on their own).
 SAMPLING_KEYS = tuple(f for f in FIELDS if f not in ("stop", "grammar"))
 
 #: ``ls_provider`` of the LangSmith tracing parameters.
@@ -66,7 +66,7 @@ class GPT4AllParams(BaseModel):
         default=1, ge=1, le=64, description="Generations the loaded model serves at once, "
         "decoded together (batch/abatch of n prompts run concurrently with n_parallel >= n); "
         "each holds a KV cache of n_ctx tokens.")
-    # Sampling fields: defaults and meaning from gpt4all_rag.sampling (checked there again).
+    # Sampling fields: defaults and meaning from gpt4all_rag.engine.sampling (checked there again).
     temp: float = Field(default=DEFAULTS.temp, ge=0, alias="temperature",
                         description="Temperature; 0 is greedy (deterministic).")
     top_k: int = Field(default=DEFAULTS.top_k, ge=0)

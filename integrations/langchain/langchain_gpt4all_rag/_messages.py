@@ -125,7 +125,7 @@ def new_call_id() -> str:
 
 
 def to_langchain_tool_calls(calls: Sequence[Any]) -> tuple[list[ToolCall], list[InvalidToolCall]]:
-    """The core's :class:`gpt4all_rag.completion_types.ToolCall` list as LangChain tool calls;
+    """The core's :class:`gpt4all_rag.engine.types.ToolCall` list as LangChain tool calls;
     a call whose arguments are not a JSON object (e.g. cut off by ``max_tokens``) is invalid."""
     valid: list[ToolCall] = []
     invalid: list[InvalidToolCall] = []

@@ -27,7 +27,7 @@ from langchain_core.utils.pydantic import is_basemodel_subclass
 from pydantic import Field
 
 from gpt4all_rag import GPT4All
-from gpt4all_rag.completion_types import ChatCompletion, ChatCompletionChunk, Usage
+from gpt4all_rag.engine.types import ChatCompletion, ChatCompletionChunk, Usage
 
 from . import _messages
 from ._common import PROVIDER, GPT4AllParams, identifying_params, ls_params, pump, run_blocking

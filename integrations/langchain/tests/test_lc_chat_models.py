@@ -21,7 +21,7 @@ from lc_helpers import GEMMA3, chat_params, models_dir
 from pydantic import BaseModel, Field
 
 from gpt4all_rag.errors import ChatTemplateError, ConcurrentUseError, ModelNotFoundError
-from gpt4all_rag.templates import ChatTemplate
+from gpt4all_rag.engine.templates import ChatTemplate
 
 QUESTION = "Name three colours."
 

@@ -14,7 +14,7 @@ from llama_index.core.bridge.pydantic import ValidationError
 from llama_index.llms.gpt4all_rag import GPT4AllRag
 
 from gpt4all_rag import GPT4All, errors
-from gpt4all_rag.templates import ChatTemplate
+from gpt4all_rag.engine.templates import ChatTemplate
 
 QUESTION = "What is the capital city of France?"
 SYSTEM = "You are a helpful assistant."

@@ -1,7 +1,7 @@
 """Structured prediction for ``GPT4AllRag``: JSON-schema grammars, parsing, partial objects.
 
 The output class's JSON schema becomes a GBNF grammar (llama.cpp's converter, through
-:func:`gpt4all_rag.grammar.json_schema_to_gbnf`), so sampling can only produce JSON of that
+:func:`gpt4all_rag.engine.grammar.json_schema_to_gbnf`), so sampling can only produce JSON of that
 shape; the schema is also put in the prompt so the model knows what the fields mean.
 """
 
@@ -44,7 +44,7 @@ def request(llm: GPT4AllRag, output_cls: type[Any], prompt: BasePromptTemplate,
             llm_kwargs: dict[str, Any] | None,
             prompt_args: dict[str, Any]) -> tuple[list[ChatMessage], dict[str, Any]]:
     """The messages (with the schema instruction) and call parameters (with the grammar)."""
-    from gpt4all_rag.grammar import json_schema_to_gbnf
+    from gpt4all_rag.engine.grammar import json_schema_to_gbnf
 
     schema = output_cls.model_json_schema()
     call = dict(llm_kwargs or {})

@@ -50,17 +50,17 @@ from pydantic import AliasChoices
 
 from gpt4all_rag import GPT4All, errors
 from gpt4all_rag.aio import iterate_in_thread
-from gpt4all_rag.completion_types import ChatCompletion, TokenLogprob
+from gpt4all_rag.engine.types import ChatCompletion, TokenLogprob
 from gpt4all_rag.gpt4all import DEFAULT_N_CTX
-from gpt4all_rag.sampling import ALIASES, DEFAULTS, FIELDS
-from gpt4all_rag.templates import ChatTemplate
+from gpt4all_rag.engine.sampling import ALIASES, DEFAULTS, FIELDS
+from gpt4all_rag.engine.templates import ChatTemplate
 
 from . import _structured
 
 __all__ = ["GPT4AllRag"]
 
 #: Parameters a call (``complete``, ``chat``, their streaming and async forms) may override:
-#: the chat core's sampling schema (gpt4all_rag.sampling) with its aliases, and for chat
+#: the chat core's sampling schema (gpt4all_rag.engine.sampling) with its aliases, and for chat
 #: ``tools``, ``tool_choice``, ``logprobs``, ``top_logprobs``.
 CALL_PARAMETERS = frozenset(FIELDS) | frozenset(ALIASES) | frozenset(
     {"tools", "tool_choice", "logprobs", "top_logprobs"})
@@ -127,7 +127,7 @@ class GPT4AllRag(FunctionCallingLLM):
         default=1, ge=1, le=64, description="Calls the model serves at once, decoded together "
                                             "(asyncio.gather of n achat calls runs concurrently "
                                             "with n_parallel >= n); each holds n_ctx of KV cache.")
-    # Sampling fields: defaults and meaning from gpt4all_rag.sampling (checked there again).
+    # Sampling fields: defaults and meaning from gpt4all_rag.engine.sampling (checked there again).
     max_tokens: int = Field(
         default=DEFAULTS.max_tokens, ge=0, description="Maximum tokens generated per call (num_output).")
     temp: float = Field(default=DEFAULTS.temp, ge=0.0,
@@ -554,7 +554,7 @@ class GPT4AllRag(FunctionCallingLLM):
         """Generate an instance of ``output_cls`` under a grammar made from its JSON schema.
 
         The output class's schema (``model_json_schema()``) is converted to GBNF by
-        :func:`gpt4all_rag.grammar.json_schema_to_gbnf` (llama.cpp's converter), so the model
+        :func:`gpt4all_rag.engine.grammar.json_schema_to_gbnf` (llama.cpp's converter), so the model
         can only emit JSON of that shape; the schema is also shown to the model.
 
         Args:

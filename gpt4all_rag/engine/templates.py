@@ -37,7 +37,7 @@ from jinja2.ext import Extension
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 from jinja2.utils import Namespace
 
-from .errors import ChatTemplateError
+from ..errors import ChatTemplateError
 
 __all__ = ["ChatTemplate", "MessageType", "RENDER_MAX_CHARS", "RENDER_TIMEOUT_S", "RenderLimits"]
 
@@ -147,7 +147,7 @@ class _BoundedNamespace(Namespace):
 class _LoopBudget(Extension):
     """Gives every ``{% for %}`` loop's iterable to :meth:`iterate` (see ``_parse``)."""
 
-    identifier = "gpt4all_rag.templates.loop_budget"
+    identifier = "gpt4all_rag.engine.templates.loop_budget"
 
     def iterate(self, iterable: Any) -> Iterator[Any]:
         budget = _budget()

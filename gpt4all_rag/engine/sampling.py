@@ -40,7 +40,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-from . import errors
+from .. import errors
 
 __all__ = ["ALIASES", "FIELDS", "SamplingParams", "check_number"]
 

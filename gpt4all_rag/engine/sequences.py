@@ -25,8 +25,8 @@ import time
 from contextlib import contextmanager
 from typing import Iterator, Sequence
 
-from . import errors
-from ._native import NativeModel, NativeSequence
+from .. import errors
+from .._native import NativeModel, NativeSequence
 
 __all__ = ["SequencePool"]
 

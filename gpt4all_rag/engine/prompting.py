@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import _native, errors
+from .. import _native, errors
 from .templates import ChatTemplate, MessageType
 
 __all__ = ["ChatSession", "LOCALDOCS_PROMPT_KEY", "PromptBuilder"]

@@ -7,9 +7,9 @@ and the server) runs :func:`create_chat_completion`:
 2. llama.cpp's chat layer (``g4r_chat_apply``, ``common/chat.cpp``) finds the model family's
    chat format for the template: whether it renders tools, how it marks reasoning and tool
    calls, and the parser that reads them back;
-3. the prompt is rendered by the template in the sandbox (:mod:`~gpt4all_rag.templates`, with
+3. the prompt is rendered by the template in the sandbox (:mod:`~gpt4all_rag.engine.templates`, with
    ``tools`` and ``enable_thinking`` as template variables, as in transformers) and tokenized
-   so that no message text becomes a control token (:class:`~gpt4all_rag.prompting.PromptBuilder`);
+   so that no message text becomes a control token (:class:`~gpt4all_rag.engine.prompting.PromptBuilder`);
 4. tokens are generated with the KV cache's prefix reused, and the reply is parsed into
    content, reasoning and tool calls (``g4r_chat_parse``).
 
@@ -28,14 +28,14 @@ import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
 
-from . import _native, errors
-from .completion_types import (ChatCompletion, ChatCompletionChunk, ChatCompletionMessage,
+from .. import _native, errors
+from .types import (ChatCompletion, ChatCompletionChunk, ChatCompletionMessage,
                                TokenLogprob, ToolCall, Usage)
 from .prompting import ChatSession
 from .sampling import SamplingParams, check_number
 
 if TYPE_CHECKING:
-    from .gpt4all import GPT4All
+    from ..gpt4all import GPT4All
 
 __all__ = ["chat_prompt_tokens", "create_chat_completion", "normalize_messages", "tool_call_schema"]
 

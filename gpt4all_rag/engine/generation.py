@@ -4,7 +4,7 @@ callbacks and ``max_tokens``, record log-probabilities.
 :func:`run` is pull-style (a generator): closing it stops generation at once, and errors
 surface in the caller's thread. It is used by ``GPT4All.generate`` (raw prompts and chat
 sessions) and by the chat core (``create_chat_completion``), with the sampling parameters of
-:mod:`gpt4all_rag.sampling`.
+:mod:`gpt4all_rag.engine.sampling`.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import codecs
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
-from . import _native
-from .completion_types import TokenLogprob, TopLogprob
+from .. import _native
+from .types import TokenLogprob, TopLogprob
 from .sampling import SamplingParams
 
 __all__ = ["GenerationStats", "run", "token_logprob"]
