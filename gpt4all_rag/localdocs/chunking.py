@@ -18,6 +18,9 @@ chunk; O(n log n) characters tokenized in total, never O(n^2). A chunk's size is
 as the sum of its parts plus one token per join, so a chunk's true size may differ from the
 estimate by a token or two at the joins; the final measurement enforces ``max_tokens``.
 
+Finding the headings, code blocks, paragraphs and sentences is
+:mod:`~gpt4all_rag.localdocs.structure`'s part; this module measures and packs them.
+
 :func:`chunk_words_baseline` is GPT4All desktop's chunker, kept for comparison.
 """
 
@@ -30,6 +33,8 @@ from dataclasses import dataclass
 
 from gpt4all_rag.errors import InvalidParameterError
 from gpt4all_rag.localdocs.loaders import Document, Section
+from gpt4all_rag.localdocs.structure import (MARKUP_BY_KIND, line_spans, sentence_spans,
+                                             split_blocks, strip_span)
 
 CHUNKING_VERSION = 1
 """Bumped whenever chunk boundaries change for the same input and parameters; an index
@@ -156,7 +161,7 @@ def chunk_document(
     chunker = _Chunker(count_tokens, overhead, chunk_tokens - overhead, overlap_tokens,
                        max_tokens - overhead)
     chunks: list[Chunk] = []
-    markup = _MARKUP_BY_KIND.get(document.kind, "text")
+    markup = MARKUP_BY_KIND.get(document.kind, "text")
     for number, section in enumerate(document.sections):
         units = chunker.units(section.text, markup)
         lines = _LineIndex(section)
@@ -215,161 +220,6 @@ def chunk_words_baseline(document: Document, chunk_chars: int = 512) -> list[Chu
     return chunks
 
 
-# --------------------------------------------------------------------------- structure
-
-_MARKUP_BY_KIND = {"markdown": "markdown", "html": "markdown", "docx": "markdown",
-                   "rst": "rst", "code": "code", "text": "text", "pdf": "text"}
-_ATX = re.compile(r" {0,3}(#{1,6})(?:[ \t]+(.*?))?(?:[ \t]+#+)?[ \t]*")
-_SETEXT = re.compile(r" {0,3}(=+|-+)[ \t]*")
-_FENCE = re.compile(r" {0,3}(`{3,}|~{3,})")
-_ADORNMENT = re.compile(r"([!-/:-@\[-`{-~])\1+[ \t]*")
-_RST_CODE_DIRECTIVE = re.compile(r"[ \t]*\.\. +(code-block|code|sourcecode)::")
-_SENTENCE_BREAK = re.compile(
-    r"[.!?\u2026]+[\"'\u201d\u2019)\]]*\s+|[\u3002\uff01\uff1f]+\s*"
-    r"|\n(?=[ \t]*(?:[-*+\u2022]|\d+[.)]|\|)[ \t])")
-
-
-@dataclass
-class _Block:
-    start: int  # offset of the block's first line
-    end: int  # offset of the end of its last line (before the newline)
-    kind: str  # "heading", "fence", "code", "text"
-    level: int = 0  # heading level
-    title: str = ""
-
-
-def _line_offsets(text: str) -> list[tuple[int, int]]:
-    """(start, end) offsets of every line, end excluding the newline."""
-    spans, pos = [], 0
-    for line in text.split("\n"):
-        spans.append((pos, pos + len(line)))
-        pos += len(line) + 1
-    return spans
-
-
-def _blocks(text: str, markup: str) -> list[_Block]:
-    """Split a section into headings, code blocks and paragraphs (runs of non-blank lines)."""
-    lines = _line_offsets(text)
-    blocks: list[_Block] = []
-    para: int | None = None  # index of the current paragraph's first line
-    rst_levels: dict[tuple[str, bool], int] = {}
-    body_kind = "code" if markup == "code" else "text"
-
-    def close(last: int) -> None:
-        nonlocal para
-        if para is not None:
-            blocks.append(_Block(lines[para][0], lines[last][1], body_kind))
-            para = None
-
-    def line(k: int) -> str:
-        return text[lines[k][0]:lines[k][1]]
-
-    i, n = 0, len(lines)
-    if markup == "markdown" and n > 2 and line(0).rstrip() == "---":  # YAML front matter
-        for k in range(1, min(n, 200)):
-            if line(k).rstrip() in ("---", "..."):
-                blocks.append(_Block(lines[0][0], lines[k][1], "code"))
-                i = k + 1
-                break
-    while i < n:
-        current = line(i)
-        if not current.strip():
-            close(i - 1)
-            i += 1
-            continue
-        if markup == "markdown":
-            fence = _FENCE.match(current)
-            atx = _ATX.fullmatch(current)
-            if fence:
-                close(i - 1)
-                mark = fence.group(1)
-                k = i + 1
-                closing = re.compile(rf" {{0,3}}{re.escape(mark[0])}{{{len(mark)},}}[ \t]*")
-                while k < n and not closing.fullmatch(line(k)):
-                    k += 1
-                k = min(k, n - 1)
-                blocks.append(_Block(lines[i][0], lines[k][1], "fence"))
-                i = k + 1
-                continue
-            if atx:
-                close(i - 1)
-                title = (atx.group(2) or "").strip()
-                blocks.append(_Block(lines[i][0], lines[i][1], "heading", len(atx.group(1)),
-                                     title))
-                i += 1
-                continue
-            if para == i - 1 and _SETEXT.fullmatch(current) and i > 0:
-                level = 1 if current.strip()[0] == "=" else 2
-                blocks.append(_Block(lines[para][0], lines[i][1], "heading", level,
-                                     line(para).strip()))
-                para = None
-                i += 1
-                continue
-        elif markup == "rst":
-            heading = _rst_heading(line, i, n, para)
-            if heading is not None:
-                close(i - 1)
-                key, title, last = heading
-                level = rst_levels.setdefault(key, len(rst_levels) + 1)
-                blocks.append(_Block(lines[i][0], lines[last][1], "heading", level, title))
-                i = last + 1
-                continue
-            indent = len(current) - len(current.lstrip())
-            if para is None and _RST_CODE_DIRECTIVE.match(current):
-                last = _indented_end(line, i, n, indent)
-                blocks.append(_Block(lines[i][0], lines[last][1], "fence"))
-                i = last + 1
-                continue
-            if current.rstrip().endswith("::"):  # the indented block that follows is code
-                if para is None:
-                    para = i
-                close(i)
-                last = _indented_end(line, i, n, indent)
-                if last > i:
-                    first = i + 1
-                    while not line(first).strip():
-                        first += 1
-                    blocks.append(_Block(lines[first][0], lines[last][1], "fence"))
-                i = last + 1
-                continue
-        if para is None:
-            para = i
-        i += 1
-    close(n - 1)
-    return blocks
-
-
-def _rst_heading(line: Callable[[int], str], i: int, n: int, para: int | None
-                 ) -> tuple[tuple[str, bool], str, int] | None:
-    """(style key, title, last line) if a reST section title starts at line ``i``."""
-    if para is not None:
-        return None
-    current = line(i)
-    if (_ADORNMENT.fullmatch(current) and i + 2 < n and line(i + 1).strip()
-            and line(i + 2).rstrip() == current.rstrip()):
-        return (current.strip()[0], True), line(i + 1).strip(), i + 2
-    if i + 1 < n and not _ADORNMENT.fullmatch(current):
-        under = line(i + 1)
-        title = current.strip()
-        if (_ADORNMENT.fullmatch(under) and not under[0].isspace()
-                and len(under.strip()) >= min(len(title), 3)):
-            return (under.strip()[0], False), title, i + 1
-    return None
-
-
-def _indented_end(line: Callable[[int], str], i: int, n: int, indent: int) -> int:
-    """Last line of the block indented deeper than ``indent`` after line ``i`` (``i`` if
-    there is none); blank lines inside the block belong to it."""
-    last = i
-    for k in range(i + 1, n):
-        text = line(k)
-        if text.strip():
-            if len(text) - len(text.lstrip()) <= indent:
-                break
-            last = k
-    return last
-
-
 # --------------------------------------------------------------------------- sizing
 
 _WORD = re.compile(r"\S+")
@@ -389,14 +239,6 @@ class _LineIndex:
             return None, None
         return (self.first + bisect.bisect_left(self.newlines, start),
                 self.first + bisect.bisect_left(self.newlines, end - 1))
-
-
-def _strip_span(text: str, start: int, end: int) -> tuple[int, int]:
-    while start < end and text[start].isspace():
-        start += 1
-    while end > start and text[end - 1].isspace():
-        end -= 1
-    return start, end
 
 
 def _largest(lo: int, hi: int, guess: int, size: Callable[[int], int], limit: int
@@ -480,8 +322,8 @@ class _Chunker:
         """Measured units of a section, each within budget (``target``, fences ``hard``)."""
         path: list[tuple[int, str]] = []
         units: list[_Unit] = []
-        for block in _blocks(text, markup):
-            start, end = _strip_span(text, block.start, block.end)
+        for block in split_blocks(text, markup):
+            start, end = strip_span(text, block.start, block.end)
             if start >= end:
                 continue
             if block.kind == "heading":
@@ -504,9 +346,9 @@ class _Chunker:
         if kind == "heading":
             spans = [(start, end)]
         elif kind in ("fence", "code"):
-            spans = [_strip_span(text, a, b) for a, b in _line_spans(text, start, end)]
+            spans = [strip_span(text, a, b) for a, b in line_spans(text, start, end)]
         else:
-            spans = list(_sentence_spans(text, start, end))
+            spans = list(sentence_spans(text, start, end))
         piece_kind = "code" if kind in ("fence", "code") else "text"
         pieces: list[_Unit] = []
         for a, b in spans:
@@ -633,28 +475,10 @@ class _Chunker:
         position, tokens = starts[lo], size(lo)
         newline = text.find("\n", position, position + (end - position) // 2)
         if newline != -1:
-            line_start, _ = _strip_span(text, newline, end)
+            line_start, _ = strip_span(text, newline, end)
             if line_start < end:
                 position, tokens = line_start, self.measure(text[line_start:end])
         return position, tokens
-
-
-def _line_spans(text: str, start: int, end: int) -> Iterator[tuple[int, int]]:
-    position = start
-    while position < end:
-        newline = text.find("\n", position, end)
-        stop = end if newline == -1 else newline
-        yield position, stop
-        position = stop + 1
-
-
-def _sentence_spans(text: str, start: int, end: int) -> Iterator[tuple[int, int]]:
-    position = start
-    for match in _SENTENCE_BREAK.finditer(text, start, end):
-        yield _strip_span(text, position, match.end())
-        position = match.end()
-    if position < end:
-        yield _strip_span(text, position, end)
 
 
 __all__ = [
