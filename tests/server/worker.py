@@ -67,11 +67,10 @@ def main() -> None:
     if action == "plain":
         _plain(job)
         return
-    from gpt4all_rag.localdocs import LocalDocs
-    from gpt4all_rag.localdocs import localdocs as localdocs_module
+    from gpt4all_rag.localdocs import LocalDocs, indexing
 
     if "embed_group_chunks" in job:
-        localdocs_module.EMBED_GROUP_CHUNKS = int(job["embed_group_chunks"])
+        indexing.EMBED_GROUP_CHUNKS = int(job["embed_group_chunks"])
     ld = LocalDocs(**job["localdocs"])
     if action == "index":
         if job.get("pause") or job.get("trace"):
