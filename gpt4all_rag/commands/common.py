@@ -22,6 +22,7 @@ import click
 
 from .. import models as _models
 from .. import pypi_models
+from ..embed4all import DEFAULT_MODEL_NAME
 from ..errors import GPT4AllRagError, InvalidParameterError
 from ..gpt4all import DEFAULT_N_CTX, GPT4All
 from ..engine.sampling import DEFAULTS, SamplingParams
@@ -73,7 +74,7 @@ def localdocs_options(f: Callable[..., Any]) -> Callable[..., Any]:
     f = click.option("--embedding-model-path", type=click.Path(file_okay=False, path_type=Path),
                      help="Folder of the embedding model [default: the model directory].")(f)
     f = click.option("--embedding-model", help="GGUF embedding model [default: the collection's, "
-                                               "else all-MiniLM-L6-v2.gguf2.f16.gguf].")(f)
+                                               f"else {DEFAULT_MODEL_NAME}].")(f)
     f = store_options(f)
     return click.option("--collection", "-c", default="default", show_default=True,
                         help="LocalDocs collection name.")(f)

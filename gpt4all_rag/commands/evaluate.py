@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from ..embed4all import DEFAULT_MODEL_NAME
 from .common import cli_errors, echo_json, json_option
 
 __all__ = ["evaluate"]
@@ -27,8 +28,7 @@ __all__ = ["evaluate"]
 @click.option("--overlap-tokens", type=click.IntRange(min=0), default=None,
               help="Overlap of consecutive chunks in tokens [default: 16 for all-MiniLM-L6-v2, "
                    "else 32; chunk size / 8 when only --chunk-tokens is given].")
-@click.option("--embedding-model", help="GGUF embedding model [default: "
-                                        "all-MiniLM-L6-v2.gguf2.f16.gguf].")
+@click.option("--embedding-model", help=f"GGUF embedding model [default: {DEFAULT_MODEL_NAME}].")
 @click.option("--embedding-model-path", type=click.Path(file_okay=False, path_type=Path),
               help="Folder of the embedding model [default: the model directory].")
 @click.option("--threads", type=click.IntRange(min=1), default=None,

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from ..embed4all import DEFAULT_MODEL_NAME
 from .common import MODEL_PATH_HELP, cli_errors
 
 __all__ = ["serve"]
@@ -19,7 +20,7 @@ __all__ = ["serve"]
               help="Port (4891 is GPT4All Desktop's).")
 @click.option("--model", "-m", default=None,
               help="Chat model loaded at start and used when a request names none.")
-@click.option("--embedding-model", default="all-MiniLM-L6-v2.gguf2.f16.gguf", show_default=True,
+@click.option("--embedding-model", default=DEFAULT_MODEL_NAME, show_default=True,
               help="Embedding model used when a request names none.")
 @click.option("--model-path", type=click.Path(file_okay=False, path_type=Path), help=MODEL_PATH_HELP)
 @click.option("--api-key", envvar="GPT4ALL_RAG_API_KEY", default=None,

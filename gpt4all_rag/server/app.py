@@ -406,17 +406,17 @@ def _embed(embedder: Any, filename: str, req: EmbeddingRequest, stop: threading.
     texts = [i if isinstance(i, str) else model.detokenize(list(i)) for i in items]
     if any(not t for t in texts):
         raise ApiError(400, "an input is empty", param="input")
-    prefix = None
     full = embedder.dimensionality
     if req.dimensions is not None and req.dimensions != full and not (
             req.dimensions < full and embedder.rule is not None and embedder.rule.matryoshka):
         raise ApiError(400, f"dimensions must be omitted or {full} for {filename}"
                             f"{'' if req.dimensions > full else ' (not a Matryoshka model)'}",
                        param="dimensions")
-    if req.input_type == "query":
-        if embedder.rule is None:
-            raise ApiError(400, f"{filename} has no known query prefix", param="input_type")
-        prefix = embedder.rule.query_prefix
+    try:
+        prefix = embedder.resolve_prefix(None, req.input_type)
+    except errors.InvalidParameterError as exc:  # the model's prefixes are unknown
+        raise ApiError(400, f"{filename} has no known {req.input_type} prefix (its task prefixes "
+                            "are unknown)", param="input_type") from exc
     vectors = embedder.embed(texts, prefix=prefix, dimensionality=req.dimensions,
                              cancel_cb=lambda *_: stop.is_set())
     n_tokens = sum(len(model.tokenize(t, add_special=True)) for t in texts)

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, AsyncIterator
 
 from .. import GPT4All, errors, models
-from ..embed4all import Embed4All
+from ..embed4all import DEFAULT_MODEL_NAME, Embed4All
 from ..names import MODEL_NAME_MEANING, check_collection_name, is_model_name
 from ..gpt4all import DEFAULT_N_CTX
 from ..engine.sampling import SamplingParams
@@ -127,7 +127,7 @@ class ServerConfig:
 
     model_path: Path | None = None
     model: str | None = None
-    embedding_model: str = "all-MiniLM-L6-v2.gguf2.f16.gguf"
+    embedding_model: str = DEFAULT_MODEL_NAME
     allow_download: bool = False
     n_ctx: int = DEFAULT_N_CTX
     n_threads: int | None = None

@@ -159,10 +159,12 @@ class LocalDocsOptions(_Request):
 
     Attributes:
         collections: LocalDocs collections to search (1-8 names).
-        k: excerpts given to the model (1-20), the best of all collections by score.
-        mode: ``hybrid`` (dense and BM25 scores fused by a convex combination,
-            :func:`gpt4all_rag.localdocs.retrieval.convex_score_fusion`), ``dense`` or
-            ``keyword``. Several collections are merged by reciprocal rank fusion.
+        k: excerpts given to the model (1-20): the best of one collection, or of several
+            collections' rankings merged by reciprocal rank fusion (their scores are not
+            comparable; :func:`gpt4all_rag.localdocs.search_collections`).
+        mode: ``hybrid`` (in each collection, dense and BM25 scores fused by a convex
+            combination, :func:`gpt4all_rag.localdocs.retrieval.convex_score_fusion`),
+            ``dense`` or ``keyword``.
     """
 
     collections: list[CollectionName] = Field(min_length=1, max_length=8)
@@ -342,7 +344,9 @@ class EmbeddingRequest(_Request):
         dimensions: Matryoshka truncation, where the model supports it.
         encoding_format: ``float`` or ``base64`` (little-endian float32).
         input_type: extension: ``document`` (default) or ``query``, which chooses the model's
-            task prefix (Nomic Embed ``search_document`` / ``search_query``; none for MiniLM).
+            task prefix (Nomic Embed ``search_document`` / ``search_query``; none for MiniLM;
+            :meth:`gpt4all_rag.Embed4All.resolve_prefix`). A model whose prefixes are unknown
+            is refused (400, ``param: input_type``).
     """
 
     model: ModelName | None = None
@@ -358,7 +362,15 @@ class EmbeddingRequest(_Request):
 
 
 class SearchRequest(_Request):
-    """``POST /v1/collections/{name}/search``."""
+    """``POST /v1/collections/{name}/search``: ``LocalDocs.search`` on one collection.
+
+    Attributes:
+        query: the search text.
+        k: results (1-50), best first.
+        mode: ``hybrid`` (default: dense and BM25 scores fused by a convex combination,
+            :func:`gpt4all_rag.localdocs.retrieval.convex_score_fusion`; scores in [0, 1]),
+            ``dense`` (cosine similarity) or ``keyword`` (BM25).
+    """
 
     query: str = Field(min_length=1)
     k: int = Field(default=5, ge=1, le=50)

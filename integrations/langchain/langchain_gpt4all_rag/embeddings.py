@@ -9,7 +9,7 @@ from langchain_core.embeddings import Embeddings
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from gpt4all_rag import Embed4All
-from gpt4all_rag.errors import InvalidParameterError
+from gpt4all_rag.embed4all import DEFAULT_MODEL_NAME
 
 from ._common import run_blocking
 
@@ -21,8 +21,9 @@ class GPT4AllEmbeddings(BaseModel, Embeddings):
 
     Documents and queries get the task prefixes their model was trained with (Nomic Embed:
     ``search_document:`` / ``search_query:``; BGE: a query instruction; E5: ``passage:`` /
-    ``query:``; MiniLM: none), as ``Embed4All`` knows them from the model's name. For a model it
-    does not know, set ``document_prefix`` and ``query_prefix`` (``""`` for none).
+    ``query:``; MiniLM: none), as ``Embed4All`` knows them from the model's name
+    (:meth:`gpt4all_rag.Embed4All.resolve_prefix`). For a model it does not know, set
+    ``document_prefix`` and ``query_prefix`` (``""`` for none).
 
     Example:
         .. code-block:: python
@@ -35,8 +36,8 @@ class GPT4AllEmbeddings(BaseModel, Embeddings):
 
     Fields:
         model: GGUF embedding model file name (in ``model_path``) or path; default
-            ``all-MiniLM-L6-v2.gguf2.f16.gguf``. ``model_name=`` is accepted as another name
-            for it (langchain-community's ``GPT4AllEmbeddings`` calls it that).
+            :data:`gpt4all_rag.embed4all.DEFAULT_MODEL_NAME`. ``model_name=`` is accepted as
+            another name for it (langchain-community's ``GPT4AllEmbeddings`` calls it that).
         model_path: directory of the model (None: ``~/.cache/gpt4all``).
         allow_download: download a missing catalogue model (default True).
         n_threads: CPU threads (None: a default). device: as for ``ChatGPT4All``.
@@ -69,7 +70,7 @@ class GPT4AllEmbeddings(BaseModel, Embeddings):
     model_config = ConfigDict(protected_namespaces=(), arbitrary_types_allowed=True,
                               extra="forbid")
 
-    model: str = "all-MiniLM-L6-v2.gguf2.f16.gguf"
+    model: str = DEFAULT_MODEL_NAME
     model_path: str | None = None
     allow_download: bool = True
     n_threads: int | None = Field(default=None, gt=0)
@@ -115,17 +116,10 @@ class GPT4AllEmbeddings(BaseModel, Embeddings):
         if embedder is not None:
             embedder.close()
 
-    def _prefix(self, which: Literal["document", "query"]) -> str:
-        own = self.document_prefix if which == "document" else self.query_prefix
-        if own is not None:
-            return own
-        embedder = self.embedder
-        known = embedder.document_prefix if which == "document" else embedder.query_prefix
-        if known is None:
-            raise InvalidParameterError(
-                f"the task prefixes of {embedder.model_name!r} are unknown: set "
-                "GPT4AllEmbeddings(document_prefix=..., query_prefix=...) ('' for none)")
-        return known
+    def _prefix(self, task: Literal["document", "query"]) -> str:
+        own = self.document_prefix if task == "document" else self.query_prefix
+        return self.embedder.resolve_prefix(
+            own, task, hint="GPT4AllEmbeddings(document_prefix=..., query_prefix=...)")
 
     def _embed(self, texts: list[str], prefix: str) -> list[list[float]]:
         embedder = self.embedder

@@ -12,6 +12,7 @@ from langchain_core.embeddings import Embeddings
 from langchain_core.vectorstores import VectorStore
 from langchain_core.vectorstores.utils import maximal_marginal_relevance
 
+from gpt4all_rag.embed4all import DEFAULT_MODEL_NAME
 from gpt4all_rag.errors import CollectionNotFoundError, InvalidParameterError
 
 from .embeddings import GPT4AllEmbeddings
@@ -133,7 +134,7 @@ class LocalDocsVectorStore(VectorStore):
                 if ld is None:
                     opts = self._options
                     self._embedding = GPT4AllEmbeddings(
-                        model=opts["embedding_model"] or _default_model(), model_path=opts["model_path"],
+                        model=opts["embedding_model"] or DEFAULT_MODEL_NAME, model_path=opts["model_path"],
                         document_prefix=opts["document_prefix"], query_prefix=opts["query_prefix"],
                         n_threads=opts["n_threads"], allow_download=False)
                 else:
@@ -301,9 +302,3 @@ def _document(result: SearchResult) -> Document:
 def _no_kwargs(method: str, kwargs: dict[str, Any]) -> None:
     if kwargs:
         raise InvalidParameterError(f"{method}() got unsupported keyword argument(s): {sorted(kwargs)}")
-
-
-def _default_model() -> str:
-    from gpt4all_rag.localdocs import DEFAULT_EMBEDDING_MODEL
-
-    return DEFAULT_EMBEDDING_MODEL

@@ -2,8 +2,9 @@
 
 Queries and documents get the task prefixes the model was trained with (Nomic Embed:
 ``search_query`` / ``search_document``; E5: ``query`` / ``passage``; BGE: its query
-instruction; MiniLM: none), as :mod:`gpt4all_rag.embedding_rules` records them. Models the
-rules do not know need ``query_prefix`` and ``document_prefix`` (``""`` for none).
+instruction; MiniLM: none), as :mod:`gpt4all_rag.embedding_rules` records them
+(:meth:`gpt4all_rag.Embed4All.resolve_prefix`). Models the rules do not know need
+``query_prefix`` and ``document_prefix`` (``""`` for none).
 """
 
 from __future__ import annotations
@@ -17,11 +18,14 @@ from llama_index.core.base.embeddings.base import BaseEmbedding, Embedding
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
 
 from gpt4all_rag import Embed4All, errors
+from gpt4all_rag.embed4all import DEFAULT_MODEL_NAME, PrefixTask
 
 __all__ = ["DEFAULT_EMBEDDING_MODEL", "GPT4AllRagEmbedding"]
 
-#: The default model, as Embed4All's (``gpt4all-rag convert --minilm`` builds it).
-DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2.gguf2.f16.gguf"
+#: The default model: Embed4All's, :data:`gpt4all_rag.embed4all.DEFAULT_MODEL_NAME`.
+DEFAULT_EMBEDDING_MODEL = DEFAULT_MODEL_NAME
+#: How a caller gives prefixes explicitly, named in the error for a model without known ones.
+_HINT = "GPT4AllRagEmbedding(query_prefix=..., document_prefix=...)"
 
 
 class GPT4AllRagEmbedding(BaseEmbedding):
@@ -146,22 +150,18 @@ class GPT4AllRagEmbedding(BaseEmbedding):
         """The ``(query, document)`` prefixes in use (loads the model).
 
         Raises:
-            InvalidParameterError: the model is unknown and a prefix was not given.
+            InvalidParameterError: the model is unknown and a prefix was not given, or a
+                given prefix is not one the model takes.
         """
-        client = self.client
-        query = self.query_prefix if self.query_prefix is not None else client.query_prefix
-        document = (self.document_prefix if self.document_prefix is not None
-                    else client.document_prefix)
-        if query is None or document is None:
-            raise errors.InvalidParameterError(
-                f"the task prefixes of {client.model_name!r} are unknown: pass "
-                "GPT4AllRagEmbedding(query_prefix=..., document_prefix=...) ('' for none)")
-        return query, document
+        return self._prefix("query"), self._prefix("document")
+
+    def _prefix(self, task: PrefixTask) -> str:
+        own = self.query_prefix if task == "query" else self.document_prefix
+        return self.client.resolve_prefix(own, task, hint=_HINT)
 
     def _embed(self, texts: list[str], *, query: bool) -> list[Embedding]:
-        query_prefix, document_prefix = self.resolved_prefixes()
         return self.client.embed(
-            list(texts), prefix=query_prefix if query else document_prefix,
+            list(texts), prefix=self._prefix("query" if query else "document"),
             dimensionality=self.dimensionality, long_text_mode=self.long_text_mode)
 
     # -- BaseEmbedding ------------------------------------------------------------------------
