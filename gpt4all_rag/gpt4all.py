@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Callable, Iterable, Iterator, Literal, overload
@@ -23,15 +23,11 @@ from typing import Any, Callable, Iterable, Iterator, Literal, overload
 from typing_extensions import Self
 
 from . import _native, errors, models
-
-from .engine import generation
-from .engine.types import ChatCompletion, ChatCompletionChunk, LogLikelihood, TokenLogprob
 from .engine.generation import GenerationStats
-from .engine.chat import chat_prompt_tokens, create_chat_completion
-from .engine.prompting import LOCALDOCS_PROMPT_KEY, ChatSession, PromptBuilder
+from .engine.llama import DEFAULT_N_CTX, Llama
 from .engine.sampling import DEFAULTS, SamplingParams, check_number
-from .engine.sequences import SequencePool
-from .engine.templates import ChatTemplate, MessageType
+from .engine.templates import MessageType
+from .engine.types import ChatCompletion, ChatCompletionChunk, LogLikelihood, TokenLogprob
 
 __all__ = ["GPT4All", "DEFAULT_MODEL_DIRECTORY", "MessageType", "ResponseCallbackType",
            "empty_response_callback"]
@@ -44,8 +40,6 @@ logger = logging.getLogger("gpt4all_rag")
 DEFAULT_MODEL_DIRECTORY: Path = models.default_model_directory()
 
 ConfigType = dict[str, Any]
-#: The default context window of a loaded model, in tokens (the seed's ``n_ctx``).
-DEFAULT_N_CTX = 2048
 ResponseCallbackType = Callable[[int, str], bool]
 
 
@@ -58,10 +52,40 @@ def _append_extension_if_missing(model_name: str) -> str:
     return model_name if model_name.endswith((".bin", ".gguf")) else model_name + ".gguf"
 
 
-def _drop_unanswered_turn(session: ChatSession | None) -> None:
-    """After a failed turn, remove its user message so the history stays as it was."""
-    if session is not None and session.history and session.history[-1]["role"] == "user":
-        session.history.pop()
+#: History key holding the user message as the model saw it (with retrieved context).
+LOCALDOCS_PROMPT_KEY = "localdocs_prompt"
+
+
+@dataclass
+class ChatSession:
+    """State of an open ``chat_session()``: its chat template's source, the message history
+    and, when LocalDocs is attached, the retrieval settings."""
+
+    template_source: str
+    history: list[MessageType] = field(default_factory=list)
+    localdocs: list[Any] = field(default_factory=list)  # LocalDocs collections searched each turn
+    localdocs_k: int = 3
+    localdocs_template: str | None = None
+
+    def shown(self) -> list[dict[str, Any]]:
+        """The history as the model sees it: a LocalDocs turn with its retrieved context."""
+        return [dict(m, content=m[LOCALDOCS_PROMPT_KEY]) if LOCALDOCS_PROMPT_KEY in m else m
+                for m in self.history]
+
+    def drop_unanswered_turn(self) -> None:
+        """After a failed turn, remove its user message so the history stays as it was."""
+        if self.history and self.history[-1]["role"] == "user":
+            self.history.pop()
+
+    def answer(self, completion: ChatCompletion) -> None:
+        """Append the reply: its content, and apart from it its reasoning and tool calls."""
+        message = completion.message
+        reply = MessageType(role="assistant", content=message.content or "")
+        if message.reasoning_content:
+            reply["reasoning_content"] = message.reasoning_content
+        if message.tool_calls:
+            reply["tool_calls"] = [c.to_dict() for c in message.tool_calls]
+        self.history.append(reply)
 
 
 class GPT4All:
@@ -139,57 +163,42 @@ class GPT4All:
         """
         self.model_type = model_type
         self._chat_session: ChatSession | None = None
-        check_number("n_ctx", n_ctx, low=0, low_open=True, integer=True)
-        check_number("n_parallel", n_parallel, low=1, high=64, integer=True)
-        check_number("max_waiting", max_waiting, low=0, integer=True)
-        if wait_timeout is not None:
-            check_number("wait_timeout", wait_timeout, low=0)
-        check_number("ngl", ngl, low=-1, integer=True)
-        if n_threads is not None:
-            check_number("n_threads", n_threads, low=0, low_open=True, integer=True)
+        #: LocalDocs sources (SearchResult objects) used by the latest chat turn; see chat_session.
+        self.last_sources: list[Any] = []
         native_device = self._native_device(device)
-        if flash_attention is not None and not isinstance(flash_attention, bool):
-            raise errors.InvalidParameterError(
-                f"flash_attention must be True, False or None, got {flash_attention!r}")
-
         model_file = Path(os.fspath(model_name)).expanduser()
         if model_path is None and model_file.is_absolute() and model_file.is_file():
             model_name, model_path = model_file.name, model_file.parent
         self.config: ConfigType = self.retrieve_model(
             model_name, model_path=model_path, allow_download=allow_download, verbose=verbose)
-        self.model = _native.NativeModel(self.config["path"], n_ctx=n_ctx, n_gpu_layers=ngl,
-                                         device=native_device, n_threads=n_threads,
-                                         flash_attention=flash_attention, n_seq=n_parallel)
-        self._is_embedding = self.model.is_embedding
-        self._pool = SequencePool(self.model, max_waiting=max_waiting, wait_timeout=wait_timeout)
-        self._add_bos = bool(self.model.info(_native.PROP_ADD_BOS))
-        self.special_tokens_map = self._special_tokens()
-        # An embedding model never renders prompts: it gets no prompt builder.
-        self._prompts: PromptBuilder = None if self._is_embedding else \
-            PromptBuilder(self.model, self.special_tokens_map, self._add_bos)  # type: ignore[assignment]
-        self._templates: dict[str, ChatTemplate] = {}
-        self._local = threading.local()  # this thread's latest call: stats, logprobs
-        self._latest: tuple[GenerationStats, list[TokenLogprob]] = (GenerationStats(), [])
-        #: LocalDocs sources (SearchResult objects) used by the latest chat turn; see chat_session.
-        self.last_sources: list[Any] = []
+        catalogue_template = self.config.get("chatTemplate")
+        #: The engine this facade sits on (:class:`gpt4all_rag.engine.Llama`).
+        self.engine = Llama(self.config["path"], n_ctx=n_ctx, n_parallel=n_parallel,
+                            n_threads=n_threads, device=native_device, n_gpu_layers=ngl,
+                            flash_attention=flash_attention, max_waiting=max_waiting,
+                            wait_timeout=wait_timeout, chat_template=catalogue_template or None,
+                            chat=not ("chatTemplate" in self.config and catalogue_template is None))
+        #: The native model (the seed's backend object); fronts use :attr:`engine`'s methods.
+        self.model = self.engine.model
+        self.special_tokens_map = self.engine.special_tokens
 
     @property
     def stats(self) -> GenerationStats:
         """Counters of this thread's latest generation (of any thread's, in a thread that has
         not generated yet); filled while its stream runs."""
-        return getattr(self._local, "latest", self._latest)[0]
+        return self.engine.stats
 
     @property
     def last_logprobs(self) -> list[TokenLogprob]:
         """The generated tokens' log-probabilities of this thread's latest
         ``generate(logprobs=n)`` call (filled while a stream runs; empty when it was called
         without ``logprobs``)."""
-        return getattr(self._local, "latest", self._latest)[1]
+        return self.engine.last_logprobs
 
     @property
     def n_parallel(self) -> int:
         """Generations this instance serves at once."""
-        return self._pool.size
+        return self.engine.n_parallel
 
     # -- construction helpers ---------------------------------------------------------------
     @staticmethod
@@ -205,17 +214,6 @@ class GPT4All:
             return "gpu"
         return device
 
-    def _special_tokens(self) -> dict[str, str]:
-        out: dict[str, str] = {}
-        for kind in ("bos", "eos", "pad", "sep", "mask"):
-            tok = self.model.special_token(kind)
-            if tok >= 0:
-                out[f"{kind}_token"] = self.model.token_to_piece(tok, special=True).decode("utf-8", "replace")
-        eot = self.model.special_token("eot")
-        if eot >= 0 and "eos_token" not in out:
-            out["eos_token"] = self.model.token_to_piece(eot, special=True).decode("utf-8", "replace")
-        return out
-
     # -- lifetime ---------------------------------------------------------------------------
     def __enter__(self) -> Self:
         return self
@@ -230,7 +228,7 @@ class GPT4All:
         Waits for the generations running in other threads to finish (this thread's own open
         streams see the closed model).
         """
-        self._pool.close()
+        self.engine.close()
 
     @property
     def backend(self) -> str:
@@ -313,9 +311,7 @@ class GPT4All:
             InvalidParameterError: ``text`` is not a string.
             ModelClosedError: the model was closed.
         """
-        if not isinstance(text, str):
-            raise errors.InvalidParameterError(f"text must be a string, got {type(text).__name__}")
-        return len(self.model.tokenize(text, add_special=False, parse_special=True)) if text else 0
+        return self.engine.count_tokens(text)
 
     @staticmethod
     def list_gpus() -> list[str]:
@@ -325,29 +321,7 @@ class GPT4All:
     @property
     def model_name(self) -> str:
         """The model file's name (e.g. ``SmolLM2-135M-Instruct.Q4_1.gguf``)."""
-        return Path(self.config["path"]).name
-
-    def _check_can_generate(self) -> None:
-        if self.model.closed:
-            raise errors.ModelClosedError("the model was closed; create a new instance to use it")
-        if self._is_embedding:
-            raise errors.UnsupportedOperationError(
-                f"{self.model_name} is an embedding model: it cannot generate text; use "
-                "Embed4All for embeddings")
-
-    def _template(self, source: str) -> ChatTemplate:
-        """The compiled template of ``source`` (compiled once per instance and source)."""
-        template = self._templates.get(source)
-        if template is None:
-            template = self._templates[source] = ChatTemplate(source)
-        return template
-
-    # -- sequences ------------------------------------------------------------------------
-    def _begin(self) -> tuple[GenerationStats, list[TokenLogprob]]:
-        """Fresh counters for a call of this thread (:attr:`stats`, :attr:`last_logprobs`)."""
-        latest: tuple[GenerationStats, list[TokenLogprob]] = (GenerationStats(), [])
-        self._local.latest = self._latest = latest
-        return latest
+        return self.engine.name
 
     # -- generation -------------------------------------------------------------------------
     @overload
@@ -441,112 +415,51 @@ class GPT4All:
         are kept and the oldest turns are left out of what the model sees (the history is
         not changed); see :attr:`stats` ``.dropped_messages``.
         """
-        if not isinstance(prompt, str):
-            raise errors.InvalidParameterError(f"prompt must be a string, got {type(prompt).__name__}")
         params = SamplingParams(
             max_tokens=max_tokens if n_predict is None else n_predict, temp=temp, top_k=top_k,
             top_p=top_p, min_p=min_p, repeat_penalty=repeat_penalty, repeat_last_n=repeat_last_n,
             seed=seed, n_batch=n_batch, stop=stop, grammar=grammar)  # type: ignore[arg-type]
-        if logprobs is not None:
-            check_number("logprobs", logprobs, low=0, high=_native.MAX_TOP_LOGPROBS, integer=True)
-        if not callable(callback):
-            raise errors.InvalidParameterError("callback must be callable")
-        self._check_can_generate()
-
         session = self._chat_session
+        if session is None:
+            return self.engine.create_completion(prompt, params, stream=streaming,
+                                                 callback=callback, logprobs=logprobs)
+        if not isinstance(prompt, str):
+            raise errors.InvalidParameterError(f"prompt must be a string, got {type(prompt).__name__}")
         self.last_sources = []
-        if session is not None:
-            session.history.append(MessageType(role="user", content=prompt))
+        session.history.append(MessageType(role="user", content=prompt))
         try:
-            if session is not None and session.localdocs:
+            if session.localdocs:
                 from .localdocs import build_prompt, search_collections
 
                 self.last_sources = search_collections(session.localdocs, prompt, session.localdocs_k)
                 kwargs = {"prompt_template": session.localdocs_template} if session.localdocs_template else {}
                 session.history[-1][LOCALDOCS_PROMPT_KEY] = build_prompt(prompt, self.last_sources, **kwargs)
-            tokens, dropped = self._prompts.prompt_tokens(prompt, session)
+            run = self.engine.chat_text(
+                session.shown(), params, chat_template=session.template_source, callback=callback,
+                logprobs=logprobs is not None, top_logprobs=logprobs, truncation="auto")
         except BaseException:
-            _drop_unanswered_turn(session)
+            session.drop_unanswered_turn()
             raise
 
-        stats, lps = self._begin()
-
-        def run(seq: _native.NativeSequence, generated: list[int]) -> Iterator[tuple[int, str]]:
-            yield from self._run(seq, generated, tokens, params, stats, lps, callback,
-                                 logprobs, dropped)
-
-        def finish(reply: str) -> None:
-            if session is not None and self._chat_session is session:
-                session.history.append(MessageType(role="assistant", content=reply))
-
-        if streaming:
-            return self._stream(tokens, run, finish, session, stats)
-        try:
-            with self._holding(tokens) as held:
-                reply = "".join(text for _, text in run(*held))
-        except BaseException:
-            _drop_unanswered_turn(session)
-            raise
-        finish(reply)
-        return reply
-
-    @contextmanager
-    def _holding(self, tokens: list[int]) -> Iterator[tuple[_native.NativeSequence, list[int]]]:
-        """Hold a sequence for one generation of ``tokens``: yields it and a list to receive
-        the generated token ids, so the pool knows what the sequence's cache holds after."""
-        seq = self._pool.acquire(tokens)
-        generated: list[int] = []
-        try:
-            yield seq, generated
-        finally:
-            self._pool.release(seq, tokens + generated)
-
-    def _stream(self, tokens: list[int],
-                run: Callable[[_native.NativeSequence, list[int]], Iterator[tuple[int, str]]],
-                finish: Callable[[str], None], session: ChatSession | None,
-                stats: GenerationStats) -> Iterator[str]:
-        parts: list[str] = []
-        ok = False
-
-        def gen() -> Iterator[str]:
-            # A sequence is taken on the first next(): a generator that is never started holds
-            # nothing, and one that is closed or collected gives it back in `finally`.
-            nonlocal ok
+        def turn() -> Iterator[str]:
+            ok = False
             try:
-                holding = self._holding(tokens)
-                held = holding.__enter__()
-            except BaseException:
-                _drop_unanswered_turn(session)
-                raise
-            try:
-                for _, text in run(*held):
-                    parts.append(text)
+                for text in run:
                     yield text
                 ok = True
             except GeneratorExit:
                 ok = True
-                stats.finish_reason = "closed"
                 raise
             finally:
-                holding.__exit__(None, None, None)
-                if ok:
-                    finish("".join(parts))
-                else:
-                    _drop_unanswered_turn(session)
+                run.close()
+                if not ok:
+                    session.drop_unanswered_turn()
+                elif self._chat_session is session:
+                    session.answer(run.completion)
 
-        return gen()
-
-    def _run(self, seq: _native.NativeSequence, generated: list[int], tokens: list[int],
-             params: SamplingParams, stats: GenerationStats, lps: list[TokenLogprob],
-             callback: ResponseCallbackType = empty_response_callback,
-             logprobs: int | None = None, dropped: int = 0,
-             grammar_triggers: tuple[tuple[str, ...], tuple[int, ...]] = ((), ()),
-             ) -> Iterator[tuple[int, str]]:
-        """The generation loop (:func:`gpt4all_rag.engine.generation.run`) on a held sequence,
-        filling ``stats``, ``generated`` (token ids) and, with ``logprobs``, ``lps``."""
-        yield from generation.run(seq, tokens, params, stats, callback=callback,
-                                  logprobs=logprobs, logprobs_out=lps, dropped=dropped,
-                                  grammar_triggers=grammar_triggers, generated=generated)
+        if streaming:
+            return turn()
+        return "".join(turn())
 
     def loglikelihood(self, prompt: str | list[MessageType], continuation: str, *,
                       n_batch: int = 512) -> LogLikelihood:
@@ -576,48 +489,7 @@ class GPT4All:
             ModelClosedError: the model was closed.
             ModelBusyError, ConcurrentUseError: as for :meth:`generate`.
         """
-        if not isinstance(continuation, str) or not continuation:
-            raise errors.InvalidParameterError("continuation must be a non-empty string")
-        check_number("n_batch", n_batch, low=1, integer=True)
-        if self._is_embedding:
-            raise errors.UnsupportedOperationError(
-                f"{self.model_name} is an embedding model: it cannot score text")
-        if isinstance(prompt, str):
-            head = self._prompts.tokenize(prompt)
-        elif isinstance(prompt, list) and prompt:
-            session = ChatSession(template=self._template(self._default_chat_template()),
-                                  history=list(prompt))
-            head = self._prompts.chat_tokens(session, session.history)
-        else:
-            raise errors.InvalidParameterError(
-                f"prompt must be a string or a non-empty list of messages, got {prompt!r}")
-        if not head:
-            raise errors.InvalidParameterError("the prompt is empty and the model adds no BOS token")
-        tail = self.model.tokenize(continuation, add_special=False, parse_special=False)
-        if len(head) + len(tail) > self.model.n_ctx:
-            raise errors.ContextOverflowError(
-                f"prompt and continuation take {len(head) + len(tail)} tokens, more than the "
-                f"context window of {self.model.n_ctx}")
-        with self._pool.hold(head + tail) as seq:
-            lps, ranks, _ = seq.score(head + tail, len(head), n_batch)
-        return LogLikelihood(float(sum(lps)), tail, lps, ranks)
-
-    def _default_chat_template(self) -> str:
-        """The catalogue's chat template, else the GGUF's.
-
-        Raises:
-            ChatTemplateError: there is none (the message says how to pass one).
-        """
-        if "chatTemplate" in self.config and self.config["chatTemplate"] is None:
-            raise errors.ChatTemplateError(
-                f"The model {self.config.get('name', '')!r} does not support chat.")
-        chat_template = self.config.get("chatTemplate") or self.model.chat_template()
-        if not chat_template:
-            raise errors.ChatTemplateError(
-                f"{Path(self.config['path']).name} has no chat template (no catalogue entry "
-                "and no tokenizer.chat_template in the GGUF); pass one: "
-                "chat_session(chat_template='{% for m in messages %}...{% endfor %}')")
-        return chat_template
+        return self.engine.loglikelihood(prompt, continuation, n_batch=n_batch)
 
     # -- the chat core ----------------------------------------------------------------------
     def create_chat_completion(
@@ -683,9 +555,8 @@ class GPT4All:
             UnsupportedOperationError: an embedding model.
             ModelClosedError, ConcurrentUseError, GenerationError: as for :meth:`generate`.
         """
-        params = SamplingParams.from_options(**sampling)
-        return create_chat_completion(
-            self, messages, params=params, tools=tools, tool_choice=tool_choice,
+        return self.engine.create_chat_completion(
+            messages, SamplingParams.from_options(**sampling), tools=tools, tool_choice=tool_choice,
             response_format=response_format, stream=stream, logprobs=logprobs,
             top_logprobs=top_logprobs, chat_template=chat_template,
             enable_thinking=enable_thinking, callback=callback)
@@ -703,9 +574,10 @@ class GPT4All:
             InvalidParameterError, ChatTemplateError, UnsupportedOperationError,
             ModelClosedError: as for :meth:`create_chat_completion`.
         """
-        return chat_prompt_tokens(self, messages, tools=tools, tool_choice=tool_choice,
-                                  response_format=response_format, chat_template=chat_template,
-                                  enable_thinking=enable_thinking)
+        return self.engine.chat_prompt_tokens(messages, tools=tools, tool_choice=tool_choice,
+                                              response_format=response_format,
+                                              chat_template=chat_template,
+                                              enable_thinking=enable_thinking)
 
     # -- chat sessions ----------------------------------------------------------------------
     @contextmanager
@@ -738,9 +610,8 @@ class GPT4All:
         """
         if system_message is None:
             system_message = self.config.get("systemMessage", False)
-        if chat_template is None:
-            chat_template = self._default_chat_template()
-        template = self._template(chat_template)
+        chat_template = self.engine.chat_template_source(chat_template)
+        self.engine.template(chat_template)  # a malformed template fails here
         check_number("localdocs_k", localdocs_k, low=1, integer=True)
         if localdocs is None:
             collections = []
@@ -754,7 +625,7 @@ class GPT4All:
         history: list[MessageType] = []
         if system_message is not False:
             history.append(MessageType(role="system", content=system_message))
-        self._chat_session = ChatSession(template=template, history=history, localdocs=collections,
+        self._chat_session = ChatSession(template_source=chat_template, history=history, localdocs=collections,
                                          localdocs_k=localdocs_k, localdocs_template=localdocs_template)
         try:
             yield self

@@ -25,7 +25,7 @@ from .. import pypi_models
 from ..embed4all import DEFAULT_MODEL_NAME
 from ..errors import GPT4AllRagError, InvalidParameterError
 from ..gpt4all import DEFAULT_N_CTX, GPT4All
-from ..engine.sampling import DEFAULTS, SamplingParams
+from ..engine.sampling import DEFAULTS, RANGES, SamplingParams
 
 __all__ = ["DEFAULT_CHAT_MODEL", "MODEL_PATH_HELP", "cli_errors", "echo_json", "json_option",
            "load_chat_model", "localdocs_options", "model_options", "open_localdocs",
@@ -116,20 +116,19 @@ def model_options(f):  # type: ignore[no-untyped-def]
 
 
 #: The sampling options: every field of gpt4all_rag.engine.sampling.SamplingParams but ``grammar``,
-#: with its default; the command receives them as one ``sampling`` argument.
-_SAMPLING_OPTIONS: tuple[tuple[str, tuple[str, ...], Any, str], ...] = (
-    ("max_tokens", ("--max-tokens",), click.IntRange(min=0), "Maximum tokens per reply."),
-    ("temp", ("--temp", "--temperature"), click.FloatRange(min=0), "Sampling temperature (0 = greedy)."),
-    ("top_k", ("--top-k",), click.IntRange(min=0), "Top-k sampling (0 disables)."),
-    ("top_p", ("--top-p",), float, "Nucleus sampling, in (0, 1]."),
-    ("min_p", ("--min-p",), float, "Min-p sampling, in [0, 1]."),
-    ("repeat_penalty", ("--repeat-penalty",), float, "Repetition penalty (1 disables)."),
-    ("repeat_last_n", ("--repeat-last-n",), click.IntRange(min=-1),
-     "Tokens the repetition penalty looks at (-1: the whole context)."),
-    ("seed", ("--seed",), int, "Seed of the random draw [default: fresh each reply]."),
-    ("n_batch", ("--n-batch",), click.IntRange(min=1),
-     "Prompt tokens per evaluation batch [default: the context's batch size]."),
-    ("stop", ("--stop",), str, "A stop sequence (repeatable)."),
+#: with its default; the command receives them as one ``sampling`` argument. Their ranges are
+#: the schema's (RANGES), checked once when it is built.
+_SAMPLING_OPTIONS: tuple[tuple[str, tuple[str, ...], str], ...] = (
+    ("max_tokens", ("--max-tokens",), "Maximum tokens per reply."),
+    ("temp", ("--temp", "--temperature"), "Sampling temperature (0 = greedy)."),
+    ("top_k", ("--top-k",), "Top-k sampling (0 disables)."),
+    ("top_p", ("--top-p",), "Nucleus sampling (1 disables)."),
+    ("min_p", ("--min-p",), "Min-p sampling (0 disables)."),
+    ("repeat_penalty", ("--repeat-penalty",), "Repetition penalty (1 disables)."),
+    ("repeat_last_n", ("--repeat-last-n",), "Tokens the repetition penalty looks at (-1: the whole context)."),
+    ("seed", ("--seed",), "Seed of the random draw [default: fresh each reply]."),
+    ("n_batch", ("--n-batch",), "Prompt tokens per evaluation batch [default: the context's batch size]."),
+    ("stop", ("--stop",), "A stop sequence (repeatable)."),
 )
 
 
@@ -146,11 +145,12 @@ def sampling_options(f):  # type: ignore[no-untyped-def]
             raise click.BadParameter(str(exc)) from exc
         return f(*args, **kwargs)
 
-    for name, flags, kind, help_text in reversed(_SAMPLING_OPTIONS):
+    for name, flags, help_text in reversed(_SAMPLING_OPTIONS):
         default = getattr(DEFAULTS, name)
         if name == "stop":
             wrapper = click.option(*flags, name, multiple=True, help=help_text)(wrapper)
         else:
+            kind = int if RANGES[name].integer else float
             wrapper = click.option(*flags, name, type=kind, default=default,
                                    show_default=default is not None, help=help_text)(wrapper)
     return wrapper

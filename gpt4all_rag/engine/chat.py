@@ -1,17 +1,18 @@
-"""The chat core: a stateless chat completion from OpenAI-style messages.
+"""Chat formats: from OpenAI-style messages to a plan, and from the model's text to a reply.
 
-``GPT4All.create_chat_completion`` (the call every front uses: LangChain, LlamaIndex, the CLI
-and the server) runs :func:`create_chat_completion`:
+:meth:`gpt4all_rag.engine.Llama.create_chat_completion` (the call under every front: chat
+sessions, LangChain, LlamaIndex, the CLI and the server) is made of this module's parts:
 
-1. the messages are checked and normalised (:func:`normalize_messages`);
+1. the messages, tools and tool choice are checked and normalised (:func:`prepare`);
 2. llama.cpp's chat layer (``g4r_chat_apply``, ``common/chat.cpp``) finds the model family's
    chat format for the template: whether it renders tools, how it marks reasoning and tool
    calls, and the parser that reads them back;
 3. the prompt is rendered by the template in the sandbox (:mod:`~gpt4all_rag.engine.templates`, with
    ``tools`` and ``enable_thinking`` as template variables, as in transformers) and tokenized
    so that no message text becomes a control token (:class:`~gpt4all_rag.engine.prompting.PromptBuilder`);
-4. tokens are generated with the KV cache's prefix reused, and the reply is parsed into
-   content, reasoning and tool calls (``g4r_chat_parse``).
+4. tokens are generated with the KV cache's prefix reused (:class:`ChatText` carries the raw
+   text), and the reply is parsed into content, reasoning and tool calls (``g4r_chat_parse``,
+   :func:`read_reply`), whole or as stream chunks (:func:`chunks`).
 
 Models whose template has no tool format (SmolLM2's ChatML) get tools described in the system
 message and a grammar that forces a JSON call ``{"name": ..., "arguments": {...}}`` (or, with
@@ -26,18 +27,16 @@ import re
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 from .. import _native, errors
-from .types import (ChatCompletion, ChatCompletionChunk, ChatCompletionMessage,
-                               TokenLogprob, ToolCall, Usage)
-from .prompting import ChatSession
-from .sampling import SamplingParams, check_number
+from .generation import GenerationStats
+from .sampling import SamplingParams
+from .types import (ChatCompletion, ChatCompletionChunk, ChatCompletionMessage, TokenLogprob,
+                    ToolCall, Usage)
 
-if TYPE_CHECKING:
-    from ..gpt4all import GPT4All
-
-__all__ = ["chat_prompt_tokens", "create_chat_completion", "normalize_messages", "tool_call_schema"]
+__all__ = ["ChatText", "Plan", "Reply", "chunks", "finish_reason", "normalize_messages", "plan", "prepare",
+           "read_reply", "tool_call_schema"]
 
 logger = logging.getLogger("gpt4all_rag")
 
@@ -242,7 +241,7 @@ def _response_format(fmt: Any) -> tuple[str | None, str | None]:
 
 # -- planning ---------------------------------------------------------------------------------
 @dataclass
-class _Plan:
+class Plan:
     """How one request is rendered, constrained and read back."""
 
     messages: list[dict[str, Any]]
@@ -261,17 +260,19 @@ def _with_system(messages: list[dict[str, Any]], text: str) -> list[dict[str, An
     return [{"role": "system", "content": text}] + messages
 
 
-def _plan(llm: GPT4All, source: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]],
-          tool_choice: str, response_format: Any, enable_thinking: bool | None,
-          params: SamplingParams) -> _Plan:
+def plan(model: _native.NativeModel, source: str, messages: list[dict[str, Any]],
+         tools: list[dict[str, Any]], tool_choice: str, response_format: Any,
+         enable_thinking: bool | None, params: SamplingParams) -> Plan:
+    """How ``messages`` (normalised, see :func:`prepare`) are rendered by the template
+    ``source``, constrained and read back (the chat format llama.cpp finds for it)."""
     request: dict[str, Any] = {"messages": messages, "tool_choice": tool_choice}
     if tools and tool_choice != "none":
         request["tools"] = tools
     if enable_thinking is not None:
         request["enable_thinking"] = enable_thinking
-    override = None if source == llm.model.chat_template() else source
+    override = None if source == model.chat_template() else source
     try:
-        info = llm.model.chat_apply(request, chat_template=override)
+        info = model.chat_apply(request, chat_template=override)
     except errors.InvalidParameterError as exc:
         # llama.cpp's Jinja reads fewer templates than Python's: without its chat format the
         # reply is plain content (tools then use the JSON fallback).
@@ -326,7 +327,7 @@ def _plan(llm: GPT4All, source: str, messages: list[dict[str, Any]], tools: list
     if instruction:
         shown = _with_system(shown, instruction)
     parse = native_tools or (info.get("supports_thinking") and not fallback)
-    return _Plan(messages=shown, variables=variables, grammar=grammar,
+    return Plan(messages=shown, variables=variables, grammar=grammar,
                  stops=params.stop + tuple(s for s in info.get("additional_stops", []) if s),
                  parser=json.dumps({k: info[k] for k in ("format_id", "parser", "generation_prompt")
                                     }).encode() if parse else None, fallback_tools=fallback,
@@ -335,21 +336,23 @@ def _plan(llm: GPT4All, source: str, messages: list[dict[str, Any]], tools: list
 
 # -- reading the reply ------------------------------------------------------------------------
 @dataclass
-class _Reply:
+class Reply:
+    """A reply read back: its content, reasoning and tool calls."""
+
     content: str
     reasoning: str | None
     calls: list[ToolCall]
 
 
-def _read_reply(plan: _Plan, text: str, *, partial: bool) -> _Reply:
+def read_reply(plan: Plan, text: str, *, partial: bool) -> Reply:
     if plan.parser is not None:
         try:
             r = _native.chat_parse(plan.parser, text, partial=partial)
         except errors.GrammarError:
-            return _Reply(text, None, [])
+            return Reply(text, None, [])
         calls = [ToolCall(c.get("id") or _call_id(), c["name"], c["arguments"])
                  for c in r["tool_calls"] if c.get("name")]
-        return _Reply(r["content"], r["reasoning_content"] or None, calls)
+        return Reply(r["content"], r["reasoning_content"] or None, calls)
     if plan.fallback_tools and not partial and (plan.fallback_required or text.lstrip().startswith("{")):
         try:
             obj = json.loads(text.strip(), strict=False)
@@ -357,156 +360,128 @@ def _read_reply(plan: _Plan, text: str, *, partial: bool) -> _Reply:
             # Cut off (max_tokens) inside the call: a call whose arguments are not valid JSON,
             # as OpenAI returns one cut by its length limit.
             name = re.search(r'"name"\s*:\s*"([^"]*)"', text)
-            return _Reply("", None, [ToolCall(_call_id(), name[1] if name else "", text.strip())])
+            return Reply("", None, [ToolCall(_call_id(), name[1] if name else "", text.strip())])
         if isinstance(obj, dict) and obj.get("name") in plan.fallback_tools:
             args = obj.get("arguments", {})
-            return _Reply("", None, [ToolCall(_call_id(), obj["name"],
+            return Reply("", None, [ToolCall(_call_id(), obj["name"],
                                               json.dumps(args, ensure_ascii=False))])
-    return _Reply(text, None, [])
+    return Reply(text, None, [])
 
 
-def _finish_reason(stats_reason: str | None, reply: _Reply) -> str:
+def finish_reason(stats_reason: str | None, reply: Reply) -> str:
     if reply.calls:
         return "tool_calls"
     return "length" if stats_reason == "length" else "stop"
 
 
 # -- the call ---------------------------------------------------------------------------------
-def _prompt(llm: GPT4All, msgs: list[dict[str, Any]], tools: list[dict[str, Any]], choice: str,
-            response_format: Any, chat_template: str | None, enable_thinking: bool | None,
-            params: SamplingParams) -> tuple[_Plan, list[int]]:
-    """The plan of a request and the prompt tokens the model will read for it."""
-    if enable_thinking is not None and not isinstance(enable_thinking, bool):
-        raise errors.InvalidParameterError(f"enable_thinking must be a bool or None, got {enable_thinking!r}")
-    llm._check_can_generate()
-    source = chat_template if chat_template is not None else llm._default_chat_template()
-    template = llm._template(source)  # a malformed template fails here, as ChatTemplateError
-    plan = _plan(llm, source, msgs, tools, choice, response_format, enable_thinking, params)
-    session = ChatSession(template=template, history=plan.messages, template_vars=plan.variables)
-    return plan, llm._prompts.chat_tokens(session, plan.messages)
-
-
-def chat_prompt_tokens(llm: GPT4All, messages: Sequence[Mapping[str, Any]], *,
-                       tools: Sequence[Mapping[str, Any]] | None = None, tool_choice: Any = None,
-                       response_format: Any = None, chat_template: str | None = None,
-                       enable_thinking: bool | None = None) -> list[int]:
-    """The token ids a chat completion of these arguments would feed the model: the messages
-    rendered exactly as :func:`create_chat_completion` renders them (tools, response format
-    instructions and the assistant's turn opening included). Nothing is evaluated.
+def prepare(messages: Sequence[Mapping[str, Any]], tools: Sequence[Mapping[str, Any]] | None,
+            tool_choice: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]], str]:
+    """Check a request's messages, tools and tool choice: ``(messages normalised, the tools the
+    model may call, "auto" | "required" | "none")``.
 
     Raises:
-        InvalidParameterError, ChatTemplateError: as :func:`create_chat_completion`.
+        InvalidParameterError: malformed messages, tools or tool_choice.
     """
-    checked_tools = _check_tools(tools)
-    choice, callable_tools = _resolve_tool_choice(tool_choice, checked_tools)
-    return _prompt(llm, normalize_messages(messages), callable_tools, choice, response_format,
-                   chat_template, enable_thinking, SamplingParams())[1]
-
-
-def create_chat_completion(
-    llm: GPT4All,
-    messages: Sequence[Mapping[str, Any]],
-    *,
-    params: SamplingParams,
-    tools: Sequence[Mapping[str, Any]] | None = None,
-    tool_choice: Any = None,
-    response_format: Any = None,
-    stream: bool = False,
-    logprobs: bool = False,
-    top_logprobs: int | None = None,
-    chat_template: str | None = None,
-    enable_thinking: bool | None = None,
-    callback: Callable[[int, str], bool] | None = None,
-) -> ChatCompletion | Iterator[ChatCompletionChunk]:
-    """See :meth:`gpt4all_rag.GPT4All.create_chat_completion`."""
     msgs = normalize_messages(messages)
-    checked_tools = _check_tools(tools)
-    choice, callable_tools = _resolve_tool_choice(tool_choice, checked_tools)
-    if not isinstance(logprobs, bool):
-        raise errors.InvalidParameterError(f"logprobs must be True or False, got {logprobs!r}")
-    if top_logprobs is not None:
-        check_number("top_logprobs", top_logprobs, low=0, high=_native.MAX_TOP_LOGPROBS, integer=True)
-    if callback is not None and not callable(callback):
-        raise errors.InvalidParameterError("callback must be callable")
-    n_top = (top_logprobs or 0) if logprobs else None
-    plan, tokens = _prompt(llm, msgs, callable_tools, choice, response_format, chat_template,
-                           enable_thinking, params)
-    run_params = SamplingParams.from_options(params, stop=plan.stops, grammar=plan.grammar)
-    limit = llm.model.n_ctx - 4
-    if len(tokens) > limit:
-        raise errors.ContextOverflowError(
-            f"the messages take {len(tokens)} tokens, more than the context window allows "
-            f"({limit} of {llm.model.n_ctx}); shorten them or load the model with a larger n_ctx")
-    ident = f"chatcmpl-{uuid.uuid4().hex[:24]}"
-    created = int(time.time())
-    model_name = llm.model_name
+    choice, callable_tools = _resolve_tool_choice(tool_choice, _check_tools(tools))
+    return msgs, callable_tools, choice
 
-    stats, recorded = llm._begin()
 
-    def run(sequence: tuple[Any, list[int]]) -> Iterator[tuple[str, list[TokenLogprob]]]:
-        """Text pieces with the log-probabilities recorded since the previous piece, on the
-        held ``(sequence, generated token ids)``."""
-        seen = 0
-        for _, text in llm._run(*sequence, tokens, run_params, stats, recorded, logprobs=n_top,
-                                grammar_triggers=plan.triggers,
-                                callback=callback):
-            new = recorded[seen:]
-            seen = len(recorded)
-            yield text, new
+class ChatText:
+    """A running chat completion as the model writes it: iterating yields the reply's raw text
+    pieces (reasoning and tool-call markup included, as the model wrote them); closing stops
+    generation. :attr:`completion` reads the text so far back into a
+    :class:`~gpt4all_rag.engine.types.ChatCompletion` (content, reasoning and tool calls apart).
 
-    def usage() -> Usage:
-        return Usage(stats.prompt_tokens, stats.completion_tokens, stats.reused_tokens)
+    Args:
+        pieces: ``(text, log-probabilities recorded since the previous piece)`` of the held
+            sequence's generation.
+        plan: how the reply is read back.
+        stats: the generation's counters (filled as it runs).
+        model_name: the ``model`` field of what is returned.
+        logprobs: whether log-probabilities are reported.
+    """
 
-    if not stream:
-        with llm._holding(tokens) as sequence:
-            pieces, lps = [], []
-            for text, new in run(sequence):
-                pieces.append(text)
-                lps += new
-            reply = _read_reply(plan, "".join(pieces), partial=False)
-            return ChatCompletion(
-                ident, created, model_name,
-                ChatCompletionMessage(reply.content if reply.content or not reply.calls else None,
-                                      reply.reasoning, reply.calls),
-                _finish_reason(stats.finish_reason, reply), usage(),
-                lps if n_top is not None else None, stats.stop_sequence)
+    def __init__(self, pieces: Iterator[tuple[str, list[TokenLogprob]]], plan: Plan,
+                 stats: GenerationStats, model_name: str, logprobs: bool) -> None:
+        self.plan, self.stats, self.model_name = plan, stats, model_name
+        self.id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
+        self.created = int(time.time())
+        self.logprobs = logprobs
+        self.text = ""
+        self.recorded: list[TokenLogprob] = []
+        self.new: list[TokenLogprob] = []  # recorded with the latest piece
+        self._pieces = pieces
 
-    def chunks() -> Iterator[ChatCompletionChunk]:
-        def chunk(delta: dict[str, Any], **kw: Any) -> ChatCompletionChunk:
-            return ChatCompletionChunk(ident, created, model_name, delta, **kw)
+    def __iter__(self) -> Iterator[str]:
+        return self
 
-        with llm._holding(tokens) as sequence:
-            yield chunk({"role": "assistant", "content": ""})
-            text, sent_content, sent_reasoning = "", "", ""
-            held: list[TokenLogprob] = []
-            for piece, new in run(sequence):
-                text += piece
-                held += new
-                if plan.fallback_tools and (plan.fallback_required or text.lstrip().startswith("{")):
-                    continue  # a JSON tool call: sent whole at the end
-                reply = _read_reply(plan, text, partial=True)
-                delta: dict[str, Any] = {}
-                if reply.content.startswith(sent_content) and len(reply.content) > len(sent_content):
-                    delta["content"] = reply.content[len(sent_content):]
-                    sent_content = reply.content
-                reasoning = reply.reasoning or ""
-                if reasoning.startswith(sent_reasoning) and len(reasoning) > len(sent_reasoning):
-                    delta["reasoning_content"] = reasoning[len(sent_reasoning):]
-                    sent_reasoning = reasoning
-                if delta:
-                    yield chunk(delta, logprobs=held if n_top is not None else None)
-                    held = []
-            reply = _read_reply(plan, text, partial=False)
-            delta = {}
-            if reply.content.startswith(sent_content) and len(reply.content) > len(sent_content):
-                delta["content"] = reply.content[len(sent_content):]
-            reasoning = reply.reasoning or ""
-            if reasoning.startswith(sent_reasoning) and len(reasoning) > len(sent_reasoning):
-                delta["reasoning_content"] = reasoning[len(sent_reasoning):]
-            if reply.calls:
-                delta["tool_calls"] = [dict(c.to_dict(), index=i) for i, c in enumerate(reply.calls)]
-            yield chunk(delta, finish_reason=_finish_reason(stats.finish_reason, reply),
-                        usage=usage(), logprobs=held if n_top is not None else None,
-                        stop_sequence=stats.stop_sequence)
+    def __next__(self) -> str:
+        text, self.new = next(self._pieces)
+        self.text += text
+        self.recorded += self.new
+        return text
 
-    return chunks()
+    def close(self) -> None:
+        """Stop generating (the sequence is given back); idempotent."""
+        close = getattr(self._pieces, "close", None)
+        if close is not None:
+            close()
+
+    def usage(self) -> Usage:
+        return self.stats.usage()
+
+    @property
+    def completion(self) -> ChatCompletion:
+        """The reply so far, read back (after the last piece: the whole reply)."""
+        reply = read_reply(self.plan, self.text, partial=False)
+        return ChatCompletion(
+            self.id, self.created, self.model_name,
+            ChatCompletionMessage(reply.content if reply.content or not reply.calls else None,
+                                  reply.reasoning, reply.calls),
+            finish_reason(self.stats.finish_reason, reply), self.usage(),
+            self.recorded if self.logprobs else None, self.stats.stop_sequence)
+
+
+def chunks(run: ChatText) -> Iterator[ChatCompletionChunk]:
+    """The chunks of a streamed chat completion (OpenAI's ``chat.completion.chunk``): the role
+    first, then content and reasoning deltas as the reply is read back, the last with the tool
+    calls (whole), ``finish_reason`` and usage. Closing the iterator stops generation."""
+    def chunk(delta: dict[str, Any], **kw: Any) -> ChatCompletionChunk:
+        return ChatCompletionChunk(run.id, run.created, run.model_name, delta, **kw)
+
+    def advance(reply: Reply, delta: dict[str, Any]) -> None:
+        nonlocal sent_content, sent_reasoning
+        if reply.content.startswith(sent_content) and len(reply.content) > len(sent_content):
+            delta["content"] = reply.content[len(sent_content):]
+            sent_content = reply.content
+        reasoning = reply.reasoning or ""
+        if reasoning.startswith(sent_reasoning) and len(reasoning) > len(sent_reasoning):
+            delta["reasoning_content"] = reasoning[len(sent_reasoning):]
+            sent_reasoning = reasoning
+
+    plan = run.plan
+    sent_content, sent_reasoning = "", ""
+    held: list[TokenLogprob] = []
+    try:
+        yield chunk({"role": "assistant", "content": ""})
+        for _ in run:
+            held += run.new
+            if plan.fallback_tools and (plan.fallback_required or run.text.lstrip().startswith("{")):
+                continue  # a JSON tool call: sent whole at the end
+            delta: dict[str, Any] = {}
+            advance(read_reply(plan, run.text, partial=True), delta)
+            if delta:
+                yield chunk(delta, logprobs=held if run.logprobs else None)
+                held = []
+        reply = read_reply(plan, run.text, partial=False)
+        delta = {}
+        advance(reply, delta)
+        if reply.calls:
+            delta["tool_calls"] = [dict(c.to_dict(), index=i) for i, c in enumerate(reply.calls)]
+        yield chunk(delta, finish_reason=finish_reason(run.stats.finish_reason, reply),
+                    usage=run.usage(), logprobs=held if run.logprobs else None,
+                    stop_sequence=run.stats.stop_sequence)
+    finally:
+        run.close()

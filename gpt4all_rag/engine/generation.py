@@ -2,9 +2,9 @@
 callbacks and ``max_tokens``, record log-probabilities.
 
 :func:`run` is pull-style (a generator): closing it stops generation at once, and errors
-surface in the caller's thread. It is used by ``GPT4All.generate`` (raw prompts and chat
-sessions) and by the chat core (``create_chat_completion``), with the sampling parameters of
-:mod:`gpt4all_rag.engine.sampling`.
+surface in the caller's thread. It runs under every call of the engine
+(:class:`gpt4all_rag.engine.Llama`: raw completions, chat completions), with the sampling
+parameters of :mod:`gpt4all_rag.engine.sampling`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterator
 
 from .. import _native
-from .types import TokenLogprob, TopLogprob
+from .types import TokenLogprob, TopLogprob, Usage
 from .sampling import SamplingParams
 
 __all__ = ["GenerationStats", "run", "token_logprob"]
@@ -45,6 +45,10 @@ class GenerationStats:
     stop_sequence: str | None = None
     dropped_messages: int = 0
     decoded_tokens_total: int = 0
+
+    def usage(self) -> Usage:
+        """The last call's token counts in OpenAI's ``usage`` shape (the one builder of it)."""
+        return Usage(self.prompt_tokens, self.completion_tokens, self.reused_tokens)
 
 
 def _longest_stop_prefix(text: str, stops: list[str]) -> int:

@@ -1,8 +1,8 @@
-"""From a chat session or a raw prompt to the tokens the model evaluates.
+"""From chat messages or a raw prompt to the tokens the model evaluates.
 
-:class:`PromptBuilder` renders a session's history with its Jinja template, tokenizes it so
-that message text never turns into control tokens, and leaves out the oldest turns of a
-conversation that outgrew the context window.
+:class:`PromptBuilder` renders messages with a Jinja chat template, tokenizes the prompt so
+that message text never turns into control tokens, and (``truncation="auto"``) leaves out the
+oldest turns of a conversation that outgrew the context window.
 """
 
 from __future__ import annotations
@@ -10,33 +10,23 @@ from __future__ import annotations
 import functools
 import logging
 import re
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from .. import _native, errors
 from .templates import ChatTemplate, MessageType
 
-__all__ = ["ChatSession", "LOCALDOCS_PROMPT_KEY", "PromptBuilder"]
+__all__ = ["PromptBuilder", "REPLY_RESERVE", "TRUNCATION"]
 
 logger = logging.getLogger("gpt4all_rag")
 
-
-@dataclass
-class ChatSession:
-    """State of an open ``chat_session()``: its compiled template, the message history and,
-    when LocalDocs is attached, the retrieval settings."""
-
-    template: ChatTemplate
-    history: list[MessageType] = field(default_factory=list)
-    localdocs: list[Any] = field(default_factory=list)  # LocalDocs collections searched each turn
-    localdocs_k: int = 3
-    localdocs_template: str | None = None
-    #: Further template variables (``tools``, ``enable_thinking``, ...).
-    template_vars: dict[str, Any] = field(default_factory=dict)
+#: What to do with a chat prompt longer than the window (see :meth:`PromptBuilder.fit`).
+Truncation = Literal["auto", "disabled"]
+TRUNCATION: tuple[str, ...] = ("auto", "disabled")
 
 
-#: History key holding the user message as the model saw it (with retrieved context).
-LOCALDOCS_PROMPT_KEY = "localdocs_prompt"
+#: Tokens a prompt leaves free at least: a prompt may take ``n_ctx - REPLY_RESERVE`` tokens, so
+#: that the reply can start (the seed's limit, ``n_ctx - 4``).
+REPLY_RESERVE = 4
 
 
 class PromptBuilder:
@@ -61,60 +51,81 @@ class PromptBuilder:
         return self.model.tokenize(content, add_special=False, parse_special=True) \
             != self.model.tokenize(content, add_special=False, parse_special=False)
 
-    def prompt_tokens(self, prompt: str, session: ChatSession | None) -> tuple[list[int], int]:
-        """The tokens of a raw ``prompt`` (no session) or of ``session``'s history, whose last
-        message is the new user turn; returns ``(tokens, messages dropped to fit)``.
+    @property
+    def limit(self) -> int:
+        """The most tokens a prompt may take: ``n_ctx - REPLY_RESERVE``."""
+        return self.model.n_ctx - REPLY_RESERVE
 
-        A conversation longer than the context window (less 4 tokens for the reply to start)
-        leaves out its oldest turns, then the system message, from the model's view (the
-        history keeps them); a warning is logged.
+    def raw_tokens(self, prompt: str) -> list[int]:
+        """The tokens of a raw prompt (special-token text parsed, BOS as the model wants).
 
         Raises:
-            ContextOverflowError: the prompt or the newest message alone does not fit.
-            InvalidParameterError: an empty raw prompt for a model without BOS token.
+            ContextOverflowError: the prompt takes more than :attr:`limit` tokens (the seed's
+                "Your message was too long" error).
+            InvalidParameterError: an empty prompt for a model without BOS token.
+        """
+        tokens = self.tokenize(prompt)
+        if len(tokens) > self.limit:
+            raise errors.ContextOverflowError(
+                f"Your message was too long and could not be processed ({len(tokens)} > {self.limit}).")
+        if not tokens:
+            raise errors.InvalidParameterError("the prompt is empty and the model adds no BOS token")
+        return tokens
+
+    def fit(self, template: ChatTemplate, messages: list[MessageType], variables: dict[str, Any],
+            truncation: Truncation) -> tuple[list[int], int]:
+        """The tokens of ``messages`` rendered by ``template``, fitted to :attr:`limit`; returns
+        ``(tokens, messages left out)``.
+
+        With ``truncation="disabled"`` a prompt over the limit is an error. With ``"auto"`` (the
+        chat sessions' policy, OpenAI's Responses API's name) the oldest turns (a user message
+        and the replies after it), then the system message, are left out of the model's view
+        until the prompt fits; the newest message is always kept, and a warning is logged.
+
+        Raises:
+            ContextOverflowError: the prompt does not fit (with ``"auto"``: the newest message
+                alone does not).
             ChatTemplateError: the template fails or renders nothing.
         """
-        n_ctx = self.model.n_ctx
-        limit = n_ctx - 4
-        if session is None:
-            tokens = self.tokenize(prompt)
+        limit = self.limit
+        if truncation == "disabled":
+            tokens = self.chat_tokens(template, messages, variables)
             if len(tokens) > limit:
                 raise errors.ContextOverflowError(
-                    f"Your message was too long and could not be processed ({len(tokens)} > {limit}).")
-            if not tokens:
-                raise errors.InvalidParameterError("the prompt is empty and the model adds no BOS token")
+                    f"the messages take {len(tokens)} tokens, more than the context window allows "
+                    f"({limit} of {self.model.n_ctx}); shorten them or load the model with a larger n_ctx")
             return tokens, 0
-        history = session.history
-        last = self.chat_tokens(session, history[-1:])
+        last = self.chat_tokens(template, messages[-1:], variables)
         if len(last) > limit:
             raise errors.ContextOverflowError(
                 f"Your message was too long and could not be processed ({len(last)} > {limit}).")
-        system = history[:1] if history and history[0].get("role") == "system" else []
-        rest = history[len(system):]
+        system = messages[:1] if messages and messages[0].get("role") == "system" else []
+        rest = messages[len(system):]
         dropped = 0
         while True:
-            tokens = self.chat_tokens(session, system + rest)
+            tokens = self.chat_tokens(template, system + rest, variables)
             if len(tokens) <= limit or len(rest) <= 1:
                 break
-            # Drop the oldest turn: a user message and the replies that follow it.
-            cut = 1
+            cut = 1  # the oldest turn: a user message and the replies that follow it
             while cut < len(rest) - 1 and rest[cut].get("role") != "user":
                 cut += 1
             rest = rest[cut:]
             dropped += cut
         if len(tokens) > limit and system:
-            tokens = self.chat_tokens(session, rest)
+            tokens = self.chat_tokens(template, rest, variables)
             dropped += 1
         if len(tokens) > limit:
             raise errors.ContextOverflowError(
                 f"Your message was too long and could not be processed ({len(tokens)} > {limit}).")
         if dropped:
             logger.warning("the conversation outgrew the %d-token context: %d oldest message(s) "
-                           "left out of the prompt", n_ctx, dropped)
+                           "left out of the prompt", self.model.n_ctx, dropped)
         return tokens, dropped
 
-    def chat_tokens(self, session: ChatSession, messages: list[MessageType]) -> list[int]:
-        """Render ``messages`` with the session's template and tokenize the prompt.
+    def chat_tokens(self, template: ChatTemplate, messages: list[MessageType],
+                    variables: dict[str, Any]) -> list[int]:
+        """Render ``messages`` with ``template`` (and the template ``variables``) and tokenize
+        the prompt.
 
         The template's own text is tokenized with special-token parsing (that is how
         ``<|im_start|>`` and friends become control tokens), the text of the messages without
@@ -125,16 +136,14 @@ class PromptBuilder:
         message text other than by trimming it cannot be followed that way: the prompt is then
         tokenized whole, as llama.cpp and transformers do, and a warning is logged.
         """
-        # The model sees a LocalDocs turn with its retrieved context; the history keeps both.
-        shown = [{"role": m["role"], "content": m.get(LOCALDOCS_PROMPT_KEY, m["content"])}
-                 if LOCALDOCS_PROMPT_KEY in m else m for m in messages]
-        text = self.render(session, shown)
+        shown = messages
+        text = self.render(template, shown, variables)
         model = self.model
         literal = [i for i, m in enumerate(shown)
                    if isinstance(c := m.get("content"), str) and c and self._has_special_text(c)]
         if not literal:
             return self.tokenize(text)
-        spans = self._content_spans(session, shown, literal, text)
+        spans = self._content_spans(template, shown, variables, literal, text)
         if spans is None:
             logger.warning("a message contains special-token text and the chat template rewrites "
                            "messages: the prompt is tokenized whole, that text as control tokens")
@@ -152,15 +161,15 @@ class PromptBuilder:
             tokens += model.tokenize(text[pos:], add_special=False, parse_special=True)
         return tokens
 
-    def _content_spans(self, session: ChatSession, shown: list[MessageType], literal: list[int],
-                       text: str) -> list[tuple[int, int]] | None:
+    def _content_spans(self, template: ChatTemplate, shown: list[MessageType],
+                       variables: dict[str, Any], literal: list[int], text: str) -> list[tuple[int, int]] | None:
         """Character spans of the contents of ``shown[i]`` (i in ``literal``) in ``text``, in
         order, or None when the template does not copy them verbatim (or trimmed)."""
         marks = {i: f"\ue000{i}\ue001" for i in literal}
         if any(m in text for m in marks.values()):
             return None
         masked = [dict(m, content=marks[i]) if i in marks else m for i, m in enumerate(shown)]
-        pieces = re.split("(\ue000\\d+\ue001)", self.render(session, masked))
+        pieces = re.split("(\ue000\\d+\ue001)", self.render(template, masked, variables))
         for transform in (lambda c: c, str.strip):
             spans: list[tuple[int, int]] = []
             out: list[str] = []
@@ -177,9 +186,10 @@ class PromptBuilder:
                 return spans
         return None
 
-    def render(self, session: ChatSession, messages: list[MessageType]) -> str:
-        text = session.template.render(messages, add_generation_prompt=True,
-                                       special_tokens=self.special_tokens, **session.template_vars)
+    def render(self, template: ChatTemplate, messages: list[MessageType],
+               variables: dict[str, Any]) -> str:
+        text = template.render(messages, add_generation_prompt=True,
+                               special_tokens=self.special_tokens, **variables)
         if not text:
             raise errors.ChatTemplateError("the chat template rendered an empty prompt")
         return text

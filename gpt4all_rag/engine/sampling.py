@@ -1,9 +1,13 @@
-"""The one sampling-parameter schema: every front derives its fields and defaults from it.
+"""The one sampling-parameter schema: every front derives its fields, ranges and defaults from it.
 
 :class:`SamplingParams` holds the sampling parameters with the GPT4All SDK's defaults and checks
-them once, when it is built. ``GPT4All.generate``, ``GPT4All.create_chat_completion``, the
-LangChain and LlamaIndex classes and the CLI take their option names, aliases and defaults from
-it (:data:`FIELDS`, :data:`ALIASES`); no default is written anywhere else.
+them once, when it is built (:data:`RANGES`: each numeric field's range as the native sampler
+reads it). The fronts build one and hand it to the engine (:class:`gpt4all_rag.engine.Llama`):
+``GPT4All.generate``, the LangChain and LlamaIndex classes and the CLI take their option names,
+aliases and defaults from it (:data:`FIELDS`, :data:`ALIASES`, :data:`DEFAULTS`), and the
+server's request schemas their bounds (:func:`json_bounds`); no default or range is written
+anywhere else. Below Python, the native library checks the same struct once more, in C
+(``g4r_generate_start``: the one guard of the C API).
 
 Parameters (llama.cpp's names; the sampler chain follows llama.cpp's order: grammar, repetition
 penalty, then top-k, top-p, min-p, temperature and the seeded draw, or greedy when ``temp`` is 0):
@@ -42,7 +46,7 @@ from typing import Any, Iterable
 
 from .. import errors
 
-__all__ = ["ALIASES", "FIELDS", "SamplingParams", "check_number"]
+__all__ = ["ALIASES", "DEFAULTS", "FIELDS", "RANGES", "Range", "SamplingParams", "check_number", "json_bounds"]
 
 
 def check_number(name: str, value: Any, *, low: float | None = None, high: float | None = None,
@@ -83,6 +87,61 @@ def _stops(stop: str | Iterable[str] | None) -> tuple[str, ...]:
 
 
 @dataclass(frozen=True)
+class Range:
+    """The values a numeric field takes, as :func:`check_number` checks them: within
+    ``[low, high]`` (``(low, high]`` with ``low_open``), an integer when ``integer`` (an int32,
+    or any integer with ``wide``: the seed keeps its low 32 bits), else a float32."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    integer: bool = False
+    wide: bool = False
+
+    def check(self, name: str, value: Any) -> None:
+        check_number(name, value, low=self.low, high=self.high, low_open=self.low_open,
+                     integer=self.integer, wide=self.wide)
+
+
+#: Each numeric field's range (``n_batch`` and ``seed`` may also be None).
+RANGES: dict[str, Range] = {
+    "max_tokens": Range(low=0, integer=True),
+    "temp": Range(low=0),
+    "top_k": Range(low=0, integer=True),
+    "top_p": Range(low=0, high=1, low_open=True),
+    "min_p": Range(low=0, high=1),
+    "repeat_penalty": Range(low=0, low_open=True),
+    "repeat_last_n": Range(low=-1, integer=True),
+    "n_batch": Range(low=1, integer=True),
+    "seed": Range(integer=True, wide=True),
+}
+
+#: The smallest positive float32 (a subnormal) and the largest: a double below the first is 0
+#: as a float32, one above the second infinite.
+FLOAT32_TINY, FLOAT32_MAX = 1.401298464324817e-45, 3.4028234663852886e38
+
+
+def json_bounds(name: str) -> dict[str, Any]:
+    """Pydantic ``Field`` bounds (``ge``/``gt``/``le``/``lt``) of a numeric field, as JSON
+    Schema states them: the range of :data:`RANGES` with float32 and int32 limits (a bound
+    open at 0 for a float is ``ge=FLOAT32_TINY``, the smallest value that is not 0 there)."""
+    r = RANGES[name]
+    out: dict[str, Any] = {}
+    if r.low is not None:
+        if r.low_open:
+            out["ge" if not r.integer else "gt"] = FLOAT32_TINY if not r.integer else r.low
+        else:
+            out["ge"] = r.low
+    if r.high is not None:
+        out["le"] = r.high
+    elif not r.integer:
+        out["le"] = FLOAT32_MAX
+    elif not r.wide:
+        out["lt"] = 2**31
+    return out
+
+
+@dataclass(frozen=True)
 class SamplingParams:
     """Sampling parameters of one generation, checked when built (see the module docstring
     for each field's meaning, range and default).
@@ -104,17 +163,10 @@ class SamplingParams:
     grammar: str | None = None
 
     def __post_init__(self) -> None:
-        check_number("max_tokens", self.max_tokens, low=0, integer=True)
-        check_number("temp", self.temp, low=0)
-        check_number("top_k", self.top_k, low=0, integer=True)
-        check_number("top_p", self.top_p, low=0, high=1, low_open=True)
-        check_number("min_p", self.min_p, low=0, high=1)
-        check_number("repeat_penalty", self.repeat_penalty, low=0, low_open=True)
-        check_number("repeat_last_n", self.repeat_last_n, low=-1, integer=True)
-        if self.n_batch is not None:
-            check_number("n_batch", self.n_batch, low=1, integer=True)
-        if self.seed is not None:
-            check_number("seed", self.seed, integer=True, wide=True)
+        for name, allowed in RANGES.items():
+            value = getattr(self, name)
+            if value is not None or name not in _NONE_IS_A_VALUE:
+                allowed.check(name, value)
         object.__setattr__(self, "stop", _stops(self.stop))
         if self.grammar is not None and not isinstance(self.grammar, str):
             raise errors.InvalidParameterError(f"grammar must be GBNF text, got {self.grammar!r}")

@@ -44,11 +44,12 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, StrictBool
 
+from ..engine.sampling import SamplingParams, json_bounds
 from ..engine.types import ChatCompletion, ChatCompletionChunk
 from .guards import TextRoute
 from .metrics import Metrics
 from .pool import ModelPool, ServerConfig
-from .schemas import FLOAT32_TINY, Grammar, LocalDocsOptions, ModelName, _Request
+from .schemas import Grammar, LocalDocsOptions, ModelName, _Request
 from .serving import ANTHROPIC, chat_stream, complete, in_thread, retrieve, tool_calls, unless_client_leaves
 
 __all__ = ["AnthropicErrorResponse", "CountTokensRequest", "MessagesRequest", "messages_router", "to_chat"]
@@ -177,9 +178,9 @@ class MessagesRequest(CountTokensRequest):
     max_tokens: int = Field(ge=1)
     stop_sequences: list[Annotated[str, Field(min_length=1)]] | None = None
     stream: StrictBool = False
-    temperature: float | None = Field(default=None, ge=0, le=1)
-    top_p: float | None = Field(default=None, ge=FLOAT32_TINY, le=1)
-    top_k: int | None = Field(default=None, ge=0, lt=2**31)
+    temperature: float | None = Field(default=None, ge=0, le=1)  # Anthropic's range
+    top_p: float | None = Field(default=None, **json_bounds("top_p"))
+    top_k: int | None = Field(default=None, **json_bounds("top_k"))
     metadata: Metadata | None = None
     localdocs: LocalDocsOptions | None = None
     grammar: Grammar | None = None
@@ -330,8 +331,8 @@ async def _events(req: MessagesRequest, filename: str, input_tokens: list[int],
 
 def _prompt_tokens(model: Any, chat: dict[str, Any]) -> list[int]:
     """The prompt tokens of :func:`to_chat`'s arguments, as the chat core renders them."""
-    return model.chat_prompt_tokens(chat["messages"], tools=chat["tools"], tool_choice=chat["tool_choice"],
-                                    enable_thinking=chat["enable_thinking"])
+    return model.engine.chat_prompt_tokens(chat["messages"], tools=chat["tools"],
+                                           tool_choice=chat["tool_choice"], enable_thinking=chat["enable_thinking"])
 
 
 def messages_router(pool: ModelPool, config: ServerConfig, metrics: Metrics,
@@ -349,15 +350,14 @@ def messages_router(pool: ModelPool, config: ServerConfig, metrics: Metrics,
     @router.post("/v1/messages", responses=responses)
     async def create_message(req: MessagesRequest, request: Request) -> Any:
         filename = pool.resolve(req.model)
-        sampling = {"max_tokens": config.max_tokens(req.max_tokens), "temperature": req.temperature,
-                    "top_p": req.top_p, "top_k": req.top_k, "stop": req.stop_sequences,
-                    "grammar": req.grammar}
-        sampling = {k: v for k, v in sampling.items() if v is not None}
+        params = SamplingParams.from_options(
+            max_tokens=config.max_tokens(req.max_tokens), temperature=req.temperature,
+            top_p=req.top_p, top_k=req.top_k, stop=req.stop_sequences, grammar=req.grammar)
 
         async def answer(stop: threading.Event) -> JSONResponse:
             chat, references = await prepare(req, stop)
             messages = chat.pop("messages")
-            out = await complete(pool, filename, messages, {**chat, **sampling}, stop, metrics)
+            out = await complete(pool, filename, messages, params, chat, stop, metrics)
             return JSONResponse(_message(req, out, references))
 
         async def stream(stop: threading.Event) -> Any:
@@ -370,8 +370,8 @@ def messages_router(pool: ModelPool, config: ServerConfig, metrics: Metrics,
             def render(chunks: AsyncIterator[ChatCompletionChunk]) -> AsyncIterator[dict[str, Any]]:
                 return _events(req, filename, input_tokens, references, chunks)
 
-            options = {**{k: v for k, v in chat.items() if k != "messages"}, **sampling}
-            return await chat_stream(pool, filename, chat["messages"], options, stop, metrics, render,
+            options = {k: v for k, v in chat.items() if k != "messages"}
+            return await chat_stream(pool, filename, chat["messages"], params, options, stop, metrics, render,
                                      ANTHROPIC, before=count)
 
         return await unless_client_leaves(request, stream if req.stream else answer)

@@ -44,9 +44,8 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import BaseRoute, Match
 
 from .. import errors
-from ..engine.types import ChatCompletionChunk, Usage
+from ..engine.types import ChatCompletionChunk
 from ..names import COLLECTION_NAME_MEANING, COLLECTION_NAME_PATTERN, MODEL_NAME_MEANING, MODEL_NAME_PATTERN
-from ..engine.sampling import SamplingParams
 from .anthropic import AnthropicErrorResponse, messages_router
 from .guards import PUBLIC_PATHS, ApiKeyCheck, BodyLimit, HostCheck, TextRoute
 from .mcp import localdocs_mcp
@@ -148,17 +147,16 @@ def create_app(config: ServerConfig, pool: ModelPool | None = None) -> FastAPI:
     @app.post("/v1/chat/completions", responses={**_STREAMED, **_errors(400, 401, 404, 413, 503)})
     async def chat_completions(req: ChatCompletionRequest, request: Request) -> Any:
         filename = pool.resolve(req.model)
-        options = {k: v for k, v in req.sampling().items() if v is not None}
-        options["max_tokens"] = config.max_tokens(options.get("max_tokens"))
+        params = req.sampling_params(config)
         chat = req.chat_arguments()
         kwargs = dict(tools=chat["tools"], tool_choice=chat["tool_choice"],
                       response_format=chat["response_format"], logprobs=req.logprobs,
-                      top_logprobs=req.top_logprobs, enable_thinking=req.enable_thinking, **options)
+                      top_logprobs=req.top_logprobs, enable_thinking=req.enable_thinking)
         include_usage = bool(req.stream_options and req.stream_options.include_usage)
 
         async def answer(stop: threading.Event) -> JSONResponse:
             messages, references = await retrieve(pool, req.localdocs, chat["messages"], stop, metrics.search)
-            body = (await complete(pool, filename, messages, kwargs, stop, metrics)).to_dict()
+            body = (await complete(pool, filename, messages, params, kwargs, stop, metrics)).to_dict()
             if references is not None:
                 body["references"] = references
             return JSONResponse(body)
@@ -177,15 +175,14 @@ def create_app(config: ServerConfig, pool: ModelPool | None = None) -> FastAPI:
                     yield {"id": last.id, "object": "chat.completion.chunk", "created": last.created,
                            "model": last.model, "choices": [], "references": references}
 
-            return await chat_stream(pool, filename, messages, kwargs, stop, metrics, render)
+            return await chat_stream(pool, filename, messages, params, kwargs, stop, metrics, render)
 
         return await unless_client_leaves(request, stream if req.stream else answer)
 
     @app.post("/v1/completions", responses={**_STREAMED, **_errors(400, 401, 404, 413, 503)})
     async def completions(req: CompletionRequest, request: Request) -> Any:
         filename = pool.resolve(req.model)
-        options = {k: v for k, v in req.sampling().items() if v is not None}
-        params = SamplingParams.from_options(**{**options, "max_tokens": config.max_tokens(req.max_tokens)})
+        params = req.sampling_params(config)
         ident, created = f"cmpl-{uuid.uuid4().hex[:24]}", int(time.time())
 
         def body(text: str, model: Any, finish: str | None, lps: Any) -> dict[str, Any]:
@@ -204,10 +201,10 @@ def create_app(config: ServerConfig, pool: ModelPool | None = None) -> FastAPI:
                     "top_logprobs": [{a.token: a.logprob for a in t.top_logprobs} for t in lps],
                     "text_offset": offsets}
 
-        def usage(s: Any) -> dict[str, int]:
-            metrics.tokens(filename, Usage(s.prompt_tokens, s.completion_tokens))
-            return {"prompt_tokens": s.prompt_tokens, "completion_tokens": s.completion_tokens,
-                    "total_tokens": s.prompt_tokens + s.completion_tokens}
+        def usage(s: Any) -> dict[str, Any]:
+            counted = s.usage()
+            metrics.tokens(filename, counted)
+            return counted.to_dict()
 
         def finish_reason(s: Any) -> str:
             return "length" if s.finish_reason == "length" else "stop"
@@ -215,11 +212,12 @@ def create_app(config: ServerConfig, pool: ModelPool | None = None) -> FastAPI:
         async def answer(stop: threading.Event) -> JSONResponse:
             async with pool.lease(filename) as model:
                 def run() -> dict[str, Any]:
-                    text = model.generate(req.text, logprobs=req.logprobs,
-                                          callback=going_on(stop, metrics.first_token(filename)),
-                                          **params.generate_kwargs())
-                    out = body(text, model, finish_reason(model.stats), legacy_logprobs(model.last_logprobs))
-                    out["usage"] = usage(model.stats)
+                    engine = model.engine
+                    text = engine.create_completion(
+                        req.text, params, logprobs=req.logprobs,
+                        callback=going_on(stop, metrics.first_token(filename)))
+                    out = body(text, model, finish_reason(engine.stats), legacy_logprobs(engine.last_logprobs))
+                    out["usage"] = usage(engine.stats)
                     return out
 
                 return JSONResponse(await in_thread(stop, run))
@@ -243,10 +241,11 @@ def create_app(config: ServerConfig, pool: ModelPool | None = None) -> FastAPI:
 
         async def stream(stop: threading.Event) -> EventSourceResponse:
             def start(model: Any) -> Any:
-                pieces = model.generate(req.text, streaming=True, logprobs=req.logprobs,
-                                        callback=going_on(stop, metrics.first_token(filename)),
-                                        **params.generate_kwargs())
-                loaded.extend([model, model.stats, model.last_logprobs])
+                engine = model.engine
+                pieces = engine.create_completion(
+                    req.text, params, stream=True, logprobs=req.logprobs,
+                    callback=going_on(stop, metrics.first_token(filename)))
+                loaded.extend([model, engine.stats, engine.last_logprobs])
                 return pieces
 
             return await event_stream(pool, filename, stop, start, render)
@@ -287,23 +286,23 @@ def create_app(config: ServerConfig, pool: ModelPool | None = None) -> FastAPI:
         async with pool.lease(filename) as model:
             def run() -> list[int]:
                 if isinstance(req, TokenizeText):
-                    return model.model.tokenize(req.content, add_special=req.add_special)
+                    return model.engine.tokenize(req.content, add_special=req.add_special, parse_special=False)
                 chat = req.chat_arguments()
-                return model.chat_prompt_tokens(chat["messages"], tools=chat["tools"],
+                return model.engine.chat_prompt_tokens(chat["messages"], tools=chat["tools"],
                                                 tool_choice=chat["tool_choice"],
                                                 enable_thinking=req.enable_thinking)
 
             tokens = await in_thread(threading.Event(), run)
             if not req.with_pieces:
                 return {"tokens": tokens}
-            return {"tokens": [{"id": t, "piece": _piece(model.model.token_to_piece(t, special=True))}
+            return {"tokens": [{"id": t, "piece": _piece(model.engine.token_to_piece(t, special=True))}
                                for t in tokens]}
 
     @app.post("/detokenize", responses=_errors(400, 401, 404, 413, 503))
     async def detokenize(req: DetokenizeRequest) -> dict[str, str]:
         filename = pool.resolve(req.model)
         async with pool.lease(filename) as model:
-            text = await in_thread(threading.Event(), lambda: model.model.detokenize(req.tokens))
+            text = await in_thread(threading.Event(), lambda: model.engine.detokenize(req.tokens))
         return {"content": text}
 
     @app.get("/metrics", responses={200: {"description": "Prometheus text format",

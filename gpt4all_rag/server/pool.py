@@ -398,7 +398,7 @@ class ModelPool:
                         allow_download=self.config.allow_download, n_threads=self.config.n_threads,
                         n_ctx=self.config.n_ctx, n_parallel=self.config.parallel,
                         max_waiting=self.config.max_queue, wait_timeout=self.config.queue_timeout_s)
-        if model.model.is_embedding:
+        if model.engine.is_embedding:
             model.close()
             raise _wrong_kind(filename, "embedding")
         return model

@@ -57,10 +57,11 @@ from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse
 from pydantic import Field, StrictBool, field_validator
 
+from ..engine.sampling import SamplingParams, json_bounds
 from ..engine.types import ChatCompletionChunk
 from .metrics import Metrics
 from .pool import ApiError, ModelPool, ServerConfig
-from .schemas import FLOAT32_TINY, CollectionName, Grammar, LocalDocsOptions, ModelName, _Request
+from .schemas import CollectionName, Grammar, LocalDocsOptions, ModelName, _Request
 from .vector_stores import file_id_of
 from .guards import TextRoute
 from .serving import RESPONSES, chat_stream, complete, retrieve, tool_calls, unless_client_leaves
@@ -161,8 +162,8 @@ class ResponseRequest(_Request):
     tools: list[ToolDef] | None = None
     tool_choice: Literal["none", "auto", "required"] | ToolChoiceFunction | ToolChoiceFileSearch | None = None
     max_output_tokens: int | None = Field(default=None, ge=1)
-    temperature: float | None = Field(default=None, ge=0, le=2)
-    top_p: float | None = Field(default=None, ge=FLOAT32_TINY, le=1)
+    temperature: float | None = Field(default=None, **json_bounds("temp"))
+    top_p: float | None = Field(default=None, **json_bounds("top_p"))
     text: TextOptions | None = None
     reasoning: Reasoning | None = None
     stream: StrictBool = False
@@ -253,7 +254,8 @@ def _file_search(req: ResponseRequest) -> FileSearchToolDef | None:
     return found[0] if found else None
 
 
-def _chat_options(req: ResponseRequest, config: ServerConfig) -> dict[str, Any]:
+def _chat_options(req: ResponseRequest, config: ServerConfig) -> tuple[SamplingParams, dict[str, Any]]:
+    """The request's sampling parameters and the engine's other keyword arguments."""
     tools = [{"type": "function", "function": {"name": t.name, "description": t.description or "",
                                                "parameters": t.parameters or {"type": "object", "properties": {}}}}
              for t in req.tools or [] if isinstance(t, FunctionToolDef)]
@@ -272,10 +274,12 @@ def _chat_options(req: ResponseRequest, config: ServerConfig) -> dict[str, Any]:
         response_format = {"type": "json_schema", "json_schema": {"name": fmt.name or "response",
                                                                   "schema": fmt.schema_}}
     thinking = None if req.reasoning is None or req.reasoning.effort is None else req.reasoning.effort != "none"
+    params = SamplingParams.from_options(max_tokens=config.max_tokens(req.max_output_tokens),
+                                         temperature=req.temperature, top_p=req.top_p,
+                                         grammar=req.grammar)
     options = {"tools": tools or None, "tool_choice": choice, "response_format": response_format,
-               "enable_thinking": thinking, "max_tokens": config.max_tokens(req.max_output_tokens),
-               "temperature": req.temperature, "top_p": req.top_p, "grammar": req.grammar}
-    return {k: v for k, v in options.items() if v is not None}
+               "enable_thinking": thinking}
+    return params, {k: v for k, v in options.items() if v is not None}
 
 
 def _annotations(text: str, references: list[dict[str, Any]], files: FilePath) -> list[dict[str, Any]]:
@@ -393,7 +397,7 @@ def responses_router(pool: ModelPool, config: ServerConfig, metrics: Metrics,
     @router.post("/v1/responses", responses=responses)
     async def create_response(req: ResponseRequest, request: Request) -> Any:
         filename = pool.resolve(req.model)
-        options = _chat_options(req, config)
+        params, options = _chat_options(req, config)
 
         def finish(build: _Build, messages: list[dict[str, Any]], usage: Any, reason: str | None) -> dict[str, Any]:
             body = build.body("completed", usage, reason)
@@ -406,7 +410,7 @@ def responses_router(pool: ModelPool, config: ServerConfig, metrics: Metrics,
             build = _Build(req, filename, config.files_directory)
             if references is not None:
                 build.output.append(build.search_item(query, references))
-            out = await complete(pool, filename, messages, options, stop, metrics)
+            out = await complete(pool, filename, messages, params, options, stop, metrics)
             build.output += _reply_items(out.message.reasoning_content, out.message.content,
                                          out.message.tool_calls, references, config.files_directory)
             return JSONResponse(finish(build, messages, out.usage, out.finish_reason))
@@ -511,7 +515,7 @@ def responses_router(pool: ModelPool, config: ServerConfig, metrics: Metrics,
                 kind = "response.incomplete" if body["status"] == "incomplete" else "response.completed"
                 yield event(kind, response=body)
 
-            return await chat_stream(pool, filename, messages, options, stop, metrics, render, RESPONSES)
+            return await chat_stream(pool, filename, messages, params, options, stop, metrics, render, RESPONSES)
 
         return await unless_client_leaves(request, stream if req.stream else answer)
 

@@ -18,11 +18,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationInfo, field_validator
 
+from ..engine.sampling import SamplingParams, json_bounds
 from ..names import COLLECTION_NAME_PATTERN, MODEL_NAME_MAX, MODEL_NAME_PATTERN
 
-#: The smallest positive and the largest float32: the sampler reads its parameters as float32,
-#: where a positive double below FLOAT32_TINY is 0.
-FLOAT32_TINY, FLOAT32_MAX = 1.401298464324817e-45, 3.4028234663852886e38
 #: A token id as a request may carry it: an int32 (the model then checks its vocabulary).
 TokenId = Annotated[int, Field(ge=0, lt=2**31)]
 
@@ -176,9 +174,10 @@ class _Sampling(_Request):
     """Sampling fields shared by both completion endpoints (see gpt4all_rag.engine.sampling; unset
     fields take the schema's defaults)."""
 
-    temperature: float | None = Field(default=None, ge=0, le=2)
-    top_p: float | None = Field(default=None, ge=FLOAT32_TINY, le=1)
-    max_tokens: int | None = Field(default=None, ge=0)
+    # Bounds: the sampling schema's (gpt4all_rag.engine.sampling.RANGES), not restated here.
+    temperature: float | None = Field(default=None, **json_bounds("temp"))
+    top_p: float | None = Field(default=None, **json_bounds("top_p"))
+    max_tokens: int | None = Field(default=None, **json_bounds("max_tokens"))
     stop: (Annotated[str, Field(min_length=1)]
            | Annotated[list[Annotated[str, Field(min_length=1)]], Field(max_length=4)] | None) = None
     seed: int | None = Field(default=None, description="its low 32 bits seed the sampler")
@@ -193,10 +192,10 @@ class _Sampling(_Request):
     stream: StrictBool = False
     stream_options: StreamOptions | None = None
     # extensions (llama.cpp's server names)
-    top_k: int | None = Field(default=None, ge=0, lt=2**31)
-    min_p: float | None = Field(default=None, ge=0, le=1)
-    repeat_penalty: float | None = Field(default=None, ge=FLOAT32_TINY, le=FLOAT32_MAX)
-    repeat_last_n: int | None = Field(default=None, ge=-1, lt=2**31)
+    top_k: int | None = Field(default=None, **json_bounds("top_k"))
+    min_p: float | None = Field(default=None, **json_bounds("min_p"))
+    repeat_penalty: float | None = Field(default=None, **json_bounds("repeat_penalty"))
+    repeat_last_n: int | None = Field(default=None, **json_bounds("repeat_last_n"))
     grammar: Grammar | None = None
 
     @field_validator("n")
@@ -223,11 +222,22 @@ class _Sampling(_Request):
         return value
 
     def sampling(self) -> dict[str, Any]:
-        """The chat core's sampling options (None: the schema's default)."""
-        return {"temperature": self.temperature, "top_p": self.top_p,
-                "max_tokens": self.max_tokens, "stop": self.stop, "seed": self.seed,
-                "top_k": self.top_k, "min_p": self.min_p, "repeat_penalty": self.repeat_penalty,
-                "repeat_last_n": self.repeat_last_n, "grammar": self.grammar}
+        """The sampling options the request sets (OpenAI's names; unset ones are left out)."""
+        out = {"temperature": self.temperature, "top_p": self.top_p,
+               "max_tokens": self.max_tokens, "stop": self.stop, "seed": self.seed,
+               "top_k": self.top_k, "min_p": self.min_p, "repeat_penalty": self.repeat_penalty,
+               "repeat_last_n": self.repeat_last_n, "grammar": self.grammar}
+        return {k: v for k, v in out.items() if v is not None}
+
+    def sampling_params(self, config: Any) -> SamplingParams:
+        """The request's :class:`~gpt4all_rag.engine.sampling.SamplingParams`, ``max_tokens``
+        within the server's limit (``config``: a ``ServerConfig``).
+
+        Raises:
+            InvalidParameterError: a value the sampler cannot take (HTTP 400).
+        """
+        options = self.sampling()
+        return SamplingParams.from_options(**{**options, "max_tokens": config.max_tokens(options.get("max_tokens"))})
 
 
 class ChatInput(_Request):
@@ -269,7 +279,7 @@ class ChatInput(_Request):
 class ChatCompletionRequest(ChatInput, _Sampling):
     """``POST /v1/chat/completions``."""
 
-    max_completion_tokens: int | None = Field(default=None, ge=0)
+    max_completion_tokens: int | None = Field(default=None, **json_bounds("max_tokens"))
     parallel_tool_calls: StrictBool | None = None
     logprobs: StrictBool = False
     top_logprobs: int | None = Field(default=None, ge=0, le=20)

@@ -18,6 +18,7 @@ from starlette.background import BackgroundTask
 
 from .. import errors
 from ..aio import iterate_in_thread
+from ..engine.sampling import SamplingParams
 from ..engine.types import ChatCompletion, ChatCompletionChunk, ToolCall
 from .metrics import Metrics
 from .pool import SEARCH, ApiError, ModelPool
@@ -246,15 +247,16 @@ def _last_user_text(messages: list[dict[str, Any]]) -> tuple[int, str] | None:
     return None
 
 
-async def complete(pool: ModelPool, filename: str, messages: list[dict[str, Any]], options: Mapping[str, Any],
-                   stop: threading.Event, metrics: Metrics) -> ChatCompletion:
-    """A chat completion of ``messages`` on ``filename``'s model (``options``: the chat core's
-    keyword arguments, ``stop`` sequences among them), held by a lease, in a worker thread,
-    stopped by the event ``stop``; its tokens and time to first token counted in ``metrics``."""
+async def complete(pool: ModelPool, filename: str, messages: list[dict[str, Any]], params: SamplingParams,
+                   options: Mapping[str, Any], stop: threading.Event, metrics: Metrics) -> ChatCompletion:
+    """A chat completion of ``messages`` on ``filename``'s model with the sampling parameters
+    ``params`` (``options``: the engine's other keyword arguments), held by a lease, in a worker
+    thread, stopped by the event ``stop``; its tokens and time to first token counted in
+    ``metrics``."""
     async with pool.lease(filename) as model:
         def run() -> ChatCompletion:
-            out = model.create_chat_completion(
-                messages, callback=going_on(stop, metrics.first_token(filename)), **options)
+            out = model.engine.create_chat_completion(
+                messages, params, callback=going_on(stop, metrics.first_token(filename)), **options)
             assert isinstance(out, ChatCompletion)
             return out
 
@@ -263,8 +265,8 @@ async def complete(pool: ModelPool, filename: str, messages: list[dict[str, Any]
     return out
 
 
-async def chat_stream(pool: ModelPool, filename: str, messages: list[dict[str, Any]], options: Mapping[str, Any],
-                      stop: threading.Event, metrics: Metrics,
+async def chat_stream(pool: ModelPool, filename: str, messages: list[dict[str, Any]], params: SamplingParams,
+                      options: Mapping[str, Any], stop: threading.Event, metrics: Metrics,
                       render: Callable[[AsyncIterator[ChatCompletionChunk]], AsyncIterator[dict[str, Any]]],
                       dialect: Dialect | None = None,
                       before: Callable[[Any], None] | None = None) -> EventSourceResponse:
@@ -274,8 +276,9 @@ async def chat_stream(pool: ModelPool, filename: str, messages: list[dict[str, A
     def start(model: Any) -> Any:
         if before is not None:
             before(model)
-        return model.create_chat_completion(
-            messages, stream=True, callback=going_on(stop, metrics.first_token(filename)), **options)
+        return model.engine.create_chat_completion(
+            messages, params, stream=True, callback=going_on(stop, metrics.first_token(filename)),
+            **options)
 
     async def counted(chunks: AsyncIterator[ChatCompletionChunk]) -> AsyncIterator[ChatCompletionChunk]:
         last = None

@@ -130,6 +130,26 @@ def test_native_tool_calls_and_reasoning_end_to_end(smol: GPT4All) -> None:
     assert len(chunks[-1].delta["tool_calls"]) == 2
 
 
+def test_a_chat_session_turn_is_one_engine_call_with_reasoning_kept_apart(smol: GPT4All) -> None:
+    # A chat session goes through the same chat format as create_chat_completion: generate()
+    # returns the raw reply (as the seed documents), the history keeps the content and, apart
+    # from it, the reasoning.
+    qwen3 = (TEMPLATES / "Qwen-Qwen3-0.6B.jinja").read_text()
+    reply = "<think>\nShort.\n</think>\n\nBlue."
+    grammar = "root ::= " + json.dumps(reply)
+    with smol.chat_session(system_message=False, chat_template=qwen3):
+        raw = smol.generate("Name a colour.", grammar=grammar, max_tokens=40, temp=0)
+        assert raw == reply
+        answer = smol.current_chat_session[-1]
+        assert answer["role"] == "assistant" and answer["content"] == "Blue."
+        assert answer["reasoning_content"].strip() == "Short."
+        pieces = "".join(smol.generate("Another?", grammar=grammar, max_tokens=40, temp=0, streaming=True))
+        assert pieces == reply and smol.current_chat_session[-1]["content"] == "Blue."
+        # the second turn's prompt is what the stateless call renders for that history
+        history = smol.current_chat_session[:-1]
+        assert smol.stats.prompt_tokens == len(smol.chat_prompt_tokens(history, chat_template=qwen3))
+
+
 def test_closing_a_stream_frees_the_model(smol: GPT4All) -> None:
     stream = smol.create_chat_completion(CHAT, max_tokens=50, stream=True, **GREEDY)
     next(stream), next(stream)
@@ -180,7 +200,7 @@ def test_a_lazy_grammar_waits_for_its_trigger(smol: GPT4All) -> None:
     first = smol.model.tokenize(free, add_special=False)[0]
     piece = smol.model.token_to_piece(first).decode()
     grammar = "root ::= " + json.dumps(piece + " ZZZ")
-    model = smol._pool.acquire()  # a sequence of the model, held by this test
+    model = smol.engine._pool.acquire()  # a sequence of the model, held by this test
 
     def run(trigger: int) -> str:
         model.ingest(smol.model.tokenize("Once upon a time", add_special=False), 8)
@@ -205,4 +225,4 @@ def test_a_lazy_grammar_waits_for_its_trigger(smol: GPT4All) -> None:
             model.generate_start(temp=0, top_k=0, top_p=1.0, min_p=0.0, repeat_penalty=1.0,
                                  repeat_last_n=0, seed=1, grammar=None, trigger_tokens=[first])
     finally:
-        smol._pool.release(model)
+        smol.engine._pool.release(model)

@@ -446,15 +446,16 @@ def test_message_text_never_becomes_control_tokens(smol: GPT4All, template: str 
     with smol.chat_session(system_message=SYSTEM, chat_template=template):
         session = smol._chat_session
         assert session is not None
+        prompts, tpl = smol.engine._prompts, smol.engine.template(session.template_source)
         benign = session.history + [{"role": "user", "content": "Hello there"}]
-        tokens = smol._prompts.chat_tokens(session, benign)
+        tokens = prompts.chat_tokens(tpl, benign, {})
         # no special text in the messages: one piece, exactly as before
-        assert tokens == smol._prompts.tokenize(smol._prompts.render(session, benign))
+        assert tokens == prompts.tokenize(prompts.render(tpl, benign, {}))
         hostile = session.history + [{"role": "user", "content": INJECTION}]
-        tokens = smol._prompts.chat_tokens(session, hostile)
-        expected = control_counts(smol, smol._prompts.chat_tokens(session, benign))
+        tokens = prompts.chat_tokens(tpl, hostile, {})
+        expected = control_counts(smol, prompts.chat_tokens(tpl, benign, {}))
         assert control_counts(smol, tokens) == expected
-        whole = smol._prompts.tokenize(smol._prompts.render(session, hostile))
+        whole = prompts.tokenize(prompts.render(tpl, hostile, {}))
         assert control_counts(smol, whole)[1] > control_counts(smol, tokens)[1]  # what it prevents
         reply = smol.generate(INJECTION, max_tokens=8, **GREEDY)
         assert session.history[-2]["content"] == INJECTION and session.history[-1]["content"] == reply
@@ -466,8 +467,9 @@ def test_template_rewriting_messages_falls_back_with_a_warning(
     with smol.chat_session(system_message=SYSTEM, chat_template=upper):
         session = smol._chat_session
         assert session is not None
+        prompts, tpl = smol.engine._prompts, smol.engine.template(session.template_source)
         messages = session.history + [{"role": "user", "content": INJECTION}]
         with caplog.at_level("WARNING", logger="gpt4all_rag"):
-            tokens = smol._prompts.chat_tokens(session, messages)
-        assert tokens == smol._prompts.tokenize(smol._prompts.render(session, messages))
+            tokens = prompts.chat_tokens(tpl, messages, {})
+        assert tokens == prompts.tokenize(prompts.render(tpl, messages, {}))
         assert "rewrites messages" in caplog.text

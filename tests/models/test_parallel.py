@@ -83,7 +83,7 @@ def test_unconsumed_stream_holds_only_its_own_sequence(par: GPT4All) -> None:
     assert other and par.stats.completion_tokens > 0
     assert _evals(par) - before <= 31
     rest = "".join(stream)
-    assert rest and par._pool.busy == 0
+    assert rest and par.engine._pool.busy == 0
 
 
 def test_queued_tokens_are_taken_while_another_sequence_is_evaluated(par: GPT4All) -> None:
@@ -111,20 +111,20 @@ def test_queued_tokens_are_taken_while_another_sequence_is_evaluated(par: GPT4Al
     finally:
         worker.join(120)
         a.close()
-    assert done.is_set() and par._pool.busy == 0
+    assert done.is_set() and par.engine._pool.busy == 0
 
 
 def test_closing_a_stream_frees_its_sequence_at_once(par: GPT4All) -> None:
     streams = [par.generate(p, max_tokens=100, streaming=True) for p in PROMPTS]
     for s in streams:
         next(s)
-    assert par._pool.busy == 4
+    assert par.engine._pool.busy == 4
     streams[2].close()
-    assert par._pool.busy == 3
+    assert par.engine._pool.busy == 3
     assert par.generate("Hello", max_tokens=3)  # the freed sequence serves a new caller
     for s in streams:
         s.close()
-    assert par._pool.busy == 0
+    assert par.engine._pool.busy == 0
 
 
 def test_one_thread_holding_every_sequence_gets_concurrent_use_error(par: GPT4All) -> None:
@@ -199,7 +199,7 @@ def test_queue_limit_and_wait_timeout(model_dir: Path) -> None:
 
         t = threading.Thread(target=waiter)
         t.start()
-        while model._pool.waiting == 0 and time.monotonic() - t0 < 5:
+        while model.engine._pool.waiting == 0 and time.monotonic() - t0 < 5:
             time.sleep(0.01)
         # A third caller finds the queue full; this thread itself would wait for its own
         # stream, which is a ConcurrentUseError rather than a wait.
@@ -230,7 +230,7 @@ def test_waiters_are_served_in_arrival_order(model_dir: Path) -> None:
             t.start()
             threads.append(t)
             deadline = time.monotonic() + 5
-            while model._pool.waiting < i + 1 and time.monotonic() < deadline:
+            while model.engine._pool.waiting < i + 1 and time.monotonic() < deadline:
                 time.sleep(0.01)
         stream.close()
         for t in threads:
@@ -267,7 +267,7 @@ def test_close_waits_for_other_threads(model_dir: Path) -> None:
 
     t = threading.Thread(target=work)
     t.start()
-    while model._pool.busy == 0 and not done.is_set():
+    while model.engine._pool.busy == 0 and not done.is_set():
         time.sleep(0.005)
     model.close()
     t.join(30)

@@ -21,9 +21,9 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 from gpt4all_rag import GPT4All
 from gpt4all_rag.aio import iterate_in_thread
 from gpt4all_rag.gpt4all import DEFAULT_N_CTX
-from gpt4all_rag.engine.sampling import DEFAULTS, FIELDS
+from gpt4all_rag.engine.generation import GenerationStats
+from gpt4all_rag.engine.sampling import ALIASES, FIELDS, SamplingParams
 from gpt4all_rag.errors import ModelNotFoundError
-from gpt4all_rag.gpt4all import GenerationStats
 
 __all__: list[str] = []
 
@@ -32,9 +32,9 @@ __all__: list[str] = []
 #: makes no network request to time out, retry or authenticate.
 IGNORED_REMOTE_PARAMS = frozenset({"timeout", "max_retries", "api_key"})
 
-#: Per-call keyword arguments that override a sampling field for one call (the chat core's
-#: schema, gpt4all_rag.engine.sampling; ``stop`` and ``grammar`` are handled on their own).
-SAMPLING_KEYS = tuple(f for f in FIELDS if f not in ("stop", "grammar"))
+#: Per-call keyword arguments that override a sampling field for one call (the engine's
+#: schema, gpt4all_rag.engine.sampling, and its aliases; ``stop`` is handled on its own).
+SAMPLING_KEYS = tuple(f for f in FIELDS if f != "stop") + tuple(ALIASES)
 
 #: ``ls_provider`` of the LangSmith tracing parameters.
 PROVIDER = "gpt4all"
@@ -66,21 +66,22 @@ class GPT4AllParams(BaseModel):
         default=1, ge=1, le=64, description="Generations the loaded model serves at once, "
         "decoded together (batch/abatch of n prompts run concurrently with n_parallel >= n); "
         "each holds a KV cache of n_ctx tokens.")
-    # Sampling fields: defaults and meaning from gpt4all_rag.engine.sampling (checked there again).
-    temp: float = Field(default=DEFAULTS.temp, ge=0, alias="temperature",
-                        description="Temperature; 0 is greedy (deterministic).")
-    top_k: int = Field(default=DEFAULTS.top_k, ge=0)
-    top_p: float = Field(default=DEFAULTS.top_p, gt=0, le=1)
-    min_p: float = Field(default=DEFAULTS.min_p, ge=0, le=1)
-    repeat_penalty: float = Field(default=DEFAULTS.repeat_penalty, gt=0)
-    repeat_last_n: int = Field(default=DEFAULTS.repeat_last_n, ge=-1)
-    max_tokens: int = Field(default=DEFAULTS.max_tokens, ge=0,
-                            description="Most tokens generated per call.")
+    # Sampling fields (langchain-ollama's convention): None leaves the engine's default. Their
+    # meaning, ranges and defaults live in gpt4all_rag.engine.sampling alone, which checks them
+    # when a call builds its SamplingParams.
+    temp: float | None = Field(default=None, alias="temperature",
+                               description="Temperature; 0 is greedy (deterministic).")
+    top_k: int | None = None
+    top_p: float | None = None
+    min_p: float | None = None
+    repeat_penalty: float | None = None
+    repeat_last_n: int | None = None
+    max_tokens: int | None = Field(default=None, description="Most tokens generated per call.")
     n_batch: int | None = Field(
-        default=DEFAULTS.n_batch, ge=1, description="Prompt tokens per evaluation batch; "
-        "None: the context's batch size, the fastest.")
-    seed: int | None = Field(default=DEFAULTS.seed, description="Seed of the random draw; "
-                             "None draws a fresh one per call.")
+        default=None, description="Prompt tokens per evaluation batch; None: the context's "
+        "batch size, the fastest.")
+    seed: int | None = Field(default=None, description="Seed of the random draw; None draws a "
+                             "fresh one per call.")
     stop: list[str] | None = Field(
         default=None, description="Stop sequences; generation ends before the first one. A "
         "call's own `stop` replaces these.")
@@ -152,19 +153,21 @@ class GPT4AllParams(BaseModel):
         custom = getattr(self, "custom_get_token_ids", None)
         if custom is not None:
             return list(custom(text))
-        return list(self._engine().model.model.tokenize(text, add_special=False))
+        return self._engine().model.engine.tokenize(text)
 
-    def _sampling(self, stop: list[str] | None, kwargs: dict[str, Any]) -> dict[str, Any]:
-        """The engine's ``generate()`` keyword arguments for one call.
+    def _sampling(self, stop: list[str] | None, kwargs: dict[str, Any]) -> SamplingParams:
+        """The :class:`~gpt4all_rag.engine.sampling.SamplingParams` of one call: this
+        instance's fields that are set, overridden by the call's (consumed from ``kwargs``;
+        aliases such as ``temperature`` accepted, a name and its alias that disagree refused).
 
-        Consumes the sampling overrides (``temperature`` is accepted for ``temp``) from
-        ``kwargs``.
+        Raises:
+            InvalidParameterError: (a ValueError) a value out of range.
         """
-        if "temperature" in kwargs:
-            kwargs["temp"] = kwargs.pop("temperature")
-        out: dict[str, Any] = {k: kwargs.pop(k, getattr(self, k)) for k in SAMPLING_KEYS}
-        out["stop"] = list(stop) if stop is not None else list(self.stop or [])
-        return out
+        fields = {k: v for k in FIELDS if k != "stop" and (v := getattr(self, k)) is not None}
+        base = SamplingParams.from_options(**fields)
+        overrides = {k: kwargs.pop(k) for k in SAMPLING_KEYS if k in kwargs}
+        stops = list(stop) if stop is not None else list(self.stop or [])
+        return SamplingParams.from_options(base, **overrides, stop=stops)
 
     def _model_name(self, kwargs: dict[str, Any]) -> str:
         model = kwargs.pop("model", None)
@@ -180,8 +183,8 @@ class GPT4AllParams(BaseModel):
             names = ", ".join(sorted(kwargs))
             raise ValueError(
                 f"unsupported keyword argument(s) for a GPT4All call: {names}; accepted: "
-                f"{', '.join(SAMPLING_KEYS)}, temperature, model, grammar (and tools, "
-                "tool_choice, json_schema for chat models)")
+                f"{', '.join(SAMPLING_KEYS)}, stop, model (and tools, tool_choice, json_schema, "
+                "logprobs, top_logprobs for chat models)")
 
     def _display_name(self, model: str) -> str:
         return Path(model).name
@@ -219,24 +222,24 @@ class _Engine:
     def __init__(self, model: GPT4All) -> None:
         self.model = model
 
-    def pieces(self, prompt: str, sampling: dict[str, Any], grammar: str | None,
-               ) -> Iterator[str | GenerationStats]:
-        """Generate with real streaming: yields text pieces, then a copy of the call's stats.
-
-        Closing the generator early stops generation.
-        """
-        stream = self.model.generate(prompt, streaming=True, grammar=grammar, **sampling)
+    def pieces(self, prompt: str, params: SamplingParams) -> Iterator[str | GenerationStats]:
+        """Complete ``prompt`` with real streaming: yields text pieces, then a copy of the
+        call's stats. Closing the generator early stops generation."""
+        engine = self.model.engine
+        stream = engine.create_completion(prompt, params, stream=True)
+        assert not isinstance(stream, str)
         try:
             yield from stream
         finally:
-            stream.close()
-        yield dataclasses.replace(self.model.stats)
+            stream.close()  # type: ignore[attr-defined]
+        yield dataclasses.replace(engine.stats)
 
-    def complete(self, prompt: str, sampling: dict[str, Any], grammar: str | None,
-                 ) -> tuple[str, GenerationStats]:
-        """Generate without streaming: the text and a copy of the call's stats."""
-        text = self.model.generate(prompt, grammar=grammar, **sampling)
-        return text, dataclasses.replace(self.model.stats)
+    def complete(self, prompt: str, params: SamplingParams) -> tuple[str, GenerationStats]:
+        """Complete ``prompt`` without streaming: the text and a copy of the call's stats."""
+        engine = self.model.engine
+        text = engine.create_completion(prompt, params)
+        assert isinstance(text, str)
+        return text, dataclasses.replace(engine.stats)
 
 
 #: Loaded engines by (model, model_path, allow_download, n_ctx, n_threads, device, n_parallel), kept

@@ -27,6 +27,7 @@ from langchain_core.utils.pydantic import is_basemodel_subclass
 from pydantic import Field
 
 from gpt4all_rag import GPT4All
+from gpt4all_rag.engine.sampling import SamplingParams
 from gpt4all_rag.engine.types import ChatCompletion, ChatCompletionChunk, Usage
 
 from . import _messages
@@ -44,10 +45,12 @@ class _Call:
     model: GPT4All
     model_name: str
     messages: list[dict[str, Any]]
+    params: SamplingParams
     kwargs: dict[str, Any] = field(default_factory=dict)
 
     def run(self, *, stream: bool) -> Any:
-        return self.model.create_chat_completion(self.messages, stream=stream, **self.kwargs)
+        return self.model.engine.create_chat_completion(self.messages, self.params, stream=stream,
+                                                        **self.kwargs)
 
 
 class ChatGPT4All(GPT4AllParams, BaseChatModel):
@@ -81,17 +84,16 @@ class ChatGPT4All(GPT4AllParams, BaseChatModel):
         model: model file name (found in ``model_path``) or path to a GGUF file.
         model_path: directory of the model (None: ``~/.cache/gpt4all``).
         allow_download: download a missing catalogue model (default True).
-        n_ctx: context window in tokens (default 4096).
+        n_ctx: context window in tokens (default 2048, the SDK's).
         n_threads: CPU threads (None: a default from the CPU count).
         device: ``"cpu"`` (default), ``"gpu"``, ``"cuda"``, ``"vulkan"``, ``"metal"`` ...
         n_parallel: calls the loaded model serves at once, decoded together (default 1;
             ``batch``/``abatch`` of n prompts run concurrently with n_parallel >= n, each call
             holding a KV cache of ``n_ctx`` tokens).
         temp (alias ``temperature``), top_k, top_p, min_p, repeat_penalty, repeat_last_n,
-            seed: sampling parameters with the GPT4All SDK's defaults (0.7, 40, 0.4, 0.0, 1.18,
-            64, None); documented once in :mod:`gpt4all_rag.gpt4all`.
-        max_tokens: most tokens generated per call (default 200).
-        n_batch: prompt tokens per evaluation batch (default 512; the SDK's default is 8).
+            seed, max_tokens, n_batch: sampling parameters; None (the default of each) leaves
+            the engine's default. Meaning, ranges and defaults are documented once, in
+            :mod:`gpt4all_rag.engine.sampling`, and checked there when a call is made.
         stop: stop sequences (honoured during generation; a call's ``stop`` replaces them).
         streaming: make ``invoke`` stream internally, so callbacks see every token.
         chat_template: a Jinja chat template that replaces the model's.
@@ -157,8 +159,8 @@ class ChatGPT4All(GPT4AllParams, BaseChatModel):
                  kwargs: dict[str, Any]) -> _Call:
         kwargs = dict(kwargs)
         model_name = self._model_name(kwargs)
-        call_kwargs: dict[str, Any] = self._sampling(stop, kwargs)
-        call_kwargs["grammar"] = kwargs.pop("grammar", None)
+        params = self._sampling(stop, kwargs)
+        call_kwargs: dict[str, Any] = {}
         tools: list[dict[str, Any]] | None = kwargs.pop("tools", None)
         tool_choice = kwargs.pop("tool_choice", None)
         has_schema = "json_schema" in kwargs
@@ -179,7 +181,7 @@ class ChatGPT4All(GPT4AllParams, BaseChatModel):
                 {"type": "json_object"} if schema is None else
                 {"type": "json_schema", "json_schema": {"name": "output", "schema": schema}})
         engine = self._engine(model_name)
-        return _Call(engine.model, model_name, _messages.to_openai_messages(messages), call_kwargs)
+        return _Call(engine.model, model_name, _messages.to_openai_messages(messages), params, call_kwargs)
 
     # -- results ----------------------------------------------------------------------------
     def _metadata(self, call: _Call, usage: Usage, finish_reason: str | None,

@@ -10,7 +10,8 @@ from langchain_core.language_models import BaseLLM
 from langchain_core.language_models.base import LangSmithParams
 from langchain_core.outputs import Generation, GenerationChunk, LLMResult
 
-from gpt4all_rag.gpt4all import GenerationStats
+from gpt4all_rag.engine.generation import GenerationStats
+from gpt4all_rag.engine.sampling import SamplingParams
 
 from ._common import GPT4AllParams, identifying_params, ls_params, pump, run_blocking
 
@@ -57,13 +58,12 @@ class GPT4AllLLM(GPT4AllParams, BaseLLM):
         return ls_params(self, "llm", stop, kwargs)
 
     def _prepare(self, stop: list[str] | None, kwargs: dict[str, Any],
-                 ) -> tuple[str, dict[str, Any], str | None]:
+                 ) -> tuple[str, SamplingParams]:
         kwargs = dict(kwargs)
         model_name = self._model_name(kwargs)
-        sampling = self._sampling(stop, kwargs)
-        grammar = kwargs.pop("grammar", None)
+        params = self._sampling(stop, kwargs)
         self._check_no_kwargs(kwargs)
-        return model_name, sampling, grammar
+        return model_name, params
 
     @staticmethod
     def _info(stats: GenerationStats) -> dict[str, Any]:
@@ -74,7 +74,7 @@ class GPT4AllLLM(GPT4AllParams, BaseLLM):
     def _generate(self, prompts: list[str], stop: list[str] | None = None,
                   run_manager: CallbackManagerForLLMRun | None = None,
                   **kwargs: Any) -> LLMResult:
-        model_name, sampling, grammar = self._prepare(stop, kwargs)
+        model_name, params = self._prepare(stop, kwargs)
         engine = self._engine(model_name)
         generations: list[list[Generation]] = []
         prompt_tokens = completion_tokens = 0
@@ -85,7 +85,7 @@ class GPT4AllLLM(GPT4AllParams, BaseLLM):
                     text += chunk.text
                     info = chunk.generation_info or info
             else:
-                text, stats = engine.complete(prompt, sampling, grammar)
+                text, stats = engine.complete(prompt, params)
                 info = self._info(stats)
             prompt_tokens += info.get("prompt_tokens", 0)
             completion_tokens += info.get("completion_tokens", 0)
@@ -113,9 +113,9 @@ class GPT4AllLLM(GPT4AllParams, BaseLLM):
     def _stream(self, prompt: str, stop: list[str] | None = None,
                 run_manager: CallbackManagerForLLMRun | None = None,
                 **kwargs: Any) -> Iterator[GenerationChunk]:
-        model_name, sampling, grammar = self._prepare(stop, kwargs)
+        model_name, params = self._prepare(stop, kwargs)
         engine = self._engine(model_name)
-        for item in engine.pieces(prompt, sampling, grammar):
+        for item in engine.pieces(prompt, params):
             chunk = _chunk(item)
             if run_manager is not None and chunk.text:
                 run_manager.on_llm_new_token(chunk.text, chunk=chunk)
@@ -124,9 +124,9 @@ class GPT4AllLLM(GPT4AllParams, BaseLLM):
     async def _astream(self, prompt: str, stop: list[str] | None = None,
                        run_manager: AsyncCallbackManagerForLLMRun | None = None,
                        **kwargs: Any) -> AsyncIterator[GenerationChunk]:
-        model_name, sampling, grammar = self._prepare(stop, kwargs)
+        model_name, params = self._prepare(stop, kwargs)
         engine = await run_blocking(self._engine, model_name)
-        items = pump(lambda: engine.pieces(prompt, sampling, grammar))
+        items = pump(lambda: engine.pieces(prompt, params))
         try:
             async for item in items:
                 chunk = _chunk(item)
