@@ -35,6 +35,8 @@ IGNORED_REMOTE_PARAMS = frozenset({"timeout", "max_retries", "api_key"})
 #: Per-call keyword arguments that override a sampling field for one call (the engine's
 #: schema, gpt4all_rag.engine.sampling, and its aliases; ``stop`` is handled on its own).
 SAMPLING_KEYS = tuple(f for f in FIELDS if f != "stop") + tuple(ALIASES)
+#: The sampling fields an instance sets (a call may add ``grammar`` and ``stop``).
+_FIELDS = tuple(f for f in FIELDS if f not in ("stop", "grammar"))
 
 #: ``ls_provider`` of the LangSmith tracing parameters.
 PROVIDER = "gpt4all"
@@ -97,6 +99,16 @@ class GPT4AllParams(BaseModel):
         if isinstance(values, dict):
             values = {k: v for k, v in values.items() if k not in IGNORED_REMOTE_PARAMS}
         return values
+
+    @model_validator(mode="after")
+    def _check_sampling(self) -> Any:
+        """The sampling fields are checked by the schema when the model is built, too."""
+        self._base_sampling()
+        return self
+
+    def _base_sampling(self) -> SamplingParams:
+        return SamplingParams.from_options(
+            **{k: v for k in _FIELDS if (v := getattr(self, k)) is not None})
 
     # -- engines ----------------------------------------------------------------------------
     def _engine(self, model: str | None = None) -> _Engine:
@@ -163,8 +175,7 @@ class GPT4AllParams(BaseModel):
         Raises:
             InvalidParameterError: (a ValueError) a value out of range.
         """
-        fields = {k: v for k in FIELDS if k != "stop" and (v := getattr(self, k)) is not None}
-        base = SamplingParams.from_options(**fields)
+        base = self._base_sampling()
         overrides = {k: kwargs.pop(k) for k in SAMPLING_KEYS if k in kwargs}
         stops = list(stop) if stop is not None else list(self.stop or [])
         return SamplingParams.from_options(base, **overrides, stop=stops)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import threading
 from collections.abc import AsyncGenerator, Callable, Generator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -46,13 +45,15 @@ from llama_index.core.llms.function_calling import FunctionCallingLLM
 from llama_index.core.llms.llm import ToolSelection, default_completion_to_prompt
 from llama_index.core.prompts import BasePromptTemplate
 from llama_index.core.types import Model
-from pydantic import AliasChoices
+from pydantic import AliasChoices, model_validator
+from typing_extensions import Self
 
 from gpt4all_rag import GPT4All, errors
 from gpt4all_rag.aio import iterate_in_thread
 from gpt4all_rag.engine.types import ChatCompletion, TokenLogprob
 from gpt4all_rag.gpt4all import DEFAULT_N_CTX
-from gpt4all_rag.engine.sampling import ALIASES, DEFAULTS, FIELDS
+from gpt4all_rag.lazy import Lazy
+from gpt4all_rag.engine.sampling import ALIASES, DEFAULTS, FIELDS, SamplingParams
 from gpt4all_rag.engine.templates import ChatTemplate
 
 from . import _structured
@@ -64,7 +65,7 @@ __all__ = ["GPT4AllRag"]
 #: ``tools``, ``tool_choice``, ``logprobs``, ``top_logprobs``.
 CALL_PARAMETERS = frozenset(FIELDS) | frozenset(ALIASES) | frozenset(
     {"tools", "tool_choice", "logprobs", "top_logprobs"})
-_SAMPLING = tuple(f for f in FIELDS if f not in ("stop", "grammar"))
+_SAMPLING = tuple(f for f in FIELDS if f not in ("stop", "grammar"))  # the fields set here
 _ROLES = {"developer": "system", "chatbot": "assistant", "model": "assistant"}
 R = TypeVar("R")
 _SYSTEM_ROLES = (MessageRole.SYSTEM, MessageRole.DEVELOPER)
@@ -80,7 +81,8 @@ class GPT4AllRag(FunctionCallingLLM):
     ``formatted=True`` (raw text completion) or a ``completion_to_prompt`` is given.
 
     Sampling parameters (``temp``, ``top_k``, ``top_p``, ``min_p``, ``repeat_penalty``,
-    ``repeat_last_n``, ``seed``) mean what :mod:`gpt4all_rag.gpt4all` documents. Each call may
+    ``repeat_last_n``, ``seed``, ``max_tokens``, ``n_batch``) mean what
+    :mod:`gpt4all_rag.engine.sampling` documents; None leaves its default. Each call may
     override them and ``max_tokens``, ``n_batch``, ``stop`` and ``grammar`` as keyword
     arguments (``llm.complete("...", max_tokens=32, stop=["\\n"])``); ``temperature`` is
     accepted for ``temp``. Any other keyword raises
@@ -127,24 +129,20 @@ class GPT4AllRag(FunctionCallingLLM):
         default=1, ge=1, le=64, description="Calls the model serves at once, decoded together "
                                             "(asyncio.gather of n achat calls runs concurrently "
                                             "with n_parallel >= n); each holds n_ctx of KV cache.")
-    # Sampling fields: defaults and meaning from gpt4all_rag.engine.sampling (checked there again).
-    max_tokens: int = Field(
-        default=DEFAULTS.max_tokens, ge=0, description="Maximum tokens generated per call (num_output).")
-    temp: float = Field(default=DEFAULTS.temp, ge=0.0,
-                        validation_alias=AliasChoices("temp", "temperature"),
-                        description="Temperature; 0 is greedy (deterministic).")
-    top_k: int = Field(default=DEFAULTS.top_k, ge=0, description="Top-k sampling; 0 disables.")
-    top_p: float = Field(default=DEFAULTS.top_p, gt=0.0, le=1.0, description="Nucleus sampling.")
-    min_p: float = Field(default=DEFAULTS.min_p, ge=0.0, le=1.0, description="Min-p sampling.")
-    repeat_penalty: float = Field(default=DEFAULTS.repeat_penalty, gt=0.0,
-                                  description="Repetition penalty.")
-    repeat_last_n: int = Field(default=DEFAULTS.repeat_last_n, ge=-1,
-                               description="Tokens the penalty looks at.")
+    # Sampling fields: None (the default of each) leaves the engine's default; meaning, ranges
+    # and defaults live in gpt4all_rag.engine.sampling alone, which checks them on each call.
+    max_tokens: int | None = Field(default=None, description="Maximum tokens generated per call.")
+    temp: float | None = Field(default=None, validation_alias=AliasChoices("temp", "temperature"),
+                               description="Temperature; 0 is greedy (deterministic).")
+    top_k: int | None = None
+    top_p: float | None = None
+    min_p: float | None = None
+    repeat_penalty: float | None = None
+    repeat_last_n: int | None = None
     n_batch: int | None = Field(
-        default=DEFAULTS.n_batch, ge=1,
-        description="Prompt tokens per evaluation batch; None: the context's batch size, the "
-                    "fastest.")
-    seed: int | None = Field(default=DEFAULTS.seed, description="Sampling seed; None: fresh per call.")
+        default=None, description="Prompt tokens per evaluation batch; None: the context's batch "
+                                  "size, the fastest.")
+    seed: int | None = Field(default=None, description="Sampling seed; None: fresh per call.")
     logprobs: bool = Field(
         default=False, description="Report the generated tokens' log-probabilities in "
                                    "ChatResponse.logprobs.")
@@ -155,11 +153,7 @@ class GPT4AllRag(FunctionCallingLLM):
         default=None,
         description="A Jinja chat template overriding the catalogue's and the GGUF's.")
 
-    _client: GPT4All | None = PrivateAttr(default=None)
-    _owns_client: bool = PrivateAttr(default=True)
-    _closed: bool = PrivateAttr(default=False)
-    _load_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
-    _template: ChatTemplate | None = PrivateAttr(default=None)
+    _client: Lazy[GPT4All] = PrivateAttr()
 
     def __init__(self, model_name: str | None = None, *, model: GPT4All | None = None,
                  **kwargs: Any) -> None:
@@ -189,9 +183,10 @@ class GPT4AllRag(FunctionCallingLLM):
         if kwargs.get("model_path") is not None:
             kwargs["model_path"] = os.path.expanduser(os.fspath(kwargs["model_path"]))
         super().__init__(**kwargs)
+        self._client = Lazy(self._load, free=GPT4All.close,
+                            what=f"this GPT4AllRag ({self.model_name})")
         if model is not None:
-            self._client = model
-            self._owns_client = False
+            self._client.set(model)
 
     @classmethod
     def class_name(cls) -> str:
@@ -206,42 +201,33 @@ class GPT4AllRag(FunctionCallingLLM):
             ModelNotFoundError, ModelLoadError, DownloadError: as ``GPT4All()``.
             ModelClosedError: :meth:`close` was called.
         """
-        if self._closed:
-            raise errors.ModelClosedError(
-                f"this GPT4AllRag ({self.model_name}) was closed; create a new one to use it")
-        if self._client is None:
-            with self._load_lock:
-                if self._client is None:
-                    self._client = GPT4All(
-                        self.model_name, model_path=self.model_path,
-                        allow_download=self.allow_download, n_threads=self.n_threads,
-                        device=self.device, n_ctx=self.n_ctx, ngl=self.ngl,
-                        n_parallel=self.n_parallel)
-        return self._client
+        return self._client.get()
+
+    def _load(self) -> GPT4All:
+        return GPT4All(self.model_name, model_path=self.model_path, allow_download=self.allow_download,
+                       n_threads=self.n_threads, device=self.device, n_ctx=self.n_ctx, ngl=self.ngl,
+                       n_parallel=self.n_parallel)
 
     @property
     def is_loaded(self) -> bool:
         """Whether the model weights are in memory."""
-        return self._client is not None and not self._closed
+        return self._client.loaded
 
     def close(self) -> None:
         """Free the model (unless it was passed in as ``model``). Idempotent.
 
         Any later call raises :class:`~gpt4all_rag.errors.ModelClosedError`.
         """
-        self._closed = True
-        client, self._client = self._client, None
-        if client is not None and self._owns_client:
-            client.close()
+        self._client.close()
 
     # -- metadata ---------------------------------------------------------------------------
     @property
     def metadata(self) -> LLMMetadata:
         """Context window (the loaded model's ``n_ctx``, else the configured one), etc."""
-        client = None if self._closed else self._client
+        client = self._client.peek()
         return LLMMetadata(
-            context_window=self.n_ctx if client is None else client.model.n_ctx,
-            num_output=self.max_tokens,
+            context_window=self.n_ctx if client is None else client.engine.n_ctx,
+            num_output=DEFAULTS.max_tokens if self.max_tokens is None else self.max_tokens,
             is_chat_model=True,
             is_function_calling_model=True,
             model_name=self.model_name,
@@ -250,18 +236,8 @@ class GPT4AllRag(FunctionCallingLLM):
 
     # -- prompts ----------------------------------------------------------------------------
     def _chat_template(self, client: GPT4All) -> ChatTemplate:
-        """The template GPT4All.chat_session() would use: ours, the catalogue's, the GGUF's."""
-        source = (self.chat_template or client.config.get("chatTemplate")
-                  or client.model.chat_template())
-        if not source:
-            raise errors.ChatTemplateError(
-                f"{self.model_name} has no chat template (no catalogue entry and no "
-                "tokenizer.chat_template in the GGUF); pass one: GPT4AllRag(..., "
-                "chat_template='{% for m in messages %}...{% endfor %}'), or a "
-                "messages_to_prompt function")
-        if self._template is None or self._template.source != source:
-            self._template = ChatTemplate(source)  # compiled once per source
-        return self._template
+        """The template the engine's chat calls use: ours, the catalogue's, the GGUF's."""
+        return client.engine.template(client.engine.chat_template_source(self.chat_template))
 
     def format_messages(self, messages: Sequence[ChatMessage]) -> str:
         """Render messages into the prompt text the model sees (with special tokens as text).
@@ -289,7 +265,7 @@ class GPT4AllRag(FunctionCallingLLM):
         client = self.client
         return self._chat_template(client).render(
             _template_messages(messages), add_generation_prompt=True,
-            special_tokens=client.special_tokens_map)
+            special_tokens=client.engine.special_tokens)
 
     def _completion_prompt(self, prompt: str, formatted: bool) -> str:
         if formatted:
@@ -299,31 +275,42 @@ class GPT4AllRag(FunctionCallingLLM):
             return custom(prompt)
         return self.format_messages([ChatMessage(role=MessageRole.USER, content=prompt)])
 
-    def _parameters(self, kwargs: dict[str, Any]) -> dict[str, Any]:
-        """This call's sampling options (the fields, overridden by ``kwargs``), with ``stop``
-        appended to the fields' and aliases resolved by the core."""
+    @model_validator(mode="after")
+    def _check_sampling(self) -> Self:
+        """The sampling fields are checked by the schema when the LLM is built, too."""
+        self._base_parameters()
+        return self
+
+    def _base_parameters(self) -> SamplingParams:
+        return SamplingParams.from_options(
+            **{k: v for k in _SAMPLING if (v := getattr(self, k)) is not None})
+
+    def _parameters(self, kwargs: dict[str, Any]) -> SamplingParams:
+        """This call's :class:`~gpt4all_rag.engine.sampling.SamplingParams`: the fields that
+        are set, overridden by ``kwargs`` (aliases resolved, and checked, by the schema), with
+        ``stop`` appended to the fields'.
+
+        Raises:
+            InvalidParameterError: an unknown parameter or a bad value.
+        """
         unknown = sorted(set(kwargs) - CALL_PARAMETERS)
         if unknown:
             raise errors.InvalidParameterError(
                 f"unknown generation parameter(s) {unknown}; accepted: {sorted(CALL_PARAMETERS)}")
-        if "temp" in kwargs and "temperature" in kwargs:
-            raise errors.InvalidParameterError("pass temp or temperature, not both")
-        params: dict[str, Any] = {name: getattr(self, name) for name in _SAMPLING}
-        params.update({ALIASES.get(k, k): v for k, v in kwargs.items()
-                       if k not in ("stop", "tools", "tool_choice", "logprobs", "top_logprobs")})
+        base = self._base_parameters()
+        overrides = {k: v for k, v in kwargs.items()
+                     if k not in ("stop", "tools", "tool_choice", "logprobs", "top_logprobs")}
         stop = kwargs.get("stop")
         extra = [stop] if isinstance(stop, str) else list(stop or [])
-        params["stop"] = list(self.stop) + extra or None
-        return params
+        return SamplingParams.from_options(base, **overrides, stop=list(self.stop) + extra)
 
     def _chat_options(self, kwargs: dict[str, Any]) -> dict[str, Any]:
-        """``create_chat_completion`` keyword arguments of one chat call."""
-        options = self._parameters(kwargs)
-        options.update(chat_template=self.chat_template, tools=kwargs.get("tools"),
-                       tool_choice=kwargs.get("tool_choice"),
-                       logprobs=bool(kwargs.get("logprobs", self.logprobs)),
-                       top_logprobs=kwargs.get("top_logprobs", self.top_logprobs))
-        return options
+        """The engine's ``create_chat_completion`` keyword arguments of one chat call, but the
+        sampling parameters (:meth:`_parameters`)."""
+        return dict(chat_template=self.chat_template, tools=kwargs.get("tools"),
+                    tool_choice=kwargs.get("tool_choice"),
+                    logprobs=bool(kwargs.get("logprobs", self.logprobs)),
+                    top_logprobs=kwargs.get("top_logprobs", self.top_logprobs))
 
     def _uses_core(self) -> bool:
         custom = self.messages_to_prompt
@@ -337,20 +324,14 @@ class GPT4AllRag(FunctionCallingLLM):
 
     # -- generation -------------------------------------------------------------------------
     def _usage(self, client: GPT4All) -> dict[str, Any]:
-        stats = client.stats
-        return {
-            "usage": {
-                "prompt_tokens": stats.prompt_tokens,
-                "completion_tokens": stats.completion_tokens,
-                "total_tokens": stats.prompt_tokens + stats.completion_tokens,
-            },
-            "finish_reason": stats.finish_reason,
-        }
+        stats = client.engine.stats
+        return _raw(stats.usage().to_dict(), stats.finish_reason)
 
     def _generate(self, prompt: str, kwargs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         params = self._parameters(kwargs)
         client = self.client
-        text = client.generate(prompt, streaming=False, **params)
+        text = client.engine.create_completion(prompt, params)
+        assert isinstance(text, str)
         return text, self._usage(client)
 
     def _stream(self, prompt: str, kwargs: dict[str, Any],
@@ -360,7 +341,8 @@ class GPT4AllRag(FunctionCallingLLM):
         closes the engine's stream, which stops generation and frees the model."""
         params = self._parameters(kwargs)
         client = self.client
-        pieces = client.generate(prompt, streaming=True, **params)
+        pieces = client.engine.create_completion(prompt, params, stream=True)
+        assert not isinstance(pieces, str)
 
         def gen() -> Generator[R, None, None]:
             text = ""
@@ -369,7 +351,7 @@ class GPT4AllRag(FunctionCallingLLM):
                     text += piece
                     yield make(text, piece, None)
             finally:
-                pieces.close()
+                pieces.close()  # type: ignore[attr-defined]
             yield make(text, "", self._usage(client))
 
         return gen()
@@ -400,8 +382,8 @@ class GPT4AllRag(FunctionCallingLLM):
         if not self._uses_core():  # the caller's own messages_to_prompt: raw text completion
             text, raw = self._generate(self.format_messages(messages), kwargs)
             return ChatResponse(message=ChatMessage(role=MessageRole.ASSISTANT, content=text), raw=raw)
-        options = self._chat_options(kwargs)
-        completion = self.client.create_chat_completion(self._messages(messages), **options)
+        params, options = self._parameters(kwargs), self._chat_options(kwargs)
+        completion = self.client.engine.create_chat_completion(self._messages(messages), params, **options)
         assert isinstance(completion, ChatCompletion)
         return ChatResponse(message=_assistant_message(completion.message.content or "",
                                                        completion.message.reasoning_content,
@@ -414,8 +396,9 @@ class GPT4AllRag(FunctionCallingLLM):
         if not self._uses_core():
             return self._stream(self.format_messages(messages), kwargs, lambda t, d, r: ChatResponse(
                 message=ChatMessage(role=MessageRole.ASSISTANT, content=t), delta=d, raw=r))
-        options = self._chat_options(kwargs)
-        chunks = self.client.create_chat_completion(self._messages(messages), stream=True, **options)
+        params, options = self._parameters(kwargs), self._chat_options(kwargs)
+        chunks = self.client.engine.create_chat_completion(self._messages(messages), params,
+                                                           stream=True, **options)
 
         def gen() -> Generator[ChatResponse, None, None]:
             text, reasoning, calls = "", "", []
