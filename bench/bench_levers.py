@@ -88,7 +88,7 @@ class Corpus:
 def chunk_set(data: Path, ld: LocalDocs, work: Path) -> Corpus:
     ds = load_beir(data)
     path_to_doc = write_corpus(ds, work / ds.name)
-    counter = ModelTokenCounter(ld.embedder.gpt4all.model)
+    counter = ModelTokenCounter(ld.embedder)
     prefix = ld.embedder.document_prefix or ""
     max_tokens = ld.embedder.n_ctx - len(counter.prefix_tokens(prefix)) - 2
     doc_of_chunk, texts, titles, headings = [], [], [], []

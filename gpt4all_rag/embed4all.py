@@ -27,9 +27,9 @@ from typing import Any, Callable, Literal, Sequence, TypedDict, TypeVar, Generic
 import numpy as np
 from typing_extensions import Self
 
-from . import _native, errors
+from . import _native, errors, models
 from .embedding_rules import EmbeddingRule, find_rule
-from .gpt4all import GPT4All
+from .engine.llama import DEFAULT_N_CTX, Llama
 
 __all__ = ["DEFAULT_MODEL_NAME", "Embed4All", "EmbedResult", "EmbCancelCallbackType", "PrefixTask",
            "WINDOW_OVERLAP"]
@@ -74,45 +74,50 @@ class Embed4All:
     MIN_DIMENSIONALITY = 64
 
     def __init__(self, model_name: str | None = None, *, n_threads: int | None = None,
-                 device: str | None = None, **kwargs: Any):
+                 device: str | None = None, model_path: str | os.PathLike[str] | None = None,
+                 allow_download: bool = True, n_ctx: int = DEFAULT_N_CTX, ngl: int = 100,
+                 verbose: bool = False, **kwargs: Any):
         """Load an embedding model.
 
         Args:
-            model_name: a GGUF embedding model; None: :data:`DEFAULT_MODEL_NAME`.
+            model_name: a GGUF embedding model (a file in ``model_path``, a catalogue name, or
+                the absolute path of a file); None: :data:`DEFAULT_MODEL_NAME`.
             n_threads: CPU threads; None picks a default.
             device: see :class:`~gpt4all_rag.GPT4All`.
-            **kwargs: passed to the :class:`~gpt4all_rag.GPT4All` constructor
-                (``model_path``, ``allow_download``, ``n_ctx`` ...).
+            model_path, allow_download, n_ctx, ngl, verbose: as for
+                :class:`~gpt4all_rag.GPT4All`.
+            **kwargs: further arguments of :class:`~gpt4all_rag.engine.Llama`
+                (``flash_attention`` ...); ``model_type`` is accepted and unused, as in the seed.
 
         Raises:
             ModelNotFoundError, ModelLoadError, DownloadError: as for ``GPT4All``.
+            InvalidParameterError: an argument out of range.
             UnsupportedOperationError: (a ValueError) the model is not an embedding model.
         """
         if model_name is None:
             model_name = DEFAULT_MODEL_NAME
-        self.gpt4all = GPT4All(model_name, n_threads=n_threads, device=device, **kwargs)
-        model = self.gpt4all.model
-        if not model.is_embedding:
-            name = os.path.basename(self.gpt4all.config["path"])
-            self.gpt4all.close()
+        kwargs.pop("model_type", None)
+        config = models.locate(model_name, model_path, allow_download, verbose)
+        #: The engine holding the model (:class:`gpt4all_rag.engine.Llama`).
+        self.engine = engine = Llama(config["path"], n_ctx=n_ctx, n_threads=n_threads, device=device,
+                                     n_gpu_layers=ngl, **kwargs)
+        if not engine.is_embedding:
+            engine.close()
             raise errors.UnsupportedOperationError(
-                f"{name} is not an embedding model (its GGUF declares no pooling); use an "
+                f"{engine.name} is not an embedding model (its GGUF declares no pooling); use an "
                 "embedding model such as all-MiniLM-L6-v2 or nomic-embed-text")
-        self.model_name: str = model.meta("general.name") or os.path.basename(self.gpt4all.config["path"])
+        #: The model file's path.
+        self.path = engine.path
+        self.model_name: str = engine.meta("general.name") or engine.name
         #: The prefix rule of this model family, or None for an unknown model.
         self.rule: EmbeddingRule | None = find_rule(self.model_name)
-        self.dimensionality: int = model.n_embd
-        self.n_ctx: int = model.n_ctx
+        self.dimensionality: int = engine.n_embd
+        self.n_ctx: int = engine.n_ctx
         # Tokens packed into one evaluation, at most the context's batch; fixed for the process
         # (the backends are loaded once).
-        self._pack_tokens = min(model.info(_native.PROP_N_BATCH),
-                                PACK_TOKENS_BLAS if _native.has_blas() else PACK_TOKENS)
-        self._n_seq_max = model.info(_native.PROP_N_SEQ_MAX)
-        self._bos = model.info(_native.PROP_ADD_BOS) and model.special_token("bos") >= 0
-        self._eos = model.info(_native.PROP_ADD_EOS) and model.special_token("eos") >= 0
-        seps = model.tokenize("", add_special=True)
-        self._head = seps[:1] if self._bos else []
-        self._tail = seps[-1:] if self._eos else []
+        self._pack_tokens = min(engine.n_batch, PACK_TOKENS_BLAS if _native.has_blas() else PACK_TOKENS)
+        self._n_seq_max = engine.n_seq_max
+        self._head, self._tail = engine.special_token_ids()
         self._prefix_cache: dict[str, list[int]] = {}
 
     def __enter__(self) -> Self:
@@ -124,7 +129,7 @@ class Embed4All:
 
     def close(self) -> None:
         """Delete the model instance and free associated system resources."""
-        self.gpt4all.close()
+        self.engine.close()
 
     # -- prefixes ---------------------------------------------------------------------------
     @property
@@ -183,10 +188,18 @@ class Embed4All:
                 f"valid: {allowed}")
         return prefix
 
+    def tokenize(self, text: str) -> list[int]:
+        """The tokens of ``text`` as it is embedded: no special tokens added or parsed.
+
+        Raises:
+            InvalidParameterError: not a string. ModelClosedError: closed.
+        """
+        return self.engine.tokenize(text, parse_special=False)
+
     def _prefix_tokens(self, prefix: str) -> list[int]:
         if prefix not in self._prefix_cache:
             self._prefix_cache[prefix] = (
-                self.gpt4all.model.tokenize(prefix + ": ", add_special=False) if prefix else [])
+                self.tokenize(prefix + ": ") if prefix else [])
         return self._prefix_cache[prefix]
 
     # -- embedding --------------------------------------------------------------------------
@@ -219,8 +232,8 @@ class Embed4All:
 
         Args:
             text: a text, or a list of texts (each non-empty).
-            prefix: the task prefix without the trailing colon (Nomic Embed:
-                ``search_document`` (default), ``search_query``, ``clustering``,
+            prefix: the task prefix without the trailing colon (Nomic Embed's are
+                ``search_document``, its document prefix, ``search_query``, ``clustering`` and
                 ``classification``). None uses the model's document prefix; unknown models need
                 an explicit prefix ("" for none). See :meth:`resolve_prefix`.
             dimensionality: output size for Matryoshka models (1 .. full size); None means full.
@@ -276,7 +289,6 @@ class Embed4All:
             raise errors.InvalidParameterError("cancel_cb must be callable")
         resolved = self.resolve_prefix(prefix)
 
-        model = self.gpt4all.model
         head = self._head + self._prefix_tokens(resolved)
         tail = self._tail
         window = self.n_ctx - len(head) - len(tail)
@@ -286,7 +298,7 @@ class Embed4All:
         seqs: list[list[int]] = []
         owner: list[int] = []
         for i, t in enumerate(texts):
-            ids = model.tokenize(t, add_special=False)
+            ids = self.tokenize(t)
             if atlas and long_text_mode == "mean" and len(ids) > ATLAS_MAX_TOKENS:
                 raise errors.ContextOverflowError(
                     f"text {i} has {len(ids)} tokens; with atlas=True the limit is {ATLAS_MAX_TOKENS}")
@@ -328,12 +340,12 @@ class Embed4All:
             tokens += len(s)
         batches.append((start, len(seqs)))
         sizes = [sum(len(s) for s in seqs[a:b]) for a, b in batches]
-        backend = self.gpt4all.backend
+        backend = self.engine.backend
         out = np.empty((len(seqs), self.dimensionality), dtype=np.float32)
         for k, (a, b) in enumerate(batches):
             if cancel_cb is not None and cancel_cb(sizes[k:], backend):
                 raise errors.CancellationError("embedding was cancelled by cancel_cb")
-            out[a:b] = self.gpt4all.model.embed(seqs[a:b])
+            out[a:b] = self.engine.embed(seqs[a:b])
         return out
 
 

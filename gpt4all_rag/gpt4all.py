@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import os
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Callable, Iterable, Iterator, Literal, overload
@@ -23,8 +22,9 @@ from typing import Any, Callable, Iterable, Iterator, Literal, overload
 from typing_extensions import Self
 
 from . import _native, errors, models
+from .chat_session import LOCALDOCS_PROMPT_KEY, ChatSession
 from .engine.generation import GenerationStats
-from .engine.llama import DEFAULT_N_CTX, Llama
+from .engine.llama import DEFAULT_N_CTX, Llama, native_device
 from .engine.sampling import DEFAULTS, SamplingParams, check_number
 from .engine.templates import MessageType
 from .engine.types import ChatCompletion, ChatCompletionChunk, LogLikelihood, TokenLogprob
@@ -50,42 +50,6 @@ def empty_response_callback(token_id: int, response: str) -> bool:
 
 def _append_extension_if_missing(model_name: str) -> str:
     return model_name if model_name.endswith((".bin", ".gguf")) else model_name + ".gguf"
-
-
-#: History key holding the user message as the model saw it (with retrieved context).
-LOCALDOCS_PROMPT_KEY = "localdocs_prompt"
-
-
-@dataclass
-class ChatSession:
-    """State of an open ``chat_session()``: its chat template's source, the message history
-    and, when LocalDocs is attached, the retrieval settings."""
-
-    template_source: str
-    history: list[MessageType] = field(default_factory=list)
-    localdocs: list[Any] = field(default_factory=list)  # LocalDocs collections searched each turn
-    localdocs_k: int = 3
-    localdocs_template: str | None = None
-
-    def shown(self) -> list[dict[str, Any]]:
-        """The history as the model sees it: a LocalDocs turn with its retrieved context."""
-        return [dict(m, content=m[LOCALDOCS_PROMPT_KEY]) if LOCALDOCS_PROMPT_KEY in m else m
-                for m in self.history]
-
-    def drop_unanswered_turn(self) -> None:
-        """After a failed turn, remove its user message so the history stays as it was."""
-        if self.history and self.history[-1]["role"] == "user":
-            self.history.pop()
-
-    def answer(self, completion: ChatCompletion) -> None:
-        """Append the reply: its content, and apart from it its reasoning and tool calls."""
-        message = completion.message
-        reply = MessageType(role="assistant", content=message.content or "")
-        if message.reasoning_content:
-            reply["reasoning_content"] = message.reasoning_content
-        if message.tool_calls:
-            reply["tool_calls"] = [c.to_dict() for c in message.tool_calls]
-        self.history.append(reply)
 
 
 class GPT4All:
@@ -165,16 +129,13 @@ class GPT4All:
         self._chat_session: ChatSession | None = None
         #: LocalDocs sources (SearchResult objects) used by the latest chat turn; see chat_session.
         self.last_sources: list[Any] = []
-        native_device = self._native_device(device)
-        model_file = Path(os.fspath(model_name)).expanduser()
-        if model_path is None and model_file.is_absolute() and model_file.is_file():
-            model_name, model_path = model_file.name, model_file.parent
-        self.config: ConfigType = self.retrieve_model(
-            model_name, model_path=model_path, allow_download=allow_download, verbose=verbose)
+        native_device(device)  # a bad device fails before any download
+        self.config: ConfigType = models.locate(model_name, model_path, allow_download, verbose,
+                                                default_directory=Path(DEFAULT_MODEL_DIRECTORY))
         catalogue_template = self.config.get("chatTemplate")
         #: The engine this facade sits on (:class:`gpt4all_rag.engine.Llama`).
         self.engine = Llama(self.config["path"], n_ctx=n_ctx, n_parallel=n_parallel,
-                            n_threads=n_threads, device=native_device, n_gpu_layers=ngl,
+                            n_threads=n_threads, device=device, n_gpu_layers=ngl,
                             flash_attention=flash_attention, max_waiting=max_waiting,
                             wait_timeout=wait_timeout, chat_template=catalogue_template or None,
                             chat=not ("chatTemplate" in self.config and catalogue_template is None))
@@ -200,20 +161,6 @@ class GPT4All:
         """Generations this instance serves at once."""
         return self.engine.n_parallel
 
-    # -- construction helpers ---------------------------------------------------------------
-    @staticmethod
-    def _native_device(device: str | None) -> str | None:
-        if device is None or device == "cpu":
-            return None
-        if not isinstance(device, str) or not device:
-            raise errors.InvalidParameterError(f"device must be a string, got {device!r}")
-        for prefix in ("cuda:", "kompute:", "vulkan:"):
-            if device.startswith(prefix):
-                return device[len(prefix):]
-        if device in ("kompute", "amd", "nvidia", "intel"):
-            return "gpu"
-        return device
-
     # -- lifetime ---------------------------------------------------------------------------
     def __enter__(self) -> Self:
         return self
@@ -233,12 +180,12 @@ class GPT4All:
     @property
     def backend(self) -> str:
         """The backend in use: "cpu", "cuda", "vulkan", "metal", ..."""
-        return self.model.device()[0]
+        return self.engine.backend
 
     @property
     def device(self) -> str | None:
         """The name of the GPU device in use, or None on the CPU."""
-        return self.model.device()[1]
+        return self.engine.device
 
     @property
     def current_chat_session(self) -> list[MessageType] | None:

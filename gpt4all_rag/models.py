@@ -370,6 +370,22 @@ def _parse_size(value: object) -> int | None:
     return size if size >= 0 else None
 
 
+def locate(model_name: str, model_path: _PathLike | None = None, allow_download: bool = True,
+           verbose: bool = False, *, default_directory: _PathLike | None = None) -> ConfigType:
+    """:func:`retrieve_model`, also for a path: a model given as the absolute path of an
+    existing file (and no ``model_path``) is that file. What ``GPT4All`` and ``Embed4All`` do
+    with their ``model_name``.
+
+    Raises:
+        As :func:`retrieve_model`.
+    """
+    model_file = Path(os.fspath(model_name)).expanduser()
+    if model_path is None and model_file.is_absolute() and model_file.is_file():
+        model_name, model_path = model_file.name, model_file.parent
+    return retrieve_model(model_name, model_path, allow_download, verbose,
+                          default_directory=default_directory)
+
+
 def retrieve_model(
     model_name: str,
     model_path: _PathLike | None = None,

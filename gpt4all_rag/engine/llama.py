@@ -38,6 +38,27 @@ DEFAULT_N_CTX = 2048
 Callback = Callable[[int, str], bool]
 
 
+def native_device(device: str | None) -> str | None:
+    """The native library's device name of a GPT4All device string: None for the CPU
+    (``None``/``"cpu"``), ``"gpu"`` for the first GPU (``"gpu"``, ``"kompute"``, ``"amd"``,
+    ``"nvidia"``, ``"intel"``), the name after ``"cuda:"``/``"kompute:"``/``"vulkan:"``, else the
+    string itself (a device name from ``GPT4All.list_gpus()``, ``"cuda"``, ``"metal"`` ...).
+
+    Raises:
+        InvalidParameterError: not a non-empty string or None.
+    """
+    if device is None or device == "cpu":
+        return None
+    if not isinstance(device, str) or not device:
+        raise errors.InvalidParameterError(f"device must be a string, got {device!r}")
+    for prefix in ("cuda:", "kompute:", "vulkan:"):
+        if device.startswith(prefix):
+            return device[len(prefix):]
+    if device in ("kompute", "amd", "nvidia", "intel"):
+        return "gpu"
+    return device
+
+
 class Llama:
     """One loaded GGUF model: completions, chat completions, scoring and tokenization.
 
@@ -48,8 +69,8 @@ class Llama:
             batching); each has the whole ``n_ctx`` window (rounded up to a multiple of 256
             tokens when > 1), so the KV cache takes ``n_parallel`` times the memory.
         n_threads: CPU threads (> 0); None picks a default from the CPU count.
-        device: None for the CPU, ``"gpu"`` for the first GPU, or a device name
-            (``gpt4all_rag.GPT4All`` maps the seed's device strings onto these).
+        device: a GPT4All device string (:func:`native_device`): None or ``"cpu"`` for the
+            CPU, ``"gpu"`` for the first GPU, ``"cuda:NAME"``, a device name, ...
         n_gpu_layers: layers offloaded to a GPU device (-1: all).
         flash_attention: None lets the native library choose (see ``GPT4All``), or force it.
         max_waiting: callers that may wait for a busy model (>= 0); one more gets
@@ -85,6 +106,7 @@ class Llama:
         if flash_attention is not None and not isinstance(flash_attention, bool):
             raise errors.InvalidParameterError(
                 f"flash_attention must be True, False or None, got {flash_attention!r}")
+        device = native_device(device)
         if chat_template is not None and not isinstance(chat_template, str):
             raise errors.InvalidParameterError(f"chat_template must be a string, got {chat_template!r}")
         self.path = Path(model_path)
@@ -167,6 +189,56 @@ class Llama:
         latest: tuple[GenerationStats, list[TokenLogprob]] = (GenerationStats(), [])
         self._local.latest = self._latest = latest
         return latest
+
+    @property
+    def backend(self) -> str:
+        """The backend in use: "cpu", "cuda", "vulkan", "metal", ..."""
+        return self.model.device()[0]
+
+    @property
+    def device(self) -> str | None:
+        """The name of the GPU device in use, or None on the CPU."""
+        return self.model.device()[1]
+
+    def meta(self, key: str) -> str | None:
+        """A GGUF metadata value as text (e.g. ``general.name``), or None."""
+        return self.model.meta(key)
+
+    # -- embeddings -------------------------------------------------------------------------
+    @property
+    def n_embd(self) -> int:
+        """The size of the model's embeddings (and hidden states)."""
+        return self.model.n_embd
+
+    @property
+    def n_batch(self) -> int:
+        """The most tokens one evaluation takes (the context's logical batch)."""
+        return self.model.info(_native.PROP_N_BATCH)
+
+    @property
+    def n_seq_max(self) -> int:
+        """The most sequences one evaluation holds."""
+        return self.model.info(_native.PROP_N_SEQ_MAX)
+
+    def special_token_ids(self) -> tuple[list[int], list[int]]:
+        """The tokens the model wants around a text of its own: ``([BOS] or [], [EOS] or [])``
+        (an embedding model's ``[CLS]`` and ``[SEP]``)."""
+        seps = self.model.tokenize("", add_special=True)
+        bos = self.model.info(_native.PROP_ADD_BOS) and self.model.special_token("bos") >= 0
+        eos = self.model.info(_native.PROP_ADD_EOS) and self.model.special_token("eos") >= 0
+        return (seps[:1] if bos else []), (seps[-1:] if eos else [])
+
+    def embed(self, token_lists: Sequence[Sequence[int]]) -> Any:
+        """Pooled embeddings of token sequences evaluated together, ``float32[len, n_embd]``
+        (numpy; each sequence pooled as the GGUF declares, not normalised). At most
+        :attr:`n_seq_max` sequences and :attr:`n_batch` tokens in all.
+
+        Raises:
+            UnsupportedOperationError: not an embedding model. InvalidParameterError: too many
+            sequences or tokens, an empty one, or an id outside the vocabulary.
+            ModelClosedError: closed.
+        """
+        return self.model.embed([list(t) for t in token_lists])
 
     # -- tokens -----------------------------------------------------------------------------
     def tokenize(self, text: str, *, add_special: bool = False, parse_special: bool = True) -> list[int]:

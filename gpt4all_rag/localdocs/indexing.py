@@ -72,22 +72,20 @@ class ModelTokenCounter:
     :data:`~gpt4all_rag.localdocs.chunking.TokenCounter`.
 
     Args:
-        model: the native model of an :class:`~gpt4all_rag.Embed4All`
-            (``embedder.gpt4all.model``).
+        embedder: an :class:`~gpt4all_rag.Embed4All` (its :meth:`~gpt4all_rag.Embed4All.tokenize`).
     """
 
-    def __init__(self, model: Any) -> None:
-        self._model = model
+    def __init__(self, embedder: Any) -> None:
+        self._embedder = embedder
         self._prefix_cache: dict[str, list[int]] = {}
 
     def __call__(self, text: str) -> int:
-        return len(self._model.tokenize(text, add_special=False)) if text else 0
+        return len(self._embedder.tokenize(text)) if text else 0
 
     def prefix_tokens(self, prefix: str) -> list[int]:
         """The tokens of ``prefix + ": "`` as the embedder writes it (none for ``""``)."""
         if prefix not in self._prefix_cache:
-            self._prefix_cache[prefix] = (
-                self._model.tokenize(prefix + ": ", add_special=False) if prefix else [])
+            self._prefix_cache[prefix] = self._embedder.tokenize(prefix + ": ") if prefix else []
         return self._prefix_cache[prefix]
 
 
@@ -144,7 +142,7 @@ def index_files(store: Store, embedder: Embed4All, roots: list[str], *, prefix: 
             store.remove_document(rec.doc_id)
             report.removed.append(path)
 
-    counter = ModelTokenCounter(embedder.gpt4all.model)
+    counter = ModelTokenCounter(embedder)
     max_tokens = embedder.n_ctx - len(counter.prefix_tokens(prefix)) - 2
     pending: list[_Pending] = []
     n_pending = 0

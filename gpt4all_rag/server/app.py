@@ -398,11 +398,10 @@ def _openapi(app: FastAPI, config: ServerConfig) -> dict[str, Any]:
 
 
 def _embed(embedder: Any, filename: str, req: EmbeddingRequest, stop: threading.Event) -> dict[str, Any]:
-    model = embedder.gpt4all.model
     items = req.input if isinstance(req.input, list) else [req.input]
     if items and isinstance(items[0], int):
         items = [items]  # one token array
-    texts = [i if isinstance(i, str) else model.detokenize(list(i)) for i in items]
+    texts = [i if isinstance(i, str) else embedder.engine.detokenize(list(i)) for i in items]
     if any(not t for t in texts):
         raise ApiError(400, "an input is empty", param="input")
     full = embedder.dimensionality
@@ -418,7 +417,7 @@ def _embed(embedder: Any, filename: str, req: EmbeddingRequest, stop: threading.
                             "are unknown)", param="input_type") from exc
     vectors = embedder.embed(texts, prefix=prefix, dimensionality=req.dimensions,
                              cancel_cb=lambda *_: stop.is_set())
-    n_tokens = sum(len(model.tokenize(t, add_special=True)) for t in texts)
+    n_tokens = sum(len(embedder.engine.tokenize(t, add_special=True, parse_special=False)) for t in texts)
     data = []
     for i, v in enumerate(vectors):
         value: Any = v

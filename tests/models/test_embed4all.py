@@ -53,9 +53,8 @@ def test_matches_independent_numpy_forward_pass(embedder: Embed4All, oracle: Ber
 
 
 def test_tokenization_matches_the_reference_tokenizer(embedder: Embed4All, oracle: BertOracle) -> None:
-    model = embedder.gpt4all.model
     for t in TEXTS:
-        assert model.tokenize(t, add_special=True) == oracle.tokenize(t)
+        assert embedder.engine.tokenize(t, add_special=True, parse_special=False) == oracle.tokenize(t)
 
 
 def test_dimension_norm_and_types(embedder: Embed4All) -> None:
@@ -86,7 +85,7 @@ def test_return_dict_counts_prompt_tokens(embedder: Embed4All) -> None:
 
 def test_long_text_modes(embedder: Embed4All, oracle: BertOracle) -> None:
     long = " ".join(f"Paragraph {i} discusses embeddings, windows and pooling." for i in range(120))
-    n_tokens = len(embedder.gpt4all.model.tokenize(long, add_special=False))
+    n_tokens = len(embedder.tokenize(long))
     assert n_tokens > 2 * embedder.n_ctx
     r = embedder.embed(long, return_dict=True)
     assert r["n_prompt_tokens"] > n_tokens  # windows overlap and each has [CLS]/[SEP]
@@ -217,7 +216,7 @@ def test_task_prefixes_and_matryoshka(renamed_models: Path) -> None:
         with pytest.raises(errors.InvalidParameterError, match="search_query"):
             e.embed("x", prefix="query")
         # Matryoshka: layer norm of the full vector, truncation, L2 normalisation (Nomic v1.5).
-        full = np.array(e.gpt4all.model.embed([e.gpt4all.model.tokenize("search_document: what is a llama")]))[0]
+        full = np.array(e.engine.embed([e.engine.tokenize("search_document: what is a llama", add_special=True, parse_special=False)]))[0]
         ln = (full - full.mean()) / np.sqrt(full.var() + 1e-5)
         expected = ln[:128] / np.linalg.norm(ln[:128])
         got = np.array(e.embed("what is a llama", dimensionality=128))

@@ -104,7 +104,7 @@ class GPT4AllRagEmbedding(BaseEmbedding):
             raise errors.InvalidParameterError(
                 f"embedder must be a gpt4all_rag.Embed4All, got {type(embedder).__name__}")
         if model_name is None and embedder is not None:
-            model_name = os.path.basename(embedder.gpt4all.config["path"])
+            model_name = embedder.path.name
         if model_name is not None:
             kwargs["model_name"] = os.fspath(model_name)
         if kwargs.get("model_path") is not None:

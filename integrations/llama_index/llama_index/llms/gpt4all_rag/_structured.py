@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import llama_index.core.instrumentation as instrument
 from llama_index.core.base.llms.types import ChatMessage, ChatResponse, MessageRole, TextBlock
@@ -20,12 +20,10 @@ from llama_index.core.instrumentation.events.llm import (
     LLMStructuredPredictInProgressEvent,
     LLMStructuredPredictStartEvent,
 )
+from llama_index.core.llms.llm import LLM
 from llama_index.core.prompts import BasePromptTemplate
 
 from gpt4all_rag import errors
-
-if TYPE_CHECKING:
-    from .base import GPT4AllRag
 
 __all__ = ["StructuredOutputError"]
 
@@ -40,7 +38,7 @@ class StructuredOutputError(errors.GPT4AllRagError, ValueError):
     JSON does not validate against the output class)."""
 
 
-def request(llm: GPT4AllRag, output_cls: type[Any], prompt: BasePromptTemplate,
+def request(llm: LLM, output_cls: type[Any], prompt: BasePromptTemplate,
             llm_kwargs: dict[str, Any] | None,
             prompt_args: dict[str, Any]) -> tuple[list[ChatMessage], dict[str, Any]]:
     """The messages (with the schema instruction) and call parameters (with the grammar)."""

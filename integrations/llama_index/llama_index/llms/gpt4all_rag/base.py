@@ -23,8 +23,6 @@ from llama_index.core.base.llms.generic_utils import (
     messages_to_prompt as generic_messages_to_prompt,
 )
 from llama_index.core.base.llms.types import (
-    AudioBlock,
-    LogProb,
     ChatMessage,
     ChatResponse,
     ChatResponseAsyncGen,
@@ -32,12 +30,8 @@ from llama_index.core.base.llms.types import (
     CompletionResponse,
     CompletionResponseAsyncGen,
     CompletionResponseGen,
-    DocumentBlock,
-    ImageBlock,
     LLMMetadata,
     MessageRole,
-    TextBlock,
-    VideoBlock,
 )
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
 from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
@@ -50,13 +44,13 @@ from typing_extensions import Self
 
 from gpt4all_rag import GPT4All, errors
 from gpt4all_rag.aio import iterate_in_thread
-from gpt4all_rag.engine.types import ChatCompletion, TokenLogprob
+from gpt4all_rag.engine.types import ChatCompletion
 from gpt4all_rag.gpt4all import DEFAULT_N_CTX
 from gpt4all_rag.lazy import Lazy
 from gpt4all_rag.engine.sampling import ALIASES, DEFAULTS, FIELDS, SamplingParams
 from gpt4all_rag.engine.templates import ChatTemplate
 
-from . import _structured
+from . import _messages, _structured
 
 __all__ = ["GPT4AllRag"]
 
@@ -66,10 +60,8 @@ __all__ = ["GPT4AllRag"]
 CALL_PARAMETERS = frozenset(FIELDS) | frozenset(ALIASES) | frozenset(
     {"tools", "tool_choice", "logprobs", "top_logprobs"})
 _SAMPLING = tuple(f for f in FIELDS if f not in ("stop", "grammar"))  # the fields set here
-_ROLES = {"developer": "system", "chatbot": "assistant", "model": "assistant"}
 R = TypeVar("R")
 _SYSTEM_ROLES = (MessageRole.SYSTEM, MessageRole.DEVELOPER)
-_MEDIA_BLOCKS = (ImageBlock, AudioBlock, VideoBlock, DocumentBlock)
 
 
 class GPT4AllRag(FunctionCallingLLM):
@@ -264,7 +256,7 @@ class GPT4AllRag(FunctionCallingLLM):
             return custom(messages)
         client = self.client
         return self._chat_template(client).render(
-            _template_messages(messages), add_generation_prompt=True,
+            _messages.template_messages(messages), add_generation_prompt=True,
             special_tokens=client.engine.special_tokens)
 
     def _completion_prompt(self, prompt: str, formatted: bool) -> str:
@@ -320,12 +312,12 @@ class GPT4AllRag(FunctionCallingLLM):
         messages = list(messages)
         if self.system_prompt and not (messages and messages[0].role in _SYSTEM_ROLES):
             messages.insert(0, ChatMessage(role=MessageRole.SYSTEM, content=self.system_prompt))
-        return _openai_messages(messages)
+        return _messages.openai_messages(messages)
 
     # -- generation -------------------------------------------------------------------------
     def _usage(self, client: GPT4All) -> dict[str, Any]:
         stats = client.engine.stats
-        return _raw(stats.usage().to_dict(), stats.finish_reason)
+        return _messages.raw(stats.usage().to_dict(), stats.finish_reason)
 
     def _generate(self, prompt: str, kwargs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         params = self._parameters(kwargs)
@@ -385,11 +377,11 @@ class GPT4AllRag(FunctionCallingLLM):
         params, options = self._parameters(kwargs), self._chat_options(kwargs)
         completion = self.client.engine.create_chat_completion(self._messages(messages), params, **options)
         assert isinstance(completion, ChatCompletion)
-        return ChatResponse(message=_assistant_message(completion.message.content or "",
+        return ChatResponse(message=_messages.assistant_message(completion.message.content or "",
                                                        completion.message.reasoning_content,
                                                        [c.to_dict() for c in completion.message.tool_calls]),
-                            raw=_raw(completion.usage.to_dict(), completion.finish_reason),
-                            logprobs=_logprobs(completion.logprobs))
+                            raw=_messages.raw(completion.usage.to_dict(), completion.finish_reason),
+                            logprobs=_messages.logprobs(completion.logprobs))
 
     def _stream_chat(self, messages: Sequence[ChatMessage],
                      kwargs: dict[str, Any]) -> ChatResponseGen:
@@ -410,9 +402,9 @@ class GPT4AllRag(FunctionCallingLLM):
                     calls += chunk.delta.get("tool_calls", [])
                     if chunk.finish_reason is None and not delta:
                         continue
-                    raw = None if chunk.usage is None else _raw(chunk.usage.to_dict(), chunk.finish_reason)
-                    yield ChatResponse(message=_assistant_message(text, reasoning or None, calls),
-                                       delta=delta, raw=raw, logprobs=_logprobs(chunk.logprobs))
+                    raw = None if chunk.usage is None else _messages.raw(chunk.usage.to_dict(), chunk.finish_reason)
+                    yield ChatResponse(message=_messages.assistant_message(text, reasoning or None, calls),
+                                       delta=delta, raw=raw, logprobs=_messages.logprobs(chunk.logprobs))
             finally:
                 chunks.close()
 
@@ -594,57 +586,3 @@ class GPT4AllRag(FunctionCallingLLM):
         await asyncio.to_thread(self._prepare, call)
         return iterate_in_thread(lambda: _structured.stream(
             output_cls, prompt, prompt_args, self._stream_chat(messages, call)))
-
-
-def _raw(usage: dict[str, Any], finish_reason: str | None) -> dict[str, Any]:
-    return {"usage": usage, "finish_reason": finish_reason}
-
-
-def _assistant_message(text: str, reasoning: str | None, calls: list[dict[str, Any]]) -> ChatMessage:
-    extra: dict[str, Any] = {}
-    if calls:
-        extra["tool_calls"] = [{k: v for k, v in c.items() if k != "index"} for c in calls]
-    if reasoning:
-        extra["reasoning_content"] = reasoning
-    return ChatMessage(role=MessageRole.ASSISTANT, content=text, additional_kwargs=extra)
-
-
-def _logprobs(tokens: list[TokenLogprob] | None) -> list[list[LogProb]] | None:
-    """One list per generated token: the token itself, then its top alternatives."""
-    if tokens is None:
-        return None
-    return [[LogProb(token=t.token, logprob=t.logprob, bytes=t.bytes)]
-            + [LogProb(token=a.token, logprob=a.logprob, bytes=a.bytes) for a in t.top_logprobs]
-            for t in tokens]
-
-
-def _openai_messages(messages: Sequence[ChatMessage]) -> list[dict[str, Any]]:
-    """LlamaIndex messages as OpenAI chat messages for the chat core (tool calls and results
-    as ``tool_calls`` and ``tool`` messages)."""
-    out: list[dict[str, Any]] = []
-    for m, base in zip(messages, _template_messages(messages)):
-        msg: dict[str, Any] = dict(base)
-        calls = m.additional_kwargs.get("tool_calls")
-        if msg["role"] == "assistant" and calls:
-            msg["tool_calls"] = [c if isinstance(c, dict) else c.model_dump() for c in calls]
-        if msg["role"] == "tool":
-            msg["tool_call_id"] = m.additional_kwargs.get("tool_call_id", "")
-            if m.additional_kwargs.get("name"):
-                msg["name"] = m.additional_kwargs["name"]
-        out.append(msg)
-    return out
-
-
-def _template_messages(messages: Sequence[ChatMessage]) -> list[dict[str, str]]:
-    """LlamaIndex messages as the ``{"role", "content"}`` dicts chat templates expect."""
-    out: list[dict[str, str]] = []
-    for m in messages:
-        media = [type(b).__name__ for b in m.blocks if isinstance(b, _MEDIA_BLOCKS)]
-        if media:
-            raise errors.UnsupportedOperationError(
-                f"GPT4AllRag handles text only; a {m.role.value} message holds {', '.join(media)}")
-        role = m.role.value if isinstance(m.role, MessageRole) else str(m.role)
-        text = "\n".join(b.text for b in m.blocks if isinstance(b, TextBlock))
-        out.append({"role": _ROLES.get(role, role), "content": text})
-    return out
-
