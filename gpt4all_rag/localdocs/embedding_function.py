@@ -10,7 +10,6 @@ each collection's configuration by its model's file name and task prefixes. With
 from __future__ import annotations
 
 import os
-import threading
 from typing import Any, Sequence
 
 import numpy as np
@@ -18,6 +17,7 @@ from chromadb.api.types import Documents, EmbeddingFunction, Embeddings
 from chromadb.utils.embedding_functions import register_embedding_function
 
 from .. import paths
+from ..lazy import Lazy
 from ..embed4all import DEFAULT_MODEL_NAME, Embed4All
 from ..errors import InvalidParameterError
 
@@ -75,23 +75,18 @@ class LocalDocsEmbeddingFunction(EmbeddingFunction[Documents]):
         self.document_prefix = document_prefix
         self.query_prefix = query_prefix
         self.n_threads = n_threads
-        self._embedder: Embed4All | None = None
-        self._embedder_lock = threading.Lock()
+        self._embedder: Lazy[Embed4All] = Lazy(self._load, free=Embed4All.close)
 
     @property
     def embedder(self) -> Embed4All:
         """The :class:`~gpt4all_rag.Embed4All` (loaded on first use, once, also when several
         threads ask first)."""
-        embedder = self._embedder
-        if embedder is not None:
-            return embedder
-        with self._embedder_lock:
-            if self._embedder is None:
-                # The default folder as of now (GPT4All's DEFAULT_MODEL_DIRECTORY is fixed at import).
-                folder = self.model_path or str(paths.model_directory())
-                self._embedder = Embed4All(self.model_name, model_path=folder,
-                                           allow_download=False, n_threads=self.n_threads)
-            return self._embedder
+        return self._embedder.get()
+
+    def _load(self) -> Embed4All:
+        folder = self.model_path or str(paths.model_directory())  # the default folder as of now
+        return Embed4All(self.model_name, model_path=folder, allow_download=False,
+                         n_threads=self.n_threads)
 
     def __call__(self, input: Documents) -> Embeddings:  # noqa: A002 - Chroma's signature
         prefix = self.embedder.resolve_prefix(self.document_prefix, "document", hint=_HINT)

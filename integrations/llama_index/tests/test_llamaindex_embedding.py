@@ -93,7 +93,7 @@ def test_async_equals_sync(embed_model: GPT4AllRagEmbedding) -> None:
 def test_lazy_loading_and_close(model_dir: Path) -> None:
     embed = GPT4AllRagEmbedding(MINILM, model_path=model_dir, allow_download=False,
                                 n_threads=N_THREADS)
-    assert embed._embedder is None  # nothing loaded until the first call
+    assert not embed._embedder.loaded  # nothing loaded until the first call
     assert len(embed.get_query_embedding("hi")) == 384
     client = embed.client
     embed.close()

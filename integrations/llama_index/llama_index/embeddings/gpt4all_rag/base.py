@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import os
-import threading
 from typing import Any, Literal
 
 from llama_index.core.base.embeddings.base import BaseEmbedding, Embedding
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
 
+from gpt4all_rag.lazy import Lazy
 from gpt4all_rag import Embed4All, errors
 from gpt4all_rag.embed4all import DEFAULT_MODEL_NAME, PrefixTask
 
@@ -80,10 +80,7 @@ class GPT4AllRagEmbedding(BaseEmbedding):
     long_text_mode: Literal["mean", "truncate"] = Field(
         default="mean", description="How texts longer than the model's window are embedded.")
 
-    _embedder: Embed4All | None = PrivateAttr(default=None)
-    _owns_embedder: bool = PrivateAttr(default=True)
-    _closed: bool = PrivateAttr(default=False)
-    _load_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+    _embedder: Lazy[Embed4All] = PrivateAttr()
 
     def __init__(self, model_name: str | None = None, *, embedder: Embed4All | None = None,
                  **kwargs: Any) -> None:
@@ -110,9 +107,10 @@ class GPT4AllRagEmbedding(BaseEmbedding):
         if kwargs.get("model_path") is not None:
             kwargs["model_path"] = os.path.expanduser(os.fspath(kwargs["model_path"]))
         super().__init__(**kwargs)
+        self._embedder = Lazy(self._load, free=Embed4All.close,
+                              what=f"this GPT4AllRagEmbedding ({self.model_name})")
         if embedder is not None:
-            self._embedder = embedder
-            self._owns_embedder = False
+            self._embedder.set(embedder)
 
     @classmethod
     def class_name(cls) -> str:
@@ -127,23 +125,15 @@ class GPT4AllRagEmbedding(BaseEmbedding):
             ModelNotFoundError, ModelLoadError, UnsupportedOperationError: as ``Embed4All()``.
             ModelClosedError: :meth:`close` was called.
         """
-        if self._closed:
-            raise errors.ModelClosedError(
-                f"this GPT4AllRagEmbedding ({self.model_name}) was closed; create a new one")
-        if self._embedder is None:
-            with self._load_lock:
-                if self._embedder is None:
-                    self._embedder = Embed4All(
-                        self.model_name, n_threads=self.n_threads, device=self.device,
-                        model_path=self.model_path, allow_download=self.allow_download)
-        return self._embedder
+        return self._embedder.get()
+
+    def _load(self) -> Embed4All:
+        return Embed4All(self.model_name, n_threads=self.n_threads, device=self.device,
+                         model_path=self.model_path, allow_download=self.allow_download)
 
     def close(self) -> None:
         """Free the model (unless it was passed in as ``embedder``). Idempotent."""
-        self._closed = True
-        embedder, self._embedder = self._embedder, None
-        if embedder is not None and self._owns_embedder:
-            embedder.close()
+        self._embedder.close()
 
     # -- prefixes ---------------------------------------------------------------------------
     def resolved_prefixes(self) -> tuple[str, str]:
