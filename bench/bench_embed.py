@@ -33,7 +33,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from gpt4all_rag import Embed4All, convert, pypi_models  # noqa: E402
+from gpt4all_rag import Embed4All
+from gpt4all_rag.models import convert
+from gpt4all_rag.models import pypi as pypi_models  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "bench"))
 import reference  # noqa: E402

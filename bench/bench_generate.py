@@ -41,7 +41,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from gpt4all_rag import GPT4All, pypi_models  # noqa: E402
+from gpt4all_rag import GPT4All
+from gpt4all_rag.models import pypi as pypi_models  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "bench"))
 import reference  # noqa: E402

@@ -46,7 +46,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from gpt4all_rag import pypi_models
+from gpt4all_rag.models import pypi as pypi_models
 from gpt4all_rag.embed4all import Embed4All
 from gpt4all_rag.localdocs import LocalDocs, loaders
 from gpt4all_rag.localdocs.evaluation import BeirDataset, load_beir, write_corpus

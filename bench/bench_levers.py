@@ -44,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_retrieval import (DEFAULT_DATA_ROOT, DEFAULT_WORK, EmbeddingCache,  # noqa: E402
                              beir_sets, query_styles)
 
-from gpt4all_rag import pypi_models  # noqa: E402
+from gpt4all_rag.models import pypi as pypi_models  # noqa: E402
 from gpt4all_rag.localdocs import LocalDocs, chunking, loaders  # noqa: E402
 from gpt4all_rag.localdocs.indexing import ModelTokenCounter  # noqa: E402
 from gpt4all_rag.localdocs.retrieval import keyword_query  # noqa: E402

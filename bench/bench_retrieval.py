@@ -54,7 +54,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from gpt4all_rag import pypi_models
+from gpt4all_rag.models import pypi as pypi_models
 from gpt4all_rag.embed4all import Embed4All
 from gpt4all_rag.errors import CollectionNotFoundError
 from gpt4all_rag.localdocs import LocalDocs, chunking, loaders

@@ -34,7 +34,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from gpt4all_rag import pypi_models  # noqa: E402
+from gpt4all_rag.models import pypi as pypi_models  # noqa: E402
 
 HERE = ROOT / "bench"
 SETS = ("pydocs", "manpages", "infoman")

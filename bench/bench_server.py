@@ -41,7 +41,8 @@ import rounds  # noqa: E402
 from chroma_server import free_port  # noqa: E402
 from server.openai_server import running_http_server  # noqa: E402
 
-from gpt4all_rag import _native, pypi_models  # noqa: E402
+from gpt4all_rag import _native
+from gpt4all_rag.models import pypi as pypi_models  # noqa: E402
 
 MODEL = "SmolLM2-135M-Instruct.Q4_1.gguf"
 TEXT = ("The history of the printing press begins in the fifteenth century, when movable type "

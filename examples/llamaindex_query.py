@@ -27,7 +27,8 @@ from llama_index.core.node_parser import SentenceSplitter
 from llama_index.embeddings.gpt4all_rag import DEFAULT_EMBEDDING_MODEL, GPT4AllRagEmbedding
 from llama_index.llms.gpt4all_rag import GPT4AllRag
 
-from gpt4all_rag import models, pypi_models
+from gpt4all_rag.models import catalogue as models
+from gpt4all_rag.models import pypi as pypi_models
 from gpt4all_rag.errors import GPT4AllRagError
 
 REPO = Path(__file__).resolve().parent.parent

@@ -32,7 +32,8 @@ from llama_index.embeddings.gpt4all_rag import DEFAULT_EMBEDDING_MODEL, GPT4AllR
 from llama_index.llms.gpt4all_rag import GPT4AllRag
 from llama_index.retrievers.gpt4all_rag import LocalDocsRetriever
 
-from gpt4all_rag import models, pypi_models
+from gpt4all_rag.models import catalogue as models
+from gpt4all_rag.models import pypi as pypi_models
 from gpt4all_rag.errors import GPT4AllRagError
 
 REPO = Path(__file__).resolve().parent.parent

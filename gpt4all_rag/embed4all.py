@@ -27,7 +27,9 @@ from typing import Any, Callable, Literal, Sequence, TypedDict, TypeVar, Generic
 import numpy as np
 from typing_extensions import Self
 
-from . import _native, errors, models
+from . import _native, errors
+
+from .models import catalogue as models
 from .embedding_rules import EmbeddingRule, find_rule
 from .engine.llama import DEFAULT_N_CTX, Llama
 

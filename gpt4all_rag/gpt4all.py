@@ -21,7 +21,9 @@ from typing import Any, Callable, Iterable, Iterator, Literal, overload
 
 from typing_extensions import Self
 
-from . import _native, errors, models
+from . import _native, errors
+
+from .models import catalogue as models
 from .chat_session import LOCALDOCS_PROMPT_KEY, ChatSession
 from .engine.generation import GenerationStats
 from .engine.llama import DEFAULT_N_CTX, Llama, native_device
@@ -239,7 +241,7 @@ class GPT4All:
                        expected_md5: str | None = None) -> str | os.PathLike[str]:
         """Download a model file (resumable, size- and MD5-verified, atomic).
 
-        See :func:`gpt4all_rag.models.download_model` for the details.
+        See :func:`gpt4all_rag.models.catalogue.download_model` for the details.
 
         Returns:
             The path of the downloaded file.

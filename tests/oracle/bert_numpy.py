@@ -1,6 +1,6 @@
 """A numpy forward pass of a sentence-transformers BERT checkpoint, independent of llama.cpp.
 
-This is the reference the GGUF produced by :mod:`gpt4all_rag.convert` is checked against. It
+This is the reference the GGUF produced by :mod:`gpt4all_rag.models.convert` is checked against. It
 reads the original ``model.safetensors`` (not the GGUF), tokenises with Hugging Face's
 ``tokenizers`` package on the checkpoint's ``tokenizer.json`` (not llama.cpp's WPM tokenizer),
 and computes in float64 exactly what sentence-transformers computes for a

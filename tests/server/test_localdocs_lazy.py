@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from gpt4all_rag import embed4all, errors, pypi_models
+from gpt4all_rag import embed4all, errors
+from gpt4all_rag.models import pypi as pypi_models
 
 from .support import Backend, open_localdocs
 

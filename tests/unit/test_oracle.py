@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gpt4all_rag import pypi_models
+from gpt4all_rag.models import pypi as pypi_models
 from gpt4all_rag.errors import DownloadError
 
 # tests/ is not a package; make "tests.oracle" importable however pytest was started.

@@ -40,7 +40,8 @@ AVX512_CPUS = ("Skylake-Server", "Cooperlake")
 #: log-likelihood, a short greedy generation and an embedding.
 CHILD = textwrap.dedent("""
     import json, sys
-    from gpt4all_rag import Embed4All, GPT4All, pypi_models, system
+    from gpt4all_rag import Embed4All, GPT4All, system
+    from gpt4all_rag.models import pypi as pypi_models
     models = pypi_models.model_folder()
     facts = system.cpu_report()
     with GPT4All("SmolLM2-135M-Instruct.Q4_1.gguf", model_path=models, n_threads=2) as model:

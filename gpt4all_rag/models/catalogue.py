@@ -3,7 +3,7 @@
 This module holds what the seed SDK's ``GPT4All.list_models()``, ``GPT4All.retrieve_model()`` and
 ``GPT4All.download_model()`` do; :mod:`gpt4all_rag.gpt4all` delegates to it.
 :func:`download_model` and its machinery (``.part`` file and its lock, resumed requests,
-retries, progress, verification) live in the private module :mod:`gpt4all_rag._download` and
+retries, progress, verification) live in the private module :mod:`gpt4all_rag.models.download` and
 are re-exported here.
 
 Beyond the seed:
@@ -45,8 +45,8 @@ from typing import Any, TypeAlias
 
 import requests
 
-from . import paths
-from ._download import (
+from .. import paths
+from .download import (
     _MD5_RE,
     BLOCK_SIZE,  # noqa: F401 - re-exported: download_model's documented block size
     DEFAULT_DOWNLOAD_URL,  # re-exported (public)
@@ -56,8 +56,8 @@ from ._download import (
     _safe_name,
     download_model,  # re-exported (public)
 )
-from ._progress import show_progress
-from .errors import DownloadError, ModelNotFoundError
+from .._progress import show_progress
+from ..errors import DownloadError, ModelNotFoundError
 
 __all__ = [
     "DEFAULT_CATALOG_URL",
@@ -69,11 +69,12 @@ __all__ = [
     "download_model",
     "find_model_config",
     "list_models",
+    "locate",
     "resolve_catalog_url",
     "retrieve_model",
 ]
 
-logger = logging.getLogger("gpt4all_rag.models")
+logger = logging.getLogger("gpt4all_rag.models.catalogue")
 
 ConfigType: TypeAlias = dict[str, Any]
 """A catalogue entry (``models3.json`` fields such as ``name``, ``filename``, ``filesize``,

@@ -1,6 +1,6 @@
 """Resumable HTTP download of one model file into a ``.part`` file (private).
 
-:func:`download_model` (public as :func:`gpt4all_rag.models.download_model`) validates its
+:func:`download_model` (public as :func:`gpt4all_rag.models.catalogue.download_model`) validates its
 arguments, chooses the file names and calls these helpers:
 
 * :func:`_lock_partial` takes the lock ``<model>.part.lock`` (:mod:`filelock`: ``flock`` on
@@ -15,8 +15,8 @@ arguments, chooses the file names and calls these helpers:
 * :func:`_fsync_directory` makes the final rename durable; :func:`_remove_quietly` deletes a
   ``.part`` (or temporary catalogue cache) file, ignoring errors.
 
-The argument checks at the end are shared with :mod:`gpt4all_rag.models`. Log records use the
-``gpt4all_rag.models`` logger, as the public module does.
+The argument checks at the end are shared with :mod:`gpt4all_rag.models.catalogue`. Log records use the
+``gpt4all_rag.models.catalogue`` logger, as the public module does.
 """
 
 from __future__ import annotations
@@ -38,10 +38,10 @@ import filelock
 import requests
 import urllib3
 
-from ._progress import progress_bar
-from .errors import DownloadError, InvalidParameterError, ModelNotFoundError
+from .._progress import progress_bar
+from ..errors import DownloadError, InvalidParameterError, ModelNotFoundError
 
-logger = logging.getLogger("gpt4all_rag.models")
+logger = logging.getLogger("gpt4all_rag.models.catalogue")
 
 _PathLike: TypeAlias = "str | os.PathLike[str]"
 
@@ -305,7 +305,7 @@ def _verify(
         )
 
 
-# Argument checks shared with gpt4all_rag.models
+# Argument checks shared with gpt4all_rag.models.catalogue
 
 
 def _safe_name(model_name: object) -> str:
