@@ -15,6 +15,7 @@ import ctypes
 import json
 import logging
 import os
+import sys
 import threading
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -23,10 +24,10 @@ import numpy as np
 
 from . import errors
 
-__all__ = ["ABI_VERSION", "DECLARATIONS", "NativeModel", "NativeSequence", "lib", "gpu_devices",
-           "json_schema_to_grammar", "system_info"]
+__all__ = ["ABI_VERSION", "DECLARATIONS", "NativeModel", "NativeSequence", "SamplerParams", "lib",
+           "gpu_devices", "json_schema_to_grammar", "system_info"]
 
-ABI_VERSION = 2
+ABI_VERSION = 3
 LIB_ENV = "GPT4ALL_RAG_NATIVE_LIB"
 _LIB_NAME = "libgpt4all_rag.so"
 
@@ -97,6 +98,30 @@ _p = ctypes.POINTER
 _c_char_pp = _p(ctypes.c_char_p)
 LOG_CALLBACK = ctypes.CFUNCTYPE(None, ctypes.c_int32, ctypes.c_char_p, ctypes.c_void_p)
 
+
+class SamplerParams(ctypes.Structure):
+    """``g4r_sampler_params``: the parameters of ``g4r_generate_start`` (fields, ranges and
+    defaults are documented in ``g4r.h``; ``g4r_sampler_default_params`` fills them). Passed by
+    pointer; the C library checks every field."""
+
+    _fields_ = [
+        ("temp", ctypes.c_float),
+        ("top_k", ctypes.c_int32),
+        ("top_p", ctypes.c_float),
+        ("min_p", ctypes.c_float),
+        ("repeat_penalty", ctypes.c_float),
+        ("repeat_last_n", ctypes.c_int32),
+        ("seed", ctypes.c_uint32),
+        ("grammar", ctypes.c_char_p),
+        ("trigger_patterns", _c_char_pp),
+        ("n_trigger_patterns", ctypes.c_int32),
+        ("trigger_tokens", _p(ctypes.c_int32)),
+        ("n_trigger_tokens", ctypes.c_int32),
+        ("n_predict", ctypes.c_int32),
+        ("n_logprobs", ctypes.c_int32),
+    ]
+
+
 #: name -> (restype, argtypes). The single declaration table; tests compare it with g4r.h.
 DECLARATIONS: dict[str, tuple[Any, tuple[Any, ...]]] = {
     "g4r_abi_version": (ctypes.c_int32, ()),
@@ -138,12 +163,8 @@ DECLARATIONS: dict[str, tuple[Any, tuple[Any, ...]]] = {
     "g4r_model_ingest": (ctypes.c_int, (ctypes.c_void_p, ctypes.c_int32, _p(ctypes.c_int32),
                                         ctypes.c_int32, ctypes.c_int32, _p(ctypes.c_int32))),
     "g4r_model_reset": (ctypes.c_int, (ctypes.c_void_p,)),
-    "g4r_generate_start": (ctypes.c_int, (ctypes.c_void_p, ctypes.c_int32, ctypes.c_float,
-                                          ctypes.c_int32, ctypes.c_float, ctypes.c_float,
-                                          ctypes.c_float, ctypes.c_int32, ctypes.c_uint32,
-                                          ctypes.c_char_p, _c_char_pp, ctypes.c_int32,
-                                          _p(ctypes.c_int32), ctypes.c_int32, ctypes.c_int32,
-                                          ctypes.c_int32)),
+    "g4r_sampler_default_params": (None, (_p(SamplerParams),)),
+    "g4r_generate_start": (ctypes.c_int, (ctypes.c_void_p, ctypes.c_int32, _p(SamplerParams))),
     "g4r_generate_next": (ctypes.c_int, (ctypes.c_void_p, ctypes.c_int32, _p(ctypes.c_int32),
                                          ctypes.c_char_p, ctypes.c_int32, _p(ctypes.c_int32),
                                          _p(ctypes.c_int32))),
@@ -168,11 +189,11 @@ def _candidate_paths() -> list[Path]:
     env = os.environ.get(LIB_ENV)
     if env:
         return [Path(env)]
-    import gpt4all_rag
-
-    # __path__ may hold several folders (an editable install keeps sources and the built
-    # library apart); the library sits in one of them.
-    return [Path(p) / _LIB_NAME for p in gpt4all_rag.__path__]
+    # The package's __path__ (read, not imported: the package imports this module) may hold
+    # several folders (an editable install keeps sources and the built library apart); the
+    # library sits in one of them.
+    package = sys.modules[__name__.partition(".")[0]]
+    return [Path(p) / _LIB_NAME for p in package.__path__]
 
 
 def _log_to_logging(level: int, text: bytes | None, _user_data: Any) -> None:
@@ -716,16 +737,35 @@ class NativeSequence:
                        n_logprobs: int | None = None) -> None:
         """Start sampling (``g4r_generate_start``); trigger patterns or tokens make the grammar
         lazy; at most ``n_predict`` tokens (None: no limit); ``n_logprobs`` alternatives
-        recorded per token (None: no log-probabilities)."""
-        patterns = (ctypes.c_char_p * max(len(trigger_patterns), 1))(
-            *[p.encode() for p in trigger_patterns])
-        tokens = (ctypes.c_int32 * max(len(trigger_tokens), 1))(*trigger_tokens)
-        check(self.model._call(
-            "g4r_generate_start", self.seq, float(temp), int(top_k), float(top_p), float(min_p),
-            float(repeat_penalty), int(repeat_last_n), int(seed) & 0xFFFFFFFF,
-            grammar.encode() if grammar else None, patterns, len(trigger_patterns), tokens,
-            len(trigger_tokens), -1 if n_predict is None else int(n_predict),
-            -1 if n_logprobs is None else int(n_logprobs)))
+        recorded per token (None: no log-probabilities). The library checks every value
+        (``SamplingParams`` has checked them before, with the same ranges).
+
+        Raises:
+            InvalidParameterError: a value out of range (the message names it), triggers
+                without a grammar.
+            GrammarError: the grammar does not parse.
+        """
+        params = SamplerParams()
+        self._lib.g4r_sampler_default_params(ctypes.byref(params))
+        params.temp = float(temp)
+        params.top_k = int(top_k)
+        params.top_p = float(top_p)
+        params.min_p = float(min_p)
+        params.repeat_penalty = float(repeat_penalty)
+        params.repeat_last_n = int(repeat_last_n)
+        params.seed = int(seed) & 0xFFFFFFFF
+        # The struct keeps references to what its pointer fields point at (ctypes' _objects).
+        params.grammar = grammar.encode() if grammar else None
+        if trigger_patterns:
+            params.trigger_patterns = (ctypes.c_char_p * len(trigger_patterns))(
+                *[p.encode() for p in trigger_patterns])
+            params.n_trigger_patterns = len(trigger_patterns)
+        if trigger_tokens:
+            params.trigger_tokens = (ctypes.c_int32 * len(trigger_tokens))(*trigger_tokens)
+            params.n_trigger_tokens = len(trigger_tokens)
+        params.n_predict = -1 if n_predict is None else int(n_predict)
+        params.n_logprobs = -1 if n_logprobs is None else int(n_logprobs)
+        check(self.model._call("g4r_generate_start", self.seq, ctypes.byref(params)))
 
     def generate_next(self) -> tuple[int, bytes, int]:
         """``(token, piece bytes, stop reason)``; see ``g4r_generate_next``."""

@@ -3,7 +3,7 @@
  *
  * This is the only public header of libgpt4all_rag. It is plain C, uses one prefix (g4r_),
  * passes no struct by value, and never exposes llama.cpp types: a llama.cpp upgrade changes
- * src/g4r.cpp alone.
+ * the files of src/ alone.
  *
  * Conventions
  * - Every function that can fail returns a g4r_status, or a handle that is NULL on failure.
@@ -53,7 +53,7 @@ extern "C" {
 #endif
 
 /** ABI version; bumped on every incompatible change of this header. */
-#define G4R_ABI_VERSION 2
+#define G4R_ABI_VERSION 3
 
 typedef enum g4r_status {
     G4R_OK = 0,
@@ -394,39 +394,77 @@ G4R_API g4r_status g4r_model_ingest(g4r_model *model, int32_t seq, const int32_t
 /** Drop everything from the KV cache (every sequence) and end every generation. */
 G4R_API g4r_status g4r_model_reset(g4r_model *model);
 
+/** The largest n_top that g4r_generate_logprobs() accepts (OpenAI's top_logprobs limit). */
+#define G4R_MAX_TOP_LOGPROBS 20
+
+/** g4r_sampler_params.seed that asks for a fresh random seed at each g4r_generate_start
+ *  (llama.h's LLAMA_DEFAULT_SEED: the draw is then not reproducible). */
+#define G4R_DEFAULT_SEED 0xFFFFFFFFu
+
+/**
+ * How a generation samples and when it stops: the parameters of g4r_generate_start(). Fill
+ * one with g4r_sampler_default_params() and set the fields to change, so that a field added
+ * later gets its default. Sampling follows llama.cpp's order: grammar, repetition penalty over
+ * the last repeat_last_n tokens of the sequence (prompt included), then (temp 0) greedy, or
+ * top_k, top_p, min_p, temperature and a seeded draw. g4r_generate_start checks every field
+ * (G4R_ERR_INVALID_ARGUMENT names the first one out of range and its value) and copies what it
+ * needs: the strings and arrays may be freed when it returns.
+ */
+typedef struct g4r_sampler_params {
+    float temp;            /**< temperature, finite, >= 0; 0 means greedy decoding. Default 0.7 */
+    int32_t top_k;         /**< keep the k most likely tokens, >= 0; 0 disables. Default 40 */
+    float top_p;           /**< nucleus: keep the most likely tokens whose probabilities add up to
+                                top_p, in (0, 1]; 1 disables. Default 0.4 */
+    float min_p;           /**< drop tokens less likely than min_p times the most likely one,
+                                in [0, 1]; 0 disables. Default 0 */
+    float repeat_penalty;  /**< > 0 (finite); a logit l of a token among the last repeat_last_n
+                                becomes l / repeat_penalty if l > 0, else l * repeat_penalty
+                                (llama.cpp's rule); 1 disables. Default 1.18 */
+    int32_t repeat_last_n; /**< tokens the penalty looks back over, >= -1: 0 disables, -1 means
+                                the whole window (G4R_PROP_N_CTX). Default 64 */
+    uint32_t seed;         /**< seed of the random draw (same seed, prompt and parameters: same
+                                output); G4R_DEFAULT_SEED draws a fresh one. Default
+                                G4R_DEFAULT_SEED */
+    const char *grammar;   /**< NULL or "" for none, or a GBNF grammar (UTF-8, NUL-terminated)
+                                whose start symbol is "root". Default NULL */
+    const char *const *trigger_patterns; /**< const char *[n_trigger_patterns], see below */
+    int32_t n_trigger_patterns;          /**< >= 0. Default 0 */
+    const int32_t *trigger_tokens;       /**< int32_t[n_trigger_tokens], see below */
+    int32_t n_trigger_tokens;            /**< >= 0. Default 0 */
+    /* A lazy grammar: with no trigger (0 and 0) the grammar constrains every token. Otherwise
+     * (only with a grammar) it constrains nothing until the output matches one of the trigger
+     * patterns (NUL-terminated regular expressions matched from the start of the generated
+     * text; the grammar then reads from the first match group) or a trigger token is produced
+     * (the grammar reads from that token on). This is how llama.cpp constrains tool calls that
+     * a model may or may not make (g4r_chat_apply returns "trigger_patterns" and
+     * "trigger_tokens" for its "grammar" when "grammar_lazy"). A non-NULL array is needed
+     * when its count is > 0. */
+    int32_t n_predict;     /**< the most tokens the sequence produces, -1 (until the window is
+                                full) or >= 1; a consumer that stops earlier wastes up to 4
+                                evaluations. Default -1 */
+    int32_t n_logprobs;    /**< -1, or 0..G4R_MAX_TOP_LOGPROBS: record each produced token's
+                                log-probability and that many alternatives
+                                (g4r_generate_logprobs). Default -1 */
+} g4r_sampler_params;
+
+/**
+ * Fill `params` with the defaults written on each field of g4r_sampler_params (those of the
+ * Python SDK's SamplingParams, but for n_predict: no limit). NULL is ignored. Thread-safe.
+ * @param[out] params the struct to fill.
+ */
+G4R_API void g4r_sampler_default_params(g4r_sampler_params *params);
+
 /**
  * Start pull-style generation on sequence `seq` after g4r_model_ingest.
- * Sampling follows llama.cpp's order: repetition penalty over the last repeat_last_n tokens of
- * the sequence, then (temp <= 0) greedy, or top_k, top_p, min_p, temperature and a seeded draw.
- * @param[in] temp           temperature; <= 0 means greedy decoding.
- * @param[in] top_k          <= 0 disables.
- * @param[in] top_p          in (0, 1]; 1 disables.
- * @param[in] min_p          in [0, 1]; 0 disables.
- * @param[in] repeat_penalty > 0; 1 disables.
- * @param[in] repeat_last_n  >= 0 tokens; 0 disables, -1 means the whole context.
- * @param[in] seed           seed of the random draw (same seed, same output).
- * @param[in] grammar        NULL, or a GBNF grammar whose start symbol is "root".
- * @param[in] trigger_patterns, n_patterns, trigger_tokens, n_tokens: a lazy grammar. With
- *            none (0 and 0) the grammar constrains every token. Otherwise it constrains nothing
- *            until the output matches one of the trigger patterns (n_patterns NUL-terminated
- *            regular expressions matched from the start of the generated text; the grammar
- *            then reads from the first match group) or a trigger token (n_tokens ids) is
- *            produced (the grammar reads from that token on). This is how llama.cpp constrains
- *            tool calls that a model may or may not make (g4r_chat_apply returns
- *            "trigger_patterns" and "trigger_tokens" for its "grammar" when "grammar_lazy").
- * @param[in] n_predict      the most tokens the sequence produces (-1: until the window is
- *                           full); a consumer that stops earlier wastes up to 4 evaluations.
- * @param[in] n_logprobs     -1, or 0..G4R_MAX_TOP_LOGPROBS: record each produced token's
- *                           log-probability and that many alternatives (g4r_generate_logprobs).
- * @return G4R_OK, G4R_ERR_INVALID_ARGUMENT (also triggers without a grammar), G4R_ERR_GRAMMAR,
- *         G4R_ERR_STATE (nothing ingested).
+ * @param[in] seq    0 <= seq < n_seq.
+ * @param[in] params how to sample and when to stop (g4r_sampler_params), checked here; read
+ *                   during the call only.
+ * @return G4R_OK, G4R_ERR_INVALID_ARGUMENT (a field out of range: the message names it; also
+ *         triggers without a grammar, a NULL params, a bad seq), G4R_ERR_GRAMMAR (the grammar
+ *         does not parse; the sequence is then left with no active generation), G4R_ERR_STATE
+ *         (nothing ingested), G4R_ERR_NOT_SUPPORTED (embedding model).
  */
-G4R_API g4r_status g4r_generate_start(g4r_model *model, int32_t seq, float temp, int32_t top_k,
-                                      float top_p, float min_p, float repeat_penalty,
-                                      int32_t repeat_last_n, uint32_t seed, const char *grammar,
-                                      const char *const *trigger_patterns, int32_t n_patterns,
-                                      const int32_t *trigger_tokens, int32_t n_tokens,
-                                      int32_t n_predict, int32_t n_logprobs);
+G4R_API g4r_status g4r_generate_start(g4r_model *model, int32_t seq, const g4r_sampler_params *params);
 
 /**
  * Take the next token of sequence `seq`, running steps (see "Parallel sequences") until it has
@@ -448,9 +486,6 @@ G4R_API g4r_status g4r_generate_next(g4r_model *model, int32_t seq, int32_t *tok
  *  Waits at most for the step running now. The cache keeps what was evaluated: the prompt and
  *  the tokens produced, but for the last one or the read-ahead. */
 G4R_API g4r_status g4r_generate_finish(g4r_model *model, int32_t seq);
-
-/** The largest n_top that g4r_generate_logprobs() accepts (OpenAI's top_logprobs limit). */
-#define G4R_MAX_TOP_LOGPROBS 20
 
 /**
  * Log-probabilities of the token that the last g4r_generate_next() on `seq` produced (only when

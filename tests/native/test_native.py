@@ -23,6 +23,8 @@ _C_TYPES = {
     "int64_t *": ctypes.POINTER(ctypes.c_int64), "size_t *": ctypes.POINTER(ctypes.c_size_t),
     "float *": ctypes.POINTER(ctypes.c_float), "g4r_log_callback": _native.LOG_CALLBACK,
     "char **": ctypes.POINTER(ctypes.c_void_p), "const char *const *": ctypes.POINTER(ctypes.c_char_p),
+    "g4r_sampler_params *": ctypes.POINTER(_native.SamplerParams),
+    "const g4r_sampler_params *": ctypes.POINTER(_native.SamplerParams),
     "void": None,
 }
 
