@@ -33,8 +33,11 @@ fi
 # The development build compiles ggml's CPU kernels for this machine only (G4R_CPU_ISA=auto:
 # each GGML_<FEATURE> on exactly when this CPU's cpuid flags have it, gpt4all_rag/cpu_isa.py);
 # a wheel (pip wheel ., CI, releases) carries every variant and picks one at run time.
+# G4R_BUILD_TESTS=ON also builds the C++ test binary (build/<wheel tag>/bin/test_g4r, run by
+# tests/native/test_cpp.py); wheels leave it off.
 $VPY -m pip install -q --disable-pip-version-check --no-build-isolation \
   --config-settings=cmake.define.G4R_CPU_ISA="${G4R_CPU_ISA:-auto}" \
+  --config-settings=cmake.define.G4R_BUILD_TESTS=ON \
   --config-settings=cmake.define.G4R_BLAS="$blas" -e ".[${extras}]"
 # The module just built must load here: stop now, naming the flags it lacks, if ggml refuses it.
 $VPY -m gpt4all_rag.system --check > /dev/null
