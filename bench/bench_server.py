@@ -15,6 +15,10 @@ over clients and repeats). The systems take turns for ``--rounds`` rounds (bench
 ratios are taken within a round. Targets of the server issue: aggregate >= 0.9x llama.cpp's,
 TTFT p95 <= 1.2x. Run on a quiet machine.
 
+Before and after a change: ``--baseline DIR`` (a checkout with its built library, see
+bench/baseline.py) serves the same model from that tree too, in the same rounds, and prints this
+tree's ratios to it.
+
     cmake --build build/<wheel tag> --target llama-server     # once
     python bench/bench_server.py [--clients 1,4,8] [--rounds 3]
 """
@@ -22,6 +26,7 @@ TTFT p95 <= 1.2x. Run on a quiet machine.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import glob
 import statistics
 import sys
@@ -36,6 +41,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT / "tests"))
 
+import baseline  # noqa: E402
 import openai  # noqa: E402
 import rounds  # noqa: E402
 from chroma_server import free_port  # noqa: E402
@@ -153,6 +159,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--clients", default="1,4,8")
     add_workload_arguments(ap)
+    ap.add_argument("--baseline", type=Path, default=None,
+                    help="another checkout with its built library (bench/baseline.py)")
     args = ap.parse_args()
     model_path, prompt, exe = prepare(args)
     g4r = Path(sys.executable).with_name("gpt4all-rag")
@@ -163,11 +171,19 @@ def main() -> None:
                     str(model_path.parent), "--threads", str(args.threads), "--n-ctx", str(args.n_ctx),
                     "--parallel", str(n), "--max-queue", "64", "--queue-timeout", "600"]
         theirs_cmd = llama_server_command(exe, model_path, theirs_port, args, n)
-        with running_http_server(ours_cmd, ours_port) as ours, running_http_server(theirs_cmd, theirs_port) as theirs:
+        with contextlib.ExitStack() as stack:
+            ours = stack.enter_context(running_http_server(ours_cmd, ours_port))
+            theirs = stack.enter_context(running_http_server(theirs_cmd, theirs_port))
             systems: dict[str, rounds.Measure] = {
                 "ours": lambda _r, u=ours, n=n: load(u, n, prompt, args.gen_tokens, args.repeats),
                 "llama.cpp server": lambda _r, u=theirs, n=n: load(u, n, prompt, args.gen_tokens, args.repeats),
             }
+            if args.baseline is not None:
+                base_port = free_port()
+                base_cmd = baseline.command(args.baseline, "gpt4all_rag", *ours_cmd[1:])
+                base_cmd[base_cmd.index(str(ours_port))] = str(base_port)
+                base = stack.enter_context(running_http_server(base_cmd, base_port))
+                systems["baseline"] = lambda _r, u=base, n=n: load(u, n, prompt, args.gen_tokens, args.repeats)
             print(f"\n{n} client(s)")
             results[n] = rounds.run_rounds(systems, args.rounds)
     print(f"\nmodel {MODEL}, prompt ~{args.prompt_tokens} tokens, {args.gen_tokens} generated, "
@@ -182,6 +198,12 @@ def main() -> None:
               f"{rounds.median_of(theirs, 'ttft_p50'):8.2f}/{rounds.median_of(theirs, 'ttft_p95'):.2f} s"
               f"{rounds.format_ratio(ours, theirs, 'ttft_p95'):>24s}")
     print("targets: aggregate >= 0.9x, TTFT p95 <= 1.2x")
+    if args.baseline is not None:
+        print(f"\nthis tree vs {args.baseline}:")
+        for n, res in results.items():
+            ours, base = res["ours"], res["baseline"]
+            print(f"{n:8d} clients: aggregate tok/s {rounds.format_ratio(ours, base, 'tok_s')}, "
+                  f"TTFT p95 {rounds.format_ratio(ours, base, 'ttft_p95')}   (target 0.97x-1.03x or better)")
 
 
 if __name__ == "__main__":
