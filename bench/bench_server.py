@@ -47,7 +47,8 @@ import rounds  # noqa: E402
 from chroma_server import free_port  # noqa: E402
 from server.openai_server import running_http_server  # noqa: E402
 
-from gpt4all_rag import _native
+from gpt4all_rag.engine import native as _native
+from gpt4all_rag.engine.native_model import NativeModel
 from gpt4all_rag.models import pypi as pypi_models  # noqa: E402
 
 MODEL = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -61,7 +62,7 @@ def llama_server_path() -> Path | None:
 
 
 def make_prompt(model_path: Path, n_tokens: int) -> str:
-    vocab = _native.NativeModel(model_path, vocab_only=True)
+    vocab = NativeModel(model_path, vocab_only=True)
     try:
         ids = vocab.tokenize(TEXT * (n_tokens // 10 + 2), add_special=False)[:n_tokens]
         return "Continue this text: " + vocab.detokenize(ids)

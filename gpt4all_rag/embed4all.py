@@ -27,7 +27,9 @@ from typing import Any, Callable, Literal, Sequence, TypedDict, TypeVar, Generic
 import numpy as np
 from typing_extensions import Self
 
-from . import _native, errors
+from . import errors
+
+from .engine import native as _native
 
 from .models import catalogue as models
 from .embedding_rules import EmbeddingRule, find_rule
@@ -99,6 +101,7 @@ class Embed4All:
         if model_name is None:
             model_name = DEFAULT_MODEL_NAME
         kwargs.pop("model_type", None)
+        Llama.check_arguments(n_ctx=n_ctx, n_threads=n_threads, device=device, n_gpu_layers=ngl, **kwargs)
         config = models.locate(model_name, model_path, allow_download, verbose)
         #: The engine holding the model (:class:`gpt4all_rag.engine.Llama`).
         self.engine = engine = Llama(config["path"], n_ctx=n_ctx, n_threads=n_threads, device=device,

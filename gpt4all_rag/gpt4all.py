@@ -21,12 +21,14 @@ from typing import Any, Callable, Iterable, Iterator, Literal, overload
 
 from typing_extensions import Self
 
-from . import _native, errors
+from . import errors
+
+from .engine import native as _native
 
 from .models import catalogue as models
 from .chat_session import LOCALDOCS_PROMPT_KEY, ChatSession
 from .engine.generation import GenerationStats
-from .engine.llama import DEFAULT_N_CTX, Llama, native_device
+from .engine.llama import DEFAULT_N_CTX, Llama
 from .engine.sampling import DEFAULTS, SamplingParams, check_number
 from .engine.templates import MessageType
 from .engine.types import ChatCompletion, ChatCompletionChunk, LogLikelihood, TokenLogprob
@@ -131,7 +133,9 @@ class GPT4All:
         self._chat_session: ChatSession | None = None
         #: LocalDocs sources (SearchResult objects) used by the latest chat turn; see chat_session.
         self.last_sources: list[Any] = []
-        native_device(device)  # a bad device fails before any download
+        Llama.check_arguments(n_ctx=n_ctx, n_parallel=n_parallel, n_threads=n_threads, device=device,
+                              n_gpu_layers=ngl, flash_attention=flash_attention,
+                              max_waiting=max_waiting, wait_timeout=wait_timeout)  # before any download
         self.config: ConfigType = models.locate(model_name, model_path, allow_download, verbose,
                                                 default_directory=Path(DEFAULT_MODEL_DIRECTORY))
         catalogue_template = self.config.get("chatTemplate")

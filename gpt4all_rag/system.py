@@ -17,7 +17,9 @@ import json
 import sys
 from typing import Any
 
-from . import _native, errors
+from . import errors
+
+from .engine import native as _native
 from .cpu_isa import GGML_FEATURES, missing_flags
 
 __all__ = ["check", "cpu_report", "report"]

@@ -70,7 +70,7 @@ def serve(host: str, port: int, model: str | None, embedding_model: str, model_p
     """
     import uvicorn
 
-    from .. import _native
+    from ..engine import native as _native
     from ..server import ServerConfig, create_app
     from ..server.guards import deadline_protocol
 

@@ -29,7 +29,10 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping, Sequence
 
-from .. import _native, errors
+from .. import errors
+
+from . import native as _native
+from .native_model import NativeModel
 from .generation import GenerationStats
 from .sampling import SamplingParams
 from .types import (ChatCompletion, ChatCompletionChunk, ChatCompletionMessage, TokenLogprob,
@@ -260,7 +263,7 @@ def _with_system(messages: list[dict[str, Any]], text: str) -> list[dict[str, An
     return [{"role": "system", "content": text}] + messages
 
 
-def plan(model: _native.NativeModel, source: str, messages: list[dict[str, Any]],
+def plan(model: NativeModel, source: str, messages: list[dict[str, Any]],
          tools: list[dict[str, Any]], tool_choice: str, response_format: Any,
          enable_thinking: bool | None, params: SamplingParams) -> Plan:
     """How ``messages`` (normalised, see :func:`prepare`) are rendered by the template

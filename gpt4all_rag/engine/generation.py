@@ -13,7 +13,8 @@ import codecs
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
-from .. import _native
+from . import native as _native
+from .native_model import NativeSequence
 from .types import TokenLogprob, TopLogprob, Usage
 from .sampling import SamplingParams
 
@@ -62,7 +63,7 @@ def _longest_stop_prefix(text: str, stops: list[str]) -> int:
     return best
 
 
-def token_logprob(model: _native.NativeSequence, token: int, piece: bytes, n_top: int) -> TokenLogprob:
+def token_logprob(model: NativeSequence, token: int, piece: bytes, n_top: int) -> TokenLogprob:
     """The log-probabilities of the token ``model`` just produced, with ``n_top`` alternatives
     (``g4r_generate_logprobs``)."""
     logprob, top = model.generate_logprobs(n_top)
@@ -75,7 +76,7 @@ def token_logprob(model: _native.NativeSequence, token: int, piece: bytes, n_top
                         [alt(t, lp) for t, lp in top])
 
 
-def run(model: _native.NativeSequence, tokens: list[int], params: SamplingParams,
+def run(model: NativeSequence, tokens: list[int], params: SamplingParams,
         stats: GenerationStats, *, callback: Callable[[int, str], bool] | None = None,
         logprobs: int | None = None, logprobs_out: list[TokenLogprob] | None = None,
         dropped: int = 0, grammar_triggers: tuple[tuple[str, ...], tuple[int, ...]] = ((), ()),

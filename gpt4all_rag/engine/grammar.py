@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from typing import Any, Mapping
 
-from .. import _native
+from . import native as _native
 from ..errors import GrammarError, InvalidParameterError
 
 __all__ = ["json_schema_to_gbnf"]

@@ -21,8 +21,12 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from typing_extensions import Self
 
-from .. import _native, errors
+from .. import errors
+
+from . import native as _native
+from .native_model import NativeModel
 from . import chat, generation
+from .native import native_device
 from .generation import GenerationStats
 from .prompting import TRUNCATION, PromptBuilder, Truncation
 from .sampling import DEFAULTS, SamplingParams, check_number
@@ -36,27 +40,6 @@ __all__ = ["DEFAULT_N_CTX", "Llama"]
 DEFAULT_N_CTX = 2048
 
 Callback = Callable[[int, str], bool]
-
-
-def native_device(device: str | None) -> str | None:
-    """The native library's device name of a GPT4All device string: None for the CPU
-    (``None``/``"cpu"``), ``"gpu"`` for the first GPU (``"gpu"``, ``"kompute"``, ``"amd"``,
-    ``"nvidia"``, ``"intel"``), the name after ``"cuda:"``/``"kompute:"``/``"vulkan:"``, else the
-    string itself (a device name from ``GPT4All.list_gpus()``, ``"cuda"``, ``"metal"`` ...).
-
-    Raises:
-        InvalidParameterError: not a non-empty string or None.
-    """
-    if device is None or device == "cpu":
-        return None
-    if not isinstance(device, str) or not device:
-        raise errors.InvalidParameterError(f"device must be a string, got {device!r}")
-    for prefix in ("cuda:", "kompute:", "vulkan:"):
-        if device.startswith(prefix):
-            return device[len(prefix):]
-    if device in ("kompute", "amd", "nvidia", "intel"):
-        return "gpu"
-    return device
 
 
 class Llama:
@@ -95,6 +78,35 @@ class Llama:
                  n_gpu_layers: int = 100, flash_attention: bool | None = None,
                  max_waiting: int = 64, wait_timeout: float | None = None,
                  chat_template: str | None = None, chat: bool = True) -> None:
+        device = self.check_arguments(
+            n_ctx=n_ctx, n_parallel=n_parallel, n_threads=n_threads, device=device,
+            n_gpu_layers=n_gpu_layers, flash_attention=flash_attention, max_waiting=max_waiting,
+            wait_timeout=wait_timeout, chat_template=chat_template)
+        self.path = Path(model_path)
+        #: The native model (the binding's handle, ``gpt4all_rag.engine.native``).
+        self.model = NativeModel(os.fspath(model_path), n_ctx=n_ctx, n_gpu_layers=n_gpu_layers,
+                                         device=device, n_threads=n_threads,
+                                         flash_attention=flash_attention, n_seq=n_parallel)
+        self._pool = SequencePool(self.model, max_waiting=max_waiting, wait_timeout=wait_timeout)
+        self._chat_template, self._chat = chat_template, chat
+        self.special_tokens = self._special_tokens()
+        self._prompts = PromptBuilder(self.model, self.special_tokens,
+                                      bool(self.model.info(_native.PROP_ADD_BOS)))
+        self._templates: dict[str, ChatTemplate] = {}
+        self._local = threading.local()  # this thread's latest call: stats, logprobs
+        self._latest: tuple[GenerationStats, list[TokenLogprob]] = (GenerationStats(), [])
+
+    @staticmethod
+    def check_arguments(*, n_ctx: int = DEFAULT_N_CTX, n_parallel: int = 1, n_threads: int | None = None,
+                        device: str | None = None, n_gpu_layers: int = 100,
+                        flash_attention: bool | None = None, max_waiting: int = 64,
+                        wait_timeout: float | None = None, chat_template: str | None = None) -> str | None:
+        """Check the constructor's arguments (the fronts call it before they look for the
+        file, so a bad value fails before any download); returns the native device name.
+
+        Raises:
+            InvalidParameterError: an argument out of range, as the constructor documents.
+        """
         check_number("n_ctx", n_ctx, low=0, low_open=True, integer=True)
         check_number("n_parallel", n_parallel, low=1, high=64, integer=True)
         check_number("max_waiting", max_waiting, low=0, integer=True)
@@ -106,22 +118,9 @@ class Llama:
         if flash_attention is not None and not isinstance(flash_attention, bool):
             raise errors.InvalidParameterError(
                 f"flash_attention must be True, False or None, got {flash_attention!r}")
-        device = native_device(device)
         if chat_template is not None and not isinstance(chat_template, str):
             raise errors.InvalidParameterError(f"chat_template must be a string, got {chat_template!r}")
-        self.path = Path(model_path)
-        #: The native model (the binding's handle, ``gpt4all_rag._native``).
-        self.model = _native.NativeModel(os.fspath(model_path), n_ctx=n_ctx, n_gpu_layers=n_gpu_layers,
-                                         device=device, n_threads=n_threads,
-                                         flash_attention=flash_attention, n_seq=n_parallel)
-        self._pool = SequencePool(self.model, max_waiting=max_waiting, wait_timeout=wait_timeout)
-        self._chat_template, self._chat = chat_template, chat
-        self.special_tokens = self._special_tokens()
-        self._prompts = PromptBuilder(self.model, self.special_tokens,
-                                      bool(self.model.info(_native.PROP_ADD_BOS)))
-        self._templates: dict[str, ChatTemplate] = {}
-        self._local = threading.local()  # this thread's latest call: stats, logprobs
-        self._latest: tuple[GenerationStats, list[TokenLogprob]] = (GenerationStats(), [])
+        return native_device(device)
 
     # -- what it is -------------------------------------------------------------------------
     @property

@@ -12,7 +12,9 @@ import logging
 import re
 from typing import Any, Literal
 
-from .. import _native, errors
+from .. import errors
+
+from .native_model import NativeModel
 from .templates import ChatTemplate, MessageType
 
 __all__ = ["PromptBuilder", "REPLY_RESERVE", "TRUNCATION"]
@@ -38,7 +40,7 @@ class PromptBuilder:
         add_bos: whether the model's tokenizer adds a BOS token.
     """
 
-    def __init__(self, model: _native.NativeModel, special_tokens: dict[str, str],
+    def __init__(self, model: NativeModel, special_tokens: dict[str, str],
                  add_bos: bool) -> None:
         self.model = model
         self.special_tokens = special_tokens

@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from typing import Iterator, Sequence
 
 from .. import errors
-from .._native import NativeModel, NativeSequence
+from .native_model import NativeModel, NativeSequence
 
 __all__ = ["SequencePool"]
 
@@ -40,7 +40,7 @@ def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
 
 
 class SequencePool:
-    """The sequences of one :class:`~gpt4all_rag._native.NativeModel`, handed to one caller
+    """The sequences of one :class:`~gpt4all_rag.engine.native.NativeModel`, handed to one caller
     at a time each.
 
     Args:

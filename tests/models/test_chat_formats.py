@@ -11,7 +11,9 @@ from typing import Iterator
 
 import pytest
 
-from gpt4all_rag import _native, errors
+from gpt4all_rag import errors
+from gpt4all_rag.engine import native as _native
+from gpt4all_rag.engine.native_model import NativeModel
 from gpt4all_rag.engine.templates import ChatTemplate
 from tests.conftest import SMOLLM2
 
@@ -60,14 +62,14 @@ CASES = {
 
 
 @pytest.fixture(scope="module")
-def vocab(model_dir: Path) -> Iterator[_native.NativeModel]:
-    m = _native.NativeModel(model_dir / SMOLLM2, vocab_only=True)
+def vocab(model_dir: Path) -> Iterator[NativeModel]:
+    m = NativeModel(model_dir / SMOLLM2, vocab_only=True)
     yield m
     m.close()
 
 
 @pytest.mark.parametrize("name", CASES)
-def test_native_tool_calls_and_reasoning_are_parsed(vocab: _native.NativeModel, name: str) -> None:
+def test_native_tool_calls_and_reasoning_are_parsed(vocab: NativeModel, name: str) -> None:
     source = (TEMPLATES / name).read_text()
     info = vocab.chat_apply({"messages": MESSAGES, "tools": TOOLS}, chat_template=source)
     assert info["caps"]["supports_tool_calls"]
@@ -84,7 +86,7 @@ def test_native_tool_calls_and_reasoning_are_parsed(vocab: _native.NativeModel, 
     assert "get_weather" in rendered
 
 
-def test_reasoning_is_split_from_the_answer(vocab: _native.NativeModel) -> None:
+def test_reasoning_is_split_from_the_answer(vocab: NativeModel) -> None:
     source = (TEMPLATES / "deepseek-ai-DeepSeek-R1-Distill-Qwen-32B.jinja").read_text()
     info = vocab.chat_apply({"messages": MESSAGES}, chat_template=source)
     assert info["supports_thinking"]
@@ -93,7 +95,7 @@ def test_reasoning_is_split_from_the_answer(vocab: _native.NativeModel) -> None:
     assert parsed["content"].strip() == "Paris is sunny." and not parsed["tool_calls"]
 
 
-def test_thinking_can_be_switched_off_where_the_template_supports_it(vocab: _native.NativeModel) -> None:
+def test_thinking_can_be_switched_off_where_the_template_supports_it(vocab: NativeModel) -> None:
     source = (TEMPLATES / "Qwen-Qwen3-0.6B.jinja").read_text()
     on = ChatTemplate(source).render(MESSAGES, enable_thinking=True)
     off = ChatTemplate(source).render(MESSAGES, enable_thinking=False)
@@ -112,7 +114,7 @@ def test_every_shipped_template_renders_or_fails_cleanly(path: Path) -> None:
         pass
 
 
-def test_bad_requests_are_clear_errors(vocab: _native.NativeModel) -> None:
+def test_bad_requests_are_clear_errors(vocab: NativeModel) -> None:
     with pytest.raises(errors.InvalidParameterError):
         vocab.chat_apply({"messages": [{"role": "user"}], "tools": "nope"})
     with pytest.raises(errors.InvalidParameterError):

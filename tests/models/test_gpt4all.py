@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from gpt4all_rag import GPT4All, _native, errors
+from gpt4all_rag import GPT4All, errors
+from gpt4all_rag.engine import native as _native
 from gpt4all_rag.engine.grammar import json_schema_to_gbnf
 from gpt4all_rag.engine.templates import ChatTemplate
 from tests.conftest import GEMMA3, MINILM, SMOLLM2

@@ -15,7 +15,8 @@ from typing import Iterator
 
 import pytest
 
-from gpt4all_rag import GPT4All, _native, errors
+from gpt4all_rag import GPT4All, errors
+from gpt4all_rag.engine import native as _native
 
 from tests.conftest import SMOLLM2
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from gpt4all_rag import _native
+from gpt4all_rag.engine import native as _native
 from gpt4all_rag.engine.sampling import SamplingParams
 
 ROOT = Path(__file__).resolve().parents[2]

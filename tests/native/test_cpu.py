@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from gpt4all_rag import _native, cpu_isa, errors, system
+from gpt4all_rag import cpu_isa, errors, system
+from gpt4all_rag.engine import native as _native
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from gpt4all_rag import _native
+from gpt4all_rag.engine import native as _native
 from gpt4all_rag.errors import GrammarError
 from gpt4all_rag.engine.grammar import json_schema_to_gbnf
 

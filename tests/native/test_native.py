@@ -10,7 +10,9 @@ import gguf
 import numpy as np
 import pytest
 
-from gpt4all_rag import GPT4All, _native, errors
+from gpt4all_rag import GPT4All, errors
+from gpt4all_rag.engine import native as _native
+from gpt4all_rag.engine.native_model import NativeModel
 
 HEADER = Path(__file__).resolve().parents[2] / "native" / "include" / "g4r.h"
 
@@ -130,7 +132,7 @@ def test_library_without_cpu_kernels_beside_it_is_a_clear_error(tmp_path: Path) 
     here = Path(_native.lib()._name).resolve().parent
     for name in ("libgpt4all_rag.so", "libg4r-ggml.so", "libg4r-ggml-base.so"):
         shutil.copy(here / name, tmp_path / name)
-    code = ("from gpt4all_rag import _native, errors\n"
+    code = ("from gpt4all_rag import errors\nfrom gpt4all_rag.engine import native as _native\n"
             "try:\n    _native.lib()\nexcept errors.NativeLibraryError as e:\n    print('refused:', e)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                          env={**__import__("os").environ, _native.LIB_ENV: str(tmp_path / "libgpt4all_rag.so")})
@@ -140,7 +142,7 @@ def test_library_without_cpu_kernels_beside_it_is_a_clear_error(tmp_path: Path) 
 
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(errors.ModelNotFoundError):
-        _native.NativeModel(tmp_path / "nope.gguf")
+        NativeModel(tmp_path / "nope.gguf")
     with pytest.raises(FileNotFoundError):
         GPT4All("nope.gguf", model_path=tmp_path, allow_download=False)
 
@@ -216,4 +218,4 @@ def test_sequence_count_out_of_range(tmp_path: Path) -> None:
 def test_unknown_gpu_device(tmp_path: Path) -> None:
     _write_gguf(tmp_path / "m.gguf", "llama")
     with pytest.raises(errors.InvalidParameterError, match="no GPU device"):
-        _native.NativeModel(tmp_path / "m.gguf", device="Imaginary GPU 9000")
+        NativeModel(tmp_path / "m.gguf", device="Imaginary GPU 9000")

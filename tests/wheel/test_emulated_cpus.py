@@ -111,7 +111,7 @@ def test_generation_and_embeddings_work_and_agree_with_the_host(
 @pytest.mark.parametrize("cpu", AVX512_CPUS)
 def test_avx512_levels_where_the_emulator_has_them(cpu: str) -> None:
     probe = subprocess.run([_qemu(), "-cpu", cpu, sys.executable, "-I", "-c",
-                            "from gpt4all_rag import _native; print(' '.join(_native.cpu_flags()))"],
+                            "from gpt4all_rag.engine import native as _native; print(' '.join(_native.cpu_flags()))"],
                            capture_output=True, text=True, timeout=300)
     assert probe.returncode == 0, probe.stderr[-2000:]
     if "avx512f" not in probe.stdout.split():

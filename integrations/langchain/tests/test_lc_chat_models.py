@@ -426,7 +426,7 @@ def test_structured_output_json_is_valid_json_text() -> None:
 def test_batch_runs_concurrently_on_one_model() -> None:
     """``batch`` of 4 prompts on an n_parallel=4 model: the four are decoded together (fewer
     llama_decode calls than their tokens), not one after the other."""
-    from gpt4all_rag import _native
+    from gpt4all_rag.engine import native as _native
 
     par = ChatGPT4All(**chat_params(n_parallel=4, max_tokens=16))
     engine = par._engine().model

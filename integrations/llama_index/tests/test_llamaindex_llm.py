@@ -321,7 +321,7 @@ def test_function_calling_llm_calls_a_tool(smol: GPT4All) -> None:
 
 def test_gathered_achat_calls_run_concurrently_on_one_model(model_dir: Path) -> None:
     """``asyncio.gather`` of 4 ``achat`` calls on an n_parallel=4 model decodes them together."""
-    from gpt4all_rag import _native
+    from gpt4all_rag.engine import native as _native
 
     with GPT4All(SMOLLM2, model_path=model_dir, allow_download=False, n_threads=N_THREADS,
                  n_parallel=4) as model:
