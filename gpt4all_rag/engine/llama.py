@@ -431,7 +431,7 @@ class Llama:
         self._check_call(params, callback, None)
         plan, tokens, dropped = self._chat_prompt(messages, params, tools, tool_choice, response_format,
                                                   chat_template, enable_thinking, truncation)
-        run_params = SamplingParams.from_options(params, stop=plan.stops, grammar=plan.grammar)
+        run_params = params.constrained(plan.stops, plan.grammar)
         stats, recorded = self._begin()
 
         def pieces() -> Iterator[tuple[str, list[TokenLogprob]]]:

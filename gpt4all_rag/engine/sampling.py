@@ -37,12 +37,13 @@ Aliases accepted by :meth:`SamplingParams.from_options`: ``temperature`` → ``t
 
 from __future__ import annotations
 
-import ctypes
 import dataclasses
 import math
 import secrets
 from dataclasses import dataclass
 from typing import Any, Iterable
+
+import numpy as np
 
 from .. import errors
 
@@ -64,7 +65,8 @@ def check_number(name: str, value: Any, *, low: float | None = None, high: float
         raise errors.InvalidParameterError(f"{name} must be {kind}, got {value!r}")
     read = value
     if not integer:  # the native sampler reads a float32: 1e-300 is 0 there, 1e39 infinite
-        read = ctypes.c_float(value).value
+        with np.errstate(over="ignore"):
+            read = float(np.float32(value))
         if not math.isfinite(read):
             raise errors.InvalidParameterError(f"{name} must be a 32-bit float, got {value!r}")
     elif not wide and not -2**31 <= value < 2**31:  # an int32 there
@@ -193,6 +195,16 @@ class SamplingParams:
                 continue
             resolved[name] = value
         return dataclasses.replace(base or cls(), **resolved)
+
+    def constrained(self, stop: tuple[str, ...], grammar: str | None) -> SamplingParams:
+        """These parameters with the stop strings and grammar a chat format adds (the engine's
+        own values, so nothing is checked again: the fields were checked when built)."""
+        out = object.__new__(SamplingParams)
+        for f in dataclasses.fields(self):
+            object.__setattr__(out, f.name, getattr(self, f.name))
+        object.__setattr__(out, "stop", tuple(stop))
+        object.__setattr__(out, "grammar", grammar)
+        return out
 
     def generate_kwargs(self) -> dict[str, Any]:
         """The keyword arguments of ``GPT4All.generate`` for these parameters."""

@@ -380,6 +380,7 @@ def _openapi(app: FastAPI, config: ServerConfig) -> dict[str, Any]:
                 if field is not None:
                     for branch in field.get("anyOf", [field]):
                         if branch.get("type") == "integer":
+                            branch.pop("exclusiveMaximum", None)  # the server's limit is lower
                             branch["maximum"] = config.max_tokens_limit
         for operations in schema.get("paths", {}).values():
             for operation in operations.values():

@@ -238,4 +238,4 @@ def test_embedding_errors_speak_http(server: str) -> None:
     dims = _error(httpx.post(server + "/v1/embeddings", json={"input": "x", "dimensions": 128,
                                                                  "model": MINILM}), 400, "invalid_request")
     assert "None" not in str(dims["message"]) and dims["param"] == "dimensions"
-    _error(httpx.post(server + "/v1/chat/completions", json={**CHAT, "temperature": 5}), 400, "invalid_request")
+    _error(httpx.post(server + "/v1/chat/completions", json={**CHAT, "temperature": -1}), 400, "invalid_request")

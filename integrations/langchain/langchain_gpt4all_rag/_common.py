@@ -103,12 +103,9 @@ class GPT4AllParams(BaseModel):
     @model_validator(mode="after")
     def _check_sampling(self) -> Any:
         """The sampling fields are checked by the schema when the model is built, too."""
-        self._base_sampling()
+        SamplingParams.from_options(**{k: v for k in _FIELDS if (v := getattr(self, k)) is not None})
         return self
 
-    def _base_sampling(self) -> SamplingParams:
-        return SamplingParams.from_options(
-            **{k: v for k in _FIELDS if (v := getattr(self, k)) is not None})
 
     # -- engines ----------------------------------------------------------------------------
     def _engine(self, model: str | None = None) -> _Engine:
@@ -175,10 +172,11 @@ class GPT4AllParams(BaseModel):
         Raises:
             InvalidParameterError: (a ValueError) a value out of range.
         """
-        base = self._base_sampling()
         overrides = {k: kwargs.pop(k) for k in SAMPLING_KEYS if k in kwargs}
+        fields = {k: v for k in _FIELDS if (v := getattr(self, k)) is not None
+                  and k not in {ALIASES.get(o, o) for o in overrides}}
         stops = list(stop) if stop is not None else list(self.stop or [])
-        return SamplingParams.from_options(base, **overrides, stop=stops)
+        return SamplingParams.from_options(**fields, **overrides, stop=stops)
 
     def _model_name(self, kwargs: dict[str, Any]) -> str:
         model = kwargs.pop("model", None)

@@ -270,12 +270,8 @@ class GPT4AllRag(FunctionCallingLLM):
     @model_validator(mode="after")
     def _check_sampling(self) -> Self:
         """The sampling fields are checked by the schema when the LLM is built, too."""
-        self._base_parameters()
+        SamplingParams.from_options(**{k: v for k in _SAMPLING if (v := getattr(self, k)) is not None})
         return self
-
-    def _base_parameters(self) -> SamplingParams:
-        return SamplingParams.from_options(
-            **{k: v for k in _SAMPLING if (v := getattr(self, k)) is not None})
 
     def _parameters(self, kwargs: dict[str, Any]) -> SamplingParams:
         """This call's :class:`~gpt4all_rag.engine.sampling.SamplingParams`: the fields that
@@ -289,12 +285,13 @@ class GPT4AllRag(FunctionCallingLLM):
         if unknown:
             raise errors.InvalidParameterError(
                 f"unknown generation parameter(s) {unknown}; accepted: {sorted(CALL_PARAMETERS)}")
-        base = self._base_parameters()
         overrides = {k: v for k, v in kwargs.items()
                      if k not in ("stop", "tools", "tool_choice", "logprobs", "top_logprobs")}
+        named = {ALIASES.get(k, k) for k in overrides}
+        fields = {k: v for k in _SAMPLING if (v := getattr(self, k)) is not None and k not in named}
         stop = kwargs.get("stop")
         extra = [stop] if isinstance(stop, str) else list(stop or [])
-        return SamplingParams.from_options(base, **overrides, stop=list(self.stop) + extra)
+        return SamplingParams.from_options(**fields, **overrides, stop=list(self.stop) + extra)
 
     def _chat_options(self, kwargs: dict[str, Any]) -> dict[str, Any]:
         """The engine's ``create_chat_completion`` keyword arguments of one chat call, but the
