@@ -25,6 +25,15 @@ def timed(pieces, first_is):  # (prompt seconds, generation seconds) of one stre
     return t_first - t0, time.perf_counter() - t_first, last
 
 
+def clear_cache(m: GPT4All) -> None:
+    """Empty the KV cache, so the next prompt is evaluated whole. Before commit cf8cca4
+    ``NativeModel.reset()`` read a missing attribute; the call it meant is made directly."""
+    try:
+        m.model.reset()
+    except AttributeError:
+        m.model._lib.g4r_model_reset(m.model._handle)
+
+
 def main() -> None:
     model_dir, name, prompt_file, gen, threads, n_batch, repeats, n_ctx = sys.argv[1:9]
     prompt = Path(prompt_file).read_text()
@@ -34,7 +43,7 @@ def main() -> None:
                  n_ctx=int(n_ctx)) as m:
         pp, tg = [], []
         for _ in range(repeats + 1):  # the first run warms up
-            m.model.reset()
+            clear_cache(m)
             t_p, t_g, _ = timed(m.generate(prompt, max_tokens=gen, temp=0, n_batch=n_batch, streaming=True),
                                 lambda p: True)
             pp.append(m.stats.prompt_tokens / t_p)
@@ -43,7 +52,7 @@ def main() -> None:
         pp, tg = [], []
         messages = [{"role": "user", "content": prompt}]
         for _ in range(repeats + 1):
-            m.model.reset()
+            clear_cache(m)
             t_p, t_g, last = timed(m.create_chat_completion(messages, max_tokens=gen, temp=0, n_batch=n_batch,
                                                             stream=True),
                                    lambda c: bool(c.delta.get("content")))
