@@ -165,7 +165,7 @@ G4R_API g4r_status g4r_gpu_info(int32_t index, const char **name, const char **d
  * @param[in] device      NULL or "cpu" for the CPU; "gpu" for the first GPU; a backend name
  *                        ("cuda", "vulkan", "metal") for its first GPU; or a device name or
  *                        description as reported by g4r_gpu_info().
- * @param[in] n_threads   CPU threads for evaluation; <= 0 picks the number of physical cores.
+ * @param[in] n_threads   CPU threads for evaluation; <= 0 picks min(logical CPUs, 8).
  * @param[in] flags       0, or G4R_LOAD_VOCAB_ONLY, or one of G4R_LOAD_FLASH_ATTN_ON /
  *                        G4R_LOAD_FLASH_ATTN_OFF (both: G4R_ERR_INVALID_ARGUMENT).
  * @param[in] n_seq       parallel sequences of a generation context, 1..64 (ignored by

@@ -19,7 +19,7 @@ bool abort_cb(void *data) {
 int32_t default_threads() {
     unsigned n = std::thread::hardware_concurrency();
     // ggml's own default is the number of physical cores; without a portable way to count
-    // them here, use all logical CPUs up to 4 beyond which hyper-threads rarely help.
+    // them here, use the logical CPUs, at most 8 (more threads rarely help one sequence).
     if (n == 0) n = 4;
     return static_cast<int32_t>(std::min(n, 8u));
 }
