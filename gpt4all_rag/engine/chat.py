@@ -75,7 +75,8 @@ def normalize_messages(messages: Sequence[Mapping[str, Any]]) -> list[dict[str, 
     ``system``), ``user``, ``assistant`` (optionally with ``tool_calls``:
     ``[{"id", "type": "function", "function": {"name", "arguments": JSON text or object}}]``)
     or ``tool`` (with ``tool_call_id``; ``name`` optional). Content is a string, None, or a
-    list of ``{"type": "text", "text"}`` parts.
+    list of ``{"type": "text", "text"}`` parts; it may be empty (the seed's chat sessions send
+    an empty system message and may send an empty prompt).
 
     Returns:
         New dicts: content as a string, tool-call arguments as JSON text.
@@ -114,8 +115,6 @@ def normalize_messages(messages: Sequence[Mapping[str, Any]]) -> list[dict[str, 
             msg["tool_call_id"] = str(m.get("tool_call_id") or "")
             if m.get("name"):
                 msg["name"] = str(m["name"])
-        elif role != "assistant" and not msg["content"]:
-            raise errors.InvalidParameterError(f"{where}: a {role} message needs content")
         out.append(msg)
     return out
 

@@ -150,6 +150,15 @@ def test_a_chat_session_turn_is_one_engine_call_with_reasoning_kept_apart(smol: 
         assert smol.stats.prompt_tokens == len(smol.chat_prompt_tokens(history, chat_template=qwen3))
 
 
+def test_empty_messages_are_rendered_as_the_seed_renders_them(smol: GPT4All) -> None:
+    # The seed's chat sessions take an empty system message and an empty prompt; the engine's
+    # chat call renders them (the server's schema refuses empty content on its own).
+    with smol.chat_session(system_message=""):
+        assert isinstance(smol.generate("", max_tokens=2, temp=0), str)
+        assert smol.current_chat_session[0] == {"role": "system", "content": ""}
+        assert [m["role"] for m in smol.current_chat_session] == ["system", "user", "assistant"]
+
+
 def test_closing_a_stream_frees_the_model(smol: GPT4All) -> None:
     stream = smol.create_chat_completion(CHAT, max_tokens=50, stream=True, **GREEDY)
     next(stream), next(stream)
@@ -161,7 +170,7 @@ BAD = {
     "no messages": dict(messages=[]),
     "not a list": dict(messages="hi"),
     "bad role": dict(messages=[{"role": "wizard", "content": "hi"}]),
-    "empty user": dict(messages=[{"role": "user", "content": ""}]),
+    "number content": dict(messages=[{"role": "user", "content": 3}]),
     "image part": dict(messages=[{"role": "user", "content": [
         {"type": "image_url", "image_url": {"url": "data:,"}}]}]),
     "bad tools": dict(tools=[{"type": "function"}]),
