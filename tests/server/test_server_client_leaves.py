@@ -58,8 +58,8 @@ async def _abandon(url: str, path: str, body: dict[str, Any], after_s: float) ->
                         if loop.time() > deadline:
                             return  # leaves mid-stream
                 raise AssertionError("the stream ended before its client left")
-            await client.post(path, json=body, timeout=after_s)
-            raise AssertionError("the request ended before its client left")
+            r = await client.post(path, json=body, timeout=after_s)
+            raise AssertionError(f"the request ended before its client left: {r.status_code} {r.text[:300]}")
         except httpx.ReadTimeout:
             pass
 
