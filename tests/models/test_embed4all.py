@@ -72,6 +72,30 @@ def test_batch_equals_single_calls(embedder: Embed4All) -> None:
     assert np.abs(batch - np.tile(singles, (20, 1))).max() <= 1e-4
 
 
+@pytest.fixture(scope="module")
+def q8_embedder(model_dir: Path) -> Iterator[Embed4All]:
+    from gpt4all_rag.models import pypi as pypi_models
+
+    path = pypi_models.default_embedding_model(model_dir, "q8_0")
+    with Embed4All(path.name, model_path=model_dir, allow_download=False, n_threads=2) as e:
+        yield e
+
+
+def test_q8_0_conversion_stays_close_to_the_numpy_forward_pass(q8_embedder: Embed4All,
+                                                               oracle: BertOracle) -> None:
+    assert q8_embedder.model_name == "all-MiniLM-L6-v2"
+    ours = np.array(q8_embedder.embed(TEXTS))
+    ref = oracle.embed(TEXTS)
+    cos = (ours * ref).sum(axis=1) / np.linalg.norm(ours, axis=1) / np.linalg.norm(ref, axis=1)
+    assert cos.mean() >= 0.999 and cos.min() >= 0.998, cos
+
+
+def test_q8_0_batch_equals_single_calls(q8_embedder: Embed4All) -> None:
+    batch = np.array(q8_embedder.embed(TEXTS * 20))
+    singles = np.array([q8_embedder.embed(t) for t in TEXTS])
+    assert np.abs(batch - np.tile(singles, (20, 1))).max() <= 1e-4
+
+
 def test_semantic_ordering(embedder: Embed4All) -> None:
     food, bread, horse = (np.array(v) for v in embedder.embed(TEXTS[1:4]))
     assert food @ bread > food @ horse

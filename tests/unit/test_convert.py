@@ -30,6 +30,7 @@ from gpt4all_rag.errors import DownloadError, InvalidParameterError, ModelLoadEr
 
 F16 = gguf.GGMLQuantizationType.F16
 F32 = gguf.GGMLQuantizationType.F32
+Q8_0 = gguf.GGMLQuantizationType.Q8_0
 
 
 # --------------------------------------------------------------------------------------------
@@ -222,6 +223,32 @@ def test_tiny_f32_and_name(tiny: Path, tmp_path: Path) -> None:
     assert sorted(p.name for p in out.parent.iterdir()) == ["tiny.gguf"]  # no temp file left
 
 
+def test_tiny_q8_0_quantizes_the_blocks_matrices(tmp_path: Path) -> None:
+    src = _write_tiny(tmp_path / "q", layers=2, dim=32, ff=64)
+    out = convert_sentence_transformer(src, tmp_path / "q.gguf", outtype="Q8_0")
+    r = gguf.GGUFReader(out)
+    assert r.get_field("general.file_type").contents() == int(gguf.LlamaFileType.MOSTLY_Q8_0)
+    types = {t.name: t.tensor_type for t in r.tensors}
+    quantized = sorted(n for n, t in types.items() if t == Q8_0)
+    assert len(quantized) == 2 * 6 and all(n.startswith("blk.") and n.endswith(".weight")
+                                          for n in quantized)
+    assert types["token_embd.weight"] == F16 and types["token_types.weight"] == F32
+    assert types["blk.0.attn_q.bias"] == F32
+    weights = load_file(str(src / "model.safetensors"))
+    for name, hf in (("blk.1.ffn_up.weight", "encoder.layer.1.intermediate.dense.weight"),
+                     ("blk.0.attn_k.weight", "encoder.layer.0.attention.self.key.weight")):
+        tensor = next(t for t in r.tensors if t.name == name)
+        got = gguf.quants.dequantize(tensor.data, Q8_0).reshape(weights[hf].shape)
+        step = np.abs(weights[hf]).reshape(-1, 32).max(axis=1) / 127  # one int8 step per block
+        assert (np.abs(got - weights[hf]).reshape(-1, 32).max(axis=1) <= step * 0.5 + 1e-3).all()
+
+
+def test_tiny_q8_0_leaves_rows_that_do_not_split_into_blocks(tiny: Path, tmp_path: Path) -> None:
+    # dim 8, ff 16: no row is a whole number of 32-weight blocks, so nothing is quantized
+    r = gguf.GGUFReader(convert_sentence_transformer(tiny, tmp_path / "q.gguf", outtype="q8_0"))
+    assert Q8_0 not in {t.tensor_type for t in r.tensors}
+
+
 def test_tiny_cls_pooling_and_explicit_name(tmp_path: Path) -> None:
     src = _write_tiny(tmp_path / "cls", pooling="cls")
     out = convert_sentence_transformer(src, tmp_path / "c.gguf", name="my-model", outtype="F16")
@@ -230,7 +257,7 @@ def test_tiny_cls_pooling_and_explicit_name(tmp_path: Path) -> None:
     assert r.get_field("general.name").contents() == "my-model"
 
 
-@pytest.mark.parametrize("outtype", ["q8_0", "", None, 16])
+@pytest.mark.parametrize("outtype", ["q4_0", "", None, 16])
 def test_bad_outtype(tiny: Path, tmp_path: Path, outtype: Any) -> None:
     with pytest.raises(InvalidParameterError, match="outtype"):
         convert_sentence_transformer(tiny, tmp_path / "x.gguf", outtype=outtype)
@@ -352,7 +379,6 @@ def test_cli_default_out_path(tiny: Path, tmp_path: Path, monkeypatch: pytest.Mo
     (["--outtype", "q4_0", "."], 2, "Invalid value for '--outtype'"),
     (["/nonexistent/folder"], 2, "does not exist"),
     (["--minilm", "--name", "x"], 2, "--minilm takes no"),
-    (["--minilm", "--outtype", "f32"], 2, "F16"),
     ([".", "--model-path", "."], 2, "--model-path only applies to --minilm"),
 ])
 def test_cli_usage_errors(args: list[str], code: int, message: str) -> None:
@@ -360,6 +386,26 @@ def test_cli_usage_errors(args: list[str], code: int, message: str) -> None:
     assert result.exit_code == code
     assert message in result.output
     assert "Traceback" not in result.output
+
+
+def test_cli_minilm_q8_0(minilm_dir: Path, tmp_path: Path) -> None:
+    args = ["--minilm", "--outtype", "q8_0", "--model-path", str(tmp_path)]
+    result = CliRunner().invoke(convert_cmd, args)
+    assert result.exit_code == 0, result.output
+    path = tmp_path / "all-MiniLM-L6-v2.gguf2.Q8_0.gguf"
+    assert f"wrote: {path}" in result.output
+    assert gguf.GGUFReader(path).get_field("general.file_type").contents() == int(
+        gguf.LlamaFileType.MOSTLY_Q8_0)
+    assert "already present" in CliRunner().invoke(convert_cmd, args).output
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]
+
+
+def test_minilm_file_names() -> None:
+    assert pypi_models.minilm_file_name() == DEFAULT_EMBEDDING_MODEL
+    assert pypi_models.minilm_file_name("F32") == "all-MiniLM-L6-v2.gguf2.f32.gguf"
+    assert pypi_models.minilm_file_name("q8_0") == "all-MiniLM-L6-v2.gguf2.Q8_0.gguf"
+    with pytest.raises(InvalidParameterError, match="outtype"):
+        pypi_models.minilm_file_name("q4_0")
 
 
 def test_cli_not_a_checkpoint(tmp_path: Path) -> None:
