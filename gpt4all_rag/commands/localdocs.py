@@ -46,12 +46,14 @@ __all__ = ["ask", "collections", "index", "localdocs_options", "open_localdocs",
               help="Rebuild the collection if it was built with other settings.")
 @click.option("--quiet", "-q", is_flag=True,
               help="No progress bars [default: bars when stderr is a terminal].")
+@click.option("--verbose", "-v", is_flag=True,
+              help="Also print where the time went: scan, read, chunk, embed, store.")
 @json_option("Print the report as one JSON object (collection, indexed, unchanged, removed, "
-             "skipped, n_chunks).")
+             "skipped, n_chunks, timings).")
 def index(paths: tuple[Path, ...], collection: str, persist_dir: Path | None,
           chroma_url: str | None, embedding_model: str | None, embedding_model_path: Path | None,
           extensions: tuple[str, ...], chunk_tokens: int | None, overlap_tokens: int | None,
-          reindex: bool, quiet: bool, as_json: bool) -> None:
+          reindex: bool, quiet: bool, verbose: bool, as_json: bool) -> None:
     """Index the documents under PATHS into a collection (incrementally).
 
     Reads .txt .md .rst .html .pdf .docx and source-code files. Unchanged files are skipped,
@@ -68,6 +70,8 @@ def index(paths: tuple[Path, ...], collection: str, persist_dir: Path | None,
         return
     _echo_skipped(report.skipped)
     click.echo(f"{collection}: {report.summary()}")
+    if verbose:
+        click.echo(f"time {report.timing_summary()} (reading and chunking run beside embedding)")
 
 
 #: Skipped files named per reason; the rest are counted (``--json`` lists them all).

@@ -215,6 +215,11 @@ class Llama:
         return self.model.info(_native.PROP_N_BATCH)
 
     @property
+    def n_threads(self) -> int:
+        """The CPU threads evaluation uses."""
+        return self.model.info(_native.PROP_N_THREADS)
+
+    @property
     def n_seq_max(self) -> int:
         """The most sequences one evaluation holds."""
         return self.model.info(_native.PROP_N_SEQ_MAX)

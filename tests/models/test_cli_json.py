@@ -60,7 +60,10 @@ def test_python_dash_m_runs_the_command() -> None:
 def test_json_of_index_search_ask_and_collections(setup: dict[str, Any]) -> None:
     common, docs = setup["common"], setup["docs"]
     report = _json(["index", str(docs), "-q", "--json", *common])
-    assert list(report) == ["collection", "indexed", "unchanged", "removed", "skipped", "n_chunks"]
+    assert list(report) == ["collection", "indexed", "unchanged", "removed", "skipped", "n_chunks",
+                            "timings"]
+    assert list(report["timings"]) == ["scan", "read", "chunk", "embed", "store", "total"]
+    assert report["timings"]["embed"] > 0 and report["timings"]["total"] >= report["timings"]["embed"]
     assert report["collection"] == "json-cli"
     assert sorted(Path(p).name for p in report["indexed"]) == sorted(DOCS)
     assert report["n_chunks"] >= 3 and report["skipped"] == [] and report["removed"] == []

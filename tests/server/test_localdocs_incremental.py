@@ -304,3 +304,98 @@ def test_only_bad_files_never_crash(ld: LocalDocs, backend: Backend, tmp_path: P
     assert dict(report.skipped) == {str(tmp_path / "bad" / "blob.txt"): "binary file (contains NUL bytes)"}
     with pytest.raises(DocumentLoadError, match="no such file or folder"):
         ld.index([tmp_path / "bad" / "blob.txt", tmp_path / "missing-folder"])
+
+
+def _readers() -> list[str]:
+    import threading
+
+    return [t.name for t in threading.enumerate() if t.name == "localdocs-reader"]
+
+
+@pytest.fixture(params=[False, True], ids=["in-line", "read-ahead"])
+def read_ahead(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> bool:
+    """Index with and without the reader thread, whatever CPUs this machine has."""
+    from gpt4all_rag.localdocs import indexing
+
+    monkeypatch.setattr(indexing, "_spare_cpus", lambda embedder: 1 if request.param else 0)
+    return request.param
+
+
+def test_reading_runs_ahead_of_embedding_in_groups(ld: LocalDocs, backend: Backend, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch,
+                                                   read_ahead: bool) -> None:
+    """Many files make several groups: each group is embedded in one call, all of them land,
+    and the report times every stage."""
+    from gpt4all_rag.localdocs import indexing
+
+    monkeypatch.setattr(indexing, "EMBED_GROUP_CHUNKS", 8)
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for i in range(40):
+        (folder / f"note{i:02d}.md").write_text(f"# Note {i}\n\n" + NEW_LIGHTHOUSE.replace("Alma", f"Alma {i}"))
+    calls: list[int] = []
+    embed = ld.embedder.embed
+
+    readers: list[list[str]] = []
+
+    def counting(texts: Any, **kwargs: Any) -> Any:
+        calls.append(len(texts))
+        readers.append(_readers())
+        return embed(texts, **kwargs)
+
+    monkeypatch.setattr(ld.embedder, "embed", counting)
+    report = ld.index(str(folder))
+    assert len(report.indexed) == 40 and report.n_chunks == sum(calls)
+    assert len(calls) >= 5 and all(n >= 8 for n in calls[:-1])
+    assert (readers[0] == ["localdocs-reader"]) is read_ahead  # the reader works meanwhile
+    assert set(report.timings) == {"scan", "read", "chunk", "embed", "store", "total"}
+    assert report.timings["embed"] > 0 and report.timings["read"] > 0 and report.timings["chunk"] > 0
+    assert_consistent(ld, backend)
+    assert _readers() == []
+
+
+def test_a_reader_error_reaches_the_caller_and_the_object_stays_usable(
+        ld: LocalDocs, backend: Backend, docs: dict[str, Path], monkeypatch: pytest.MonkeyPatch,
+        read_ahead: bool) -> None:
+    from gpt4all_rag.localdocs import chunking
+
+    original = chunking.chunk_document
+    seen: list[str] = []
+
+    def failing(doc: Any, *args: Any, **kwargs: Any) -> Any:
+        seen.append(doc.path)
+        if len(seen) == 2:
+            raise RuntimeError("chunker broke")
+        return original(doc, *args, **kwargs)
+
+    monkeypatch.setattr(chunking, "chunk_document", failing)
+    with pytest.raises(RuntimeError, match="chunker broke"):
+        ld.index(str(next(iter(docs.values())).parent))
+    assert _readers() == []
+    monkeypatch.setattr(chunking, "chunk_document", original)
+    report = ld.index(str(next(iter(docs.values())).parent))
+    assert sorted(report.indexed) == sorted(str(p) for p in docs.values())
+    assert_consistent(ld, backend)
+
+
+def test_an_embedding_error_stops_the_reader(ld: LocalDocs, backend: Backend, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch, read_ahead: bool) -> None:
+    from gpt4all_rag.localdocs import indexing
+
+    monkeypatch.setattr(indexing, "EMBED_GROUP_CHUNKS", 2)
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for i in range(30):
+        (folder / f"n{i}.txt").write_text(NEW_LIGHTHOUSE)
+
+    def broken(texts: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("embedder broke")
+
+    embed = ld.embedder.embed
+    monkeypatch.setattr(ld.embedder, "embed", broken)
+    with pytest.raises(RuntimeError, match="embedder broke"):
+        ld.index(str(folder))
+    assert _readers() == []
+    monkeypatch.setattr(ld.embedder, "embed", embed)
+    assert len(ld.index(str(folder)).indexed) == 30
+    assert_consistent(ld, backend)

@@ -116,7 +116,11 @@ def test_index_report_html_and_dict() -> None:
     assert "… and 2 more" in page and "/d/x.bin: binary file" in page
     assert report.as_dict() == {"indexed": report.indexed, "unchanged": ["/d/u.md"], "removed": [],
                                 "skipped": [{"path": "/d/x.bin", "reason": "binary file"}],
-                                "n_chunks": 30}
+                                "n_chunks": 30, "timings": {}}
+    report.timings = {"scan": 0.01, "read": 1.25, "chunk": 2.0, "embed": 10.0, "store": 0.5,
+                      "total": 12.34}
+    assert report.timing_summary() == ("12.3 s: scan 0.0 s, read 1.2 s, chunk 2.0 s, embed 10.0 s, "
+                                       "store 0.5 s")
 
 
 def test_collections_html() -> None:
