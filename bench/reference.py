@@ -11,21 +11,24 @@ from __future__ import annotations
 import json
 import subprocess
 from pathlib import Path
+from typing import Any
 
 PYTHON = Path(__file__).resolve().parent / ".venv-ref" / "bin" / "python"
+#: ONNX Runtime's virtualenv (``setup_reference.sh --onnx``).
+ORT_PYTHON = Path(__file__).resolve().parent / ".venv-ort" / "bin" / "python"
 
 
-def installed() -> bool:
-    return PYTHON.exists()
+def installed(python: Path = PYTHON) -> bool:
+    return python.exists()
 
 
-def run(script: str, *args: str) -> dict | None:
-    """Run ``script`` (Python source) with ``args`` in the reference virtualenv, offline, and
-    return the JSON object its last output line holds; None when the virtualenv is missing or
-    the script fails (its last error line is printed)."""
-    if not installed():
+def run(script: str, *args: str, python: Path = PYTHON) -> Any:
+    """Run ``script`` (Python source) with ``args`` in a reference virtualenv (``python``),
+    offline, and return the JSON value its last output line holds; None when the virtualenv
+    is missing or the script fails (its last error line is printed)."""
+    if not installed(python):
         return None
-    proc = subprocess.run([str(PYTHON), "-c", script, *args], capture_output=True, text=True,
+    proc = subprocess.run([str(python), "-c", script, *args], capture_output=True, text=True,
                           env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
     if proc.returncode != 0:
         print(f"  (reference failed: {proc.stderr.strip().splitlines()[-1:]})")
