@@ -28,7 +28,10 @@ interval (5000 resamples of the queries), so a difference inside the noise is vi
 such. Dense search is Chroma's HNSW (approximate): rebuilding an index can move a figure by
 about 0.005.
 
-Vectors of chunk texts are cached on disk (``--cache``, keyed by model, prefix and text) so
+``--compare-embedding-model FILE`` adds (a) with another embedding model file (another
+conversion of the same checkpoint, such as its Q8_0 file), with the same paired comparison.
+
+Vectors of chunk texts are cached on disk (``--cache``, keyed by model file, prefix and text) so
 that repeated runs and ``--explore`` do not re-embed the corpus; the printed indexing times
 then measure everything but embedding (``bench_index.py`` measures real throughput).
 ``--no-cache`` disables it.
@@ -95,7 +98,7 @@ class EmbeddingCache:
                 return original(model, text, prefix=prefix, **kw)
             single = isinstance(text, str)
             texts = [text] if single else list(text)
-            keys = [hashlib.sha1(f"{model.model_name}\0{prefix!r}\0{t}".encode()).hexdigest()
+            keys = [hashlib.sha1(f"{Path(model.path).name}\0{prefix!r}\0{t}".encode()).hexdigest()
                     for t in texts]
             found: dict[str, list[float]] = {}
             for start in range(0, len(keys), 500):
@@ -377,6 +380,18 @@ def run_set(data: Path, args: argparse.Namespace, model_dir: Path) -> SetResult:
     run, s = timed_run(lambda q: ld.search(q, 10, mode="hybrid"), ds, path_to_doc)
     rows["ours"] = Row(f"(a) ours: {ld.chunk_tokens}/{ld.overlap_tokens} tok, hybrid",
                        run, ds, verbatim, n_ours, index_s, s)
+    if args.compare_embedding_model:
+        with LocalDocs("ours-alt", persist_directory=work / "chroma", model_path=model_dir,
+                       embedding_model=args.compare_embedding_model,
+                       chunk_tokens=args.chunk_tokens, overlap_tokens=args.overlap_tokens,
+                       n_threads=args.threads) as alt:
+            start = time.perf_counter()
+            alt.index(work / "docs", progress=False)
+            alt_s = time.perf_counter() - start
+            alt.search("warm up", 1, mode="hybrid")
+            run, s = timed_run(lambda q: alt.search(q, 10, mode="hybrid"), ds, path_to_doc)
+            rows["ours-alt"] = Row("ours-alt", run, ds, verbatim, int(alt.stats()["chunks"]),
+                                   alt_s, s)
     run, s = timed_run(lambda q: ld.search(q, 10, mode="keyword"), ds, path_to_doc)
     rows["bm25"] = Row("bm25", run, ds, verbatim, n_ours, None, s)
     run, s = whole_document_bm25(ds)
@@ -487,10 +502,16 @@ def main() -> None:
     parser.add_argument("--chunk-tokens", type=int, default=None,
                         help="default: LocalDocs' default for the model (128 for MiniLM)")
     parser.add_argument("--overlap-tokens", type=int, default=None)
+    parser.add_argument("--compare-embedding-model", default=None, metavar="FILE",
+                        help="also run (a) with this embedding model file (e.g. "
+                             "all-MiniLM-L6-v2.gguf2.Q8_0.gguf from gpt4all-rag convert --minilm "
+                             "--outtype q8_0), compared with (a) by the paired bootstrap")
     parser.add_argument("--explore", action="store_true",
                         help="also print fusion variants (candidates, weights, RRF k) per index")
     args = parser.parse_args()
 
+    if args.compare_embedding_model:
+        CONFIGS.append(("ours-alt", f"(a) with {args.compare_embedding_model}"[:48], True))
     sets = args.data or beir_sets(DEFAULT_DATA_ROOT)
     load = os.getloadavg()
     print(f"load average {load[0]:.1f} on {os.cpu_count()} cores")
