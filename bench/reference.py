@@ -22,14 +22,17 @@ def installed(python: Path = PYTHON) -> bool:
     return python.exists()
 
 
-def run(script: str, *args: str, python: Path = PYTHON) -> Any:
-    """Run ``script`` (Python source) with ``args`` in a reference virtualenv (``python``),
-    offline, and return the JSON value its last output line holds; None when the virtualenv
-    is missing or the script fails (its last error line is printed)."""
+def run(script: str | Path, *args: str, python: Path = PYTHON) -> Any:
+    """Run ``script`` (Python source, or the path of a script file) with ``args`` in a
+    reference virtualenv (``python``), offline, and return the JSON value its last output line
+    holds; None when the virtualenv is missing or the script fails (its last error line is
+    printed)."""
     if not installed(python):
         return None
-    proc = subprocess.run([str(python), "-c", script, *args], capture_output=True, text=True,
-                          env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
+    code = [str(script)] if isinstance(script, Path) else ["-c", script]
+    proc = subprocess.run([str(python), *code, *args], capture_output=True, text=True,
+                          env={"HF_HUB_OFFLINE": "1", "ANONYMIZED_TELEMETRY": "False",
+                               "PATH": "/usr/bin:/bin"})
     if proc.returncode != 0:
         print(f"  (reference failed: {proc.stderr.strip().splitlines()[-1:]})")
         return None
