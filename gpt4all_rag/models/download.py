@@ -246,7 +246,11 @@ def _fetch_into(
                         progress.n, progress.total = offset, total
                         progress.refresh()
                     for block in _iter_body(response):
+                        # Written through, not held in the file object's buffer: what has
+                        # arrived is in the .part file while the link stalls, and a process
+                        # that is killed keeps it for the next run's resume.
                         partf.write(block)
+                        partf.flush()
                         offset += len(block)
                         progress.update(len(block))
                 if total is None or offset >= total:

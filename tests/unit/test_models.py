@@ -486,11 +486,13 @@ def test_a_stall_is_resumed_after_the_timeout(http_server: FileServer, model_dir
     assert [r.range for r in http_server.requests] == [None, f"bytes={MiB // 2}-"]
 
 
+# A stall after 1,000 bytes: less than the file object's buffer, which used to hold them back.
+@pytest.mark.parametrize("size, stall_after", [(MiB, MiB // 2), (5000, 1000)])
 def test_nothing_partial_is_ever_under_the_final_name(
-    http_server: FileServer, model_dir: Path
+    http_server: FileServer, model_dir: Path, size: int, stall_after: int
 ) -> None:
-    data = make_bytes(MiB, seed=14)
-    entry = http_server.add_model("m.gguf", data, Behaviour(stall_after=MiB // 2, stall_s=1.0))
+    data = make_bytes(size, seed=14)
+    entry = http_server.add_model("m.gguf", data, Behaviour(stall_after=stall_after, stall_s=1.5))
     result: list[object] = []
     worker = threading.Thread(
         target=lambda: result.append(
@@ -502,9 +504,9 @@ def test_nothing_partial_is_ever_under_the_final_name(
     worker.start()
     part = model_dir / "m.gguf.part"
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and not (part.exists() and part.stat().st_size >= MiB // 2):
+    while time.monotonic() < deadline and not (part.exists() and part.stat().st_size >= stall_after):
         time.sleep(0.01)
-    assert part.stat().st_size == MiB // 2  # mid-download: the bytes are in the .part file ...
+    assert part.stat().st_size == stall_after  # mid-download: the bytes are in the .part file ...
     assert not (model_dir / "m.gguf").exists()  # ... and nothing is under the final name
     worker.join(timeout=15)
     assert result == [model_dir / "m.gguf"]
