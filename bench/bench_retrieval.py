@@ -55,6 +55,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
+import json
 import os
 import shutil
 import sqlite3
@@ -62,8 +63,6 @@ import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
-
-import json
 
 import numpy as np
 
