@@ -44,16 +44,20 @@ __all__ = ["ask", "collections", "index", "localdocs_options", "open_localdocs",
                    "--chunk-tokens].")
 @click.option("--reindex", is_flag=True,
               help="Rebuild the collection if it was built with other settings.")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="CPU threads of the embedding model [default: automatic]. Beside another "
+                   "busy process, give each a share of the CPUs (README, Threads).")
 @click.option("--quiet", "-q", is_flag=True,
               help="No progress bars [default: bars when stderr is a terminal].")
 @click.option("--verbose", "-v", is_flag=True,
-              help="Also print where the time went: scan, read, chunk, embed, store.")
+              help="Also print where the time went (scan, read, chunk, embed, store) and how "
+                   "many threads embedded.")
 @json_option("Print the report as one JSON object (collection, indexed, unchanged, removed, "
              "skipped, n_chunks, timings).")
 def index(paths: tuple[Path, ...], collection: str, persist_dir: Path | None,
           chroma_url: str | None, embedding_model: str | None, embedding_model_path: Path | None,
           extensions: tuple[str, ...], chunk_tokens: int | None, overlap_tokens: int | None,
-          reindex: bool, quiet: bool, verbose: bool, as_json: bool) -> None:
+          reindex: bool, threads: int | None, quiet: bool, verbose: bool, as_json: bool) -> None:
     """Index the documents under PATHS into a collection (incrementally).
 
     Reads .txt .md .rst .html .pdf .docx and source-code files. Unchanged files are skipped,
@@ -61,7 +65,8 @@ def index(paths: tuple[Path, ...], collection: str, persist_dir: Path | None,
     the reason.
     """
     ld = open_localdocs(collection, persist_dir, chroma_url, embedding_model, embedding_model_path,
-                        chunk_tokens=chunk_tokens, overlap_tokens=overlap_tokens, reindex=reindex)
+                        chunk_tokens=chunk_tokens, overlap_tokens=overlap_tokens, reindex=reindex,
+                        n_threads=threads)
     with cli_errors(), ld:
         report = ld.index([str(p) for p in paths], extensions=extensions or None,
                           progress=False if quiet else None)
@@ -71,7 +76,9 @@ def index(paths: tuple[Path, ...], collection: str, persist_dir: Path | None,
     _echo_skipped(report.skipped)
     click.echo(f"{collection}: {report.summary()}")
     if verbose:
-        click.echo(f"time {report.timing_summary()} (reading and chunking run beside embedding)")
+        beside = "in a thread beside it" if report.read_ahead else "in line (no CPU spare)"
+        click.echo(f"time {report.timing_summary()}\nembedding threads: {report.n_threads}; "
+                   f"reading and chunking {beside}")
 
 
 #: Skipped files named per reason; the rest are counted (``--json`` lists them all).

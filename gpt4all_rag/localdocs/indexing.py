@@ -62,8 +62,11 @@ class IndexReport:
         timings: seconds per stage (:data:`STAGES`): ``scan`` (walking the roots and comparing
             file records), ``read`` (hashing files whose time stamps changed, loading and
             parsing), ``chunk``, ``embed``, ``store`` (Chroma writes and removals), and
-            ``total`` (the run's wall clock). Reading and chunking run beside embedding, so
-            the stages add up to more than ``total`` where they overlapped.
+            ``total`` (the run's wall clock). With ``read_ahead`` the stages add up to more
+            than ``total`` where they overlapped.
+        read_ahead: reading and chunking ran in a thread of their own, beside the embedding
+            (a CPU was spare beyond the embedding model's threads); else in line with it.
+        n_threads: the embedding model's CPU threads.
     """
 
     indexed: list[str] = field(default_factory=list)
@@ -72,6 +75,8 @@ class IndexReport:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     n_chunks: int = 0
     timings: dict[str, float] = field(default_factory=dict)
+    read_ahead: bool = False
+    n_threads: int = 0
 
     def summary(self) -> str:
         """One line: ``"3 indexed (41 chunks), 1 unchanged, 0 removed, 2 skipped"``."""
@@ -186,7 +191,9 @@ def index_files(store: Store, embedder: Embed4All, roots: list[str], *, prefix: 
     files_bar = progress_bar(enabled=show_progress, total=len(todo), desc="files", unit="file")
     chunks_bar = progress_bar(enabled=show_progress, desc="chunks", unit="chunk")
     groups = _groups(todo, chunk, max_file_bytes, times)
-    if _spare_cpus(embedder) > 0:
+    report.n_threads = embedder.engine.n_threads
+    report.read_ahead = _spare_cpus(embedder) > 0
+    if report.read_ahead:
         groups = _read_ahead(groups)
     try:
         for group in groups:

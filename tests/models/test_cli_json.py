@@ -4,6 +4,7 @@ on real models and documents."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -70,10 +71,16 @@ def test_json_of_index_search_ask_and_collections(setup: dict[str, Any]) -> None
     assert report["n_chunks"] >= 3 and report["skipped"] == [] and report["removed"] == []
     again = _json(["index", str(docs), "-q", "--json", *common])
     assert again["indexed"] == [] and len(again["unchanged"]) == 3
-    verbose = CliRunner().invoke(main, ["index", str(docs), "-q", "-v", *common])
+    verbose = CliRunner().invoke(main, ["index", str(docs), "-q", "-v", "--threads", "1", *common])
     assert verbose.exit_code == 0, verbose.output
     assert re.search(r"^time [0-9.]+ s: scan [0-9.]+ s, read [0-9.]+ s, chunk [0-9.]+ s, "
                      r"embed [0-9.]+ s, store [0-9.]+ s", verbose.output, re.M), verbose.output
+    spare = len(os.sched_getaffinity(0)) > 1
+    assert re.search(r"^embedding threads: 1; reading and chunking " +
+                     ("in a thread beside it" if spare else r"in line \(no CPU spare\)") + "$",
+                     verbose.output, re.M), verbose.output
+    zero = CliRunner().invoke(main, ["index", str(docs), "-q", "--threads", "0", *common])
+    assert zero.exit_code == 2 and "--threads" in zero.output
 
     found = _json(["search", "high-speed railway in Japan", "-k", "2", "--json", *common])
     assert list(found) == ["collection", "query", "mode", "k", "results"]
