@@ -273,13 +273,25 @@ class ModelPool:
             raise ApiError(503, f"{key} is busy and {slot.waiting} requests already wait; "
                                 "retry later", type="server_error", code="queue_full")
         slot.waiting += 1
+        seated = False
+
+        async def take_seat() -> None:
+            # A request stops counting as waiting in the step that seats it: counted until
+            # wait_for returned (a later step of the loop), it made a request arriving in
+            # between see one waiter too many and get a spurious queue_full.
+            nonlocal seated
+            await slot.seats.acquire()
+            seated = True
+            slot.waiting -= 1
+
         try:
-            await asyncio.wait_for(slot.seats.acquire(), self.config.queue_timeout_s)
+            await asyncio.wait_for(take_seat(), self.config.queue_timeout_s)
         except asyncio.TimeoutError:
             raise ApiError(503, f"waited {self.config.queue_timeout_s:g} s for {key}; retry "
                                 "later", type="server_error", code="queue_timeout") from None
         finally:
-            slot.waiting -= 1
+            if not seated:
+                slot.waiting -= 1
         slot.running += 1
         try:
             yield
