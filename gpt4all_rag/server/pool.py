@@ -276,13 +276,14 @@ class ModelPool:
         seated = False
 
         async def take_seat() -> None:
-            # A request stops counting as waiting in the step that seats it: counted until
-            # wait_for returned (a later step of the loop), it made a request arriving in
-            # between see one waiter too many and get a spurious queue_full.
+            # A request moves from waiting to running in the step that seats it: counted as
+            # waiting until wait_for returned (a later step of the loop), it made a request
+            # arriving in between see one waiter too many and get a spurious queue_full.
             nonlocal seated
             await slot.seats.acquire()
             seated = True
             slot.waiting -= 1
+            slot.running += 1
 
         try:
             await asyncio.wait_for(take_seat(), self.config.queue_timeout_s)
@@ -292,7 +293,6 @@ class ModelPool:
         finally:
             if not seated:
                 slot.waiting -= 1
-        slot.running += 1
         try:
             yield
         finally:
