@@ -67,6 +67,11 @@ def workloads(seed: int = 7) -> tuple[list[str], list[str]]:
     return short, long
 
 
+def baseline_label(label: str) -> str:
+    """``"ours F16"`` -> ``"baseline F16"``: the --baseline tree's run of the same file."""
+    return "baseline " + label.removeprefix("ours ")
+
+
 def run_worker(tree: Path, model_dir: Path, name: str, threads: int, data: str,
                vectors: Path) -> dict | None:
     """bench/embed_worker.py on the checkout at ``tree``, in a process of its own."""
@@ -164,7 +169,7 @@ def main() -> None:
     for label in files:  # each tree in processes of its own, as every anchor
         systems[label] = worker(ROOT, label, label)
         if args.baseline is not None:
-            systems[f"baseline {label[5:]}"] = worker(args.baseline, label, f"baseline {label[5:]}")
+            systems[baseline_label(label)] = worker(args.baseline, label, baseline_label(label))
     if not args.no_anchors:
         add_anchors(systems, args, model_dir, files, checkpoint, onnx_files, data)
     try:
@@ -214,7 +219,7 @@ def report(res: dict[str, list[dict[str, float]]], files: dict[str, str],
         print(f"\nthis tree / {args.baseline}, each in its own process: median over rounds of "
               "the ratio within a round [lowest-highest]")
         for mine in files:
-            other = res.get(f"baseline {mine[5:]}")
+            other = res.get(baseline_label(mine))
             if res[mine] and other:
                 print(f"{mine}: short {rounds.format_ratio(res[mine], other, 'short')}, long "
                       f"{res[mine][0]['long'] / other[0]['long']:.2f}x (round 1)")

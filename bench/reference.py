@@ -14,6 +14,9 @@ from pathlib import Path
 from typing import Any
 
 PYTHON = Path(__file__).resolve().parent / ".venv-ref" / "bin" / "python"
+#: LangChain's RAG recipe, run with :func:`run` in :data:`PYTHON` (``setup_reference.sh
+#: --langchain``): bench_index.py and bench_retrieval.py compare ours with it.
+LANGCHAIN_RECIPE = Path(__file__).resolve().parent / "langchain_recipe.py"
 #: ONNX Runtime's virtualenv (``setup_reference.sh --onnx``).
 ORT_PYTHON = Path(__file__).resolve().parent / ".venv-ort" / "bin" / "python"
 
