@@ -12,9 +12,11 @@ Follows the GPT4All SDK reference. How a text becomes a vector:
 5. Each window vector is L2-normalised; ``long_text_mode="mean"`` averages the windows of a
    text and normalises again, ``"truncate"`` keeps the first window.
 
-Many texts are packed into one evaluation of up to :data:`PACK_TOKENS` tokens
-(:data:`PACK_TOKENS_BLAS` with a BLAS backend; a window longer than that is evaluated alone),
-which is where most of the speed comes from.
+Many texts are packed into one evaluation, which is where most of the speed comes from: with
+the library's own BERT encoder (``engine.model.encoder == "g4r"``, the default for BERT models
+on the CPU) of up to ``engine.n_batch`` tokens, unpadded, each text's attention over its own
+tokens; with llama.cpp's graph of up to :data:`PACK_TOKENS` tokens (:data:`PACK_TOKENS_BLAS`
+with a BLAS backend; a window longer than that is evaluated alone).
 """
 
 from __future__ import annotations
@@ -120,7 +122,10 @@ class Embed4All:
         self.n_ctx: int = engine.n_ctx
         # Tokens packed into one evaluation, at most the context's batch; fixed for the process
         # (the backends are loaded once).
-        self._pack_tokens = min(engine.n_batch, PACK_TOKENS_BLAS if _native.has_blas() else PACK_TOKENS)
+        if engine.model.encoder == "g4r":  # attention per text: the native evaluation size
+            self._pack_tokens = engine.n_batch
+        else:
+            self._pack_tokens = min(engine.n_batch, PACK_TOKENS_BLAS if _native.has_blas() else PACK_TOKENS)
         self._n_seq_max = engine.n_seq_max
         self._head, self._tail = engine.special_token_ids()
         self._prefix_cache: dict[str, list[int]] = {}

@@ -56,6 +56,9 @@ class Llama:
             CPU, ``"gpu"`` for the first GPU, ``"cuda:NAME"``, a device name, ...
         n_gpu_layers: layers offloaded to a GPU device (-1: all).
         flash_attention: None lets the native library choose (see ``GPT4All``), or force it.
+        encoder: an embedding model's graph, ``"g4r"`` (default: the library's own BERT
+            encoder where it covers the model, see :class:`~.native_model.NativeModel`) or
+            ``"llama.cpp"``.
         max_waiting: callers that may wait for a busy model (>= 0); one more gets
             :class:`~gpt4all_rag.errors.ModelBusyError` at once.
         wait_timeout: seconds a caller waits at most for a busy model (None: no limit).
@@ -77,16 +80,17 @@ class Llama:
                  n_parallel: int = 1, n_threads: int | None = None, device: str | None = None,
                  n_gpu_layers: int = 100, flash_attention: bool | None = None,
                  max_waiting: int = 64, wait_timeout: float | None = None,
-                 chat_template: str | None = None, chat: bool = True) -> None:
+                 chat_template: str | None = None, chat: bool = True, encoder: str = "g4r") -> None:
         device = self.check_arguments(
             n_ctx=n_ctx, n_parallel=n_parallel, n_threads=n_threads, device=device,
             n_gpu_layers=n_gpu_layers, flash_attention=flash_attention, max_waiting=max_waiting,
-            wait_timeout=wait_timeout, chat_template=chat_template)
+            wait_timeout=wait_timeout, chat_template=chat_template, encoder=encoder)
         self.path = Path(model_path)
         #: The native model (the binding's handle, ``gpt4all_rag.engine.native``).
         self.model = NativeModel(os.fspath(model_path), n_ctx=n_ctx, n_gpu_layers=n_gpu_layers,
                                          device=device, n_threads=n_threads,
-                                         flash_attention=flash_attention, n_seq=n_parallel)
+                                         flash_attention=flash_attention, n_seq=n_parallel,
+                                         encoder=encoder)
         self._pool = SequencePool(self.model, max_waiting=max_waiting, wait_timeout=wait_timeout)
         self._chat_template, self._chat = chat_template, chat
         self.special_tokens = self._special_tokens()
@@ -100,7 +104,8 @@ class Llama:
     def check_arguments(*, n_ctx: int = DEFAULT_N_CTX, n_parallel: int = 1, n_threads: int | None = None,
                         device: str | None = None, n_gpu_layers: int = 100,
                         flash_attention: bool | None = None, max_waiting: int = 64,
-                        wait_timeout: float | None = None, chat_template: str | None = None) -> str | None:
+                        wait_timeout: float | None = None, chat_template: str | None = None,
+                        encoder: str = "g4r") -> str | None:
         """Check the constructor's arguments (the fronts call it before they look for the
         file, so a bad value fails before any download); returns the native device name.
 
@@ -118,6 +123,8 @@ class Llama:
         if flash_attention is not None and not isinstance(flash_attention, bool):
             raise errors.InvalidParameterError(
                 f"flash_attention must be True, False or None, got {flash_attention!r}")
+        if encoder not in ("g4r", "llama.cpp"):
+            raise errors.InvalidParameterError(f"encoder must be 'g4r' or 'llama.cpp', got {encoder!r}")
         if chat_template is not None and not isinstance(chat_template, str):
             raise errors.InvalidParameterError(f"chat_template must be a string, got {chat_template!r}")
         return native_device(device)

@@ -68,6 +68,7 @@ PROP_POOLING = 12
 PROP_N_PARAMS = 13
 PROP_FLASH_ATTN = 14
 PROP_N_EVALS = 15
+PROP_ENCODER = 16
 
 # g4r_special_token
 SPECIAL_TOKENS = {"bos": 0, "eos": 1, "eot": 2, "sep": 3, "pad": 4, "mask": 5, "nl": 6}
@@ -78,6 +79,7 @@ MAX_TOP_LOGPROBS = 20
 LOAD_VOCAB_ONLY = 1
 LOAD_FLASH_ATTN_ON = 2
 LOAD_FLASH_ATTN_OFF = 4
+LOAD_LLAMA_ENCODER = 8
 
 _STATUS_ERRORS: dict[int, type[errors.GPT4AllRagError]] = {
     ERR_INVALID_ARGUMENT: errors.InvalidParameterError,
@@ -130,6 +132,7 @@ DECLARATIONS: dict[str, tuple[Any, tuple[Any, ...]]] = {
     "g4r_system_info": (ctypes.c_char_p, ()),
     "g4r_cpu_flags": (ctypes.c_char_p, ()),
     "g4r_cpu_brand": (ctypes.c_char_p, ()),
+    "g4r_encoder_kernels": (ctypes.c_char_p, ()),
     "g4r_gpu_count": (ctypes.c_int32, ()),
     "g4r_gpu_info": (ctypes.c_int, (ctypes.c_int32, _c_char_pp, _c_char_pp, _c_char_pp)),
     "g4r_model_load": (ctypes.c_void_p, (ctypes.c_char_p, ctypes.c_int32, ctypes.c_int32,
@@ -285,6 +288,16 @@ def cpu_brand() -> str:
         NativeLibraryError: the native library cannot be loaded.
     """
     return (lib().g4r_cpu_brand() or b"").decode(errors="replace").strip()
+
+
+def encoder_kernels() -> str:
+    """The instruction set of g4r's BERT encoder kernels on this CPU: ``"avx2"`` or
+    ``"baseline"`` (chosen from :func:`cpu_flags`).
+
+    Raises:
+        NativeLibraryError: the native library cannot be loaded.
+    """
+    return (lib().g4r_encoder_kernels() or b"").decode()
 
 
 #: Written by the build beside the CPU modules: module file name -> ggml features it was built for.

@@ -18,7 +18,8 @@ import numpy as np
 
 from .. import errors
 from .native import (ERR_BUFFER_TOO_SMALL, ERR_INTERNAL, ERR_NOT_FOUND, LOAD_FLASH_ATTN_OFF,
-                     LOAD_FLASH_ATTN_ON, LOAD_VOCAB_ONLY, PROP_FLASH_ATTN, PROP_IS_EMBEDDING,
+                     LOAD_FLASH_ATTN_ON, LOAD_LLAMA_ENCODER, LOAD_VOCAB_ONLY, PROP_ENCODER,
+                     PROP_FLASH_ATTN, PROP_IS_EMBEDDING,
                      PROP_N_CTX, PROP_N_EMBD, PROP_N_SEQ_MAX, SPECIAL_TOKENS, SamplerParams,
                      _read_string, _take_string, check, lib, release_freed_memory)
 
@@ -47,6 +48,10 @@ class NativeModel:
         flash_attention: ``True``/``False`` force flash or plain attention; ``None`` lets the
             library choose (plain attention for small CPU generation contexts, see
             ``g4r_model_load``).
+        encoder: an embedding model's graph: ``"g4r"``, the library's own BERT encoder where
+            it covers the model (architecture ``bert`` with separate Q/K/V weights, mean or CLS
+            pooling, on the CPU) and llama.cpp's elsewhere; ``"llama.cpp"``,
+            llama.cpp's always. :attr:`encoder` tells which one evaluates.
 
     Raises:
         ModelNotFoundError: the file cannot be opened.
@@ -57,13 +62,15 @@ class NativeModel:
     def __init__(self, path: str | os.PathLike[str], *, n_ctx: int = 2048, n_gpu_layers: int = 100,
                  device: str | None = None, n_threads: int | None = None,
                  vocab_only: bool = False, flash_attention: bool | None = None,
-                 n_seq: int = 1) -> None:
+                 n_seq: int = 1, encoder: str = "g4r") -> None:
         L = lib()
         self._lib = L
         self.path = str(path)
         flags = LOAD_VOCAB_ONLY if vocab_only else 0
         if flash_attention is not None:
             flags |= LOAD_FLASH_ATTN_ON if flash_attention else LOAD_FLASH_ATTN_OFF
+        if encoder == "llama.cpp":
+            flags |= LOAD_LLAMA_ENCODER
         handle = L.g4r_model_load(os.fsencode(self.path), int(n_ctx), int(n_gpu_layers),
                                   device.encode() if device else None,
                                   int(n_threads) if n_threads else 0, flags, int(n_seq))
@@ -143,6 +150,14 @@ class NativeModel:
     @property
     def is_embedding(self) -> bool:
         return bool(self.info(PROP_IS_EMBEDDING))
+
+    @property
+    def encoder(self) -> str | None:
+        """An embedding model's graph: ``"g4r"`` (the library's BERT encoder) or
+        ``"llama.cpp"``; None for a generation model."""
+        if not self.is_embedding:
+            return None
+        return "g4r" if self.info(PROP_ENCODER) else "llama.cpp"
 
     @property
     def flash_attention(self) -> bool:

