@@ -18,7 +18,8 @@ round only. Anchors:
     --onnx``, ``bench/onnx_anchor.py``): tokenized, batched and truncated as (b) does.
 
 Ours runs on three conversions of the checkpoint: F16 (the catalogue's type), Q8_0 and F32
-(``gpt4all-rag convert --minilm --outtype ...``). Beside each speed: the cosine of each short
+(``gpt4all-rag convert --minilm --outtype ...``), through g4r's own BERT encoder (the default),
+and F16 once more through llama.cpp's graph (``encoder="llama.cpp"``): the encoder alone. Beside each speed: the cosine of each short
 text's vector to sentence-transformers' (mean and lowest); an anchor whose mean is below
 0.999 is shown but is not a target.
 
@@ -72,11 +73,15 @@ def baseline_label(label: str) -> str:
     return "baseline " + label.removeprefix("ours ")
 
 
+#: The extra row of ours: F16 through llama.cpp's graph.
+LLAMA_GRAPH = "ours F16, llama.cpp graph"
+
+
 def run_worker(tree: Path, model_dir: Path, name: str, threads: int, data: str,
-               vectors: Path) -> dict | None:
+               vectors: Path, encoder: str | None = None) -> dict | None:
     """bench/embed_worker.py on the checkout at ``tree``, in a process of its own."""
     cmd = baseline.command(tree, str(ROOT / "bench" / "embed_worker.py"), str(model_dir), name,
-                           str(threads), data, str(vectors))
+                           str(threads), data, str(vectors), *([encoder] if encoder else []))
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         print(f"  ({tree} failed: {proc.stderr.strip().splitlines()[-1:]})")
@@ -170,6 +175,8 @@ def main() -> None:
         systems[label] = worker(ROOT, label, label)
         if args.baseline is not None:
             systems[baseline_label(label)] = worker(args.baseline, label, baseline_label(label))
+    systems[LLAMA_GRAPH] = lambda r: run_worker(ROOT, model_dir, files["ours F16"], args.threads,
+                                                data(r), VECTORS / f"{LLAMA_GRAPH}.npy", "llama.cpp")
     if not args.no_anchors:
         add_anchors(systems, args, model_dir, files, checkpoint, onnx_files, data)
     try:
@@ -215,6 +222,10 @@ def report(res: dict[str, list[dict[str, float]]], files: dict[str, str],
     if missing:
         print(f"not run: {', '.join(missing)} (--no-gpt4all, or bench/setup_reference.sh "
               "[--st] [--onnx] not run)")
+    if res.get(LLAMA_GRAPH) and res["ours F16"]:
+        print(f"\ng4r's encoder / llama.cpp's graph, F16: "
+              f"short {rounds.format_ratio(res['ours F16'], res[LLAMA_GRAPH], 'short')}, long "
+              f"{res['ours F16'][0]['long'] / res[LLAMA_GRAPH][0]['long']:.2f}x (round 1)")
     if args.baseline is not None:
         print(f"\nthis tree / {args.baseline}, each in its own process: median over rounds of "
               "the ratio within a round [lowest-highest]")

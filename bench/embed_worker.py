@@ -3,9 +3,11 @@ process imports (this tree, or a ``--baseline`` checkout: bench/baseline.py):
 ``Embed4All.embed`` over the short texts (and the long ones, if any), printed as JSON; the
 short texts' vectors are saved.
 
-    python embed_worker.py MODEL_DIR MODEL THREADS DATA VECTORS
+    python embed_worker.py MODEL_DIR MODEL THREADS DATA VECTORS [ENCODER]
 
-DATA is a JSON file ``[short texts, long texts]``; VECTORS the ``.npy`` file to write.
+DATA is a JSON file ``[short texts, long texts]``; VECTORS the ``.npy`` file to write; ENCODER
+(``Embed4All(encoder=...)``, e.g. ``llama.cpp``) is passed only when given, so the worker also
+runs checkouts from before that argument.
 """
 
 import json
@@ -19,9 +21,10 @@ from gpt4all_rag import Embed4All
 
 def main() -> None:
     model_dir, name, threads, data, vectors = sys.argv[1:6]
+    extra = {"encoder": sys.argv[6]} if len(sys.argv) > 6 else {}
     with open(data) as f:
         short, long = json.load(f)
-    with Embed4All(name, model_path=model_dir, allow_download=False, n_threads=int(threads)) as e:
+    with Embed4All(name, model_path=model_dir, allow_download=False, n_threads=int(threads), **extra) as e:
         e.embed(short[:50])  # warm-up
         t = time.perf_counter()
         v = e.embed(short)

@@ -1,14 +1,18 @@
 // g4r-encoder.cpp - the BERT encoder graph of g4r-encoder.h.
 //
 // Weights: the GGUF's tensor data, mapped read-only (the pages are shared with llama.cpp's own
-// mapping of the same file), wrapped in a CPU buffer. Each evaluation builds a graph in a
-// small context, allocates its activations with ggml's graph allocator and runs it on ggml's
-// CPU backend with the model's thread count.
+// mapping of the same file), wrapped in a CPU buffer; the Q, K and V matrices are copied side
+// by side into one, and product weights are copied into ggml's repacked layouts where it has
+// one for their type (prepare_products). Each evaluation builds a graph in a small context,
+// allocates its activations with ggml's graph allocator and runs it on ggml's CPU backend with
+// the model's thread count.
 //
-// Layout of one evaluation: the texts' tokens packed end to end, [n_embd, T] activations with
-// no padding, for every operation. Attention and GELU are operations of our own
-// (g4r-kernels.h): attention reads each text's own rows only, so a text's vector does not
-// depend on the texts evaluated beside it.
+// A layer is 9 operations: the QKV product and its bias, attention, the output product, its
+// bias + residual + layer norm, the up product, GELU with its bias, the down product, its bias
+// + residual + layer norm. The products are ggml's; the rest are ours (g4r-kernels.h). The
+// texts' tokens are packed end to end, [n_embd, T] activations without padding, and attention
+// reads each text's own rows only, so a text's vector does not depend on the texts evaluated
+// beside it.
 #include "g4r-encoder.h"
 #include "g4r-impl.h"
 #include "g4r-kernels.h"
@@ -35,11 +39,13 @@ namespace g4r {
 
 namespace {
 
-// Nodes of one evaluation's graph: 7 per embedding, 20 per layer (BGE-large has 24 layers).
-constexpr int kEncoderGraphNodes = 2048;
+// Nodes of one evaluation's graph: 8 for the embeddings, 9 per layer (BGE-large has 24).
+constexpr int kEncoderGraphNodes = 1024;
 
 struct layer_weights {
     ggml_tensor *wq = nullptr, *bq = nullptr, *wk = nullptr, *bk = nullptr, *wv = nullptr, *bv = nullptr;
+    ggml_tensor *wqkv = nullptr, *bqkv = nullptr;  // Q, K and V side by side (prepare_products)
+
     ggml_tensor *wo = nullptr, *bo = nullptr, *attn_norm = nullptr, *attn_norm_b = nullptr;
     ggml_tensor *up = nullptr, *up_b = nullptr, *down = nullptr, *down_b = nullptr;
     ggml_tensor *out_norm = nullptr, *out_norm_b = nullptr;
@@ -65,6 +71,8 @@ struct encoder {
     size_t map_size = 0;
     std::vector<uint8_t> copy;  // the tensor data where mapping is not available
     ggml_backend_buffer_t buf = nullptr;
+    // tensors built at load (prepare_products), one context and buffer per buffer type
+    std::vector<std::pair<ggml_context *, ggml_backend_buffer_t>> owned;
     ggml_backend_t backend = nullptr;
     ggml_backend_set_n_threads_t set_threads = nullptr;
     ggml_gallocr_t alloc = nullptr;
@@ -78,6 +86,10 @@ struct encoder {
         if (alloc) ggml_gallocr_free(alloc);
         if (backend) ggml_backend_free(backend);
         if (buf) ggml_backend_buffer_free(buf);
+        for (auto &o : owned) {
+            if (o.second) ggml_backend_buffer_free(o.second);
+            ggml_free(o.first);
+        }
         if (weights) ggml_free(weights);
         if (gguf) gguf_free(gguf);
 #if !defined(_WIN32)
@@ -147,6 +159,97 @@ bool map_data(encoder &e, const char *path, size_t data_offset, std::string *why
     return true;
 }
 
+// The first of the CPU device's extra buffer types (ggml's repacked weight layouts, e.g. Q8_0
+// interleaved for AVX2) in which a weight of w's type and shape can be multiplied, else null:
+// the choice llama.cpp's loader makes (weight_buft_supported: a dummy product asked of the
+// device with the weight in a zero-size buffer of that type).
+ggml_backend_buffer_type_t repack_buft(encoder &e, ggml_type type, int64_t ne0, int64_t ne1) {
+    ggml_backend_dev_t dev = ggml_backend_get_device(e.backend);
+    auto get_extra = reinterpret_cast<ggml_backend_dev_get_extra_bufts_t>(
+        ggml_backend_reg_get_proc_address(ggml_backend_dev_backend_reg(dev), "ggml_backend_dev_get_extra_bufts"));
+    for (ggml_backend_buffer_type_t *b = get_extra ? get_extra(dev) : nullptr; b && *b; ++b) {
+        ggml_init_params ip{ggml_tensor_overhead() * 4, nullptr, /*no_alloc=*/true};
+        std::unique_ptr<ggml_context, decltype(&ggml_free)> ctx(ggml_init(ip), ggml_free);
+        if (!ctx) return nullptr;
+        ggml_tensor *w = ggml_new_tensor_2d(ctx.get(), type, ne0, ne1);
+        ggml_tensor *op = ggml_mul_mat(ctx.get(), w, ggml_new_tensor_2d(ctx.get(), GGML_TYPE_F32, ne0, 512));
+        w->buffer = ggml_backend_buft_alloc_buffer(*b, 0);
+        const bool ok = w->buffer && ggml_backend_dev_supports_op(dev, op);
+        if (w->buffer) ggml_backend_buffer_free(w->buffer);
+        if (ok) return *b;
+    }
+    return nullptr;
+}
+
+// The product weights as the graph uses them: Q, K and V side by side in one [n_embd,
+// 3 n_embd] matrix (biases likewise, zero where the file has none), so each layer starts with
+// one product instead of three; and every product weight in a repacked layout where ggml has
+// one for its type (repack_buft), as llama.cpp would hold it. A weight without one keeps its
+// mapped data.
+bool prepare_products(encoder &e, std::string *why) {
+    const int64_t d = e.n_embd;
+    const ggml_backend_buffer_type_t plain = ggml_backend_get_default_buffer_type(e.backend);
+    std::vector<std::pair<ggml_backend_buffer_type_t, ggml_context *>> ctxs;
+    auto ctx_for = [&](ggml_backend_buffer_type_t buft) -> ggml_context * {
+        for (auto &c : ctxs)
+            if (c.first == buft) return c.second;
+        ggml_init_params ip{ggml_tensor_overhead() * 5 * (e.layers.size() + 1), nullptr, /*no_alloc=*/true};
+        ggml_context *ctx = ggml_init(ip);
+        if (ctx) ctxs.emplace_back(buft, ctx);
+        return ctx;
+    };
+    struct copy {
+        ggml_tensor *dst;
+        std::vector<const ggml_tensor *> parts;  // laid end to end, absent parts as zeros
+        size_t part_bytes;
+    };
+    std::vector<copy> copies;
+    bool ok = true;
+    for (layer_weights &l : e.layers) {
+        if (l.wk->type != l.wq->type || l.wv->type != l.wq->type) {
+            *why = "Q, K and V of different types";
+            ok = false;
+            break;
+        }
+        ggml_backend_buffer_type_t b = repack_buft(e, l.wq->type, d, 3 * d);
+        ggml_context *wctx = ctx_for(b ? b : plain), *bctx = ctx_for(plain);
+        if (!wctx || !bctx) {
+            *why = "cannot create a context for the product weights";
+            ok = false;
+            break;
+        }
+        l.wqkv = ggml_new_tensor_2d(wctx, l.wq->type, d, 3 * d);
+        copies.push_back({l.wqkv, {l.wq, l.wk, l.wv}, ggml_nbytes(l.wq)});
+        l.bqkv = ggml_new_tensor_1d(bctx, GGML_TYPE_F32, 3 * d);
+        copies.push_back({l.bqkv, {l.bq, l.bk, l.bv}, sizeof(float) * static_cast<size_t>(d)});
+        for (ggml_tensor **w : {&l.wo, &l.up, &l.down}) {
+            ggml_backend_buffer_type_t rb = repack_buft(e, (*w)->type, (*w)->ne[0], (*w)->ne[1]);
+            ggml_context *rctx = rb ? ctx_for(rb) : nullptr;
+            if (!rctx) continue;  // no repacked layout: the mapped tensor
+            ggml_tensor *t = ggml_new_tensor_2d(rctx, (*w)->type, (*w)->ne[0], (*w)->ne[1]);
+            copies.push_back({t, {*w}, ggml_nbytes(*w)});
+            *w = t;
+        }
+    }
+    for (auto &c : ctxs) {
+        ggml_backend_buffer_t buf = ok ? ggml_backend_alloc_ctx_tensors_from_buft(c.second, c.first) : nullptr;
+        e.owned.emplace_back(c.second, buf);
+        if (!buf && ok) {
+            *why = "cannot allocate the product weights";
+            ok = false;
+        }
+    }
+    if (!ok) return false;
+    std::vector<uint8_t> data;
+    for (const copy &c : copies) {  // one whole write per tensor: a repacking buffer takes no parts
+        data.assign(c.part_bytes * c.parts.size(), 0);
+        for (size_t i = 0; i < c.parts.size(); ++i)
+            if (c.parts[i]) std::memcpy(data.data() + i * c.part_bytes, c.parts[i]->data, c.part_bytes);
+        ggml_backend_tensor_set(c.dst, data.data(), 0, data.size());
+    }
+    return true;
+}
+
 }  // namespace
 
 encoder_ptr encoder_load(const char *path, const llama_model *model, int32_t pooling, std::string *why) {
@@ -176,7 +279,7 @@ encoder_ptr encoder_load(const char *path, const llama_model *model, int32_t poo
         *why = "token_types.weight is not F32 of the model's width";
     e->embd_norm = find(*e, "token_embd_norm.weight", d, 0, true, why);
     e->embd_norm_b = find(*e, "token_embd_norm.bias", d, 0, true, why);
-    if (ggml_get_tensor(e->weights, "blk.0.attn_qkv.weight")) *why = "fused QKV weights";
+    if (ggml_get_tensor(e->weights, "blk.0.attn_qkv.weight")) *why = "a fused QKV tensor (attn_qkv)";
     const int32_t n_layer = llama_model_n_layer(model);
     ggml_tensor *up0 = ggml_get_tensor(e->weights, "blk.0.ffn_up.weight");
     e->n_ff = up0 ? up0->ne[1] : 0;
@@ -190,13 +293,13 @@ encoder_ptr encoder_load(const char *path, const llama_model *model, int32_t poo
         l.wv = find(*e, blk("attn_v.weight"), d, d, true, why);
         l.bv = find(*e, blk("attn_v.bias"), d, 0, false, why);
         l.wo = find(*e, blk("attn_output.weight"), d, d, true, why);
-        l.bo = find(*e, blk("attn_output.bias"), d, 0, false, why);
+        l.bo = find(*e, blk("attn_output.bias"), d, 0, true, why);
         l.attn_norm = find(*e, blk("attn_output_norm.weight"), d, 0, true, why);
         l.attn_norm_b = find(*e, blk("attn_output_norm.bias"), d, 0, true, why);
         l.up = find(*e, blk("ffn_up.weight"), d, e->n_ff, true, why);
         l.up_b = find(*e, blk("ffn_up.bias"), e->n_ff, 0, true, why);
         l.down = find(*e, blk("ffn_down.weight"), e->n_ff, d, true, why);
-        l.down_b = find(*e, blk("ffn_down.bias"), d, 0, false, why);
+        l.down_b = find(*e, blk("ffn_down.bias"), d, 0, true, why);
         l.out_norm = find(*e, blk("layer_output_norm.weight"), d, 0, true, why);
         l.out_norm_b = find(*e, blk("layer_output_norm.bias"), d, 0, true, why);
         e->layers.push_back(l);
@@ -209,6 +312,7 @@ encoder_ptr encoder_load(const char *path, const llama_model *model, int32_t poo
     ggml_backend_reg_t reg = ggml_backend_dev_backend_reg(ggml_backend_get_device(e->backend));
     e->set_threads = reinterpret_cast<ggml_backend_set_n_threads_t>(
         ggml_backend_reg_get_proc_address(reg, "ggml_backend_set_n_threads"));
+    if (!prepare_products(*e, why)) return nullptr;
     e->alloc = ggml_gallocr_new(ggml_backend_get_default_buffer_type(e->backend));
     if (!e->alloc) return *why = "cannot create the graph allocator", nullptr;
     return e;
@@ -227,9 +331,11 @@ ggml_tensor *norm(ggml_context *ctx, ggml_tensor *x, ggml_tensor *w, ggml_tensor
     return ggml_add(ctx, ggml_mul(ctx, ggml_norm(ctx, x, eps), w), b);
 }
 
-ggml_tensor *linear(ggml_context *ctx, ggml_tensor *x, ggml_tensor *w, ggml_tensor *b) {
-    ggml_tensor *y = ggml_mul_mat(ctx, w, x);
-    return b ? ggml_add(ctx, y, b) : y;
+// LayerNorm(y + bias + residual) * w + b in one operation of ours (g4r-kernels.h).
+ggml_tensor *add_norm(ggml_context *ctx, ggml_tensor *y, ggml_tensor *bias, ggml_tensor *residual, ggml_tensor *w,
+                      ggml_tensor *b, float *eps) {
+    ggml_tensor *args[5] = {y, bias, residual, w, b};
+    return ggml_custom_4d(ctx, GGML_TYPE_F32, y->ne[0], y->ne[1], 1, 1, args, 5, add_norm_op, GGML_N_TASKS_MAX, eps);
 }
 
 // The graph of one evaluation; inputs: token ids and positions [T]; output: hidden states
@@ -253,13 +359,13 @@ ggml_cgraph *build(encoder &e, ggml_context *ctx, evaluation &ev, ggml_tensor **
     ev.attention.n_texts = static_cast<int32_t>(ev.texts.size());
     ev.attention.n_head = static_cast<int32_t>(e.n_head);
     ev.attention.scale = 1.0f / std::sqrt(static_cast<float>(d / e.n_head));
-    for (const layer_weights &l : e.layers) {
-        ggml_tensor *qkv[3] = {linear(ctx, x, l.wq, l.bq), linear(ctx, x, l.wk, l.bk), linear(ctx, x, l.wv, l.bv)};
-        ggml_tensor *att = ggml_custom_4d(ctx, GGML_TYPE_F32, d, T, 1, 1, qkv, 3, attention_op,
+    for (layer_weights &l : e.layers) {
+        ggml_tensor *qkv = ggml_add(ctx, ggml_mul_mat(ctx, l.wqkv, x), l.bqkv);  // [3 d, T]
+        ggml_tensor *att = ggml_custom_4d(ctx, GGML_TYPE_F32, d, T, 1, 1, &qkv, 1, attention_op,
                                           GGML_N_TASKS_MAX, &ev.attention);
-        x = norm(ctx, ggml_add(ctx, linear(ctx, att, l.wo, l.bo), x), l.attn_norm, l.attn_norm_b, e.eps);
+        x = add_norm(ctx, ggml_mul_mat(ctx, l.wo, att), l.bo, x, l.attn_norm, l.attn_norm_b, &e.eps);
         ggml_tensor *h = ggml_map_custom2(ctx, ggml_mul_mat(ctx, l.up, x), l.up_b, gelu_bias_op, GGML_N_TASKS_MAX, nullptr);
-        x = norm(ctx, ggml_add(ctx, linear(ctx, h, l.down, l.down_b), x), l.out_norm, l.out_norm_b, e.eps);
+        x = add_norm(ctx, ggml_mul_mat(ctx, l.down, h), l.down_b, x, l.out_norm, l.out_norm_b, &e.eps);
     }
     ggml_set_output(x);
     ggml_build_forward_expand(gf, x);

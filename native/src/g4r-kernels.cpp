@@ -1,8 +1,8 @@
 // g4r-kernels.cpp - the encoder's custom CPU operations (g4r-kernels.h).
 //
-// The operations are split into row kernels (scores, exp, axpy, GELU of a row) that exist in
-// plain C++ and, on x86-64, in AVX2+FMA intrinsics under a function-level target attribute;
-// kernels() picks the set once from the CPU's flags. The library itself is compiled for the
+// Each operation is split into a kernel per unit of work (one head of one text; one row of
+// GELU) that exists in plain C++ and, on x86-64, in AVX2+FMA intrinsics under a function-level
+// target attribute; kernels() picks the set once from the CPU's flags. The library itself is compiled for the
 // baseline ISA, so nothing here runs an instruction the CPU lacks.
 #include "g4r-kernels.h"
 
@@ -54,34 +54,60 @@ inline float gelu_scalar(float u) { return u / (1.0f + exp_scalar(-kGeluA * u * 
 
 // ---- baseline: plain C++ -----------------------------------------------------------------
 
-// Scores of one query row against a head's keys (K transposed: kt[c * len + j]).
-void scores_scalar(float *p, const float *q, const float *kt, int64_t dh, int64_t len, float scale) {
-    for (int64_t j = 0; j < len; ++j) p[j] = 0.0f;
-    for (int64_t c = 0; c < dh; ++c) {
-        const float qc = q[c] * scale;
-        const float *ktc = kt + c * len;
-        for (int64_t j = 0; j < len; ++j) p[j] += qc * ktc[j];
+// One head of one text: O = softmax(scale * Q K^T) V over its `len` rows. Q, K, V and O point
+// at the text's first row of the head; input rows are `ld` floats apart, output rows `ldo`;
+// the head has `dh` columns. `kt` holds dh x round_up(len, 8) floats (K transposed), `p`
+// 4 x round_up(len, 8).
+void attention_head_scalar(const float *Q, const float *K, const float *V, int64_t ld, float *O, int64_t ldo,
+                           int64_t dh, int64_t len, float scale, float *kt, float *p) {
+    for (int64_t j = 0; j < len; ++j)
+        for (int64_t c = 0; c < dh; ++c) kt[c * len + j] = K[j * ld + c];
+    for (int64_t r = 0; r < len; ++r) {
+        const float *q = Q + r * ld;
+        for (int64_t j = 0; j < len; ++j) p[j] = 0.0f;
+        for (int64_t c = 0; c < dh; ++c) {
+            const float qc = q[c];
+            const float *ktc = kt + c * len;
+            for (int64_t j = 0; j < len; ++j) p[j] += qc * ktc[j];
+        }
+        float m = p[0] * scale;
+        for (int64_t j = 0; j < len; ++j) m = std::max(m, p[j] * scale);
+        float sum = 0.0f;
+        for (int64_t j = 0; j < len; ++j) sum += p[j] = exp_scalar(p[j] * scale - m);
+        float *o = O + r * ldo;
+        for (int64_t c = 0; c < dh; ++c) o[c] = 0.0f;
+        for (int64_t j = 0; j < len; ++j)
+            for (int64_t c = 0; c < dh; ++c) o[c] += p[j] * V[j * ld + c];
+        const float inv = 1.0f / sum;
+        for (int64_t c = 0; c < dh; ++c) o[c] *= inv;
     }
-}
-
-void exp_shifted_scalar(float *p, int64_t len, float m) {
-    for (int64_t j = 0; j < len; ++j) p[j] = exp_scalar(p[j] - m);
-}
-
-void axpy_scalar(float *o, float w, const float *v, int64_t n) {
-    for (int64_t c = 0; c < n; ++c) o[c] += w * v[c];
 }
 
 void gelu_bias_row_scalar(float *y, const float *x, const float *b, int64_t n) {
     for (int64_t i = 0; i < n; ++i) y[i] = gelu_scalar(x[i] + b[i]);
 }
 
+// y = LayerNorm(x + b + r) * g + beta over one row of n (mean and variance of the row, as
+// ggml_norm; eps inside the square root).
+void add_norm_row_scalar(float *y, const float *x, const float *b, const float *r, const float *g,
+                         const float *beta, int64_t n, float eps) {
+    float mean = 0.0f;
+    for (int64_t i = 0; i < n; ++i) mean += y[i] = x[i] + b[i] + r[i];
+    mean /= static_cast<float>(n);
+    float var = 0.0f;
+    for (int64_t i = 0; i < n; ++i) var += (y[i] - mean) * (y[i] - mean);
+    const float inv = 1.0f / std::sqrt(var / static_cast<float>(n) + eps);
+    for (int64_t i = 0; i < n; ++i) y[i] = (y[i] - mean) * inv * g[i] + beta[i];
+}
+
 struct kernel_set {
     const char *name;
-    void (*scores)(float *, const float *, const float *, int64_t, int64_t, float);
-    void (*exp_shifted)(float *, int64_t, float);
-    void (*axpy)(float *, float, const float *, int64_t);
+    void (*attention_head)(const float *, const float *, const float *, int64_t, float *, int64_t, int64_t,
+                           int64_t, float, float *, float *);
     void (*gelu_bias_row)(float *, const float *, const float *, int64_t);
+    void (*add_norm_row)(float *, const float *, const float *, const float *, const float *, const float *,
+                         int64_t, float);
+    int64_t head_multiple;  // head sizes this set's attention takes (others: the baseline's)
 };
 
 // ---- AVX2 with FMA: 8 lanes --------------------------------------------------------------
@@ -105,34 +131,83 @@ G4R_AVX2 inline __m256 exp8(__m256 x) {
     return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
 }
 
-G4R_AVX2 void scores_avx2(float *p, const float *q, const float *kt, int64_t dh, int64_t len, float scale) {
-    int64_t j = 0;
-    for (; j + 8 <= len; j += 8) {
-        __m256 acc = _mm256_setzero_ps();
-        for (int64_t c = 0; c < dh; ++c)
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(q[c] * scale), _mm256_loadu_ps(kt + c * len + j), acc);
-        _mm256_storeu_ps(p + j, acc);
-    }
-    for (; j < len; ++j) {
-        float acc = 0.0f;
-        for (int64_t c = 0; c < dh; ++c) acc += q[c] * scale * kt[c * len + j];
-        p[j] = acc;
-    }
+G4R_AVX2 inline float hsum8(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
 }
 
-G4R_AVX2 void exp_shifted_avx2(float *p, int64_t len, float m) {
-    const __m256 mv = _mm256_set1_ps(m);
-    int64_t j = 0;
-    for (; j + 8 <= len; j += 8) _mm256_storeu_ps(p + j, exp8(_mm256_sub_ps(_mm256_loadu_ps(p + j), mv)));
-    for (; j < len; ++j) p[j] = exp_scalar(p[j] - m);
+// Scores of 4 query rows (q[i] rows) against NJ blocks of 8 keys from key `j`: NJ x 4
+// independent accumulator chains, so the FMA units stay busy.
+template <int NJ>
+G4R_AVX2 inline void scores_block(float *p, int64_t lp, const float *const q[4], const float *kt, int64_t dh,
+                                  int64_t j, float scale) {
+    __m256 acc[NJ][4];
+    for (int b = 0; b < NJ; ++b)
+        for (int i = 0; i < 4; ++i) acc[b][i] = _mm256_setzero_ps();
+    for (int64_t c = 0; c < dh; ++c) {
+        __m256 kv[NJ];
+        for (int b = 0; b < NJ; ++b) kv[b] = _mm256_loadu_ps(kt + c * lp + j + 8 * b);
+        for (int i = 0; i < 4; ++i) {
+            const __m256 qv = _mm256_broadcast_ss(q[i] + c);
+            for (int b = 0; b < NJ; ++b) acc[b][i] = _mm256_fmadd_ps(qv, kv[b], acc[b][i]);
+        }
+    }
+    const __m256 sv = _mm256_set1_ps(scale);
+    for (int b = 0; b < NJ; ++b)
+        for (int i = 0; i < 4; ++i) _mm256_storeu_ps(p + i * lp + j + 8 * b, _mm256_mul_ps(acc[b][i], sv));
 }
 
-G4R_AVX2 void axpy_avx2(float *o, float w, const float *v, int64_t n) {
-    const __m256 wv = _mm256_set1_ps(w);
-    int64_t c = 0;
-    for (; c + 8 <= n; c += 8)
-        _mm256_storeu_ps(o + c, _mm256_fmadd_ps(wv, _mm256_loadu_ps(v + c), _mm256_loadu_ps(o + c)));
-    for (; c < n; ++c) o[c] += w * v[c];
+// The baseline's head, computed 4 query rows at a time as two small matrix products in
+// registers (scores 4 x 16 keys, output 4 rows x 16 columns); needs dh a multiple of 16.
+G4R_AVX2 void attention_head_avx2(const float *Q, const float *K, const float *V, int64_t ld, float *O,
+                                  int64_t ldo, int64_t dh, int64_t len, float scale, float *kt, float *p) {
+    const int64_t lp = (len + 7) & ~int64_t{7};  // keys padded with zeros to whole vectors
+    for (int64_t j = 0; j < lp; ++j)
+        for (int64_t c = 0; c < dh; ++c) kt[c * lp + j] = j < len ? K[j * ld + c] : 0.0f;
+    for (int64_t r0 = 0; r0 < len; r0 += 4) {
+        const int64_t nr = std::min<int64_t>(4, len - r0);
+        const float *q[4];
+        for (int i = 0; i < 4; ++i) q[i] = Q + (r0 + std::min<int64_t>(i, nr - 1)) * ld;  // repeat the last row
+        int64_t j = 0;
+        for (; j + 16 <= lp; j += 16) scores_block<2>(p, lp, q, kt, dh, j, scale);
+        if (j < lp) scores_block<1>(p, lp, q, kt, dh, j, scale);
+        float inv[4];
+        for (int i = 0; i < 4; ++i) {
+            float *pi = p + i * lp;
+            float m = pi[0];
+            for (int64_t k = 1; k < len; ++k) m = std::max(m, pi[k]);
+            const __m256 mv = _mm256_set1_ps(m);
+            __m256 sv = _mm256_setzero_ps();
+            int64_t k = 0;
+            for (; k + 8 <= len; k += 8) {
+                const __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(pi + k), mv));
+                _mm256_storeu_ps(pi + k, e);
+                sv = _mm256_add_ps(sv, e);
+            }
+            float sum = hsum8(sv);
+            for (; k < len; ++k) sum += pi[k] = exp_scalar(pi[k] - m);
+            inv[i] = 1.0f / sum;
+        }
+        for (int64_t c = 0; c < dh; c += 16) {
+            __m256 acc[4][2];
+            for (int i = 0; i < 4; ++i) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
+            for (int64_t k = 0; k < len; ++k) {
+                const __m256 v0 = _mm256_loadu_ps(V + k * ld + c), v1 = _mm256_loadu_ps(V + k * ld + c + 8);
+                for (int i = 0; i < 4; ++i) {
+                    const __m256 w = _mm256_broadcast_ss(p + i * lp + k);
+                    acc[i][0] = _mm256_fmadd_ps(w, v0, acc[i][0]);
+                    acc[i][1] = _mm256_fmadd_ps(w, v1, acc[i][1]);
+                }
+            }
+            for (int64_t i = 0; i < nr; ++i) {
+                const __m256 s = _mm256_set1_ps(inv[i]);
+                _mm256_storeu_ps(O + (r0 + i) * ldo + c, _mm256_mul_ps(acc[i][0], s));
+                _mm256_storeu_ps(O + (r0 + i) * ldo + c + 8, _mm256_mul_ps(acc[i][1], s));
+            }
+        }
+    }
 }
 
 G4R_AVX2 void gelu_bias_row_avx2(float *y, const float *x, const float *b, int64_t n) {
@@ -145,16 +220,46 @@ G4R_AVX2 void gelu_bias_row_avx2(float *y, const float *x, const float *b, int64
     }
     for (; i < n; ++i) y[i] = gelu_scalar(x[i] + b[i]);
 }
+
+G4R_AVX2 void add_norm_row_avx2(float *y, const float *x, const float *b, const float *r, const float *g,
+                                const float *beta, int64_t n, float eps) {
+    __m256 sv = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 u = _mm256_add_ps(_mm256_add_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(b + i)),
+                                       _mm256_loadu_ps(r + i));
+        _mm256_storeu_ps(y + i, u);
+        sv = _mm256_add_ps(sv, u);
+    }
+    float mean = hsum8(sv);
+    for (; i < n; ++i) mean += y[i] = x[i] + b[i] + r[i];
+    mean /= static_cast<float>(n);
+    const __m256 mv = _mm256_set1_ps(mean);
+    sv = _mm256_setzero_ps();
+    for (i = 0; i + 8 <= n; i += 8) {
+        const __m256 c = _mm256_sub_ps(_mm256_loadu_ps(y + i), mv);
+        sv = _mm256_fmadd_ps(c, c, sv);
+    }
+    float var = hsum8(sv);
+    for (; i < n; ++i) var += (y[i] - mean) * (y[i] - mean);
+    const float inv = 1.0f / std::sqrt(var / static_cast<float>(n) + eps);
+    const __m256 iv = _mm256_set1_ps(inv);
+    for (i = 0; i + 8 <= n; i += 8) {
+        const __m256 c = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(y + i), mv), iv);
+        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(c, _mm256_loadu_ps(g + i), _mm256_loadu_ps(beta + i)));
+    }
+    for (; i < n; ++i) y[i] = (y[i] - mean) * inv * g[i] + beta[i];
+}
 #endif
 
 const kernel_set &kernels() {
     static const kernel_set chosen = [] {
-        kernel_set k{"baseline", scores_scalar, exp_shifted_scalar, axpy_scalar, gelu_bias_row_scalar};
+        kernel_set k{"baseline", attention_head_scalar, gelu_bias_row_scalar, add_norm_row_scalar, 1};
 #if defined(G4R_KERNELS_AVX2)
         // cpu_flags.h reports a flag only when the OS also saves its registers (XCR0).
         const std::string flags = " " + std::string(g4r_cpu_flags()) + " ";
         if (flags.find(" avx2 ") != std::string::npos && flags.find(" fma ") != std::string::npos)
-            k = {"avx2", scores_avx2, exp_shifted_avx2, axpy_avx2, gelu_bias_row_avx2};
+            k = {"avx2", attention_head_avx2, gelu_bias_row_avx2, add_norm_row_avx2, 16};
 #endif
         return k;
     }();
@@ -166,38 +271,18 @@ const kernel_set &kernels() {
 void attention_op(ggml_tensor *dst, int ith, int nth, void *userdata) {
     const attention_params &ap = *static_cast<const attention_params *>(userdata);
     const kernel_set &k = kernels();
-    const ggml_tensor *q = dst->src[0], *kk = dst->src[1], *v = dst->src[2];
-    const int64_t d = q->ne[0];
-    const int32_t H = ap.n_head;
-    const int64_t dh = d / H;
-    const float *Q = static_cast<const float *>(q->data);
-    const float *K = static_cast<const float *>(kk->data);
-    const float *V = static_cast<const float *>(v->data);
-    float *O = static_cast<float *>(dst->data);
-    thread_local std::vector<float> kt, p;  // one head's K transposed, one row's weights
-    const int64_t n_pairs = static_cast<int64_t>(ap.n_texts) * H;
+    const ggml_tensor *qkv = dst->src[0];
+    const int64_t d = dst->ne[0], ld = qkv->ne[0], dh = d / ap.n_head;
+    const auto head = dh % k.head_multiple == 0 ? k.attention_head : attention_head_scalar;
+    thread_local std::vector<float> scratch;  // K transposed and 4 rows of weights
+    const int64_t n_pairs = static_cast<int64_t>(ap.n_texts) * ap.n_head;
     for (int64_t pair = ith; pair < n_pairs; pair += nth) {
-        const text_span &t = ap.texts[pair / H];
-        const int64_t h0 = (pair % H) * dh, len = t.len;
-        kt.resize(static_cast<size_t>(dh * len));
-        p.resize(static_cast<size_t>(len));
-        float *KT = kt.data(), *P = p.data();
-        for (int64_t j = 0; j < len; ++j) {
-            const float *kj = K + (t.start + j) * d + h0;
-            for (int64_t c = 0; c < dh; ++c) KT[c * len + j] = kj[c];
-        }
-        for (int64_t r = 0; r < len; ++r) {
-            k.scores(P, Q + (t.start + r) * d + h0, KT, dh, len, ap.scale);
-            const float m = *std::max_element(P, P + len);
-            k.exp_shifted(P, len, m);
-            float sum = 0.0f;
-            for (int64_t j = 0; j < len; ++j) sum += P[j];
-            float *o = O + (t.start + r) * d + h0;
-            std::fill(o, o + dh, 0.0f);
-            for (int64_t j = 0; j < len; ++j) k.axpy(o, P[j], V + (t.start + j) * d + h0, dh);
-            const float inv = 1.0f / sum;
-            for (int64_t c = 0; c < dh; ++c) o[c] *= inv;
-        }
+        const text_span &t = ap.texts[pair / ap.n_head];
+        const int64_t h0 = (pair % ap.n_head) * dh, lp = (t.len + 7) & ~int64_t{7};
+        const float *in = static_cast<const float *>(qkv->data) + t.start * ld + h0;
+        scratch.resize(static_cast<size_t>((dh + 4) * lp));
+        head(in, in + d, in + 2 * d, ld, static_cast<float *>(dst->data) + t.start * d + h0, d, dh, t.len,
+             ap.scale, scratch.data(), scratch.data() + dh * lp);
     }
 }
 
@@ -207,6 +292,16 @@ void gelu_bias_op(ggml_tensor *dst, const ggml_tensor *a, const ggml_tensor *bia
     const float *b = static_cast<const float *>(bias->data);
     for (int64_t r = rows * ith / nth; r < rows * (ith + 1) / nth; ++r)
         k.gelu_bias_row(static_cast<float *>(dst->data) + r * n, static_cast<const float *>(a->data) + r * n, b, n);
+}
+
+void add_norm_op(ggml_tensor *dst, int ith, int nth, void *userdata) {
+    const kernel_set &k = kernels();
+    const float eps = *static_cast<const float *>(userdata);
+    const int64_t n = dst->ne[0], rows = ggml_nrows(dst);
+    auto data = [&](int i) { return static_cast<const float *>(dst->src[i]->data); };
+    for (int64_t r = rows * ith / nth; r < rows * (ith + 1) / nth; ++r)
+        k.add_norm_row(static_cast<float *>(dst->data) + r * n, data(0) + r * n, data(1), data(2) + r * n, data(3),
+                       data(4), n, eps);
 }
 
 }  // namespace g4r

@@ -1,8 +1,9 @@
 // g4r-kernels.h - the CPU operations of g4r's BERT encoder (g4r-encoder.cpp) that ggml has no
 // fast form of, as ggml custom operations (ggml_custom_op_t / ggml_custom2_op_t): attention
-// of each text with itself over packed rows, and GELU with its bias.
+// of each text with itself over packed rows, GELU with its bias, and the residual sum with its
+// layer norm.
 //
-// Their row kernels exist for AVX2 with FMA and for the baseline ISA; the set is chosen once from
+// Their kernels exist for AVX2 with FMA and for the baseline ISA; the set is chosen once from
 // the running CPU's own flags (g4r_cpu_flags, cpuid), never from its name.
 #ifndef G4R_KERNELS_H
 #define G4R_KERNELS_H
@@ -28,9 +29,15 @@ struct attention_params {
 };
 
 // dst [n_embd, T] F32 = for each text and head, softmax(scale * Q K^T) V over the text's own
-// rows, from dst->src[0..2] = Q, K, V ([n_embd, T] F32, contiguous; a head is n_embd / n_head
-// consecutive columns). `userdata` is an attention_params. Work is split by (text, head).
+// rows, from dst->src[0] = Q, K and V side by side ([3 n_embd, T] F32, contiguous; a head is
+// n_embd / n_head consecutive columns of each). `userdata` is an attention_params. Work is
+// split by (text, head).
 void attention_op(ggml_tensor *dst, int ith, int nth, void *userdata);
+
+// dst [n, T] = LayerNorm(src0 + src1 + src2) * src3 + src4: a product [n, T], its bias [n],
+// the residual [n, T], the norm's weight and bias [n] (all F32, contiguous). `userdata`
+// points at the epsilon (a float). Rows are split between threads.
+void add_norm_op(ggml_tensor *dst, int ith, int nth, void *userdata);
 
 // dst = GELU(a + bias), a [n, T] F32 contiguous, bias [n] F32: the tanh form llama.cpp's
 // ggml_gelu uses (Hendrycks & Gimpel 2016, eq. for GELU(x) ~ 0.5x(1 + tanh(sqrt(2/pi)(x +
