@@ -77,8 +77,8 @@ def index(paths: tuple[Path, ...], collection: str, persist_dir: Path | None,
     click.echo(f"{collection}: {report.summary()}")
     if verbose:
         beside = "in a thread beside it" if report.read_ahead else "in line (no CPU spare)"
-        click.echo(f"time {report.timing_summary()}\nembedding threads: {report.n_threads}; "
-                   f"reading and chunking {beside}")
+        click.echo(f"time {report.timing_summary()}\nembedding threads: {report.n_threads} "
+                   f"({report.encoder}'s graph); reading and chunking {beside}")
 
 
 #: Skipped files named per reason; the rest are counted (``--json`` lists them all).

@@ -67,6 +67,8 @@ class IndexReport:
         read_ahead: reading and chunking ran in a thread of their own, beside the embedding
             (a CPU was spare beyond the embedding model's threads); else in line with it.
         n_threads: the embedding model's CPU threads.
+        encoder: the graph that embedded (``Embed4All.engine.model.encoder``): ``"g4r"``, the
+            library's own BERT encoder, or ``"llama.cpp"``.
     """
 
     indexed: list[str] = field(default_factory=list)
@@ -77,6 +79,7 @@ class IndexReport:
     timings: dict[str, float] = field(default_factory=dict)
     read_ahead: bool = False
     n_threads: int = 0
+    encoder: str = ""
 
     def summary(self) -> str:
         """One line: ``"3 indexed (41 chunks), 1 unchanged, 0 removed, 2 skipped"``."""
@@ -192,6 +195,7 @@ def index_files(store: Store, embedder: Embed4All, roots: list[str], *, prefix: 
     chunks_bar = progress_bar(enabled=show_progress, desc="chunks", unit="chunk")
     groups = _groups(todo, chunk, max_file_bytes, times)
     report.n_threads = embedder.engine.n_threads
+    report.encoder = embedder.engine.model.encoder or ""
     report.read_ahead = _spare_cpus(embedder) > 0
     if report.read_ahead:
         groups = _read_ahead(groups)

@@ -159,32 +159,39 @@ bool map_data(encoder &e, const char *path, size_t data_offset, std::string *why
     return true;
 }
 
-// The first of the CPU device's extra buffer types (ggml's repacked weight layouts, e.g. Q8_0
-// interleaved for AVX2) in which a weight of w's type and shape can be multiplied, else null:
-// the choice llama.cpp's loader makes (weight_buft_supported: a dummy product asked of the
-// device with the weight in a zero-size buffer of that type).
-ggml_backend_buffer_type_t repack_buft(encoder &e, ggml_type type, int64_t ne0, int64_t ne1) {
+// Whether the CPU device multiplies a weight of `type`, {ne0, ne1} held in a buffer of `buft`
+// (llama.cpp's loader asks the same way, weight_buft_supported: a dummy product, the weight in
+// a zero-size buffer of that type).
+bool multiplies(encoder &e, ggml_backend_buffer_type_t buft, ggml_type type, int64_t ne0, int64_t ne1) {
+    ggml_init_params ip{ggml_tensor_overhead() * 4, nullptr, /*no_alloc=*/true};
+    std::unique_ptr<ggml_context, decltype(&ggml_free)> ctx(ggml_init(ip), ggml_free);
+    if (!ctx) return false;
+    ggml_tensor *w = ggml_new_tensor_2d(ctx.get(), type, ne0, ne1);
+    ggml_tensor *op = ggml_mul_mat(ctx.get(), w, ggml_new_tensor_2d(ctx.get(), GGML_TYPE_F32, ne0, 512));
+    w->buffer = ggml_backend_buft_alloc_buffer(buft, 0);
+    const bool ok = w->buffer && ggml_backend_dev_supports_op(ggml_backend_get_device(e.backend), op);
+    if (w->buffer) ggml_backend_buffer_free(w->buffer);
+    return ok;
+}
+
+// Where a product weight goes: the first of the CPU device's extra buffer types (ggml's
+// repacked layouts, e.g. Q8_0 interleaved for AVX2) that multiplies it, else the plain CPU
+// buffer type; null when the CPU multiplies it in neither (a file of odd tensor types, which
+// the encoder leaves to llama.cpp's graph).
+ggml_backend_buffer_type_t product_buft(encoder &e, ggml_type type, int64_t ne0, int64_t ne1) {
     ggml_backend_dev_t dev = ggml_backend_get_device(e.backend);
     auto get_extra = reinterpret_cast<ggml_backend_dev_get_extra_bufts_t>(
         ggml_backend_reg_get_proc_address(ggml_backend_dev_backend_reg(dev), "ggml_backend_dev_get_extra_bufts"));
-    for (ggml_backend_buffer_type_t *b = get_extra ? get_extra(dev) : nullptr; b && *b; ++b) {
-        ggml_init_params ip{ggml_tensor_overhead() * 4, nullptr, /*no_alloc=*/true};
-        std::unique_ptr<ggml_context, decltype(&ggml_free)> ctx(ggml_init(ip), ggml_free);
-        if (!ctx) return nullptr;
-        ggml_tensor *w = ggml_new_tensor_2d(ctx.get(), type, ne0, ne1);
-        ggml_tensor *op = ggml_mul_mat(ctx.get(), w, ggml_new_tensor_2d(ctx.get(), GGML_TYPE_F32, ne0, 512));
-        w->buffer = ggml_backend_buft_alloc_buffer(*b, 0);
-        const bool ok = w->buffer && ggml_backend_dev_supports_op(dev, op);
-        if (w->buffer) ggml_backend_buffer_free(w->buffer);
-        if (ok) return *b;
-    }
-    return nullptr;
+    for (ggml_backend_buffer_type_t *b = get_extra ? get_extra(dev) : nullptr; b && *b; ++b)
+        if (multiplies(e, *b, type, ne0, ne1)) return *b;
+    ggml_backend_buffer_type_t plain = ggml_backend_get_default_buffer_type(e.backend);
+    return multiplies(e, plain, type, ne0, ne1) ? plain : nullptr;
 }
 
 // The product weights as the graph uses them: Q, K and V side by side in one [n_embd,
 // 3 n_embd] matrix (biases likewise, zero where the file has none), so each layer starts with
 // one product instead of three; and every product weight in a repacked layout where ggml has
-// one for its type (repack_buft), as llama.cpp would hold it. A weight without one keeps its
+// one for its type (product_buft), as llama.cpp would hold it. A weight without one keeps its
 // mapped data.
 bool prepare_products(encoder &e, std::string *why) {
     const int64_t d = e.n_embd;
@@ -211,8 +218,16 @@ bool prepare_products(encoder &e, std::string *why) {
             ok = false;
             break;
         }
-        ggml_backend_buffer_type_t b = repack_buft(e, l.wq->type, d, 3 * d);
-        ggml_context *wctx = ctx_for(b ? b : plain), *bctx = ctx_for(plain);
+        ggml_backend_buffer_type_t b = product_buft(e, l.wq->type, d, 3 * d);
+        bool multiplied = b != nullptr;
+        for (const ggml_tensor *w : {l.wo, l.up, l.down})
+            multiplied = multiplied && product_buft(e, w->type, w->ne[0], w->ne[1]) != nullptr;
+        if (!multiplied) {
+            *why = "product weights of a type the CPU backend does not multiply";
+            ok = false;
+            break;
+        }
+        ggml_context *wctx = ctx_for(b), *bctx = ctx_for(plain);
         if (!wctx || !bctx) {
             *why = "cannot create a context for the product weights";
             ok = false;
@@ -223,9 +238,10 @@ bool prepare_products(encoder &e, std::string *why) {
         l.bqkv = ggml_new_tensor_1d(bctx, GGML_TYPE_F32, 3 * d);
         copies.push_back({l.bqkv, {l.bq, l.bk, l.bv}, sizeof(float) * static_cast<size_t>(d)});
         for (ggml_tensor **w : {&l.wo, &l.up, &l.down}) {
-            ggml_backend_buffer_type_t rb = repack_buft(e, (*w)->type, (*w)->ne[0], (*w)->ne[1]);
-            ggml_context *rctx = rb ? ctx_for(rb) : nullptr;
-            if (!rctx) continue;  // no repacked layout: the mapped tensor
+            ggml_backend_buffer_type_t rb = product_buft(e, (*w)->type, (*w)->ne[0], (*w)->ne[1]);
+            if (rb == plain) continue;  // no repacked layout: the mapped tensor
+            ggml_context *rctx = ctx_for(rb);
+            if (!rctx) continue;
             ggml_tensor *t = ggml_new_tensor_2d(rctx, (*w)->type, (*w)->ne[0], (*w)->ne[1]);
             copies.push_back({t, {*w}, ggml_nbytes(*w)});
             *w = t;

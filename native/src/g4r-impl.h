@@ -50,11 +50,12 @@ namespace g4r {
 constexpr int32_t kEmbedWindowsPerBatch = 1;
 // Sequences per embedding context; one is kept for the filler sequence (g4r-embed.cpp).
 constexpr int32_t kEmbedSeqMax = 64;
-// ggml's CPU flash attention takes its tiled path (F32 accumulation, whole all-masked tiles
+// llama.cpp's graph (G4R_LOAD_LLAMA_ENCODER, or a model g4r's encoder does not cover): ggml's
+// CPU flash attention takes its tiled path (F32 accumulation, whole all-masked tiles
 // skipped) only for ubatches of at least GGML_FA_TILE_Q (64) tokens; smaller ones go through a
 // path that accumulates V in F16. An embedding call pads every decode to this many tokens with a
 // throw-away sequence so that a text's vector does not depend on how many other texts share
-// its batch (measured: 1.2e-4 apart without the padding, see tests/models/test_embed4all.py).
+// its batch (measured: 1.2e-4 apart without the padding). g4r's encoder needs no filler.
 constexpr int32_t kEmbedMinDecodeTokens = 64;
 // A CPU generation context uses plain attention while its score matrix (n_ubatch x n_ctx x
 // n_head floats) is at most this many bytes; see g4r_model_load in g4r.h.

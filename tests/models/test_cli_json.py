@@ -77,7 +77,7 @@ def test_json_of_index_search_ask_and_collections(setup: dict[str, Any]) -> None
                      r"embed [0-9.]+ s, store [0-9.]+ s", verbose.output, re.M), verbose.output
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     spare = cpus > 1  # one thread embeds: any other CPU is spare for reading and chunking
-    assert re.search(r"^embedding threads: 1; reading and chunking " +
+    assert re.search(r"^embedding threads: 1 \(g4r's graph\); reading and chunking " +
                      ("in a thread beside it" if spare else r"in line \(no CPU spare\)") + "$",
                      verbose.output, re.M), verbose.output
     zero = CliRunner().invoke(main, ["index", str(docs), "-q", "--threads", "0", *common])
