@@ -50,7 +50,7 @@ class NativeModel:
             ``g4r_model_load``).
         encoder: an embedding model's graph: ``"g4r"``, the library's own BERT encoder where
             it covers the model (architecture ``bert`` with separate Q/K/V weights, mean or CLS
-            pooling, on the CPU) and llama.cpp's elsewhere; ``"llama.cpp"``,
+            pooling, on the CPU of a build without a BLAS module) and llama.cpp's elsewhere; ``"llama.cpp"``,
             llama.cpp's always. :attr:`encoder` tells which one evaluates.
 
     Raises:

@@ -186,9 +186,9 @@ G4R_API g4r_status g4r_gpu_info(int32_t index, const char **name, const char **d
  *         available from g4r_last_status()).
  * Embedding models (GGUF key <arch>.pooling_type other than none) get an embedding context;
  * all others get a generation context. An embedding model of architecture "bert" with mean or
- * CLS pooling, loaded for the CPU, is evaluated by g4r's own BERT encoder graph (attention per
- * text rather than over a masked pack of texts; G4R_PROP_ENCODER), unless
- * G4R_LOAD_LLAMA_ENCODER is given.
+ * CLS pooling, loaded for the CPU of a build without a BLAS module, is evaluated by g4r's own
+ * BERT encoder graph (attention per text rather than over a masked pack of texts;
+ * G4R_PROP_ENCODER), unless G4R_LOAD_LLAMA_ENCODER is given.
  *
  * Attention, when no G4R_LOAD_FLASH_ATTN_* flag is given: embedding contexts, contexts on a
  * GPU, contexts of parallel sequences (n_seq > 1) and every context of a build with a BLAS

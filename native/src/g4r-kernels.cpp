@@ -100,6 +100,8 @@ void add_norm_row_scalar(float *y, const float *x, const float *b, const float *
     for (int64_t i = 0; i < n; ++i) y[i] = (y[i] - mean) * inv * g[i] + beta[i];
 }
 
+}  // namespace
+
 struct kernel_set {
     const char *name;
     void (*attention_head)(const float *, const float *, const float *, int64_t, float *, int64_t, int64_t,
@@ -109,6 +111,8 @@ struct kernel_set {
                          int64_t, float);
     int64_t head_multiple;  // head sizes this set's attention takes (others: the baseline's)
 };
+
+namespace {
 
 // ---- AVX2 with FMA: 8 lanes --------------------------------------------------------------
 #if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
@@ -252,25 +256,36 @@ G4R_AVX2 void add_norm_row_avx2(float *y, const float *x, const float *b, const 
 }
 #endif
 
-const kernel_set &kernels() {
-    static const kernel_set chosen = [] {
-        kernel_set k{"baseline", attention_head_scalar, gelu_bias_row_scalar, add_norm_row_scalar, 1};
+const kernel_set kBaseline{"baseline", attention_head_scalar, gelu_bias_row_scalar, add_norm_row_scalar, 1};
 #if defined(G4R_KERNELS_AVX2)
-        // cpu_flags.h reports a flag only when the OS also saves its registers (XCR0).
-        const std::string flags = " " + std::string(g4r_cpu_flags()) + " ";
-        if (flags.find(" avx2 ") != std::string::npos && flags.find(" fma ") != std::string::npos)
-            k = {"avx2", attention_head_avx2, gelu_bias_row_avx2, add_norm_row_avx2, 16};
+const kernel_set kAvx2{"avx2", attention_head_avx2, gelu_bias_row_avx2, add_norm_row_avx2, 16};
 #endif
-        return k;
-    }();
-    return chosen;
+
+}  // namespace
+
+std::vector<const kernel_set *> kernel_sets() {
+    std::vector<const kernel_set *> sets;
+#if defined(G4R_KERNELS_AVX2)
+    // cpu_flags.h reports a flag only when the OS also saves its registers (XCR0).
+    const std::string flags = " " + std::string(g4r_cpu_flags()) + " ";
+    if (flags.find(" avx2 ") != std::string::npos && flags.find(" fma ") != std::string::npos) sets.push_back(&kAvx2);
+#endif
+    sets.push_back(&kBaseline);
+    return sets;
+}
+
+const char *kernel_set_name(const kernel_set &k) { return k.name; }
+
+namespace {
+
+const kernel_set &kernels() {
+    static const kernel_set *chosen = kernel_sets().front();
+    return *chosen;
 }
 
 }  // namespace
 
-void attention_op(ggml_tensor *dst, int ith, int nth, void *userdata) {
-    const attention_params &ap = *static_cast<const attention_params *>(userdata);
-    const kernel_set &k = kernels();
+void attention_with(const kernel_set &k, ggml_tensor *dst, int ith, int nth, const attention_params &ap) {
     const ggml_tensor *qkv = dst->src[0];
     const int64_t d = dst->ne[0], ld = qkv->ne[0], dh = d / ap.n_head;
     const auto head = dh % k.head_multiple == 0 ? k.attention_head : attention_head_scalar;
@@ -286,22 +301,32 @@ void attention_op(ggml_tensor *dst, int ith, int nth, void *userdata) {
     }
 }
 
-void gelu_bias_op(ggml_tensor *dst, const ggml_tensor *a, const ggml_tensor *bias, int ith, int nth, void *) {
-    const kernel_set &k = kernels();
+void gelu_bias_with(const kernel_set &k, ggml_tensor *dst, const ggml_tensor *a, const ggml_tensor *bias, int ith,
+                    int nth) {
     const int64_t n = a->ne[0], rows = ggml_nrows(a);
     const float *b = static_cast<const float *>(bias->data);
     for (int64_t r = rows * ith / nth; r < rows * (ith + 1) / nth; ++r)
         k.gelu_bias_row(static_cast<float *>(dst->data) + r * n, static_cast<const float *>(a->data) + r * n, b, n);
 }
 
-void add_norm_op(ggml_tensor *dst, int ith, int nth, void *userdata) {
-    const kernel_set &k = kernels();
-    const float eps = *static_cast<const float *>(userdata);
+void add_norm_with(const kernel_set &k, ggml_tensor *dst, int ith, int nth, float eps) {
     const int64_t n = dst->ne[0], rows = ggml_nrows(dst);
     auto data = [&](int i) { return static_cast<const float *>(dst->src[i]->data); };
     for (int64_t r = rows * ith / nth; r < rows * (ith + 1) / nth; ++r)
         k.add_norm_row(static_cast<float *>(dst->data) + r * n, data(0) + r * n, data(1), data(2) + r * n, data(3),
                        data(4), n, eps);
+}
+
+void attention_op(ggml_tensor *dst, int ith, int nth, void *userdata) {
+    attention_with(kernels(), dst, ith, nth, *static_cast<const attention_params *>(userdata));
+}
+
+void gelu_bias_op(ggml_tensor *dst, const ggml_tensor *a, const ggml_tensor *bias, int ith, int nth, void *) {
+    gelu_bias_with(kernels(), dst, a, bias, ith, nth);
+}
+
+void add_norm_op(ggml_tensor *dst, int ith, int nth, void *userdata) {
+    add_norm_with(kernels(), dst, ith, nth, *static_cast<const float *>(userdata));
 }
 
 }  // namespace g4r

@@ -11,6 +11,7 @@
 #include "ggml.h"
 
 #include <cstdint>
+#include <vector>
 
 namespace g4r {
 
@@ -44,6 +45,18 @@ void add_norm_op(ggml_tensor *dst, int ith, int nth, void *userdata);
 // 0.044715x^3)))), written x * sigmoid(2 sqrt(2/pi)(x + 0.044715x^3)), in F32 (ggml_gelu
 // rounds its input to F16 and looks the result up in a table).
 void gelu_bias_op(ggml_tensor *dst, const ggml_tensor *a, const ggml_tensor *bias, int ith, int nth, void *userdata);
+
+// The kernel sets this CPU runs, the chosen one first: "avx2" where it has AVX2 and FMA, then
+// "baseline" (plain C++), always. The operations above use the first; the *_with forms below
+// run a given set on one thread's share of the work (native/tests/test_kernels.cpp compares
+// every set with a double-precision reference).
+struct kernel_set;
+std::vector<const kernel_set *> kernel_sets();
+const char *kernel_set_name(const kernel_set &k);
+void attention_with(const kernel_set &k, ggml_tensor *dst, int ith, int nth, const attention_params &ap);
+void gelu_bias_with(const kernel_set &k, ggml_tensor *dst, const ggml_tensor *a, const ggml_tensor *bias, int ith,
+                    int nth);
+void add_norm_with(const kernel_set &k, ggml_tensor *dst, int ith, int nth, float eps);
 
 }  // namespace g4r
 

@@ -1,6 +1,8 @@
 """The C++ tests of the native library (native/tests/test_g4r.cpp), which reach what ctypes
 cannot: our repetition penalty against llama.cpp's own penalty sampler on the same logits, the
-one check of ``g4r_sampler_params``, and the scheduler's policy driven without a model.
+one check of ``g4r_sampler_params``, the scheduler's policy driven without a model, and every
+kernel set of the BERT encoder (the plain C++ one too, which only CPUs without AVX2 choose)
+against double-precision references.
 
 The development build (``bash scripts/setup.sh``: CMake option ``G4R_BUILD_TESTS=ON``) builds
 the binary into ``build/<wheel tag>/bin/``; a development build without it fails here.

@@ -1,0 +1,155 @@
+// test_kernels.cpp - the BERT encoder's own operations (g4r-kernels.h), every kernel set this
+// CPU runs (AVX2+FMA where it has them, and always the plain C++ one that a CPU without them
+// gets), against double-precision references on random inputs; and a split of the work over
+// threads against the whole.
+#include "test_harness.h"
+
+#include "g4r-kernels.h"
+
+namespace {
+
+struct context {
+    ggml_context *ctx;
+    context() {
+        ggml_init_params ip{size_t{64} << 20, nullptr, /*no_alloc=*/false};
+        ctx = ggml_init(ip);
+    }
+    ~context() { ggml_free(ctx); }
+};
+
+std::mt19937 &rng() {
+    static std::mt19937 gen(20261206);
+    return gen;
+}
+
+void fill_normal(ggml_tensor *t, float scale = 1.0f) {
+    std::normal_distribution<float> dist(0.0f, scale);
+    float *p = static_cast<float *>(t->data);
+    for (int64_t i = 0; i < ggml_nelements(t); ++i) p[i] = dist(rng());
+}
+
+float max_rel_error(const ggml_tensor *t, const std::vector<double> &ref) {
+    const float *p = static_cast<const float *>(t->data);
+    double worst = 0.0;
+    for (size_t i = 0; i < ref.size(); ++i)
+        worst = std::max(worst, std::fabs(p[i] - ref[i]) / std::max(1.0, std::fabs(ref[i])));
+    return static_cast<float>(worst);
+}
+
+// softmax(scale Q K^T) V per text and head, in double.
+std::vector<double> attention_reference(const ggml_tensor *qkv, int64_t d, int32_t n_head,
+                                        const std::vector<g4r::text_span> &texts, float scale) {
+    const int64_t ld = qkv->ne[0], dh = d / n_head, T = qkv->ne[1];
+    const float *x = static_cast<const float *>(qkv->data);
+    std::vector<double> out(static_cast<size_t>(d * T), 0.0);
+    for (const auto &t : texts)
+        for (int32_t h = 0; h < n_head; ++h)
+            for (int64_t r = 0; r < t.len; ++r) {
+                std::vector<double> w(static_cast<size_t>(t.len));
+                double m = -1e300, sum = 0.0;
+                for (int64_t j = 0; j < t.len; ++j) {
+                    double s = 0.0;
+                    for (int64_t c = 0; c < dh; ++c)
+                        s += double(x[(t.start + r) * ld + h * dh + c]) * x[(t.start + j) * ld + d + h * dh + c];
+                    w[j] = s * scale;
+                    m = std::max(m, w[j]);
+                }
+                for (double &v : w) sum += v = std::exp(v - m);
+                for (int64_t c = 0; c < dh; ++c) {
+                    double o = 0.0;
+                    for (int64_t j = 0; j < t.len; ++j) o += w[j] * x[(t.start + j) * ld + 2 * d + h * dh + c];
+                    out[(t.start + r) * d + h * dh + c] = o / sum;
+                }
+            }
+    return out;
+}
+
+}  // namespace
+
+TEST(encoder_attention_matches_a_double_reference_for_every_kernel_set) {
+    // Head sizes 32 and 64 take the AVX2 kernel, 24 the plain one in every set; lengths
+    // cover the kernels' edges: 1 token, partial and whole vectors of 8, 4-row blocks.
+    for (int64_t dh : {32, 64, 24}) {
+        const int32_t n_head = 3;
+        const int64_t d = dh * n_head;
+        std::vector<g4r::text_span> texts;
+        int32_t T = 0;
+        for (int32_t len : {1, 2, 5, 8, 13, 16, 17, 31, 40}) {
+            texts.push_back({T, len});
+            T += len;
+        }
+        context c;
+        ggml_tensor *qkv = ggml_new_tensor_2d(c.ctx, GGML_TYPE_F32, 3 * d, T);
+        fill_normal(qkv);
+        g4r::attention_params ap;
+        ap.texts = texts.data();
+        ap.n_texts = static_cast<int32_t>(texts.size());
+        ap.n_head = n_head;
+        ap.scale = 1.0f / std::sqrt(static_cast<float>(dh));
+        const std::vector<double> ref = attention_reference(qkv, d, n_head, texts, ap.scale);
+        for (const g4r::kernel_set *k : g4r::kernel_sets()) {
+            ggml_tensor *whole = ggml_new_tensor_2d(c.ctx, GGML_TYPE_F32, d, T);
+            ggml_tensor *split = ggml_new_tensor_2d(c.ctx, GGML_TYPE_F32, d, T);
+            whole->src[0] = split->src[0] = qkv;
+            g4r::attention_with(*k, whole, 0, 1, ap);
+            for (int ith = 0; ith < 3; ++ith) g4r::attention_with(*k, split, ith, 3, ap);
+            const float err = max_rel_error(whole, ref);
+            CHECK(err <= 2e-5f, "%s, head size %lld: error %g", g4r::kernel_set_name(*k),
+                  static_cast<long long>(dh), err);
+            CHECK(std::memcmp(whole->data, split->data, ggml_nbytes(whole)) == 0,
+                  "%s, head size %lld: three threads' shares differ from one thread's whole",
+                  g4r::kernel_set_name(*k), static_cast<long long>(dh));
+        }
+    }
+}
+
+TEST(encoder_gelu_and_add_norm_match_double_references_for_every_kernel_set) {
+    for (int64_t n : {1536, 100}) {  // whole vectors, and a tail
+        const int64_t rows = 7;
+        context c;
+        ggml_tensor *a = ggml_new_tensor_2d(c.ctx, GGML_TYPE_F32, n, rows);
+        ggml_tensor *bias = ggml_new_tensor_1d(c.ctx, GGML_TYPE_F32, n);
+        ggml_tensor *res = ggml_new_tensor_2d(c.ctx, GGML_TYPE_F32, n, rows);
+        ggml_tensor *g = ggml_new_tensor_1d(c.ctx, GGML_TYPE_F32, n);
+        ggml_tensor *beta = ggml_new_tensor_1d(c.ctx, GGML_TYPE_F32, n);
+        fill_normal(a, 4.0f);  // GELU's input well into both tails
+        fill_normal(bias, 0.5f);
+        fill_normal(res);
+        fill_normal(g);
+        fill_normal(beta);
+        const float eps = 1e-12f;
+        const float *A = static_cast<const float *>(a->data), *B = static_cast<const float *>(bias->data);
+        const float *R = static_cast<const float *>(res->data), *G = static_cast<const float *>(g->data);
+        const float *Be = static_cast<const float *>(beta->data);
+        std::vector<double> gelu_ref(static_cast<size_t>(n * rows)), norm_ref(gelu_ref.size());
+        for (int64_t r = 0; r < rows; ++r) {
+            double mean = 0.0, var = 0.0;
+            for (int64_t i = 0; i < n; ++i) {
+                const double u = double(A[r * n + i]) + B[i];
+                gelu_ref[r * n + i] = 0.5 * u * (1.0 + std::tanh(std::sqrt(2.0 / M_PI) * (u + 0.044715 * u * u * u)));
+                mean += u + R[r * n + i];
+            }
+            mean /= double(n);
+            for (int64_t i = 0; i < n; ++i) var += std::pow(double(A[r * n + i]) + B[i] + R[r * n + i] - mean, 2);
+            const double inv = 1.0 / std::sqrt(var / double(n) + eps);
+            for (int64_t i = 0; i < n; ++i)
+                norm_ref[r * n + i] = (double(A[r * n + i]) + B[i] + R[r * n + i] - mean) * inv * G[i] + Be[i];
+        }
+        for (const g4r::kernel_set *k : g4r::kernel_sets()) {
+            ggml_tensor *y = ggml_new_tensor_2d(c.ctx, GGML_TYPE_F32, n, rows);
+            for (int ith = 0; ith < 2; ++ith) g4r::gelu_bias_with(*k, y, a, bias, ith, 2);
+            const float gerr = max_rel_error(y, gelu_ref);
+            CHECK(gerr <= 2e-6f, "%s GELU, n %lld: error %g", g4r::kernel_set_name(*k), static_cast<long long>(n), gerr);
+            ggml_tensor *z = ggml_new_tensor_2d(c.ctx, GGML_TYPE_F32, n, rows);
+            z->src[0] = a;
+            z->src[1] = bias;
+            z->src[2] = res;
+            z->src[3] = g;
+            z->src[4] = beta;
+            for (int ith = 0; ith < 2; ++ith) g4r::add_norm_with(*k, z, ith, 2, eps);
+            const float nerr = max_rel_error(z, norm_ref);
+            CHECK(nerr <= 2e-5f, "%s add+norm, n %lld: error %g", g4r::kernel_set_name(*k),
+                  static_cast<long long>(n), nerr);
+        }
+    }
+}
