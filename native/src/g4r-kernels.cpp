@@ -1,9 +1,10 @@
 // g4r-kernels.cpp - the encoder's custom CPU operations (g4r-kernels.h).
 //
 // Each operation is split into a kernel per unit of work (one head of one text; one row of
-// GELU) that exists in plain C++ and, on x86-64, in AVX2+FMA intrinsics under a function-level
-// target attribute; kernels() picks the set once from the CPU's flags. The library itself is compiled for the
-// baseline ISA, so nothing here runs an instruction the CPU lacks.
+// GELU or of add+norm) that exists in plain C++ and, on x86-64, in AVX2+FMA intrinsics under a
+// function-level target attribute; kernel_sets() lists the sets the CPU's flags allow and the
+// operations use the first. The library itself is compiled for the baseline ISA, so nothing
+// here runs an instruction the CPU lacks.
 #include "g4r-kernels.h"
 
 #include "g4r.h"
@@ -11,7 +12,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
-#include <mutex>
 #include <string>
 #include <vector>
 

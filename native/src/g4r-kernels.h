@@ -21,7 +21,7 @@ struct text_span {
     int32_t len = 0;
 };
 
-// What the attention operation reads besides its three sources.
+// What the attention operation reads besides its source.
 struct attention_params {
     const text_span *texts = nullptr;
     int32_t n_texts = 0;
