@@ -51,13 +51,6 @@ struct layer_weights {
     ggml_tensor *out_norm = nullptr, *out_norm_b = nullptr;
 };
 
-std::string model_meta(const llama_model *model, const char *key) {
-    char buf[256];
-    int32_t n = llama_model_meta_val_str(model, key, buf, sizeof buf);
-    if (n < 0 || static_cast<size_t>(n) >= sizeof buf) return {};
-    return std::string(buf, static_cast<size_t>(n));
-}
-
 }  // namespace
 
 struct encoder {
@@ -219,9 +212,13 @@ bool prepare_products(encoder &e, std::string *why) {
             break;
         }
         ggml_backend_buffer_type_t b = product_buft(e, l.wq->type, d, 3 * d);
+        ggml_tensor **others[3] = {&l.wo, &l.up, &l.down};
+        ggml_backend_buffer_type_t other_b[3];
         bool multiplied = b != nullptr;
-        for (const ggml_tensor *w : {l.wo, l.up, l.down})
-            multiplied = multiplied && product_buft(e, w->type, w->ne[0], w->ne[1]) != nullptr;
+        for (int i = 0; i < 3; ++i) {
+            other_b[i] = product_buft(e, (*others[i])->type, (*others[i])->ne[0], (*others[i])->ne[1]);
+            multiplied = multiplied && other_b[i] != nullptr;
+        }
         if (!multiplied) {
             *why = "product weights of a type the CPU backend does not multiply";
             ok = false;
@@ -237,14 +234,13 @@ bool prepare_products(encoder &e, std::string *why) {
         copies.push_back({l.wqkv, {l.wq, l.wk, l.wv}, ggml_nbytes(l.wq)});
         l.bqkv = ggml_new_tensor_1d(bctx, GGML_TYPE_F32, 3 * d);
         copies.push_back({l.bqkv, {l.bq, l.bk, l.bv}, sizeof(float) * static_cast<size_t>(d)});
-        for (ggml_tensor **w : {&l.wo, &l.up, &l.down}) {
-            ggml_backend_buffer_type_t rb = product_buft(e, (*w)->type, (*w)->ne[0], (*w)->ne[1]);
-            if (rb == plain) continue;  // no repacked layout: the mapped tensor
-            ggml_context *rctx = ctx_for(rb);
-            if (!rctx) continue;
-            ggml_tensor *t = ggml_new_tensor_2d(rctx, (*w)->type, (*w)->ne[0], (*w)->ne[1]);
-            copies.push_back({t, {*w}, ggml_nbytes(*w)});
-            *w = t;
+        for (int i = 0; i < 3; ++i) {
+            ggml_tensor *&w = *others[i];
+            ggml_context *rctx = other_b[i] == plain ? nullptr : ctx_for(other_b[i]);
+            if (!rctx) continue;  // no repacked layout: the mapped tensor
+            ggml_tensor *t = ggml_new_tensor_2d(rctx, w->type, w->ne[0], w->ne[1]);
+            copies.push_back({t, {w}, ggml_nbytes(w)});
+            w = t;
         }
     }
     for (auto &c : ctxs) {
@@ -270,7 +266,7 @@ bool prepare_products(encoder &e, std::string *why) {
 
 encoder_ptr encoder_load(const char *path, const llama_model *model, int32_t pooling, std::string *why) {
     why->clear();
-    if (model_meta(model, "general.architecture") != "bert") return *why = "not a BERT model", nullptr;
+    if (meta_str(model, "general.architecture") != "bert") return *why = "not a BERT model", nullptr;
     if (pooling != LLAMA_POOLING_TYPE_MEAN && pooling != LLAMA_POOLING_TYPE_CLS)
         return *why = "pooling other than mean or CLS", nullptr;
     encoder_ptr e(new encoder);
@@ -279,7 +275,7 @@ encoder_ptr encoder_load(const char *path, const llama_model *model, int32_t poo
     e->n_head = llama_model_n_head(model);
     e->n_pos = llama_model_n_ctx_train(model);
     e->n_vocab = llama_vocab_n_tokens(llama_model_get_vocab(model));
-    std::string eps = model_meta(model, "bert.attention.layer_norm_epsilon");
+    std::string eps = meta_str(model, "bert.attention.layer_norm_epsilon");
     if (!eps.empty()) e->eps = std::strtof(eps.c_str(), nullptr);
     if (e->n_head <= 0 || e->n_embd % e->n_head != 0) return *why = "heads do not divide the width", nullptr;
 

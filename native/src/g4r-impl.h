@@ -221,6 +221,8 @@ namespace g4r {
 // ---- handles (g4r-model.cpp) ---------------------------------------------------------------
 
 void require_model(g4r_model *m);  // m is not NULL
+// A GGUF metadata value of the model as text ("" when absent), of any length.
+std::string meta_str(const llama_model *model, const std::string &key);
 void require_ctx(g4r_model *m);    // ... and has a context (not vocab-only)
 
 // `mu` held with no step evaluating: what calls that change a sequence, the cache or the

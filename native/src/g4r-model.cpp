@@ -24,6 +24,8 @@ int32_t default_threads() {
     return static_cast<int32_t>(std::min(n, 8u));
 }
 
+}  // namespace
+
 std::string meta_str(const llama_model *model, const std::string &key) {
     char buf[256];
     int32_t n = llama_model_meta_val_str(model, key.c_str(), buf, sizeof buf);
@@ -34,8 +36,6 @@ std::string meta_str(const llama_model *model, const std::string &key) {
     big.resize(n);
     return big;
 }
-
-}  // namespace
 
 void require_ctx(g4r_model *m) {
     if (!m) fail(G4R_ERR_INVALID_ARGUMENT, "model handle is NULL");
