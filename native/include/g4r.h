@@ -139,9 +139,10 @@ G4R_API const char *g4r_system_info(void);
  */
 G4R_API const char *g4r_cpu_flags(void);
 
-/** @return the instruction set of g4r's BERT encoder kernels (its attention and GELU), chosen
- *  from g4r_cpu_flags(): "avx2" (AVX2 and FMA) or "baseline" (plain C++); static lifetime;
- *  thread-safe. */
+/** @return the instruction set of g4r's BERT encoder kernels (its attention, GELU and layer
+ *  norms; also its products of F16 and F32 weights where the CPU has no AVX-512), chosen from
+ *  g4r_cpu_flags(): "avx2" (AVX2, FMA and F16C) or "baseline" (plain C++, which leaves the
+ *  products to ggml); static lifetime; thread-safe. */
 G4R_API const char *g4r_encoder_kernels(void);
 
 /** @return the CPU's brand string from cpuid (e.g. "AMD EPYC 9R14 96-Core Processor"), or ""

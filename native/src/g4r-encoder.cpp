@@ -1,15 +1,17 @@
 // g4r-encoder.cpp - the BERT encoder graph of g4r-encoder.h.
 //
 // Weights: the GGUF's tensor data, mapped read-only (the pages are shared with llama.cpp's own
-// mapping of the same file), wrapped in a CPU buffer; the Q, K and V matrices are copied side
-// by side into one, and product weights are copied into ggml's repacked layouts where it has
-// one for their type (prepare_products). Each evaluation builds a graph in a small context,
+// mapping of the same file), wrapped in a CPU buffer. F16 and F32 product weights are laid out
+// in panels for g4r's own product where it runs (own_products), Q, K and V stacked into one;
+// otherwise the Q, K and V matrices are copied side by side into one, and product weights are
+// copied into ggml's repacked layouts where it has one for their type (prepare_products). Each evaluation builds a graph in a small context,
 // allocates its activations with ggml's graph allocator and runs it on ggml's CPU backend with
 // the model's thread count.
 //
 // A layer is 9 operations: the QKV product and its bias, attention, the output product, its
 // bias + residual + layer norm, the up product, GELU with its bias, the down product, its bias
-// + residual + layer norm. The products are ggml's; the rest are ours (g4r-kernels.h). The
+// + residual + layer norm. All but the products are ours (g4r-kernels.h), and the products too
+// where the weights were packed for them. The
 // texts' tokens are packed end to end, [n_embd, T] activations without padding, and attention
 // reads each text's own rows only, so a text's vector does not depend on the texts evaluated
 // beside it.
@@ -45,6 +47,8 @@ constexpr int kEncoderGraphNodes = 1024;
 struct layer_weights {
     ggml_tensor *wq = nullptr, *bq = nullptr, *wk = nullptr, *bk = nullptr, *wv = nullptr, *bv = nullptr;
     ggml_tensor *wqkv = nullptr, *bqkv = nullptr;  // Q, K and V side by side (prepare_products)
+    // the products' weights laid out for g4r's own product (prepare_products); null: ggml's
+    const packed_weight *pqkv = nullptr, *po = nullptr, *pup = nullptr, *pdown = nullptr;
 
     ggml_tensor *wo = nullptr, *bo = nullptr, *attn_norm = nullptr, *attn_norm_b = nullptr;
     ggml_tensor *up = nullptr, *up_b = nullptr, *down = nullptr, *down_b = nullptr;
@@ -66,6 +70,7 @@ struct encoder {
     ggml_backend_buffer_t buf = nullptr;
     // tensors built at load (prepare_products), one context and buffer per buffer type
     std::vector<std::pair<ggml_context *, ggml_backend_buffer_t>> owned;
+    std::vector<std::unique_ptr<packed_weight>> packed;  // weights of g4r's own products
     ggml_backend_t backend = nullptr;
     ggml_backend_set_n_threads_t set_threads = nullptr;
     ggml_gallocr_t alloc = nullptr;
@@ -198,6 +203,15 @@ bool prepare_products(encoder &e, std::string *why) {
         if (ctx) ctxs.emplace_back(buft, ctx);
         return ctx;
     };
+    // F16 and F32 weights go to g4r's own product where it runs (own_products): Q, K and V
+    // stacked into one packed weight, the rest packed alone; bqkv is still built below.
+    const bool own = own_products();
+    auto pack = [&e](std::vector<const ggml_tensor *> parts) -> const packed_weight * {
+        auto pw = std::make_unique<packed_weight>();
+        if (!pack_weight(*pw, parts)) return nullptr;
+        e.packed.push_back(std::move(pw));
+        return e.packed.back().get();
+    };
     struct copy {
         ggml_tensor *dst;
         std::vector<const ggml_tensor *> parts;  // laid end to end, absent parts as zeros
@@ -210,6 +224,25 @@ bool prepare_products(encoder &e, std::string *why) {
             *why = "Q, K and V of different types";
             ok = false;
             break;
+        }
+        if (own && (l.wq->type == GGML_TYPE_F16 || l.wq->type == GGML_TYPE_F32) && l.wo->type == l.wq->type &&
+            l.up->type == l.wq->type && l.down->type == l.wq->type) {
+            l.pqkv = pack({l.wq, l.wk, l.wv});
+            l.po = pack({l.wo});
+            l.pup = pack({l.up});
+            l.pdown = pack({l.down});
+            if (l.pqkv && l.po && l.pup && l.pdown) {
+                ggml_context *bctx = ctx_for(plain);
+                if (!bctx) {
+                    *why = "cannot create a context for the product weights";
+                    ok = false;
+                    break;
+                }
+                l.bqkv = ggml_new_tensor_1d(bctx, GGML_TYPE_F32, 3 * d);
+                copies.push_back({l.bqkv, {l.bq, l.bk, l.bv}, sizeof(float) * static_cast<size_t>(d)});
+                continue;
+            }
+            l.pqkv = l.po = l.pup = l.pdown = nullptr;  // a width that is not a multiple of 16: ggml's
         }
         ggml_backend_buffer_type_t b = product_buft(e, l.wq->type, d, 3 * d);
         ggml_tensor **others[3] = {&l.wo, &l.up, &l.down};
@@ -350,6 +383,13 @@ ggml_tensor *add_norm(ggml_context *ctx, ggml_tensor *y, ggml_tensor *bias, ggml
     return ggml_custom_4d(ctx, GGML_TYPE_F32, y->ne[0], y->ne[1], 1, 1, args, 5, add_norm_op, GGML_N_TASKS_MAX, eps);
 }
 
+// w x: g4r's own product where the weight is packed for it (prepare_products), else ggml's.
+ggml_tensor *product(ggml_context *ctx, ggml_tensor *w, const packed_weight *pw, ggml_tensor *x) {
+    if (!pw) return ggml_mul_mat(ctx, w, x);
+    return ggml_custom_4d(ctx, GGML_TYPE_F32, pw->n, x->ne[1], 1, 1, &x, 1, product_op, GGML_N_TASKS_MAX,
+                          const_cast<packed_weight *>(pw));
+}
+
 // The graph of one evaluation; inputs: token ids and positions [T]; output: hidden states
 // [n_embd, T].
 ggml_cgraph *build(encoder &e, ggml_context *ctx, evaluation &ev, ggml_tensor **inp_tokens,
@@ -372,12 +412,13 @@ ggml_cgraph *build(encoder &e, ggml_context *ctx, evaluation &ev, ggml_tensor **
     ev.attention.n_head = static_cast<int32_t>(e.n_head);
     ev.attention.scale = 1.0f / std::sqrt(static_cast<float>(d / e.n_head));
     for (layer_weights &l : e.layers) {
-        ggml_tensor *qkv = ggml_add(ctx, ggml_mul_mat(ctx, l.wqkv, x), l.bqkv);  // [3 d, T]
+        ggml_tensor *qkv = ggml_add(ctx, product(ctx, l.wqkv, l.pqkv, x), l.bqkv);  // [3 d, T]
         ggml_tensor *att = ggml_custom_4d(ctx, GGML_TYPE_F32, d, T, 1, 1, &qkv, 1, attention_op,
                                           GGML_N_TASKS_MAX, &ev.attention);
-        x = add_norm(ctx, ggml_mul_mat(ctx, l.wo, att), l.bo, x, l.attn_norm, l.attn_norm_b, &e.eps);
-        ggml_tensor *h = ggml_map_custom2(ctx, ggml_mul_mat(ctx, l.up, x), l.up_b, gelu_bias_op, GGML_N_TASKS_MAX, nullptr);
-        x = add_norm(ctx, ggml_mul_mat(ctx, l.down, h), l.down_b, x, l.out_norm, l.out_norm_b, &e.eps);
+        x = add_norm(ctx, product(ctx, l.wo, l.po, att), l.bo, x, l.attn_norm, l.attn_norm_b, &e.eps);
+        ggml_tensor *h = ggml_map_custom2(ctx, product(ctx, l.up, l.pup, x), l.up_b, gelu_bias_op, GGML_N_TASKS_MAX,
+                                          nullptr);
+        x = add_norm(ctx, product(ctx, l.down, l.pdown, h), l.down_b, x, l.out_norm, l.out_norm_b, &e.eps);
     }
     ggml_set_output(x);
     ggml_build_forward_expand(gf, x);

@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -110,6 +111,10 @@ struct kernel_set {
     void (*add_norm_row)(float *, const float *, const float *, const float *, const float *, const float *,
                          int64_t, float);
     int64_t head_multiple;  // head sizes this set's attention takes (others: the baseline's)
+    // y[r][16] = x[r] . panel for `rows` rows (x rows ldx floats apart, y rows ldy), the panel
+    // k x 16 in F16 (f16) or F32; null where the set has none (ggml keeps the products).
+    void (*product_rows)(const float *x, int64_t ldx, int64_t rows, const void *panel, bool f16, int64_t k, float *y,
+                         int64_t ldy);
 };
 
 namespace {
@@ -117,7 +122,7 @@ namespace {
 // ---- AVX2 with FMA: 8 lanes --------------------------------------------------------------
 #if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
 #define G4R_KERNELS_AVX2 1
-#define G4R_AVX2 __attribute__((target("avx2,fma")))
+#define G4R_AVX2 __attribute__((target("avx2,fma,f16c")))
 
 G4R_AVX2 inline __m256 exp8(__m256 x) {
     x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(kExpLo)), _mm256_set1_ps(kExpHi));
@@ -254,21 +259,94 @@ G4R_AVX2 void add_norm_row_avx2(float *y, const float *x, const float *b, const 
     }
     for (; i < n; ++i) y[i] = (y[i] - mean) * inv * g[i] + beta[i];
 }
+
+// R rows x 16 columns of x . panel: 2R accumulators (R <= 6: 12 of the 16 vector registers,
+// with 2 for the panel's row and 1 for a broadcast x value), one FMA chain per output vector,
+// k sequential steps, so a row's result does not depend on R (the microkernel shape of BLIS's
+// Haswell sgemm, Van Zee & van de Geijn 2015).
+template <int R, bool F16>
+G4R_AVX2 void product_tile_avx2(const float *x, int64_t ldx, const void *panel, int64_t k, float *y, int64_t ldy) {
+    __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00, c31 = c00,
+           c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+    const float *x0 = x, *x1 = x + ldx * (R > 1), *x2 = x + 2 * ldx * (R > 2), *x3 = x + 3 * ldx * (R > 3),
+                *x4 = x + 4 * ldx * (R > 4), *x5 = x + 5 * ldx * (R > 5);
+#define G4R_ROW(i)                                           \
+    if (R > i) {                                             \
+        const __m256 xv = _mm256_broadcast_ss(x##i + j);     \
+        c##i##0 = _mm256_fmadd_ps(xv, b0, c##i##0);          \
+        c##i##1 = _mm256_fmadd_ps(xv, b1, c##i##1);          \
+    }
+#pragma GCC unroll 4
+    for (int64_t j = 0; j < k; ++j) {
+        __m256 b0, b1;
+        if (F16) {
+            const uint16_t *p = static_cast<const uint16_t *>(panel) + 16 * j;
+            b0 = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i *>(p)));
+            b1 = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i *>(p + 8)));
+        } else {
+            const float *p = static_cast<const float *>(panel) + 16 * j;
+            b0 = _mm256_loadu_ps(p);
+            b1 = _mm256_loadu_ps(p + 8);
+        }
+        G4R_ROW(0) G4R_ROW(1) G4R_ROW(2) G4R_ROW(3) G4R_ROW(4) G4R_ROW(5)
+    }
+#undef G4R_ROW
+#define G4R_STORE(i)                                         \
+    if (R > i) {                                             \
+        _mm256_storeu_ps(y + i * ldy, c##i##0);              \
+        _mm256_storeu_ps(y + i * ldy + 8, c##i##1);          \
+    }
+    G4R_STORE(0) G4R_STORE(1) G4R_STORE(2) G4R_STORE(3) G4R_STORE(4) G4R_STORE(5)
+#undef G4R_STORE
+}
+
+template <bool F16>
+G4R_AVX2 void product_rows_avx2_t(const float *x, int64_t ldx, int64_t rows, const void *panel, int64_t k, float *y,
+                                  int64_t ldy) {
+    int64_t r = 0;
+    for (; r + 6 <= rows; r += 6) product_tile_avx2<6, F16>(x + r * ldx, ldx, panel, k, y + r * ldy, ldy);
+    x += r * ldx;
+    y += r * ldy;
+    switch (rows - r) {
+        case 5: product_tile_avx2<5, F16>(x, ldx, panel, k, y, ldy); break;
+        case 4: product_tile_avx2<4, F16>(x, ldx, panel, k, y, ldy); break;
+        case 3: product_tile_avx2<3, F16>(x, ldx, panel, k, y, ldy); break;
+        case 2: product_tile_avx2<2, F16>(x, ldx, panel, k, y, ldy); break;
+        case 1: product_tile_avx2<1, F16>(x, ldx, panel, k, y, ldy); break;
+        default: break;
+    }
+}
+
+G4R_AVX2 void product_rows_avx2(const float *x, int64_t ldx, int64_t rows, const void *panel, bool f16, int64_t k,
+                                float *y, int64_t ldy) {
+    if (f16)
+        product_rows_avx2_t<true>(x, ldx, rows, panel, k, y, ldy);
+    else
+        product_rows_avx2_t<false>(x, ldx, rows, panel, k, y, ldy);
+}
 #endif
 
-const kernel_set kBaseline{"baseline", attention_head_scalar, gelu_bias_row_scalar, add_norm_row_scalar, 1};
+const kernel_set kBaseline{"baseline", attention_head_scalar, gelu_bias_row_scalar, add_norm_row_scalar, 1, nullptr};
 #if defined(G4R_KERNELS_AVX2)
-const kernel_set kAvx2{"avx2", attention_head_avx2, gelu_bias_row_avx2, add_norm_row_avx2, 16};
+const kernel_set kAvx2{"avx2", attention_head_avx2, gelu_bias_row_avx2, add_norm_row_avx2, 16, product_rows_avx2};
 #endif
+
+}  // namespace
+
+namespace {
+
+// Whether the CPU has `flag` (cpu_flags.h reports one only when the OS also saves its
+// registers, XCR0).
+bool cpu_has(const char *flag) {
+    return (" " + std::string(g4r_cpu_flags()) + " ").find(" " + std::string(flag) + " ") != std::string::npos;
+}
 
 }  // namespace
 
 std::vector<const kernel_set *> kernel_sets() {
     std::vector<const kernel_set *> sets;
 #if defined(G4R_KERNELS_AVX2)
-    // cpu_flags.h reports a flag only when the OS also saves its registers (XCR0).
-    const std::string flags = " " + std::string(g4r_cpu_flags()) + " ";
-    if (flags.find(" avx2 ") != std::string::npos && flags.find(" fma ") != std::string::npos) sets.push_back(&kAvx2);
+    if (cpu_has("avx2") && cpu_has("fma") && cpu_has("f16c")) sets.push_back(&kAvx2);
 #endif
     sets.push_back(&kBaseline);
     return sets;
@@ -315,6 +393,62 @@ void add_norm_with(const kernel_set &k, ggml_tensor *dst, int ith, int nth, floa
     for (int64_t r = rows * ith / nth; r < rows * (ith + 1) / nth; ++r)
         k.add_norm_row(static_cast<float *>(dst->data) + r * n, data(0) + r * n, data(1), data(2) + r * n, data(3),
                        data(4), n, eps);
+}
+
+bool pack_weight(packed_weight &pw, const std::vector<const ggml_tensor *> &parts) {
+    if (parts.empty()) return false;
+    const ggml_type type = parts[0]->type;
+    const int64_t k = parts[0]->ne[0];
+    int64_t n = 0;
+    for (const ggml_tensor *t : parts) {
+        if (t->type != type || t->ne[0] != k || !ggml_is_contiguous(t) || ggml_n_dims(t) > 2) return false;
+        n += t->ne[1];
+    }
+    if ((type != GGML_TYPE_F16 && type != GGML_TYPE_F32) || n % 16 != 0 || k <= 0) return false;
+    const size_t es = ggml_type_size(type);
+    pw.k = k;
+    pw.n = n;
+    pw.type = type;
+    pw.storage.assign(static_cast<size_t>(k * n) * es + 64, 0);
+    uint8_t *base = pw.storage.data();
+    base += (64 - reinterpret_cast<uintptr_t>(base) % 64) % 64;
+    pw.data = base;
+    int64_t row = 0;  // output index over the stacked parts
+    for (const ggml_tensor *t : parts)
+        for (int64_t r = 0; r < t->ne[1]; ++r, ++row) {
+            const uint8_t *src = static_cast<const uint8_t *>(t->data) + r * t->nb[1];
+            uint8_t *dst = base + ((row / 16) * k * 16 + row % 16) * es;
+            for (int64_t j = 0; j < k; ++j) std::memcpy(dst + j * 16 * es, src + j * es, es);
+        }
+    return true;
+}
+
+// Rows of x per unit of product work: with k = 1,536 inputs, 64 rows are 384 KiB of F32, which
+// stay in a core's L2 while the panels pass.
+constexpr int64_t kProductRows = 64;
+
+bool product_with(const kernel_set &k, ggml_tensor *dst, int ith, int nth, const packed_weight &w) {
+    if (!k.product_rows) return false;
+    const ggml_tensor *x = dst->src[0];
+    const int64_t T = x->ne[1], panels = w.n / 16, blocks = (T + kProductRows - 1) / kProductRows;
+    const float *xd = static_cast<const float *>(x->data);
+    float *yd = static_cast<float *>(dst->data);
+    const int64_t units = blocks * panels;
+    for (int64_t u = units * ith / nth; u < units * (ith + 1) / nth; ++u) {
+        const int64_t r0 = (u / panels) * kProductRows, p = u % panels;
+        k.product_rows(xd + r0 * w.k, w.k, std::min(kProductRows, T - r0), w.panel(p), w.type == GGML_TYPE_F16, w.k,
+                       yd + r0 * w.n + p * 16, w.n);
+    }
+    return true;
+}
+
+bool own_products() {
+    static const bool own = kernels().product_rows && !cpu_has("avx512f");
+    return own;
+}
+
+void product_op(ggml_tensor *dst, int ith, int nth, void *userdata) {
+    product_with(kernels(), dst, ith, nth, *static_cast<const packed_weight *>(userdata));
 }
 
 void attention_op(ggml_tensor *dst, int ith, int nth, void *userdata) {

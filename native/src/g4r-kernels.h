@@ -1,7 +1,7 @@
 // g4r-kernels.h - the CPU operations of g4r's BERT encoder (g4r-encoder.cpp) that ggml has no
 // fast form of, as ggml custom operations (ggml_custom_op_t / ggml_custom2_op_t): attention
-// of each text with itself over packed rows, GELU with its bias, and the residual sum with its
-// layer norm.
+// of each text with itself over packed rows, GELU with its bias, the residual sum with its
+// layer norm, and the products with F16 or F32 weights laid out in panels at load.
 //
 // Their kernels exist for AVX2 with FMA and for the baseline ISA; the set is chosen once from
 // the running CPU's own flags (g4r_cpu_flags, cpuid), never from its name.
@@ -46,6 +46,33 @@ void add_norm_op(ggml_tensor *dst, int ith, int nth, void *userdata);
 // rounds its input to F16 and looks the result up in a table).
 void gelu_bias_op(ggml_tensor *dst, const ggml_tensor *a, const ggml_tensor *bias, int ith, int nth, void *userdata);
 
+// A product weight, n outputs of k inputs (a ggml [k, n] matrix, rows stacked from one or more
+// tensors), laid out for product_op: panels of 16 outputs, each k x 16 (input-major), in the
+// weights' own type (F16 or F32, so values are unchanged). The layout is the packed B operand of
+// BLIS-style GEMM (Goto & van de Geijn 2008); it lets a kernel read one input's 16 weights with
+// two vector loads.
+struct packed_weight {
+    int64_t k = 0, n = 0;
+    ggml_type type = GGML_TYPE_F16;
+    std::vector<uint8_t> storage;  // the panels, from data
+    const uint8_t *data = nullptr;  // 64-byte aligned, in storage
+    const void *panel(int64_t p) const { return data + p * k * 16 * ggml_type_size(type); }
+};
+
+// Lay out `parts` (contiguous [k, n_i] tensors of one type, F16 or F32) stacked along n; false
+// (pw untouched) for another type, mismatched k, or a total n that is not a multiple of 16.
+bool pack_weight(packed_weight &pw, const std::vector<const ggml_tensor *> &parts);
+
+// dst [n, T] F32 = W x: W the packed_weight `userdata`, x = dst->src[0] ([k, T] F32,
+// contiguous). Work is split by (block of rows, panel).
+void product_op(ggml_tensor *dst, int ith, int nth, void *userdata);
+
+// Whether the encoder multiplies F16 and F32 weights with product_op rather than ggml's
+// mul_mat: where the chosen kernel set has a product kernel and the CPU has no AVX-512 (there
+// ggml's own products run 16 lanes wide against this kernel's 8; not measured, so ggml keeps
+// them).
+bool own_products();
+
 // The kernel sets this CPU runs, the chosen one first: "avx2" where it has AVX2 and FMA, then
 // "baseline" (plain C++), always. The operations above use the first; the *_with forms below
 // run a given set on one thread's share of the work (native/tests/test_kernels.cpp compares
@@ -57,6 +84,8 @@ void attention_with(const kernel_set &k, ggml_tensor *dst, int ith, int nth, con
 void gelu_bias_with(const kernel_set &k, ggml_tensor *dst, const ggml_tensor *a, const ggml_tensor *bias, int ith,
                     int nth);
 void add_norm_with(const kernel_set &k, ggml_tensor *dst, int ith, int nth, float eps);
+// false (dst untouched) where the set has no product kernel
+bool product_with(const kernel_set &k, ggml_tensor *dst, int ith, int nth, const packed_weight &w);
 
 }  // namespace g4r
 

@@ -153,3 +153,75 @@ TEST(encoder_gelu_and_add_norm_match_double_references_for_every_kernel_set) {
         }
     }
 }
+
+TEST(encoder_products_match_a_double_reference_and_do_not_depend_on_the_rows_beside) {
+    // F16 and F32 weights stacked from two tensors (as Q, K and V are); input widths with and
+    // without a multiple of the unroll; row counts covering 6-row tiles, their tails and more
+    // than one 64-row block.
+    for (ggml_type type : {GGML_TYPE_F16, GGML_TYPE_F32})
+        for (int64_t k : {384, 37}) {
+            context c;
+            ggml_tensor *w1 = ggml_new_tensor_2d(c.ctx, type, k, 16), *w2 = ggml_new_tensor_2d(c.ctx, type, k, 32);
+            std::normal_distribution<float> dist(0.0f, 0.1f);
+            std::vector<float> wf;  // the weights' values, outputs stacked
+            for (ggml_tensor *w : {w1, w2})
+                for (int64_t i = 0; i < ggml_nelements(w); ++i) {
+                    float v = dist(rng());
+                    if (type == GGML_TYPE_F16) {
+                        static_cast<ggml_fp16_t *>(w->data)[i] = ggml_fp32_to_fp16(v);
+                        v = ggml_fp16_to_fp32(ggml_fp32_to_fp16(v));
+                    } else {
+                        static_cast<float *>(w->data)[i] = v;
+                    }
+                    wf.push_back(v);
+                }
+            g4r::packed_weight pw;
+            CHECK(g4r::pack_weight(pw, {w1, w2}), "a %s weight of 48 outputs packs", ggml_type_name(type));
+            const int64_t n = 48;
+            for (int64_t T : {1, 5, 6, 7, 13, 70}) {
+                ggml_tensor *x = ggml_new_tensor_2d(c.ctx, GGML_TYPE_F32, k, T);
+                fill_normal(x);
+                const float *X = static_cast<const float *>(x->data);
+                for (const g4r::kernel_set *ks : g4r::kernel_sets()) {
+                    ggml_tensor *y = ggml_new_tensor_2d(c.ctx, GGML_TYPE_F32, n, T);
+                    y->src[0] = x;
+                    bool has = false;
+                    for (int ith = 0; ith < 3; ++ith) has = g4r::product_with(*ks, y, ith, 3, pw);
+                    if (!has) continue;  // this set leaves products to ggml
+                    const float *Y = static_cast<const float *>(y->data);
+                    double worst = 0.0;
+                    for (int64_t r = 0; r < T; ++r)
+                        for (int64_t o = 0; o < n; ++o) {
+                            double ref = 0.0, mag = 0.0;
+                            for (int64_t j = 0; j < k; ++j) {
+                                ref += double(X[r * k + j]) * wf[o * k + j];
+                                mag += std::fabs(double(X[r * k + j]) * wf[o * k + j]);
+                            }
+                            worst = std::max(worst, std::fabs(Y[r * n + o] - ref) / std::max(mag, 1e-30));
+                        }
+                    CHECK(worst <= 1e-6, "%s product, %s, k %lld, %lld rows: error %g of the terms' magnitude",
+                          g4r::kernel_set_name(*ks), ggml_type_name(type), static_cast<long long>(k),
+                          static_cast<long long>(T), worst);
+                    // each row alone gives the same bits as beside the others
+                    ggml_tensor *x1 = ggml_new_tensor_2d(c.ctx, GGML_TYPE_F32, k, 1);
+                    ggml_tensor *y1 = ggml_new_tensor_2d(c.ctx, GGML_TYPE_F32, n, 1);
+                    y1->src[0] = x1;
+                    for (int64_t r = 0; r < T; ++r) {
+                        std::memcpy(x1->data, X + r * k, sizeof(float) * k);
+                        g4r::product_with(*ks, y1, 0, 1, pw);
+                        CHECK(std::memcmp(y1->data, Y + r * n, sizeof(float) * n) == 0,
+                              "%s product, row %lld of %lld differs alone", g4r::kernel_set_name(*ks),
+                              static_cast<long long>(r), static_cast<long long>(T));
+                    }
+                }
+            }
+        }
+    // what the packer refuses: a quantized type, and widths that are not whole panels
+    context c;
+    g4r::packed_weight pw;
+    CHECK(!g4r::pack_weight(pw, {ggml_new_tensor_2d(c.ctx, GGML_TYPE_Q8_0, 64, 16)}), "Q8_0 is not packed");
+    CHECK(!g4r::pack_weight(pw, {ggml_new_tensor_2d(c.ctx, GGML_TYPE_F16, 64, 24)}), "24 outputs are not packed");
+    CHECK(!g4r::pack_weight(pw, {ggml_new_tensor_2d(c.ctx, GGML_TYPE_F16, 64, 16),
+                                 ggml_new_tensor_2d(c.ctx, GGML_TYPE_F16, 32, 16)}),
+          "parts of different widths are not packed");
+}
