@@ -112,9 +112,10 @@ struct kernel_set {
                          int64_t, float);
     int64_t head_multiple;  // head sizes this set's attention takes (others: the baseline's)
     // y[r][16] = x[r] . panel for `rows` rows (x rows ldx floats apart, y rows ldy), the panel
-    // k x 16 in F16 (f16) or F32; null where the set has none (ggml keeps the products).
-    void (*product_rows)(const float *x, int64_t ldx, int64_t rows, const void *panel, bool f16, int64_t k, float *y,
+    // k x 16 F32; null where the set has none (ggml keeps the products).
+    void (*product_rows)(const float *x, int64_t ldx, int64_t rows, const float *panel, int64_t k, float *y,
                          int64_t ldy);
+    void (*widen_f16)(const uint16_t *src, float *dst, int64_t n);  // F16 to F32, with product_rows
 };
 
 namespace {
@@ -264,71 +265,61 @@ G4R_AVX2 void add_norm_row_avx2(float *y, const float *x, const float *b, const 
 // with 2 for the panel's row and 1 for a broadcast x value), one FMA chain per output vector,
 // k sequential steps, so a row's result does not depend on R (the microkernel shape of BLIS's
 // Haswell sgemm, Van Zee & van de Geijn 2015).
-template <int R, bool F16>
-G4R_AVX2 void product_tile_avx2(const float *x, int64_t ldx, const void *panel, int64_t k, float *y, int64_t ldy) {
+template <int R>
+G4R_AVX2 void product_tile_avx2(const float *x, int64_t ldx, const float *panel, int64_t k, float *y, int64_t ldy) {
     __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00, c31 = c00,
            c40 = c00, c41 = c00, c50 = c00, c51 = c00;
     const float *x0 = x, *x1 = x + ldx * (R > 1), *x2 = x + 2 * ldx * (R > 2), *x3 = x + 3 * ldx * (R > 3),
                 *x4 = x + 4 * ldx * (R > 4), *x5 = x + 5 * ldx * (R > 5);
-#define G4R_ROW(i)                                           \
-    if (R > i) {                                             \
-        const __m256 xv = _mm256_broadcast_ss(x##i + j);     \
-        c##i##0 = _mm256_fmadd_ps(xv, b0, c##i##0);          \
-        c##i##1 = _mm256_fmadd_ps(xv, b1, c##i##1);          \
+#define G4R_ROW(i)                                       \
+    if (R > i) {                                         \
+        const __m256 xv = _mm256_broadcast_ss(x##i + j); \
+        c##i##0 = _mm256_fmadd_ps(xv, b0, c##i##0);      \
+        c##i##1 = _mm256_fmadd_ps(xv, b1, c##i##1);      \
     }
 #pragma GCC unroll 4
     for (int64_t j = 0; j < k; ++j) {
-        __m256 b0, b1;
-        if (F16) {
-            const uint16_t *p = static_cast<const uint16_t *>(panel) + 16 * j;
-            b0 = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i *>(p)));
-            b1 = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i *>(p + 8)));
-        } else {
-            const float *p = static_cast<const float *>(panel) + 16 * j;
-            b0 = _mm256_loadu_ps(p);
-            b1 = _mm256_loadu_ps(p + 8);
-        }
+        const __m256 b0 = _mm256_loadu_ps(panel + 16 * j), b1 = _mm256_loadu_ps(panel + 16 * j + 8);
         G4R_ROW(0) G4R_ROW(1) G4R_ROW(2) G4R_ROW(3) G4R_ROW(4) G4R_ROW(5)
     }
 #undef G4R_ROW
-#define G4R_STORE(i)                                         \
-    if (R > i) {                                             \
-        _mm256_storeu_ps(y + i * ldy, c##i##0);              \
-        _mm256_storeu_ps(y + i * ldy + 8, c##i##1);          \
+#define G4R_STORE(i)                                \
+    if (R > i) {                                    \
+        _mm256_storeu_ps(y + i * ldy, c##i##0);     \
+        _mm256_storeu_ps(y + i * ldy + 8, c##i##1); \
     }
     G4R_STORE(0) G4R_STORE(1) G4R_STORE(2) G4R_STORE(3) G4R_STORE(4) G4R_STORE(5)
 #undef G4R_STORE
 }
 
-template <bool F16>
-G4R_AVX2 void product_rows_avx2_t(const float *x, int64_t ldx, int64_t rows, const void *panel, int64_t k, float *y,
-                                  int64_t ldy) {
+G4R_AVX2 void product_rows_avx2(const float *x, int64_t ldx, int64_t rows, const float *panel, int64_t k, float *y,
+                                int64_t ldy) {
     int64_t r = 0;
-    for (; r + 6 <= rows; r += 6) product_tile_avx2<6, F16>(x + r * ldx, ldx, panel, k, y + r * ldy, ldy);
+    for (; r + 6 <= rows; r += 6) product_tile_avx2<6>(x + r * ldx, ldx, panel, k, y + r * ldy, ldy);
     x += r * ldx;
     y += r * ldy;
     switch (rows - r) {
-        case 5: product_tile_avx2<5, F16>(x, ldx, panel, k, y, ldy); break;
-        case 4: product_tile_avx2<4, F16>(x, ldx, panel, k, y, ldy); break;
-        case 3: product_tile_avx2<3, F16>(x, ldx, panel, k, y, ldy); break;
-        case 2: product_tile_avx2<2, F16>(x, ldx, panel, k, y, ldy); break;
-        case 1: product_tile_avx2<1, F16>(x, ldx, panel, k, y, ldy); break;
+        case 5: product_tile_avx2<5>(x, ldx, panel, k, y, ldy); break;
+        case 4: product_tile_avx2<4>(x, ldx, panel, k, y, ldy); break;
+        case 3: product_tile_avx2<3>(x, ldx, panel, k, y, ldy); break;
+        case 2: product_tile_avx2<2>(x, ldx, panel, k, y, ldy); break;
+        case 1: product_tile_avx2<1>(x, ldx, panel, k, y, ldy); break;
         default: break;
     }
 }
 
-G4R_AVX2 void product_rows_avx2(const float *x, int64_t ldx, int64_t rows, const void *panel, bool f16, int64_t k,
-                                float *y, int64_t ldy) {
-    if (f16)
-        product_rows_avx2_t<true>(x, ldx, rows, panel, k, y, ldy);
-    else
-        product_rows_avx2_t<false>(x, ldx, rows, panel, k, y, ldy);
+G4R_AVX2 void widen_f16_avx2(const uint16_t *src, float *dst, int64_t n) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i *>(src + i))));
+    for (; i < n; ++i) dst[i] = _cvtsh_ss(src[i]);
 }
 #endif
 
-const kernel_set kBaseline{"baseline", attention_head_scalar, gelu_bias_row_scalar, add_norm_row_scalar, 1, nullptr};
+const kernel_set kBaseline{"baseline", attention_head_scalar, gelu_bias_row_scalar, add_norm_row_scalar, 1, nullptr, nullptr};
 #if defined(G4R_KERNELS_AVX2)
-const kernel_set kAvx2{"avx2", attention_head_avx2, gelu_bias_row_avx2, add_norm_row_avx2, 16, product_rows_avx2};
+const kernel_set kAvx2{"avx2", attention_head_avx2, gelu_bias_row_avx2, add_norm_row_avx2, 16,
+                       product_rows_avx2, widen_f16_avx2};
 #endif
 
 }  // namespace
@@ -424,7 +415,9 @@ bool pack_weight(packed_weight &pw, const std::vector<const ggml_tensor *> &part
 }
 
 // Rows of x per unit of product work: with k = 1,536 inputs, 64 rows are 384 KiB of F32, which
-// stay in a core's L2 while the panels pass.
+// stay in a core's L2 while the panels pass. An F16 panel is widened to F32 once per unit, as
+// BLIS packs its B operand per block (Goto & van de Geijn 2008): 1/64 of the unit's FMAs in
+// conversions at full blocks, against one per FMA pair when the kernel reads F16.
 constexpr int64_t kProductRows = 64;
 
 bool product_with(const kernel_set &k, ggml_tensor *dst, int ith, int nth, const packed_weight &w) {
@@ -433,11 +426,17 @@ bool product_with(const kernel_set &k, ggml_tensor *dst, int ith, int nth, const
     const int64_t T = x->ne[1], panels = w.n / 16, blocks = (T + kProductRows - 1) / kProductRows;
     const float *xd = static_cast<const float *>(x->data);
     float *yd = static_cast<float *>(dst->data);
+    thread_local std::vector<float> wide;  // an F16 panel, widened
     const int64_t units = blocks * panels;
     for (int64_t u = units * ith / nth; u < units * (ith + 1) / nth; ++u) {
         const int64_t r0 = (u / panels) * kProductRows, p = u % panels;
-        k.product_rows(xd + r0 * w.k, w.k, std::min(kProductRows, T - r0), w.panel(p), w.type == GGML_TYPE_F16, w.k,
-                       yd + r0 * w.n + p * 16, w.n);
+        const float *panel = static_cast<const float *>(w.panel(p));
+        if (w.type == GGML_TYPE_F16) {
+            wide.resize(static_cast<size_t>(w.k) * 16);
+            k.widen_f16(static_cast<const uint16_t *>(w.panel(p)), wide.data(), w.k * 16);
+            panel = wide.data();
+        }
+        k.product_rows(xd + r0 * w.k, w.k, std::min(kProductRows, T - r0), panel, w.k, yd + r0 * w.n + p * 16, w.n);
     }
     return true;
 }
