@@ -4,17 +4,16 @@
 // mapping of the same file), wrapped in a CPU buffer. F16 and F32 product weights are laid out
 // in panels for g4r's own product where it runs (own_products), Q, K and V stacked into one;
 // otherwise the Q, K and V matrices are copied side by side into one, and product weights are
-// copied into ggml's repacked layouts where it has one for their type (prepare_products). Each evaluation builds a graph in a small context,
-// allocates its activations with ggml's graph allocator and runs it on ggml's CPU backend with
-// the model's thread count.
+// copied into ggml's repacked layouts where it has one for their type (prepare_products).
+// Each evaluation builds a graph in a small context, allocates its activations with ggml's
+// graph allocator and runs it on ggml's CPU backend with the model's thread count.
 //
 // A layer is 9 operations: the QKV product and its bias, attention, the output product, its
 // bias + residual + layer norm, the up product, GELU with its bias, the down product, its bias
 // + residual + layer norm. All but the products are ours (g4r-kernels.h), and the products too
-// where the weights were packed for them. The
-// texts' tokens are packed end to end, [n_embd, T] activations without padding, and attention
-// reads each text's own rows only, so a text's vector does not depend on the texts evaluated
-// beside it.
+// where the weights were packed for them. The texts' tokens are packed end to end, [n_embd, T]
+// activations without padding, and attention reads each text's own rows only, so a text's
+// vector does not depend on the texts evaluated beside it.
 #include "g4r-encoder.h"
 #include "g4r-impl.h"
 #include "g4r-kernels.h"
@@ -203,9 +202,10 @@ bool prepare_products(encoder &e, std::string *why) {
         if (ctx) ctxs.emplace_back(buft, ctx);
         return ctx;
     };
-    // F16 and F32 weights go to g4r's own product where it runs (own_products): Q, K and V
-    // stacked into one packed weight, the rest packed alone; bqkv is still built below.
-    const bool own = own_products();
+    // F16 and F32 weights go to g4r's own product where it runs (own_products) and the widths
+    // are whole panels (BERT's are): Q, K and V stacked into one packed weight, the rest packed
+    // alone; bqkv is built either way.
+    const bool own = own_products() && d % 16 == 0 && e.n_ff % 16 == 0;
     auto pack = [&e](std::vector<const ggml_tensor *> parts) -> const packed_weight * {
         auto pw = std::make_unique<packed_weight>();
         if (!pack_weight(*pw, parts)) return nullptr;
@@ -231,18 +231,15 @@ bool prepare_products(encoder &e, std::string *why) {
             l.po = pack({l.wo});
             l.pup = pack({l.up});
             l.pdown = pack({l.down});
-            if (l.pqkv && l.po && l.pup && l.pdown) {
-                ggml_context *bctx = ctx_for(plain);
-                if (!bctx) {
-                    *why = "cannot create a context for the product weights";
-                    ok = false;
-                    break;
-                }
-                l.bqkv = ggml_new_tensor_1d(bctx, GGML_TYPE_F32, 3 * d);
-                copies.push_back({l.bqkv, {l.bq, l.bk, l.bv}, sizeof(float) * static_cast<size_t>(d)});
-                continue;
+            ggml_context *bctx = ctx_for(plain);
+            if (!l.pqkv || !l.po || !l.pup || !l.pdown || !bctx) {
+                *why = "cannot lay out the product weights";
+                ok = false;
+                break;
             }
-            l.pqkv = l.po = l.pup = l.pdown = nullptr;  // a width that is not a multiple of 16: ggml's
+            l.bqkv = ggml_new_tensor_1d(bctx, GGML_TYPE_F32, 3 * d);
+            copies.push_back({l.bqkv, {l.bq, l.bk, l.bv}, sizeof(float) * static_cast<size_t>(d)});
+            continue;
         }
         ggml_backend_buffer_type_t b = product_buft(e, l.wq->type, d, 3 * d);
         ggml_tensor **others[3] = {&l.wo, &l.up, &l.down};

@@ -316,7 +316,8 @@ G4R_AVX2 void widen_f16_avx2(const uint16_t *src, float *dst, int64_t n) {
 }
 #endif
 
-const kernel_set kBaseline{"baseline", attention_head_scalar, gelu_bias_row_scalar, add_norm_row_scalar, 1, nullptr, nullptr};
+const kernel_set kBaseline{"baseline", attention_head_scalar, gelu_bias_row_scalar, add_norm_row_scalar, 1,
+                           nullptr, nullptr};
 #if defined(G4R_KERNELS_AVX2)
 const kernel_set kAvx2{"avx2", attention_head_avx2, gelu_bias_row_avx2, add_norm_row_avx2, 16,
                        product_rows_avx2, widen_f16_avx2};

@@ -3,8 +3,9 @@
 // of each text with itself over packed rows, GELU with its bias, the residual sum with its
 // layer norm, and the products with F16 or F32 weights laid out in panels at load.
 //
-// Their kernels exist for AVX2 with FMA and for the baseline ISA; the set is chosen once from
-// the running CPU's own flags (g4r_cpu_flags, cpuid), never from its name.
+// Their kernels exist for AVX2 with FMA and F16C and for the baseline ISA (which leaves the
+// products to ggml); the set is chosen once from the running CPU's own flags (g4r_cpu_flags,
+// cpuid), never from its name.
 #ifndef G4R_KERNELS_H
 #define G4R_KERNELS_H
 
@@ -48,9 +49,9 @@ void gelu_bias_op(ggml_tensor *dst, const ggml_tensor *a, const ggml_tensor *bia
 
 // A product weight, n outputs of k inputs (a ggml [k, n] matrix, rows stacked from one or more
 // tensors), laid out for product_op: panels of 16 outputs, each k x 16 (input-major), in the
-// weights' own type (F16 or F32, so values are unchanged). The layout is the packed B operand of
-// BLIS-style GEMM (Goto & van de Geijn 2008); it lets a kernel read one input's 16 weights with
-// two vector loads.
+// weights' own type (F16 or F32, so values are unchanged; product_op widens an F16 panel to F32
+// per unit of work). The layout is the packed B operand of BLIS-style GEMM (Goto & van de Geijn
+// 2008): a kernel reads one input's 16 weights with two vector loads.
 struct packed_weight {
     int64_t k = 0, n = 0;
     ggml_type type = GGML_TYPE_F16;
@@ -73,10 +74,10 @@ void product_op(ggml_tensor *dst, int ith, int nth, void *userdata);
 // them).
 bool own_products();
 
-// The kernel sets this CPU runs, the chosen one first: "avx2" where it has AVX2 and FMA, then
-// "baseline" (plain C++), always. The operations above use the first; the *_with forms below
-// run a given set on one thread's share of the work (native/tests/test_kernels.cpp compares
-// every set with a double-precision reference).
+// The kernel sets this CPU runs, the chosen one first: "avx2" where it has AVX2, FMA and F16C,
+// then "baseline" (plain C++), always. The operations above use the first; the *_with forms
+// below run a given set on one thread's share of the work (native/tests/test_kernels.cpp
+// compares every set with a double-precision reference).
 struct kernel_set;
 std::vector<const kernel_set *> kernel_sets();
 const char *kernel_set_name(const kernel_set &k);
