@@ -323,10 +323,6 @@ const kernel_set kAvx2{"avx2", attention_head_avx2, gelu_bias_row_avx2, add_norm
                        product_rows_avx2, widen_f16_avx2};
 #endif
 
-}  // namespace
-
-namespace {
-
 // Whether the CPU has `flag` (cpu_flags.h reports one only when the OS also saves its
 // registers, XCR0).
 bool cpu_has(const char *flag) {
