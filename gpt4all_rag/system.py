@@ -37,14 +37,15 @@ def cpu_report() -> dict[str, Any]:
     Returns:
         ``{"brand": str, "flags": {flag: bool}, "modules": [{"file", "score", "features",
         "missing", "in_use"}], "in_use": file name or None, "kernels": str,
-        "encoder_kernels": str}``: ``flags`` maps
+        "encoder_kernels": str, "encoder_products": str}``: ``flags`` maps
         each kernel-relevant flag (Linux ``/proc/cpuinfo`` names, read with cpuid) to whether
         this CPU has it; ``missing`` lists the flags a module needs that the CPU lacks (empty
         for a module that loads; None where the build did not record the module's features);
         ``in_use`` is the module with the highest score, which ggml loads (None: none loads);
         ``kernels`` is llama.cpp's system-info line for the loaded kernels;
         ``encoder_kernels`` the instruction set of g4r's BERT encoder's own kernels
-        (``"avx2"`` or ``"baseline"``).
+        (``"avx2"`` or ``"baseline"``); ``encoder_products`` who multiplies its F16, F32 and
+        Q8_0 weights (``"g4r"`` or ``"ggml"``).
 
     Raises:
         NativeLibraryError: the native library cannot be loaded.
@@ -64,6 +65,7 @@ def cpu_report() -> dict[str, Any]:
         "in_use": in_use,
         "kernels": _native.system_info().strip() if in_use else "",
         "encoder_kernels": _native.encoder_kernels(),
+        "encoder_products": _native.encoder_products(),
     }
 
 
@@ -97,6 +99,7 @@ def report(facts: dict[str, Any] | None = None) -> str:
         lines.append("  (none beside the native library)")
     lines.append(f"CPU kernels in use: {facts['kernels'] or '(none: no module loads on this CPU)'}")
     lines.append(f"Embedding encoder kernels (attention, GELU): {facts['encoder_kernels']}")
+    lines.append(f"Embedding encoder products (F16, F32, Q8_0 weights): {facts['encoder_products']}")
     return "\n".join(lines)
 
 

@@ -133,6 +133,7 @@ DECLARATIONS: dict[str, tuple[Any, tuple[Any, ...]]] = {
     "g4r_cpu_flags": (ctypes.c_char_p, ()),
     "g4r_cpu_brand": (ctypes.c_char_p, ()),
     "g4r_encoder_kernels": (ctypes.c_char_p, ()),
+    "g4r_encoder_products": (ctypes.c_char_p, ()),
     "g4r_gpu_count": (ctypes.c_int32, ()),
     "g4r_gpu_info": (ctypes.c_int, (ctypes.c_int32, _c_char_pp, _c_char_pp, _c_char_pp)),
     "g4r_model_load": (ctypes.c_void_p, (ctypes.c_char_p, ctypes.c_int32, ctypes.c_int32,
@@ -298,6 +299,17 @@ def encoder_kernels() -> str:
         NativeLibraryError: the native library cannot be loaded.
     """
     return (lib().g4r_encoder_kernels() or b"").decode()
+
+
+def encoder_products() -> str:
+    """Who multiplies g4r's BERT encoder's F16, F32 and Q8_0 weights on this CPU: ``"g4r"``
+    (its own product, in :func:`encoder_kernels`' instruction set) or ``"ggml"`` (ggml's
+    ``mul_mat``; where that set has no product kernel, or the CPU has AVX-512).
+
+    Raises:
+        NativeLibraryError: the native library cannot be loaded.
+    """
+    return (lib().g4r_encoder_products() or b"").decode()
 
 
 #: Written by the build beside the CPU modules: module file name -> ggml features it was built for.

@@ -140,10 +140,15 @@ G4R_API const char *g4r_system_info(void);
 G4R_API const char *g4r_cpu_flags(void);
 
 /** @return the instruction set of g4r's BERT encoder kernels (its attention, GELU and layer
- *  norms; also its products of F16 and F32 weights where the CPU has no AVX-512), chosen from
+ *  norms; also its products where g4r_encoder_products() says "g4r"), chosen from
  *  g4r_cpu_flags(): "avx2" (AVX2, FMA and F16C) or "baseline" (plain C++, which leaves the
  *  products to ggml); static lifetime; thread-safe. */
 G4R_API const char *g4r_encoder_kernels(void);
+
+/** @return who multiplies the BERT encoder's F16, F32 and Q8_0 product weights on this CPU:
+ *  "g4r" (its own product, in g4r_encoder_kernels()'s instruction set: where that set has one
+ *  and the CPU has no AVX-512) or "ggml" (ggml's mul_mat); static lifetime; thread-safe. */
+G4R_API const char *g4r_encoder_products(void);
 
 /** @return the CPU's brand string from cpuid (e.g. "AMD EPYC 9R14 96-Core Processor"), or ""
  *  where it has none; static lifetime; thread-safe. */

@@ -1,10 +1,11 @@
 // g4r-encoder.cpp - the BERT encoder graph of g4r-encoder.h.
 //
 // Weights: the GGUF's tensor data, mapped read-only (the pages are shared with llama.cpp's own
-// mapping of the same file), wrapped in a CPU buffer. F16 and F32 product weights are laid out
-// in panels for g4r's own product where it runs (own_products), Q, K and V stacked into one;
-// otherwise the Q, K and V matrices are copied side by side into one, and product weights are
-// copied into ggml's repacked layouts where it has one for their type (prepare_products).
+// mapping of the same file), wrapped in a CPU buffer. F16, F32 and Q8_0 product weights are
+// laid out in panels for g4r's own product where it runs (own_products), Q, K and V stacked
+// into one; otherwise the Q, K and V matrices are copied side by side into one, and product
+// weights are copied into ggml's repacked layouts where it has one for their type
+// (prepare_products).
 // Each evaluation builds a graph in a small context, allocates its activations with ggml's
 // graph allocator and runs it on ggml's CPU backend with the model's thread count.
 //
@@ -202,7 +203,7 @@ bool prepare_products(encoder &e, std::string *why) {
         if (ctx) ctxs.emplace_back(buft, ctx);
         return ctx;
     };
-    // F16 and F32 weights go to g4r's own product where it runs (own_products) and the widths
+    // F16, F32 and Q8_0 weights go to g4r's own product where it runs (own_products) and the widths
     // are whole panels (BERT's are): Q, K and V stacked into one packed weight, the rest packed
     // alone; bqkv is built either way.
     const bool own = own_products() && d % 16 == 0 && e.n_ff % 16 == 0;
@@ -225,8 +226,9 @@ bool prepare_products(encoder &e, std::string *why) {
             ok = false;
             break;
         }
-        if (own && (l.wq->type == GGML_TYPE_F16 || l.wq->type == GGML_TYPE_F32) && l.wo->type == l.wq->type &&
-            l.up->type == l.wq->type && l.down->type == l.wq->type) {
+        const ggml_type t = l.wq->type;
+        if (own && (t == GGML_TYPE_F16 || t == GGML_TYPE_F32 || t == GGML_TYPE_Q8_0) && l.wo->type == t &&
+            l.up->type == t && l.down->type == t) {
             l.pqkv = pack({l.wq, l.wk, l.wv});
             l.po = pack({l.wo});
             l.pup = pack({l.up});

@@ -8,8 +8,8 @@
 // whatever is evaluated beside it, and a lone query costs its own tokens. The layers are
 // those of llama.cpp's `llm_build_bert` (src/models/bert.cpp): token + type + position
 // embeddings, layer norm, post-norm attention and a GELU feed-forward, then mean or CLS
-// pooling. F16 and F32 products are ours where the CPU has AVX2 and no AVX-512 (g4r-kernels.h,
-// own_products); the others are ggml's.
+// pooling. F16, F32 and Q8_0 products are ours where the CPU has AVX2 and no AVX-512
+// (g4r-kernels.h, own_products); the others are ggml's.
 #ifndef G4R_ENCODER_H
 #define G4R_ENCODER_H
 

@@ -33,6 +33,8 @@ constexpr float kP0 = 1.9875691500e-4f, kP1 = 1.3981999507e-3f, kP2 = 8.33345190
                 kP3 = 4.1665795894e-2f, kP4 = 1.6666665459e-1f, kP5 = 5.0000001201e-1f;
 // GELU, tanh form: x * sigmoid(kGeluA * x * (1 + kGeluB * x^2)), kGeluA = 2 sqrt(2 / pi).
 constexpr float kGeluA = 1.5957691216057308f, kGeluB = 0.044715f;
+// A Q8_0 panel (packed_weight): per block of 32 inputs, 16 F32 scales, then 32 x 16 int8.
+constexpr int64_t kQ8Block = 32, kQ8PanelBlock = 16 * sizeof(float) + kQ8Block * 16;
 
 inline float exp_scalar(float x) {
     x = std::min(std::max(x, kExpLo), kExpHi);
@@ -115,7 +117,10 @@ struct kernel_set {
     // k x 16 F32; null where the set has none (ggml keeps the products).
     void (*product_rows)(const float *x, int64_t ldx, int64_t rows, const float *panel, int64_t k, float *y,
                          int64_t ldy);
-    void (*widen_f16)(const uint16_t *src, float *dst, int64_t n);  // F16 to F32, with product_rows
+    // a panel widened to F32, with product_rows: F16 values (n of them), and a Q8_0 panel of k
+    // inputs (packed_weight's layout)
+    void (*widen_f16)(const uint16_t *src, float *dst, int64_t n);
+    void (*widen_q8_0)(const uint8_t *panel, float *dst, int64_t k);
 };
 
 namespace {
@@ -314,13 +319,27 @@ G4R_AVX2 void widen_f16_avx2(const uint16_t *src, float *dst, int64_t n) {
         _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i *>(src + i))));
     for (; i < n; ++i) dst[i] = _cvtsh_ss(src[i]);
 }
+
+G4R_AVX2 void widen_q8_0_avx2(const uint8_t *panel, float *dst, int64_t k) {
+    for (int64_t b = 0; b < k / kQ8Block; ++b, panel += kQ8PanelBlock) {
+        const float *d = reinterpret_cast<const float *>(panel);
+        const __m256 d0 = _mm256_loadu_ps(d), d1 = _mm256_loadu_ps(d + 8);
+        const int8_t *q = reinterpret_cast<const int8_t *>(panel + 16 * sizeof(float));
+        for (int64_t j = 0; j < kQ8Block; ++j, q += 16, dst += 16) {
+            const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i *>(q));
+            _mm256_storeu_ps(dst, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v)), d0));
+            const __m256 hi = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(v, 8)));
+            _mm256_storeu_ps(dst + 8, _mm256_mul_ps(hi, d1));
+        }
+    }
+}
 #endif
 
 const kernel_set kBaseline{"baseline", attention_head_scalar, gelu_bias_row_scalar, add_norm_row_scalar, 1,
-                           nullptr, nullptr};
+                           nullptr, nullptr, nullptr};
 #if defined(G4R_KERNELS_AVX2)
 const kernel_set kAvx2{"avx2", attention_head_avx2, gelu_bias_row_avx2, add_norm_row_avx2, 16,
-                       product_rows_avx2, widen_f16_avx2};
+                       product_rows_avx2, widen_f16_avx2, widen_q8_0_avx2};
 #endif
 
 // Whether the CPU has `flag` (cpu_flags.h reports one only when the OS also saves its
@@ -392,12 +411,21 @@ bool pack_weight(packed_weight &pw, const std::vector<const ggml_tensor *> &part
         if (t->type != type || t->ne[0] != k || !ggml_is_contiguous(t) || ggml_n_dims(t) > 2) return false;
         n += t->ne[1];
     }
-    if ((type != GGML_TYPE_F16 && type != GGML_TYPE_F32) || n % 16 != 0 || k <= 0) return false;
-    const size_t es = ggml_type_size(type);
+    if (n % 16 != 0 || k <= 0) return false;
+    if (type == GGML_TYPE_Q8_0) {
+        // ggml's block_q8_0 (ggml-common.h): an F16 scale d, then 32 int8 quants
+        if (ggml_blck_size(type) != kQ8Block || ggml_type_size(type) != 2 + kQ8Block || k % kQ8Block != 0)
+            return false;
+        pw.panel_bytes = static_cast<size_t>(k / kQ8Block) * kQ8PanelBlock;
+    } else if (type == GGML_TYPE_F16 || type == GGML_TYPE_F32) {
+        pw.panel_bytes = static_cast<size_t>(k) * 16 * ggml_type_size(type);
+    } else {
+        return false;
+    }
     pw.k = k;
     pw.n = n;
     pw.type = type;
-    pw.storage.assign(static_cast<size_t>(k * n) * es + 64, 0);
+    pw.storage.assign(pw.panel_bytes * static_cast<size_t>(n / 16) + 64, 0);
     uint8_t *base = pw.storage.data();
     base += (64 - reinterpret_cast<uintptr_t>(base) % 64) % 64;
     pw.data = base;
@@ -405,8 +433,21 @@ bool pack_weight(packed_weight &pw, const std::vector<const ggml_tensor *> &part
     for (const ggml_tensor *t : parts)
         for (int64_t r = 0; r < t->ne[1]; ++r, ++row) {
             const uint8_t *src = static_cast<const uint8_t *>(t->data) + r * t->nb[1];
-            uint8_t *dst = base + ((row / 16) * k * 16 + row % 16) * es;
-            for (int64_t j = 0; j < k; ++j) std::memcpy(dst + j * 16 * es, src + j * es, es);
+            uint8_t *panel = base + (row / 16) * pw.panel_bytes;
+            const int64_t o = row % 16;
+            if (type == GGML_TYPE_Q8_0) {
+                for (int64_t b = 0; b < k / kQ8Block; ++b, src += 2 + kQ8Block) {
+                    uint8_t *dst = panel + b * kQ8PanelBlock;
+                    ggml_fp16_t d;
+                    std::memcpy(&d, src, sizeof d);
+                    const float df = ggml_fp16_to_fp32(d);
+                    std::memcpy(dst + o * sizeof(float), &df, sizeof df);
+                    for (int64_t j = 0; j < kQ8Block; ++j) dst[16 * sizeof(float) + j * 16 + o] = src[2 + j];
+                }
+                continue;
+            }
+            const size_t es = ggml_type_size(type);
+            for (int64_t j = 0; j < k; ++j) std::memcpy(panel + (j * 16 + o) * es, src + j * es, es);
         }
     return true;
 }
@@ -423,14 +464,17 @@ bool product_with(const kernel_set &k, ggml_tensor *dst, int ith, int nth, const
     const int64_t T = x->ne[1], panels = w.n / 16, blocks = (T + kProductRows - 1) / kProductRows;
     const float *xd = static_cast<const float *>(x->data);
     float *yd = static_cast<float *>(dst->data);
-    thread_local std::vector<float> wide;  // an F16 panel, widened
+    thread_local std::vector<float> wide;  // an F16 or Q8_0 panel, widened
     const int64_t units = blocks * panels;
     for (int64_t u = units * ith / nth; u < units * (ith + 1) / nth; ++u) {
         const int64_t r0 = (u / panels) * kProductRows, p = u % panels;
-        const float *panel = static_cast<const float *>(w.panel(p));
-        if (w.type == GGML_TYPE_F16) {
+        const float *panel = reinterpret_cast<const float *>(w.panel(p));
+        if (w.type != GGML_TYPE_F32) {
             wide.resize(static_cast<size_t>(w.k) * 16);
-            k.widen_f16(static_cast<const uint16_t *>(w.panel(p)), wide.data(), w.k * 16);
+            if (w.type == GGML_TYPE_F16)
+                k.widen_f16(reinterpret_cast<const uint16_t *>(w.panel(p)), wide.data(), w.k * 16);
+            else
+                k.widen_q8_0(w.panel(p), wide.data(), w.k);
             panel = wide.data();
         }
         k.product_rows(xd + r0 * w.k, w.k, std::min(kProductRows, T - r0), panel, w.k, yd + r0 * w.n + p * 16, w.n);
@@ -462,3 +506,5 @@ void add_norm_op(ggml_tensor *dst, int ith, int nth, void *userdata) {
 }  // namespace g4r
 
 const char *g4r_encoder_kernels(void) { return g4r::kernels().name; }
+
+const char *g4r_encoder_products(void) { return g4r::own_products() ? "g4r" : "ggml"; }

@@ -1,7 +1,7 @@
 // g4r-kernels.h - the CPU operations of g4r's BERT encoder (g4r-encoder.cpp) that ggml has no
 // fast form of, as ggml custom operations (ggml_custom_op_t / ggml_custom2_op_t): attention
 // of each text with itself over packed rows, GELU with its bias, the residual sum with its
-// layer norm, and the products with F16 or F32 weights laid out in panels at load.
+// layer norm, and the products with F16, F32 or Q8_0 weights laid out in panels at load.
 //
 // Their kernels exist for AVX2 with FMA and F16C and for the baseline ISA (which leaves the
 // products to ggml); the set is chosen once from the running CPU's own flags (g4r_cpu_flags,
@@ -49,26 +49,31 @@ void gelu_bias_op(ggml_tensor *dst, const ggml_tensor *a, const ggml_tensor *bia
 
 // A product weight, n outputs of k inputs (a ggml [k, n] matrix, rows stacked from one or more
 // tensors), laid out for product_op: panels of 16 outputs, each k x 16 (input-major), in the
-// weights' own type (F16 or F32, so values are unchanged; product_op widens an F16 panel to F32
-// per unit of work). The layout is the packed B operand of BLIS-style GEMM (Goto & van de Geijn
-// 2008): a kernel reads one input's 16 weights with two vector loads.
+// weights' own type, so values are unchanged. F16 and F32 panels hold the values; a Q8_0 panel
+// holds, per block of 32 inputs, the 16 outputs' scales (F32, widened from the block's F16)
+// and then the 32 x 16 int8 quants. product_op widens an F16 or Q8_0 panel to F32 per unit of
+// work (a Q8_0 weight is q * d, as ggml dequantizes it). The layout is the packed B operand of
+// BLIS-style GEMM (Goto & van de Geijn 2008): a kernel reads one input's 16 weights with two
+// vector loads.
 struct packed_weight {
     int64_t k = 0, n = 0;
     ggml_type type = GGML_TYPE_F16;
+    size_t panel_bytes = 0;
     std::vector<uint8_t> storage;  // the panels, from data
     const uint8_t *data = nullptr;  // 64-byte aligned, in storage
-    const void *panel(int64_t p) const { return data + p * k * 16 * ggml_type_size(type); }
+    const uint8_t *panel(int64_t p) const { return data + p * panel_bytes; }
 };
 
-// Lay out `parts` (contiguous [k, n_i] tensors of one type, F16 or F32) stacked along n; false
-// (pw untouched) for another type, mismatched k, or a total n that is not a multiple of 16.
+// Lay out `parts` (contiguous [k, n_i] tensors of one type, F16, F32 or Q8_0) stacked along n;
+// false (pw untouched) for another type, mismatched k, or a total n that is not a multiple of
+// 16.
 bool pack_weight(packed_weight &pw, const std::vector<const ggml_tensor *> &parts);
 
 // dst [n, T] F32 = W x: W the packed_weight `userdata`, x = dst->src[0] ([k, T] F32,
 // contiguous). Work is split by (block of rows, panel).
 void product_op(ggml_tensor *dst, int ith, int nth, void *userdata);
 
-// Whether the encoder multiplies F16 and F32 weights with product_op rather than ggml's
+// Whether the encoder multiplies F16, F32 and Q8_0 weights with product_op rather than ggml's
 // mul_mat: where the chosen kernel set has a product kernel and the CPU has no AVX-512 (there
 // ggml's own products run 16 lanes wide against this kernel's 8; not measured, so ggml keeps
 // them).

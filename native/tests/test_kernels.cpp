@@ -155,26 +155,24 @@ TEST(encoder_gelu_and_add_norm_match_double_references_for_every_kernel_set) {
 }
 
 TEST(encoder_products_match_a_double_reference_and_do_not_depend_on_the_rows_beside) {
-    // F16 and F32 weights stacked from two tensors (as Q, K and V are); input widths with and
-    // without a multiple of the unroll; row counts covering 6-row tiles, their tails and more
-    // than one 64-row block.
-    for (ggml_type type : {GGML_TYPE_F16, GGML_TYPE_F32})
-        for (int64_t k : {384, 37}) {
+    // F16, F32 and Q8_0 weights stacked from two tensors (as Q, K and V are); input widths
+    // with and without a multiple of the unroll (Q8_0: whole blocks of 32 only); row counts
+    // covering 6-row tiles, their tails and more than one 64-row block.
+    for (ggml_type type : {GGML_TYPE_F16, GGML_TYPE_F32, GGML_TYPE_Q8_0})
+        for (int64_t k : {384, 37, 96}) {
+            if (k % ggml_blck_size(type) != 0) continue;
             context c;
             ggml_tensor *w1 = ggml_new_tensor_2d(c.ctx, type, k, 16), *w2 = ggml_new_tensor_2d(c.ctx, type, k, 32);
             std::normal_distribution<float> dist(0.0f, 0.1f);
-            std::vector<float> wf;  // the weights' values, outputs stacked
-            for (ggml_tensor *w : {w1, w2})
-                for (int64_t i = 0; i < ggml_nelements(w); ++i) {
-                    float v = dist(rng());
-                    if (type == GGML_TYPE_F16) {
-                        static_cast<ggml_fp16_t *>(w->data)[i] = ggml_fp32_to_fp16(v);
-                        v = ggml_fp16_to_fp32(ggml_fp32_to_fp16(v));
-                    } else {
-                        static_cast<float *>(w->data)[i] = v;
-                    }
-                    wf.push_back(v);
-                }
+            std::vector<float> wf;  // the weights' values (as ggml reads them back), outputs stacked
+            for (ggml_tensor *w : {w1, w2}) {
+                std::vector<float> v(static_cast<size_t>(ggml_nelements(w)));
+                for (float &f : v) f = dist(rng());
+                ggml_quantize_chunk(type, v.data(), w->data, 0, w->ne[1], k, nullptr);
+                if (type != GGML_TYPE_F32)
+                    ggml_get_type_traits(type)->to_float(w->data, v.data(), ggml_nelements(w));
+                wf.insert(wf.end(), v.begin(), v.end());
+            }
             g4r::packed_weight pw;
             CHECK(g4r::pack_weight(pw, {w1, w2}), "a %s weight of 48 outputs packs", ggml_type_name(type));
             const int64_t n = 48;
@@ -216,10 +214,10 @@ TEST(encoder_products_match_a_double_reference_and_do_not_depend_on_the_rows_bes
                 }
             }
         }
-    // what the packer refuses: a quantized type, and widths that are not whole panels
+    // what the packer refuses: another quantized type, and widths that are not whole panels
     context c;
     g4r::packed_weight pw;
-    CHECK(!g4r::pack_weight(pw, {ggml_new_tensor_2d(c.ctx, GGML_TYPE_Q8_0, 64, 16)}), "Q8_0 is not packed");
+    CHECK(!g4r::pack_weight(pw, {ggml_new_tensor_2d(c.ctx, GGML_TYPE_Q4_0, 64, 16)}), "Q4_0 is not packed");
     CHECK(!g4r::pack_weight(pw, {ggml_new_tensor_2d(c.ctx, GGML_TYPE_F16, 64, 24)}), "24 outputs are not packed");
     CHECK(!g4r::pack_weight(pw, {ggml_new_tensor_2d(c.ctx, GGML_TYPE_F16, 64, 16),
                                  ggml_new_tensor_2d(c.ctx, GGML_TYPE_F16, 32, 16)}),

@@ -90,19 +90,37 @@ def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 ENCODER_TEXTS = TEXTS + ["ok", "Embeddings " * 300, "a rather longer sentence about nothing much " * 12]
 
 
-# Q8_0 products quantize their activations to 8 bits, which turns the graphs' last-bit
-# differences (GELU: llama.cpp looks it up from an F16-rounded input) into steps of a
-# quantum: both graphs are ~0.9996 from the numpy forward pass, 0.9992-0.9999 from each other.
-@pytest.mark.parametrize("outtype,bound", [("f16", 0.9999), ("f32", 0.9999), ("q8_0", 0.999)])
-def test_own_encoder_keeps_llama_cpp_graph_vectors(model_dir: Path, outtype: str, bound: float) -> None:
+def _both_graphs(model_dir: Path, outtype: str, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """The vectors of `texts` from g4r's encoder and from llama.cpp's graph, same file."""
     from gpt4all_rag.models import pypi as pypi_models
 
     name = pypi_models.default_embedding_model(model_dir, outtype).name
     with Embed4All(name, model_path=model_dir, allow_download=False, n_threads=2) as ours, \
             Embed4All(name, model_path=model_dir, allow_download=False, n_threads=2, encoder="llama.cpp") as ref:
         assert ours.engine.model.encoder == "g4r" and ref.engine.model.encoder == "llama.cpp"
-        cos = _cosines(np.array(ours.embed(ENCODER_TEXTS)), np.array(ref.embed(ENCODER_TEXTS)))
-    assert cos.min() >= bound, cos
+        return np.array(ours.embed(texts)), np.array(ref.embed(texts))
+
+
+@pytest.mark.parametrize("outtype", ["f16", "f32"])
+def test_own_encoder_keeps_llama_cpp_graph_vectors(model_dir: Path, outtype: str) -> None:
+    ours, ref = _both_graphs(model_dir, outtype, ENCODER_TEXTS)
+    cos = _cosines(ours, ref)
+    assert cos.min() >= 0.9999, cos
+
+
+def test_own_encoder_on_q8_0_is_no_further_from_the_model_than_llama_cpp_graph(
+        model_dir: Path, oracle: BertOracle) -> None:
+    """llama.cpp's Q8_0 products quantize the activations to 8 bits as well; g4r's own product
+    (where it runs: system report, "Embedding encoder products") widens the weights and keeps
+    F32 activations, measured 0.99957-0.99989 from the numpy forward pass against
+    0.99820-0.99969. Texts within one window, where the numpy pass is the reference."""
+    texts = [t for t in ENCODER_TEXTS if len(t) < 1000]
+    ours, ref = _both_graphs(model_dir, "q8_0", texts)
+    assert _cosines(ours, ref).min() >= 0.998
+    model = oracle.embed(texts)
+    to_model, ref_to_model = _cosines(ours, model), _cosines(ref, model)
+    assert to_model.min() >= 0.999, to_model
+    assert to_model.mean() >= ref_to_model.mean() - 5e-5, (to_model, ref_to_model)
 
 
 def test_own_encoder_pools_the_cls_token(tmp_path: Path, model_dir: Path) -> None:

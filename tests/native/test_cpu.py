@@ -92,6 +92,16 @@ def test_report_lists_each_flag_and_module() -> None:
         assert re.search(rf"\b{flag}: (yes|no)\b", text)
     assert "score" in text and ", in use [" in text
     assert "CPU kernels in use: CPU :" in text
+    facts = system.cpu_report()
+    assert f"Embedding encoder kernels (attention, GELU): {facts['encoder_kernels']}" in text
+    assert f"Embedding encoder products (F16, F32, Q8_0 weights): {facts['encoder_products']}" in text
+
+
+def test_encoder_products_are_g4rs_where_its_kernel_set_has_them_and_the_cpu_has_no_avx512() -> None:
+    flags = set(_native.cpu_flags())
+    has_avx2_set = {"avx2", "fma", "f16c"} <= flags
+    assert _native.encoder_kernels() == ("avx2" if has_avx2_set else "baseline")
+    assert _native.encoder_products() == ("g4r" if has_avx2_set and "avx512f" not in flags else "ggml")
 
 
 def _qemu() -> str:

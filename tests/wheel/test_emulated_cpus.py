@@ -105,10 +105,14 @@ def test_generation_and_embeddings_work_and_agree_with_the_host(
     # on Haswell, 0.033 on Nehalem against an AVX-512 host; cosine 0.9999999 both).
     assert abs(result["logprob"] - native["logprob"]) < 0.1, (cpu, result["logprob"], native["logprob"])
     # The embedding goes through g4r's own encoder, whose attention and GELU kernels are
-    # chosen from the same flags: AVX2 with FMA where the CPU has both, else plain C++.
+    # chosen from the same flags: AVX2 with FMA and F16C where the CPU has all three, else
+    # plain C++.
     assert result["encoder"] == native["encoder"] == "g4r"
-    expected = "avx2" if {"AVX2", "FMA"} <= CPUS[cpu] else "baseline"
+    expected = "avx2" if {"AVX2", "FMA", "F16C"} <= CPUS[cpu] else "baseline"
     assert result["facts"]["encoder_kernels"] == expected, (cpu, result["facts"]["encoder_kernels"])
+    # ... and so are its products: g4r's own with the AVX2 set (neither emulated CPU has AVX-512)
+    products = "g4r" if expected == "avx2" else "ggml"
+    assert result["facts"]["encoder_products"] == products, (cpu, result["facts"]["encoder_products"])
     a, b = result["vector"], native["vector"]
     cosine = sum(x * y for x, y in zip(a, b)) / math.sqrt(sum(x * x for x in a) * sum(y * y for y in b))
     assert len(a) == 384 and cosine > 0.9999, (cpu, cosine)
