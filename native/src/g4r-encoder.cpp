@@ -190,8 +190,8 @@ ggml_backend_buffer_type_t product_buft(encoder &e, ggml_type type, int64_t ne0,
 // 3 n_embd] matrix (biases likewise, zero where the file has none), so each layer starts with
 // one product instead of three; and every product weight in a repacked layout where ggml has
 // one for its type (product_buft), as llama.cpp would hold it. A weight without one keeps its
-// mapped data.
-bool prepare_products(encoder &e, std::string *why) {
+// mapped data. With `own_only`, a layer whose weights g4r's product does not take fails.
+bool prepare_products(encoder &e, bool own_only, std::string *why) {
     const int64_t d = e.n_embd;
     const ggml_backend_buffer_type_t plain = ggml_backend_get_default_buffer_type(e.backend);
     std::vector<std::pair<ggml_backend_buffer_type_t, ggml_context *>> ctxs;
@@ -242,6 +242,11 @@ bool prepare_products(encoder &e, std::string *why) {
             l.bqkv = ggml_new_tensor_1d(bctx, GGML_TYPE_F32, 3 * d);
             copies.push_back({l.bqkv, {l.bq, l.bk, l.bv}, sizeof(float) * static_cast<size_t>(d)});
             continue;
+        }
+        if (own_only) {
+            *why = "product weights that g4r's own product does not take here";
+            ok = false;
+            break;
         }
         ggml_backend_buffer_type_t b = product_buft(e, l.wq->type, d, 3 * d);
         ggml_tensor **others[3] = {&l.wo, &l.up, &l.down};
@@ -296,7 +301,8 @@ bool prepare_products(encoder &e, std::string *why) {
 
 }  // namespace
 
-encoder_ptr encoder_load(const char *path, const llama_model *model, int32_t pooling, std::string *why) {
+encoder_ptr encoder_load(const char *path, const llama_model *model, int32_t pooling, bool own_products_only,
+                         std::string *why) {
     why->clear();
     if (meta_str(model, "general.architecture") != "bert") return *why = "not a BERT model", nullptr;
     if (pooling != LLAMA_POOLING_TYPE_MEAN && pooling != LLAMA_POOLING_TYPE_CLS)
@@ -356,7 +362,7 @@ encoder_ptr encoder_load(const char *path, const llama_model *model, int32_t poo
     ggml_backend_reg_t reg = ggml_backend_dev_backend_reg(ggml_backend_get_device(e->backend));
     e->set_threads = reinterpret_cast<ggml_backend_set_n_threads_t>(
         ggml_backend_reg_get_proc_address(reg, "ggml_backend_set_n_threads"));
-    if (!prepare_products(*e, why)) return nullptr;
+    if (!prepare_products(*e, own_products_only, why)) return nullptr;
     e->alloc = ggml_gallocr_new(ggml_backend_get_default_buffer_type(e->backend));
     if (!e->alloc) return *why = "cannot create the graph allocator", nullptr;
     return e;

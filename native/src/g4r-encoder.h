@@ -31,8 +31,10 @@ using encoder_ptr = std::unique_ptr<encoder, encoder_deleter>;
 
 // The encoder for `path` (the file `model` was loaded from), or null with `why` set when this
 // graph does not cover the model: an architecture other than "bert", a pooling other than
-// mean or CLS, a tensor missing or of another shape.
-encoder_ptr encoder_load(const char *path, const llama_model *model, int32_t pooling, std::string *why);
+// mean or CLS, a tensor missing or of another shape; with `own_products_only`, also when a
+// product weight would be multiplied by ggml rather than by g4r's own product (own_products).
+encoder_ptr encoder_load(const char *path, const llama_model *model, int32_t pooling, bool own_products_only,
+                         std::string *why);
 
 // Pooled (not normalised) embeddings of `n_seqs` token sequences laid end to end in `tokens`
 // (lengths in `seq_lens`, each 1..the model's window), written as n_seqs x n_embd floats to

@@ -146,6 +146,18 @@ def test_own_encoder_pools_the_cls_token(tmp_path: Path, model_dir: Path) -> Non
         assert _cosines(cls, np.array(mean.embed(TEXTS))).max() < 0.99  # not the mean
 
 
+def test_a_blas_build_runs_g4rs_encoder_only_where_its_own_products_run(model_dir: Path) -> None:
+    """With a BLAS module (G4R_BLAS=mkl) llama.cpp's graph hands the products to MKL, which
+    g4r's encoder beats only with its own products (README, "Intel MKL"); without one, the
+    encoder always runs. A default build checks the second half, an MKL build the first."""
+    from gpt4all_rag.engine import native
+
+    blas = native.has_blas()
+    expected = "g4r" if not blas or native.encoder_products() == "g4r" else "llama.cpp"
+    with Embed4All(MINILM, model_path=model_dir, allow_download=False, n_threads=2) as e:
+        assert e.engine.model.encoder == expected
+
+
 def test_encoder_choice_is_checked(model_dir: Path) -> None:
     with pytest.raises(errors.InvalidParameterError, match="encoder"):
         Embed4All(MINILM, model_path=model_dir, allow_download=False, encoder="onnx")
