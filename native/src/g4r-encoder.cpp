@@ -203,9 +203,9 @@ bool prepare_products(encoder &e, bool own_only, std::string *why) {
         if (ctx) ctxs.emplace_back(buft, ctx);
         return ctx;
     };
-    // F16, F32 and Q8_0 weights go to g4r's own product where it runs (own_products) and the widths
-    // are whole panels (BERT's are): Q, K and V stacked into one packed weight, the rest packed
-    // alone; bqkv is built either way.
+    // F16, F32 and Q8_0 weights go to g4r's own product where it runs (own_products) and the
+    // widths are whole panels (BERT's are): Q, K and V stacked into one packed weight, the rest
+    // packed alone; bqkv is built either way.
     const bool own = own_products() && d % 16 == 0 && e.n_ff % 16 == 0;
     auto pack = [&e](std::vector<const ggml_tensor *> parts) -> const packed_weight * {
         auto pw = std::make_unique<packed_weight>();

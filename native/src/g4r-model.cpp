@@ -177,7 +177,7 @@ g4r_model *g4r_model_load(const char *path, int32_t n_ctx, int32_t n_gpu_layers,
         // With a BLAS module loaded (an MKL build, opted into for its products) llama.cpp's
         // graph hands the products to BLAS, so g4r's encoder runs there only where its own
         // products take every weight (on Zen 3 they embed 1.1-1.85x as fast as MKL's in
-        // llama.cpp's graph; README, "Intel MKL"), not with ggml's.
+        // llama.cpp's graph; README, "Intel MKL"), never where ggml's would multiply them.
         if (m->embedding && !(flags & G4R_LOAD_LLAMA_ENCODER) && m->device == nullptr) {
             std::string why;  // a model the encoder does not cover keeps llama.cpp's graph
             m->encoder = encoder_load(path, m->model, m->pooling, !accel_devices().empty(), &why);
