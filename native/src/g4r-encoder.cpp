@@ -26,6 +26,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <deque>
 #include <vector>
 
 #if defined(_WIN32)
@@ -375,6 +376,9 @@ struct evaluation {
     std::vector<int32_t> tokens, positions;  // [T]
     std::vector<text_span> texts;            // per text of the group
     attention_params attention;              // points into `texts`
+    // the graph's custom operation nodes, each with its queue of work (deques: nodes stay put)
+    std::deque<product_node> products;
+    std::deque<attention_node> attentions;
 };
 
 ggml_tensor *norm(ggml_context *ctx, ggml_tensor *x, ggml_tensor *w, ggml_tensor *b, float eps) {
@@ -389,10 +393,11 @@ ggml_tensor *add_norm(ggml_context *ctx, ggml_tensor *y, ggml_tensor *bias, ggml
 }
 
 // w x: g4r's own product where the weight is packed for it (prepare_products), else ggml's.
-ggml_tensor *product(ggml_context *ctx, ggml_tensor *w, const packed_weight *pw, ggml_tensor *x) {
+ggml_tensor *product(ggml_context *ctx, evaluation &ev, ggml_tensor *w, const packed_weight *pw, ggml_tensor *x) {
     if (!pw) return ggml_mul_mat(ctx, w, x);
-    return ggml_custom_4d(ctx, GGML_TYPE_F32, pw->n, x->ne[1], 1, 1, &x, 1, product_op, GGML_N_TASKS_MAX,
-                          const_cast<packed_weight *>(pw));
+    product_node &node = ev.products.emplace_back();
+    node.weight = pw;
+    return ggml_custom_4d(ctx, GGML_TYPE_F32, pw->n, x->ne[1], 1, 1, &x, 1, product_op, GGML_N_TASKS_MAX, &node);
 }
 
 // The graph of one evaluation; inputs: token ids and positions [T]; output: hidden states
@@ -416,14 +421,17 @@ ggml_cgraph *build(encoder &e, ggml_context *ctx, evaluation &ev, ggml_tensor **
     ev.attention.n_texts = static_cast<int32_t>(ev.texts.size());
     ev.attention.n_head = static_cast<int32_t>(e.n_head);
     ev.attention.scale = 1.0f / std::sqrt(static_cast<float>(d / e.n_head));
+    ev.products.clear();
+    ev.attentions.clear();
     for (layer_weights &l : e.layers) {
-        ggml_tensor *qkv = ggml_add(ctx, product(ctx, l.wqkv, l.pqkv, x), l.bqkv);  // [3 d, T]
-        ggml_tensor *att = ggml_custom_4d(ctx, GGML_TYPE_F32, d, T, 1, 1, &qkv, 1, attention_op,
-                                          GGML_N_TASKS_MAX, &ev.attention);
-        x = add_norm(ctx, product(ctx, l.wo, l.po, att), l.bo, x, l.attn_norm, l.attn_norm_b, &e.eps);
-        ggml_tensor *h = ggml_map_custom2(ctx, product(ctx, l.up, l.pup, x), l.up_b, gelu_bias_op, GGML_N_TASKS_MAX,
-                                          nullptr);
-        x = add_norm(ctx, product(ctx, l.down, l.pdown, h), l.down_b, x, l.out_norm, l.out_norm_b, &e.eps);
+        ggml_tensor *qkv = ggml_add(ctx, product(ctx, ev, l.wqkv, l.pqkv, x), l.bqkv);  // [3 d, T]
+        attention_node &a = ev.attentions.emplace_back();
+        a.params = &ev.attention;
+        ggml_tensor *att = ggml_custom_4d(ctx, GGML_TYPE_F32, d, T, 1, 1, &qkv, 1, attention_op, GGML_N_TASKS_MAX, &a);
+        x = add_norm(ctx, product(ctx, ev, l.wo, l.po, att), l.bo, x, l.attn_norm, l.attn_norm_b, &e.eps);
+        ggml_tensor *h = ggml_map_custom2(ctx, product(ctx, ev, l.up, l.pup, x), l.up_b, gelu_bias_op,
+                                          GGML_N_TASKS_MAX, nullptr);
+        x = add_norm(ctx, product(ctx, ev, l.down, l.pdown, h), l.down_b, x, l.out_norm, l.out_norm_b, &e.eps);
     }
     ggml_set_output(x);
     ggml_build_forward_expand(gf, x);

@@ -11,6 +11,7 @@
 
 #include "ggml.h"
 
+#include <atomic>
 #include <cstdint>
 #include <vector>
 
@@ -20,6 +21,17 @@ namespace g4r {
 struct text_span {
     int32_t start = 0;
     int32_t len = 0;
+};
+
+// The units of one operation's work in one evaluation, handed to its threads as they ask
+// (take: 0, 1, 2, ... and on past the last unit), so a core that runs slower than the others
+// (another process on it, a lower clock) takes fewer units instead of the others waiting for
+// it at ggml's barrier after the operation (a static split left 8 % of the encoder's samples
+// in that barrier on a 2-core Zen 3, this 1 %). Which thread computes a unit never changes its
+// result. One per operation node of an evaluation's graph, built with it.
+struct work_queue {
+    std::atomic<int64_t> next{0};
+    int64_t take() { return next.fetch_add(1, std::memory_order_relaxed); }
 };
 
 // What the attention operation reads besides its source.
@@ -32,8 +44,12 @@ struct attention_params {
 
 // dst [n_embd, T] F32 = for each text and head, softmax(scale * Q K^T) V over the text's own
 // rows, from dst->src[0] = Q, K and V side by side ([3 n_embd, T] F32, contiguous; a head is
-// n_embd / n_head consecutive columns of each). `userdata` is an attention_params. Work is
-// split by (text, head).
+// n_embd / n_head consecutive columns of each). `userdata` is an attention_node. A unit of
+// work is one head of one text.
+struct attention_node {
+    const attention_params *params = nullptr;
+    work_queue work;
+};
 void attention_op(ggml_tensor *dst, int ith, int nth, void *userdata);
 
 // dst [n, T] = LayerNorm(src0 + src1 + src2) * src3 + src4: a product [n, T], its bias [n],
@@ -69,8 +85,12 @@ struct packed_weight {
 // 16.
 bool pack_weight(packed_weight &pw, const std::vector<const ggml_tensor *> &parts);
 
-// dst [n, T] F32 = W x: W the packed_weight `userdata`, x = dst->src[0] ([k, T] F32,
-// contiguous). Work is split by (block of rows, panel).
+// dst [n, T] F32 = W x: W a packed_weight, x = dst->src[0] ([k, T] F32, contiguous).
+// `userdata` is a product_node. A unit of work is one panel for a block of rows.
+struct product_node {
+    const packed_weight *weight = nullptr;
+    work_queue work;
+};
 void product_op(ggml_tensor *dst, int ith, int nth, void *userdata);
 
 // Whether the encoder multiplies F16, F32 and Q8_0 weights with product_op rather than ggml's
@@ -81,17 +101,18 @@ bool own_products();
 
 // The kernel sets this CPU runs, the chosen one first: "avx2" where it has AVX2, FMA and F16C,
 // then "baseline" (plain C++), always. The operations above use the first; the *_with forms
-// below run a given set on one thread's share of the work (native/tests/test_kernels.cpp
-// compares every set with a double-precision reference).
+// below run a given set, on one thread's share of the work (gelu, add_norm) or on the units it
+// takes from `work` (native/tests/test_kernels.cpp compares every set with a double-precision
+// reference).
 struct kernel_set;
 std::vector<const kernel_set *> kernel_sets();
 const char *kernel_set_name(const kernel_set &k);
-void attention_with(const kernel_set &k, ggml_tensor *dst, int ith, int nth, const attention_params &ap);
+void attention_with(const kernel_set &k, ggml_tensor *dst, const attention_params &ap, work_queue &work);
 void gelu_bias_with(const kernel_set &k, ggml_tensor *dst, const ggml_tensor *a, const ggml_tensor *bias, int ith,
                     int nth);
 void add_norm_with(const kernel_set &k, ggml_tensor *dst, int ith, int nth, float eps);
 // false (dst untouched) where the set has no product kernel
-bool product_with(const kernel_set &k, ggml_tensor *dst, int ith, int nth, const packed_weight &w);
+bool product_with(const kernel_set &k, ggml_tensor *dst, const packed_weight &w, work_queue &work);
 
 }  // namespace g4r
 

@@ -1,12 +1,23 @@
 // test_kernels.cpp - the BERT encoder's own operations (g4r-kernels.h), every kernel set this
 // CPU runs (AVX2+FMA where it has them, and always the plain C++ one that a CPU without them
-// gets), against double-precision references on random inputs; and a split of the work over
-// threads against the whole.
+// gets), against double-precision references on random inputs; and the work shared out
+// between threads against one thread doing all of it.
 #include "test_harness.h"
 
 #include "g4r-kernels.h"
 
+#include <thread>
+
 namespace {
+
+// `f(queue)` on `n` threads at once, all taking units from one work_queue.
+template <class F>
+void on_threads(int n, F f) {
+    g4r::work_queue queue;
+    std::vector<std::thread> threads;
+    for (int i = 0; i < n; ++i) threads.emplace_back([&] { f(queue); });
+    for (std::thread &t : threads) t.join();
+}
 
 struct context {
     ggml_context *ctx;
@@ -91,8 +102,8 @@ TEST(encoder_attention_matches_a_double_reference_for_every_kernel_set) {
             ggml_tensor *whole = ggml_new_tensor_2d(c.ctx, GGML_TYPE_F32, d, T);
             ggml_tensor *split = ggml_new_tensor_2d(c.ctx, GGML_TYPE_F32, d, T);
             whole->src[0] = split->src[0] = qkv;
-            g4r::attention_with(*k, whole, 0, 1, ap);
-            for (int ith = 0; ith < 3; ++ith) g4r::attention_with(*k, split, ith, 3, ap);
+            on_threads(1, [&](g4r::work_queue &q) { g4r::attention_with(*k, whole, ap, q); });
+            on_threads(3, [&](g4r::work_queue &q) { g4r::attention_with(*k, split, ap, q); });
             const float err = max_rel_error(whole, ref);
             CHECK(err <= 2e-5f, "%s, head size %lld: error %g", g4r::kernel_set_name(*k),
                   static_cast<long long>(dh), err);
@@ -157,7 +168,7 @@ TEST(encoder_gelu_and_add_norm_match_double_references_for_every_kernel_set) {
 TEST(encoder_products_match_a_double_reference_and_do_not_depend_on_the_rows_beside) {
     // F16, F32 and Q8_0 weights stacked from two tensors (as Q, K and V are); input widths
     // with and without a multiple of the unroll (Q8_0: whole blocks of 32 only); row counts
-    // covering 6-row tiles, their tails and more than one 64-row block.
+    // covering 6-row tiles, their tails and more than one 256-row block.
     for (ggml_type type : {GGML_TYPE_F16, GGML_TYPE_F32, GGML_TYPE_Q8_0})
         for (int64_t k : {384, 37, 96}) {
             if (k % ggml_blck_size(type) != 0) continue;
@@ -176,15 +187,15 @@ TEST(encoder_products_match_a_double_reference_and_do_not_depend_on_the_rows_bes
             g4r::packed_weight pw;
             CHECK(g4r::pack_weight(pw, {w1, w2}), "a %s weight of 48 outputs packs", ggml_type_name(type));
             const int64_t n = 48;
-            for (int64_t T : {1, 5, 6, 7, 13, 70}) {
+            for (int64_t T : {1, 5, 6, 7, 13, 70, 300}) {
                 ggml_tensor *x = ggml_new_tensor_2d(c.ctx, GGML_TYPE_F32, k, T);
                 fill_normal(x);
                 const float *X = static_cast<const float *>(x->data);
                 for (const g4r::kernel_set *ks : g4r::kernel_sets()) {
                     ggml_tensor *y = ggml_new_tensor_2d(c.ctx, GGML_TYPE_F32, n, T);
                     y->src[0] = x;
-                    bool has = false;
-                    for (int ith = 0; ith < 3; ++ith) has = g4r::product_with(*ks, y, ith, 3, pw);
+                    std::atomic<bool> has{false};
+                    on_threads(3, [&](g4r::work_queue &q) { has = g4r::product_with(*ks, y, pw, q); });
                     if (!has) continue;  // this set leaves products to ggml
                     const float *Y = static_cast<const float *>(y->data);
                     double worst = 0.0;
@@ -206,7 +217,7 @@ TEST(encoder_products_match_a_double_reference_and_do_not_depend_on_the_rows_bes
                     y1->src[0] = x1;
                     for (int64_t r = 0; r < T; ++r) {
                         std::memcpy(x1->data, X + r * k, sizeof(float) * k);
-                        g4r::product_with(*ks, y1, 0, 1, pw);
+                        on_threads(1, [&](g4r::work_queue &q) { g4r::product_with(*ks, y1, pw, q); });
                         CHECK(std::memcmp(y1->data, Y + r * n, sizeof(float) * n) == 0,
                               "%s product, row %lld of %lld differs alone", g4r::kernel_set_name(*ks),
                               static_cast<long long>(r), static_cast<long long>(T));
