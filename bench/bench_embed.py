@@ -31,13 +31,21 @@ Before and after a change, or one commit built two ways (e.g. with ``G4R_BLAS=mk
 and this one on each conversion, each in a process of its own (bench/embed_worker.py), to the
 rounds, and prints this tree's ratios to the baseline; ``--no-anchors`` leaves (a)-(e) out.
 
+Which products the encoder uses on this CPU (``own_products()`` in native/src/g4r-kernels.cpp):
+``--encoder-variants`` adds F16 and Q8_0 once more with each kernel set this CPU runs but the
+plain one (``avx512``, ``avx2``), each with g4r's and with ggml's products (the overrides
+``GPT4ALL_RAG_ENCODER_KERNELS`` / ``GPT4ALL_RAG_ENCODER_PRODUCTS``), and prints each one's
+ratio to the default choice.
+
     python bench/bench_embed.py [--threads 2] [--rounds 5] [--baseline DIR] [--no-anchors]
+                                [--encoder-variants]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import subprocess
 import sys
@@ -77,12 +85,18 @@ def baseline_label(label: str) -> str:
 LLAMA_GRAPH = "ours F16, llama.cpp graph"
 
 
+def variant_label(label: str, kernels: str, products: str) -> str:
+    """``"ours F16"`` -> ``"ours F16 [avx2, ggml products]"``: a --encoder-variants run."""
+    return f"{label} [{kernels}, {products} products]"
+
+
 def run_worker(tree: Path, model_dir: Path, name: str, threads: int, data: str,
-               vectors: Path, encoder: str | None = None) -> dict | None:
-    """bench/embed_worker.py on the checkout at ``tree``, in a process of its own."""
+               vectors: Path, encoder: str | None = None, env: dict[str, str] | None = None) -> dict | None:
+    """bench/embed_worker.py on the checkout at ``tree``, in a process of its own (with
+    ``env`` added to this one's environment)."""
     cmd = baseline.command(tree, str(ROOT / "bench" / "embed_worker.py"), str(model_dir), name,
                            str(threads), data, str(vectors), *([encoder] if encoder else []))
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **(env or {})})
     if proc.returncode != 0:
         print(f"  ({tree} failed: {proc.stderr.strip().splitlines()[-1:]})")
         return None
@@ -147,6 +161,8 @@ def main() -> None:
                     help="another checkout with its built library (bench/baseline.py)")
     ap.add_argument("--no-anchors", action="store_true",
                     help="leave out gpt4all 2.8.2, sentence-transformers and ONNX Runtime")
+    ap.add_argument("--encoder-variants", action="store_true",
+                    help="add F16 and Q8_0 with each kernel set and both products (see above)")
     args = ap.parse_args()
     model_dir = pypi_models.cache_dir()
     files = {f"ours {t.upper()}": pypi_models.default_embedding_model(model_dir, t).name
@@ -166,15 +182,20 @@ def main() -> None:
     def data(r: int) -> str:
         return str(full if r == 0 else short_only)
 
-    def worker(tree: Path, label: str, vectors: str) -> rounds.Measure:
+    def worker(tree: Path, label: str, vectors: str, env: dict[str, str] | None = None) -> rounds.Measure:
         return lambda r: run_worker(tree, model_dir, files[label], args.threads, data(r),
-                                    VECTORS / f"{vectors}.npy")
+                                    VECTORS / f"{vectors}.npy", env=env)
 
     systems: dict[str, rounds.Measure] = {}
     for label in files:  # each tree in processes of its own, as every anchor
         systems[label] = worker(ROOT, label, label)
         if args.baseline is not None:
             systems[baseline_label(label)] = worker(args.baseline, label, baseline_label(label))
+    for kernels, products in variants(args):
+        for label in ("ours F16", "ours Q8_0"):
+            env = {"GPT4ALL_RAG_ENCODER_KERNELS": kernels, "GPT4ALL_RAG_ENCODER_PRODUCTS": products}
+            name = variant_label(label, kernels, products)
+            systems[name] = worker(ROOT, label, name, env)
     systems[LLAMA_GRAPH] = lambda r: run_worker(ROOT, model_dir, files["ours F16"], args.threads,
                                                 data(r), VECTORS / f"{LLAMA_GRAPH}.npy", "llama.cpp")
     if not args.no_anchors:
@@ -185,6 +206,16 @@ def main() -> None:
         full.unlink(missing_ok=True)
         short_only.unlink(missing_ok=True)
     report(res, files, args)
+
+
+def variants(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """``(kernel set, products)`` of each --encoder-variants run: the sets this CPU runs with a
+    product kernel (all but the plain one), each with g4r's and ggml's products."""
+    if not args.encoder_variants:
+        return []
+    from gpt4all_rag.engine import native
+
+    return [(k, p) for k in native.encoder_kernel_sets() if k != "baseline" for p in ("g4r", "ggml")]
 
 
 def add_anchors(systems: dict[str, rounds.Measure], args: argparse.Namespace, model_dir: Path,
@@ -209,14 +240,15 @@ def report(res: dict[str, list[dict[str, float]]], files: dict[str, str],
     print(f"\nall-MiniLM-L6-v2, {args.threads} threads; texts per second. Short: median of "
           f"{args.rounds} interleaved rounds; long: round 1. cos: short texts' vectors against "
           "sentence-transformers', mean / lowest")
-    print(f"{'':24s}{'1000 short':>11s}{'100 x ~2000 tok':>17s}{'cos mean':>10s}{'cos min':>9s}")
+    width = max(24, *(len(label) + 2 for label in res))
+    print(f"{'':{width}s}{'1000 short':>11s}{'100 x ~2000 tok':>17s}{'cos mean':>10s}{'cos min':>9s}")
     for label, r in res.items():
         if not r:
             continue
         cos = cosines(label)
         truncates = label == "sentence-transformers" or label.startswith("onnx")
         note = "   (long: truncated at 256 tokens)" if truncates else ""
-        print(f"{label:24s}{rounds.median_of(r, 'short'):11.1f}{r[0].get('long', float('nan')):17.2f}"
+        print(f"{label:{width}s}{rounds.median_of(r, 'short'):11.1f}{r[0].get('long', float('nan')):17.2f}"
               + (f"{cos[0]:10.5f}{cos[1]:9.5f}" if cos else f"{'':19s}") + note)
     missing = [k for k, r in res.items() if not r]
     if missing:
@@ -226,6 +258,19 @@ def report(res: dict[str, list[dict[str, float]]], files: dict[str, str],
         print(f"\ng4r's encoder / llama.cpp's graph, F16: "
               f"short {rounds.format_ratio(res['ours F16'], res[LLAMA_GRAPH], 'short')}, long "
               f"{res['ours F16'][0]['long'] / res[LLAMA_GRAPH][0]['long']:.2f}x (round 1)")
+    if args.encoder_variants:
+        from gpt4all_rag.engine import native
+
+        print(f"\nencoder variants / the default ({native.encoder_kernels()} kernels, "
+              f"{native.encoder_products()} products), each in its own process: median over rounds "
+              "of the ratio within a round [lowest-highest]")
+        for kernels, products in variants(args):
+            for mine in ("ours F16", "ours Q8_0"):
+                other = res.get(variant_label(mine, kernels, products))
+                if res[mine] and other:
+                    print(f"{variant_label(mine, kernels, products)}: short "
+                          f"{rounds.format_ratio(other, res[mine], 'short')}, long "
+                          f"{other[0]['long'] / res[mine][0]['long']:.2f}x (round 1)")
     if args.baseline is not None:
         print(f"\nthis tree / {args.baseline}, each in its own process: median over rounds of "
               "the ratio within a round [lowest-highest]")

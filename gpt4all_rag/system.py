@@ -43,9 +43,9 @@ def cpu_report() -> dict[str, Any]:
         for a module that loads; None where the build did not record the module's features);
         ``in_use`` is the module with the highest score, which ggml loads (None: none loads);
         ``kernels`` is llama.cpp's system-info line for the loaded kernels;
-        ``encoder_kernels`` the instruction set of g4r's BERT encoder's own kernels
-        (``"avx2"`` or ``"baseline"``); ``encoder_products`` who multiplies its F16, F32 and
-        Q8_0 weights (``"g4r"`` or ``"ggml"``).
+        ``encoder_kernels`` the kernel set of g4r's BERT encoder (``"avx512"``, ``"avx2"`` or
+        ``"baseline"``); ``encoder_products`` who multiplies its F16, F32 and Q8_0 weights
+        (``"g4r"`` or ``"ggml"``).
 
     Raises:
         NativeLibraryError: the native library cannot be loaded.

@@ -22,6 +22,11 @@ for arg in "$@"; do
     *) echo "usage: scripts/setup.sh [--test] [--notebook]" >&2; exit 2 ;;
   esac
 done
+# The C++ tests' emulated build (bin/test_g4r_emulated) compiles the encoder's kernels over
+# SIMDe's headers, which the simde-py package carries: a build requirement of the tests.
+if [ -n "$pkg_extras" ]; then
+  $VPY -m pip install -q --disable-pip-version-check simde-py
+fi
 # G4R_BLAS=mkl bash scripts/setup.sh: large matrix products through Intel MKL, linked
 # statically from the mkl-static and mkl-include packages (README, "Intel MKL": prompts
 # 1.6-2.7x faster on Intel CPUs, but greedy output then depends more on how a prompt was split
@@ -33,8 +38,8 @@ fi
 # The development build compiles ggml's CPU kernels for this machine only (G4R_CPU_ISA=auto:
 # each GGML_<FEATURE> on exactly when this CPU's cpuid flags have it, gpt4all_rag/cpu_isa.py);
 # a wheel (pip wheel ., CI, releases) carries every variant and picks one at run time.
-# G4R_BUILD_TESTS=ON also builds the C++ test binary (build/<wheel tag>/bin/test_g4r, run by
-# tests/native/test_cpp.py); wheels leave it off.
+# G4R_BUILD_TESTS=ON also builds the C++ test binaries (build/<wheel tag>/bin/test_g4r and
+# test_g4r_emulated, run by tests/native/test_cpp.py); wheels leave it off.
 $VPY -m pip install -q --disable-pip-version-check --no-build-isolation \
   --config-settings=cmake.define.G4R_CPU_ISA="${G4R_CPU_ISA:-auto}" \
   --config-settings=cmake.define.G4R_BUILD_TESTS=ON \

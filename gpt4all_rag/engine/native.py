@@ -28,6 +28,10 @@ __all__ = ["ABI_VERSION", "DECLARATIONS", "SamplerParams", "lib",
 
 ABI_VERSION = 3
 LIB_ENV = "GPT4ALL_RAG_NATIVE_LIB"
+#: Overrides of g4r's BERT encoder choices, read once by the library (benchmarks compare them on
+#: one machine): a kernel set of :func:`encoder_kernel_sets`, and who multiplies ("g4r", "ggml").
+ENCODER_KERNELS_ENV = "GPT4ALL_RAG_ENCODER_KERNELS"
+ENCODER_PRODUCTS_ENV = "GPT4ALL_RAG_ENCODER_PRODUCTS"
 _LIB_NAME = "libgpt4all_rag.so"
 
 logger = logging.getLogger("gpt4all_rag.native")
@@ -133,6 +137,7 @@ DECLARATIONS: dict[str, tuple[Any, tuple[Any, ...]]] = {
     "g4r_cpu_flags": (ctypes.c_char_p, ()),
     "g4r_cpu_brand": (ctypes.c_char_p, ()),
     "g4r_encoder_kernels": (ctypes.c_char_p, ()),
+    "g4r_encoder_kernel_sets": (ctypes.c_char_p, ()),
     "g4r_encoder_products": (ctypes.c_char_p, ()),
     "g4r_gpu_count": (ctypes.c_int32, ()),
     "g4r_gpu_info": (ctypes.c_int, (ctypes.c_int32, _c_char_pp, _c_char_pp, _c_char_pp)),
@@ -213,7 +218,10 @@ def lib() -> ctypes.CDLL:
 
     Raises:
         NativeLibraryError: the library is missing, cannot be loaded, has another ABI version,
-            or has no CPU kernels (ggml's ``libggml-cpu*`` modules) beside it.
+            or has no CPU kernels (ggml's ``libggml-cpu*`` modules) beside it; or
+            ``GPT4ALL_RAG_ENCODER_KERNELS`` names a kernel set this CPU does not run, or
+            ``GPT4ALL_RAG_ENCODER_PRODUCTS`` is neither ``g4r`` nor ``ggml`` (``g4r`` with a
+            set that has no product kernel).
     """
     global _lib, _log_callback_ref
     if _lib is not None:
@@ -246,10 +254,27 @@ def lib() -> ctypes.CDLL:
         if version != ABI_VERSION:
             raise errors.NativeLibraryError(
                 f"{path} has ABI version {version}, this package needs {ABI_VERSION}: rebuild it")
+        _check_encoder_overrides(handle)
         _log_callback_ref = LOG_CALLBACK(_log_to_logging)
         handle.g4r_log_set(_log_callback_ref, None)
         _lib = handle
         return handle
+
+
+def _check_encoder_overrides(handle: ctypes.CDLL) -> None:
+    """Raise where an encoder override is set but the library could not follow it (it falls
+    back to its own choice silently)."""
+    kernels = os.environ.get(ENCODER_KERNELS_ENV)
+    sets = (handle.g4r_encoder_kernel_sets() or b"").decode().split()
+    if kernels and (handle.g4r_encoder_kernels() or b"").decode() != kernels:
+        raise errors.NativeLibraryError(
+            f"{ENCODER_KERNELS_ENV}={kernels!r} is not a kernel set this CPU runs: "
+            f"{', '.join(sets)}")
+    products = os.environ.get(ENCODER_PRODUCTS_ENV)
+    if products and (handle.g4r_encoder_products() or b"").decode() != products:
+        why = ("the encoder's kernel set has no product kernel" if products == "g4r"
+               else "it must be 'g4r' or 'ggml'")
+        raise errors.NativeLibraryError(f"{ENCODER_PRODUCTS_ENV}={products!r}: {why}")
 
 
 def _last_error() -> str:
@@ -292,8 +317,8 @@ def cpu_brand() -> str:
 
 
 def encoder_kernels() -> str:
-    """The instruction set of g4r's BERT encoder kernels on this CPU: ``"avx2"`` or
-    ``"baseline"`` (chosen from :func:`cpu_flags`).
+    """The kernel set of g4r's BERT encoder on this CPU: the first of
+    :func:`encoder_kernel_sets`, or the one ``GPT4ALL_RAG_ENCODER_KERNELS`` names.
 
     Raises:
         NativeLibraryError: the native library cannot be loaded.
@@ -301,10 +326,22 @@ def encoder_kernels() -> str:
     return (lib().g4r_encoder_kernels() or b"").decode()
 
 
+def encoder_kernel_sets() -> list[str]:
+    """The kernel sets of g4r's BERT encoder this CPU runs, best first (from
+    :func:`cpu_flags`): ``"avx512"`` (AVX-512F with AVX2, FMA and F16C: products 16 lanes wide,
+    the other kernels AVX2's), ``"avx2"`` (AVX2, FMA, F16C), ``"baseline"`` (plain C++; always).
+
+    Raises:
+        NativeLibraryError: the native library cannot be loaded.
+    """
+    return (lib().g4r_encoder_kernel_sets() or b"").decode().split()
+
+
 def encoder_products() -> str:
     """Who multiplies g4r's BERT encoder's F16, F32 and Q8_0 weights on this CPU: ``"g4r"``
-    (its own product, in :func:`encoder_kernels`' instruction set) or ``"ggml"`` (ggml's
-    ``mul_mat``; where that set has no product kernel, or the CPU has AVX-512).
+    (its own product, in :func:`encoder_kernels`' set) or ``"ggml"`` (ggml's ``mul_mat``;
+    where that set has no product kernel, or the CPU has AVX-512), unless
+    ``GPT4ALL_RAG_ENCODER_PRODUCTS`` says which.
 
     Raises:
         NativeLibraryError: the native library cannot be loaded.

@@ -139,15 +139,23 @@ G4R_API const char *g4r_system_info(void);
  */
 G4R_API const char *g4r_cpu_flags(void);
 
-/** @return the instruction set of g4r's BERT encoder kernels (its attention, GELU and layer
- *  norms; also its products where g4r_encoder_products() says "g4r"), chosen from
- *  g4r_cpu_flags(): "avx2" (AVX2, FMA and F16C) or "baseline" (plain C++, which leaves the
- *  products to ggml); static lifetime; thread-safe. */
+/** @return the kernel set of g4r's BERT encoder (its attention, GELU and layer norms; also its
+ *  products where g4r_encoder_products() says "g4r"): the first of g4r_encoder_kernel_sets(),
+ *  or the one the environment variable GPT4ALL_RAG_ENCODER_KERNELS names where this CPU runs it
+ *  (read once, at the first call of this or of an embedding); static lifetime; thread-safe. */
 G4R_API const char *g4r_encoder_kernels(void);
 
+/** @return the kernel sets of g4r's BERT encoder this CPU runs, best first, separated by
+ *  spaces, from g4r_cpu_flags(): "avx512" (AVX-512F with AVX2, FMA and F16C: products 16 lanes
+ *  wide, the other kernels AVX2's), "avx2" (AVX2, FMA and F16C), "baseline" (plain C++, which
+ *  leaves the products to ggml; always last); static lifetime; thread-safe. */
+G4R_API const char *g4r_encoder_kernel_sets(void);
+
 /** @return who multiplies the BERT encoder's F16, F32 and Q8_0 product weights on this CPU:
- *  "g4r" (its own product, in g4r_encoder_kernels()'s instruction set: where that set has one
- *  and the CPU has no AVX-512) or "ggml" (ggml's mul_mat); static lifetime; thread-safe. */
+ *  "g4r" (its own product, in g4r_encoder_kernels()'s set: where that set has one and the CPU
+ *  has no AVX-512) or "ggml" (ggml's mul_mat). The environment variable
+ *  GPT4ALL_RAG_ENCODER_PRODUCTS = "g4r" or "ggml" overrides the choice ("g4r" only where the
+ *  set has a product kernel), read once; static lifetime; thread-safe. */
 G4R_API const char *g4r_encoder_products(void);
 
 /** @return the CPU's brand string from cpuid (e.g. "AMD EPYC 9R14 96-Core Processor"), or ""

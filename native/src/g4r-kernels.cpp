@@ -1,10 +1,16 @@
 // g4r-kernels.cpp - the encoder's custom CPU operations (g4r-kernels.h).
 //
 // Each operation is split into a kernel per unit of work (one head of one text; one row of
-// GELU or of add+norm) that exists in plain C++ and, on x86-64, in AVX2+FMA intrinsics under a
-// function-level target attribute; kernel_sets() lists the sets the CPU's flags allow and the
-// operations use the first. The library itself is compiled for the baseline ISA, so nothing
-// here runs an instruction the CPU lacks.
+// GELU or of add+norm; a block of rows times one or two product panels) that exists in plain
+// C++ and, on x86-64, in AVX2+FMA and AVX-512F intrinsics under function-level target
+// attributes; kernel_sets() lists the sets the CPU's flags allow and the operations use the
+// first. The library itself is compiled for the baseline ISA, so nothing here runs an
+// instruction the CPU lacks.
+//
+// The C++ tests also compile this file with G4R_EMULATE_AVX512 (native/CMakeLists.txt,
+// test_g4r_emulated): without target attributes, every intrinsic through SIMDe's portable
+// forms, and every set listed whatever the CPU, so the AVX-512 kernels are tested on CPUs
+// without AVX-512 too.
 #include "g4r-kernels.h"
 
 #include "g4r.h"
@@ -12,12 +18,21 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <vector>
 
-#if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
+#if defined(G4R_EMULATE_AVX512)
+#include "emulated_avx512.h"
+#define G4R_KERNELS_X86 1
+#define G4R_AVX2
+#define G4R_AVX512
+#elif (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
+#define G4R_KERNELS_X86 1
+#define G4R_AVX2 __attribute__((target("avx2,fma,f16c")))
+#define G4R_AVX512 __attribute__((target("avx512f,avx2,fma,f16c")))
 #endif
 
 namespace g4r {
@@ -117,10 +132,12 @@ struct kernel_set {
     void (*add_norm_row)(float *, const float *, const float *, const float *, const float *, const float *,
                          int64_t, float);
     int64_t head_multiple;  // head sizes this set's attention takes (others: the baseline's)
-    // y[r][16] = x[r] . panel for `rows` rows (x rows ldx floats apart, y rows ldy), the panel
-    // k x 16 F32; null where the set has none (ggml keeps the products).
-    void (*product_rows)(const float *x, int64_t ldx, int64_t rows, const float *panel, int64_t k, float *y,
-                         int64_t ldy);
+    // y[r][16 n_panels] = x[r] . panels for `rows` rows (x rows ldx floats apart, y rows ldy),
+    // n_panels (at most product_panels) consecutive k x 16 F32 panels, 16 k floats apart; null
+    // where the set has none (ggml keeps the products).
+    void (*product_rows)(const float *x, int64_t ldx, int64_t rows, const float *panels, int64_t n_panels,
+                         int64_t k, float *y, int64_t ldy);
+    int64_t product_panels;  // panels a unit of product work takes at once
     // a panel widened to F32, with product_rows: F16 values (n of them), and a Q8_0 panel of k
     // inputs (packed_weight's layout)
     void (*widen_f16)(const uint16_t *src, float *dst, int64_t n);
@@ -130,9 +147,7 @@ struct kernel_set {
 namespace {
 
 // ---- AVX2 with FMA: 8 lanes --------------------------------------------------------------
-#if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
-#define G4R_KERNELS_AVX2 1
-#define G4R_AVX2 __attribute__((target("avx2,fma,f16c")))
+#if defined(G4R_KERNELS_X86)
 
 G4R_AVX2 inline __m256 exp8(__m256 x) {
     x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(kExpLo)), _mm256_set1_ps(kExpHi));
@@ -314,8 +329,8 @@ G4R_AVX2 void product_tile_avx2(const float *x, int64_t ldx, const float *panel,
 #undef G4R_STORE
 }
 
-G4R_AVX2 void product_rows_avx2(const float *x, int64_t ldx, int64_t rows, const float *panel, int64_t k, float *y,
-                                int64_t ldy) {
+G4R_AVX2 void product_panel_avx2(const float *x, int64_t ldx, int64_t rows, const float *panel, int64_t k, float *y,
+                                 int64_t ldy) {
     int64_t r = 0;
     for (; r + 6 <= rows; r += 6) product_tile_avx2<6>(x + r * ldx, ldx, panel, k, y + r * ldy, ldy);
     x += r * ldx;
@@ -328,6 +343,11 @@ G4R_AVX2 void product_rows_avx2(const float *x, int64_t ldx, int64_t rows, const
         case 1: product_tile_avx2<1>(x, ldx, panel, k, y, ldy); break;
         default: break;
     }
+}
+
+G4R_AVX2 void product_rows_avx2(const float *x, int64_t ldx, int64_t rows, const float *panels, int64_t n_panels,
+                                int64_t k, float *y, int64_t ldy) {
+    for (int64_t p = 0; p < n_panels; ++p) product_panel_avx2(x, ldx, rows, panels + p * 16 * k, k, y + p * 16, ldy);
 }
 
 G4R_AVX2 void widen_f16_avx2(const uint16_t *src, float *dst, int64_t n) {
@@ -350,13 +370,99 @@ G4R_AVX2 void widen_q8_0_avx2(const uint8_t *panel, float *dst, int64_t k) {
         }
     }
 }
+
+// ---- AVX-512F: 16 lanes, for the products --------------------------------------------------
+// (attention, GELU and add+norm stay AVX2's: not yet measured wider)
+
+// Rows and panels of an AVX-512 product tile: 12 rows x 2 panels (32 columns) are 24
+// accumulators of the 32 vector registers, with 2 for the panels' row and 1 for a broadcast x
+// value: the shape of BLIS's Skylake-X sgemm microkernel (32 x 12). Each output vector is the
+// same chain of FMAs over the k inputs as in the AVX2 tile, so both sets give the same bits.
+constexpr int kAvx512Rows = 12, kAvx512Panels = 2;
+
+template <int R, int NP>
+G4R_AVX512 void product_tile_avx512(const float *x, int64_t ldx, const float *panels, int64_t k, float *y,
+                                    int64_t ldy) {
+    __m512 acc[R][NP];
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r)
+#pragma GCC unroll 2
+        for (int p = 0; p < NP; ++p) acc[r][p] = _mm512_setzero_ps();
+    for (int64_t j = 0; j < k; ++j) {
+        __m512 b[NP];
+#pragma GCC unroll 2
+        for (int p = 0; p < NP; ++p) b[p] = _mm512_loadu_ps(panels + p * 16 * k + 16 * j);
+#pragma GCC unroll 16
+        for (int r = 0; r < R; ++r) {
+            const __m512 xv = _mm512_set1_ps(x[r * ldx + j]);
+#pragma GCC unroll 2
+            for (int p = 0; p < NP; ++p) acc[r][p] = _mm512_fmadd_ps(xv, b[p], acc[r][p]);
+        }
+    }
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r)
+#pragma GCC unroll 2
+        for (int p = 0; p < NP; ++p) _mm512_storeu_ps(y + r * ldy + 16 * p, acc[r][p]);
+}
+
+// The last `rows` (< kAvx512Rows) rows: the tile of exactly that many.
+template <int NP, int R = kAvx512Rows - 1>
+G4R_AVX512 void product_tail_avx512(int64_t rows, const float *x, int64_t ldx, const float *panels, int64_t k,
+                                    float *y, int64_t ldy) {
+    if constexpr (R > 0) {
+        if (rows == R)
+            product_tile_avx512<R, NP>(x, ldx, panels, k, y, ldy);
+        else
+            product_tail_avx512<NP, R - 1>(rows, x, ldx, panels, k, y, ldy);
+    }
+}
+
+template <int NP>
+G4R_AVX512 void product_block_avx512(const float *x, int64_t ldx, int64_t rows, const float *panels, int64_t k,
+                                     float *y, int64_t ldy) {
+    int64_t r = 0;
+    for (; r + kAvx512Rows <= rows; r += kAvx512Rows)
+        product_tile_avx512<kAvx512Rows, NP>(x + r * ldx, ldx, panels, k, y + r * ldy, ldy);
+    product_tail_avx512<NP>(rows - r, x + r * ldx, ldx, panels, k, y + r * ldy, ldy);
+}
+
+G4R_AVX512 void product_rows_avx512(const float *x, int64_t ldx, int64_t rows, const float *panels,
+                                    int64_t n_panels, int64_t k, float *y, int64_t ldy) {
+    for (int64_t p = 0; p < n_panels; p += kAvx512Panels) {
+        if (n_panels - p >= kAvx512Panels)
+            product_block_avx512<kAvx512Panels>(x, ldx, rows, panels + p * 16 * k, k, y + p * 16, ldy);
+        else
+            product_block_avx512<1>(x, ldx, rows, panels + p * 16 * k, k, y + p * 16, ldy);
+    }
+}
+
+G4R_AVX512 void widen_f16_avx512(const uint16_t *src, float *dst, int64_t n) {
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        _mm512_storeu_ps(dst + i, _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i *>(src + i))));
+    for (; i < n; ++i) dst[i] = _cvtsh_ss(src[i]);
+}
+
+// One int8 -> F32 and one multiply per weight, as widen_q8_0_avx2: the same values.
+G4R_AVX512 void widen_q8_0_avx512(const uint8_t *panel, float *dst, int64_t k) {
+    for (int64_t b = 0; b < k / kQ8Block; ++b, panel += kQ8PanelBlock) {
+        const __m512 d = _mm512_loadu_ps(reinterpret_cast<const float *>(panel));
+        const int8_t *q = reinterpret_cast<const int8_t *>(panel + 16 * sizeof(float));
+        for (int64_t j = 0; j < kQ8Block; ++j, q += 16, dst += 16) {
+            const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i *>(q));
+            _mm512_storeu_ps(dst, _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(v)), d));
+        }
+    }
+}
 #endif
 
 const kernel_set kBaseline{"baseline", attention_head_scalar, gelu_bias_row_scalar, add_norm_row_scalar, 1,
-                           nullptr, nullptr, nullptr};
-#if defined(G4R_KERNELS_AVX2)
+                           nullptr, 0, nullptr, nullptr};
+#if defined(G4R_KERNELS_X86)
 const kernel_set kAvx2{"avx2", attention_head_avx2, gelu_bias_row_avx2, add_norm_row_avx2, 16,
-                       product_rows_avx2, widen_f16_avx2, widen_q8_0_avx2};
+                       product_rows_avx2, 1, widen_f16_avx2, widen_q8_0_avx2};
+const kernel_set kAvx512{"avx512", attention_head_avx2, gelu_bias_row_avx2, add_norm_row_avx2, 16,
+                         product_rows_avx512, kAvx512Panels, widen_f16_avx512, widen_q8_0_avx512};
 #endif
 
 // Whether the CPU has `flag` (cpu_flags.h reports one only when the OS also saves its
@@ -369,8 +475,13 @@ bool cpu_has(const char *flag) {
 
 std::vector<const kernel_set *> kernel_sets() {
     std::vector<const kernel_set *> sets;
-#if defined(G4R_KERNELS_AVX2)
-    if (cpu_has("avx2") && cpu_has("fma") && cpu_has("f16c")) sets.push_back(&kAvx2);
+#if defined(G4R_EMULATE_AVX512)
+    sets.push_back(&kAvx512);
+    sets.push_back(&kAvx2);
+#elif defined(G4R_KERNELS_X86)
+    const bool avx2 = cpu_has("avx2") && cpu_has("fma") && cpu_has("f16c");
+    if (avx2 && cpu_has("avx512f")) sets.push_back(&kAvx512);
+    if (avx2) sets.push_back(&kAvx2);
 #endif
     sets.push_back(&kBaseline);
     return sets;
@@ -380,8 +491,16 @@ const char *kernel_set_name(const kernel_set &k) { return k.name; }
 
 namespace {
 
+// The set the operations use: the one GPT4ALL_RAG_ENCODER_KERNELS names where this CPU runs
+// it (benchmarks compare sets on one machine with it), else the first.
 const kernel_set &kernels() {
-    static const kernel_set *chosen = kernel_sets().front();
+    static const kernel_set *chosen = [] {
+        const std::vector<const kernel_set *> sets = kernel_sets();
+        const char *name = std::getenv("GPT4ALL_RAG_ENCODER_KERNELS");
+        for (const kernel_set *k : sets)
+            if (name && std::strcmp(name, k->name) == 0) return k;
+        return sets.front();
+    }();
     return *chosen;
 }
 
@@ -482,26 +601,40 @@ bool product_with(const kernel_set &k, ggml_tensor *dst, const packed_weight &w,
     const int64_t T = x->ne[1], panels = w.n / 16, blocks = (T + kProductRows - 1) / kProductRows;
     const float *xd = static_cast<const float *>(x->data);
     float *yd = static_cast<float *>(dst->data);
-    thread_local std::vector<float> wide;  // an F16 or Q8_0 panel, widened
+    // a unit: k.product_panels consecutive panels (fewer at the end) for a block of rows
+    const int64_t width = k.product_panels, groups = (panels + width - 1) / width;
+    thread_local std::vector<float> wide;  // F16 or Q8_0 panels, widened
     // units block-major, so the threads work on one block of x at a time
-    for (int64_t u = work.take(); u < blocks * panels; u = work.take()) {
-        const int64_t r0 = (u / panels) * kProductRows, p = u % panels;
-        const float *panel = reinterpret_cast<const float *>(w.panel(p));
+    for (int64_t u = work.take(); u < blocks * groups; u = work.take()) {
+        const int64_t r0 = (u / groups) * kProductRows, p0 = (u % groups) * width,
+                      np = std::min(width, panels - p0);
+        const float *first = reinterpret_cast<const float *>(w.panel(p0));  // F32 panels are 16 k floats apart
         if (w.type != GGML_TYPE_F32) {
-            wide.resize(static_cast<size_t>(w.k) * 16);
-            if (w.type == GGML_TYPE_F16)
-                k.widen_f16(reinterpret_cast<const uint16_t *>(w.panel(p)), wide.data(), w.k * 16);
-            else
-                k.widen_q8_0(w.panel(p), wide.data(), w.k);
-            panel = wide.data();
+            wide.resize(static_cast<size_t>(w.k * 16 * np));
+            for (int64_t i = 0; i < np; ++i) {
+                float *to = wide.data() + i * 16 * w.k;
+                if (w.type == GGML_TYPE_F16)
+                    k.widen_f16(reinterpret_cast<const uint16_t *>(w.panel(p0 + i)), to, w.k * 16);
+                else
+                    k.widen_q8_0(w.panel(p0 + i), to, w.k);
+            }
+            first = wide.data();
         }
-        k.product_rows(xd + r0 * w.k, w.k, std::min(kProductRows, T - r0), panel, w.k, yd + r0 * w.n + p * 16, w.n);
+        k.product_rows(xd + r0 * w.k, w.k, std::min(kProductRows, T - r0), first, np, w.k,
+                       yd + r0 * w.n + p0 * 16, w.n);
     }
     return true;
 }
 
+// GPT4ALL_RAG_ENCODER_PRODUCTS=g4r or ggml overrides the choice (benchmarks compare both on
+// one machine with it); "g4r" still needs a set with a product kernel.
 bool own_products() {
-    static const bool own = kernels().product_rows && !cpu_has("avx512f");
+    static const bool own = [] {
+        const char *choice = std::getenv("GPT4ALL_RAG_ENCODER_PRODUCTS");
+        if (choice && std::strcmp(choice, "ggml") == 0) return false;
+        if (!kernels().product_rows) return false;
+        return (choice && std::strcmp(choice, "g4r") == 0) || !cpu_has("avx512f");
+    }();
     return own;
 }
 
@@ -526,5 +659,14 @@ void add_norm_op(ggml_tensor *dst, int ith, int nth, void *userdata) {
 }  // namespace g4r
 
 const char *g4r_encoder_kernels(void) { return g4r::kernels().name; }
+
+const char *g4r_encoder_kernel_sets(void) {
+    static const std::string names = [] {
+        std::string all;
+        for (const g4r::kernel_set *k : g4r::kernel_sets()) all += (all.empty() ? "" : " ") + std::string(k->name);
+        return all;
+    }();
+    return names.c_str();
+}
 
 const char *g4r_encoder_products(void) { return g4r::own_products() ? "g4r" : "ggml"; }

@@ -3,9 +3,9 @@
 // of each text with itself over packed rows, GELU with its bias, the residual sum with its
 // layer norm, and the products with F16, F32 or Q8_0 weights laid out in panels at load.
 //
-// Their kernels exist for AVX2 with FMA and F16C and for the baseline ISA (which leaves the
-// products to ggml); the set is chosen once from the running CPU's own flags (g4r_cpu_flags,
-// cpuid), never from its name.
+// Their kernels exist for AVX-512F (the products; its other kernels are AVX2's), for AVX2 with
+// FMA and F16C, and for the baseline ISA (which leaves the products to ggml); the set is chosen
+// once from the running CPU's own flags (g4r_cpu_flags, cpuid), never from its name.
 #ifndef G4R_KERNELS_H
 #define G4R_KERNELS_H
 
@@ -86,7 +86,8 @@ struct packed_weight {
 bool pack_weight(packed_weight &pw, const std::vector<const ggml_tensor *> &parts);
 
 // dst [n, T] F32 = W x: W a packed_weight, x = dst->src[0] ([k, T] F32, contiguous).
-// `userdata` is a product_node. A unit of work is one panel for a block of rows.
+// `userdata` is a product_node. A unit of work is one panel (two with AVX-512) for a block of
+// rows.
 struct product_node {
     const packed_weight *weight = nullptr;
     work_queue work;
@@ -94,16 +95,17 @@ struct product_node {
 void product_op(ggml_tensor *dst, int ith, int nth, void *userdata);
 
 // Whether the encoder multiplies F16, F32 and Q8_0 weights with product_op rather than ggml's
-// mul_mat: where the chosen kernel set has a product kernel and the CPU has no AVX-512 (there
-// ggml's own products run 16 lanes wide against this kernel's 8; not measured, so ggml keeps
-// them).
+// mul_mat: where the chosen kernel set has a product kernel and the CPU has no AVX-512 (the
+// "avx512" set's products against ggml's AVX-512 ones are not measured yet, so ggml keeps
+// them there), unless GPT4ALL_RAG_ENCODER_PRODUCTS ("g4r" or "ggml") says which.
 bool own_products();
 
-// The kernel sets this CPU runs, the chosen one first: "avx2" where it has AVX2, FMA and F16C,
-// then "baseline" (plain C++), always. The operations above use the first; the *_with forms
-// below run a given set, on one thread's share of the work (gelu, add_norm) or on the units it
-// takes from `work` (native/tests/test_kernels.cpp compares every set with a double-precision
-// reference).
+// The kernel sets this CPU runs, best first: "avx512" where it has AVX-512F, AVX2, FMA and
+// F16C; "avx2" where it has the last three; "baseline" (plain C++), always. The operations
+// above use the first, or the one GPT4ALL_RAG_ENCODER_KERNELS names; the *_with forms below
+// run a given set, on one thread's share of the work (gelu, add_norm) or on the units it takes
+// from `work` (native/tests/test_kernels.cpp compares every set with a double-precision
+// reference, and the sets' products with each other).
 struct kernel_set;
 std::vector<const kernel_set *> kernel_sets();
 const char *kernel_set_name(const kernel_set &k);

@@ -1,7 +1,9 @@
 // test_kernels.cpp - the BERT encoder's own operations (g4r-kernels.h), every kernel set this
-// CPU runs (AVX2+FMA where it has them, and always the plain C++ one that a CPU without them
-// gets), against double-precision references on random inputs; and the work shared out
-// between threads against one thread doing all of it.
+// CPU runs (AVX-512 and AVX2+FMA where it has them, and always the plain C++ one that a CPU
+// without them gets), against double-precision references on random inputs; the work shared
+// out between threads against one thread doing all of it; the sets' products against each
+// other, bit for bit. bin/test_g4r_emulated runs them over every set on any CPU
+// (G4R_EMULATE_AVX512: SIMDe's forms of the intrinsics).
 #include "test_harness.h"
 
 #include "g4r-kernels.h"
@@ -76,6 +78,27 @@ std::vector<double> attention_reference(const ggml_tensor *qkv, int64_t d, int32
 }
 
 }  // namespace
+
+TEST(encoder_kernel_sets_follow_the_cpus_flags) {
+    std::vector<std::string> names;
+    for (const g4r::kernel_set *k : g4r::kernel_sets()) names.push_back(g4r::kernel_set_name(*k));
+    std::string listed;
+    for (const std::string &n : names) listed += n + " ";
+#if defined(G4R_EMULATE_AVX512)
+    const std::vector<std::string> expected{"avx512", "avx2", "baseline"};
+#else
+    const std::string flags = " " + std::string(g4r_cpu_flags()) + " ";
+    auto has = [&](const char *f) { return flags.find(" " + std::string(f) + " ") != std::string::npos; };
+    std::vector<std::string> expected;
+#if defined(__x86_64__)
+    const bool avx2 = has("avx2") && has("fma") && has("f16c");
+    if (avx2 && has("avx512f")) expected.push_back("avx512");
+    if (avx2) expected.push_back("avx2");
+#endif
+    expected.push_back("baseline");
+#endif
+    CHECK(names == expected, "sets listed: %s", listed.c_str());
+}
 
 TEST(encoder_attention_matches_a_double_reference_for_every_kernel_set) {
     // Head sizes 32 and 64 take the AVX2 kernel, 24 the plain one in every set; lengths
@@ -166,9 +189,11 @@ TEST(encoder_gelu_and_add_norm_match_double_references_for_every_kernel_set) {
 }
 
 TEST(encoder_products_match_a_double_reference_and_do_not_depend_on_the_rows_beside) {
-    // F16, F32 and Q8_0 weights stacked from two tensors (as Q, K and V are); input widths
-    // with and without a multiple of the unroll (Q8_0: whole blocks of 32 only); row counts
-    // covering 6-row tiles, their tails and more than one 256-row block.
+    // F16, F32 and Q8_0 weights stacked from two tensors (as Q, K and V are), 3 panels (AVX-512
+    // takes 2 at once: a pair and a single); input widths with and without a multiple of the
+    // unroll (Q8_0: whole blocks of 32 only); row counts covering the 6- and 12-row tiles,
+    // their tails and more than one 256-row block. Every set with a product kernel gives the
+    // same bits as the first (each output is one FMA chain over the inputs, in order).
     for (ggml_type type : {GGML_TYPE_F16, GGML_TYPE_F32, GGML_TYPE_Q8_0})
         for (int64_t k : {384, 37, 96}) {
             if (k % ggml_blck_size(type) != 0) continue;
@@ -187,10 +212,12 @@ TEST(encoder_products_match_a_double_reference_and_do_not_depend_on_the_rows_bes
             g4r::packed_weight pw;
             CHECK(g4r::pack_weight(pw, {w1, w2}), "a %s weight of 48 outputs packs", ggml_type_name(type));
             const int64_t n = 48;
-            for (int64_t T : {1, 5, 6, 7, 13, 70, 300}) {
+            for (int64_t T : {1, 5, 6, 7, 12, 13, 25, 70, 300}) {
                 ggml_tensor *x = ggml_new_tensor_2d(c.ctx, GGML_TYPE_F32, k, T);
                 fill_normal(x);
                 const float *X = static_cast<const float *>(x->data);
+                const ggml_tensor *first = nullptr;  // the first set's product
+                const char *first_name = "";
                 for (const g4r::kernel_set *ks : g4r::kernel_sets()) {
                     ggml_tensor *y = ggml_new_tensor_2d(c.ctx, GGML_TYPE_F32, n, T);
                     y->src[0] = x;
@@ -198,6 +225,13 @@ TEST(encoder_products_match_a_double_reference_and_do_not_depend_on_the_rows_bes
                     on_threads(3, [&](g4r::work_queue &q) { has = g4r::product_with(*ks, y, pw, q); });
                     if (!has) continue;  // this set leaves products to ggml
                     const float *Y = static_cast<const float *>(y->data);
+                    if (first == nullptr) {
+                        first = y;
+                        first_name = g4r::kernel_set_name(*ks);
+                    }
+                    CHECK(std::memcmp(first->data, Y, ggml_nbytes(y)) == 0,
+                          "%s product, %s, k %lld, %lld rows: not the same bits as %s's", g4r::kernel_set_name(*ks),
+                          ggml_type_name(type), static_cast<long long>(k), static_cast<long long>(T), first_name);
                     double worst = 0.0;
                     for (int64_t r = 0; r < T; ++r)
                         for (int64_t o = 0; o < n; ++o) {

@@ -158,6 +158,58 @@ def test_a_blas_build_runs_g4rs_encoder_only_where_its_own_products_run(model_di
         assert e.engine.model.encoder == expected
 
 
+_EMBED_IN_A_PROCESS = r"""
+import json, sys
+from gpt4all_rag import Embed4All
+model_dir, name, texts = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+with Embed4All(name, model_path=model_dir, allow_download=False, n_threads=2) as e:
+    assert e.engine.model.encoder == "g4r"
+    print(json.dumps(e.embed(texts)))
+"""
+
+
+@pytest.mark.parametrize("outtype", ["f16", "q8_0"])
+def test_every_kernel_set_and_products_choice_keeps_the_vectors(model_dir: Path, oracle: BertOracle,
+                                                                  outtype: str) -> None:
+    """Each kernel set this CPU runs, with g4r's and with ggml's products (the overrides a
+    benchmark uses, GPT4ALL_RAG_ENCODER_KERNELS / _PRODUCTS, each in a process of its own):
+    F16 vectors within the encoder's tolerance of this process's default; Q8_0 ones, whose
+    ggml products also quantize the activations to 8 bits, within the conversion's bounds of
+    the numpy forward pass; and g4r's products of every set the same bits (each output one FMA
+    chain over the inputs)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from gpt4all_rag.engine import native
+    from gpt4all_rag.models import pypi as pypi_models
+
+    name = pypi_models.default_embedding_model(model_dir, outtype).name
+    texts = ENCODER_TEXTS if outtype == "f16" else TEXTS
+    with Embed4All(name, model_path=model_dir, allow_download=False, n_threads=2) as e:
+        default = np.array(e.embed(texts))
+    own: dict[str, np.ndarray] = {}
+    for kernels in native.encoder_kernel_sets():
+        for products in ("g4r", "ggml") if kernels != "baseline" else ("ggml",):
+            env = {**os.environ, "GPT4ALL_RAG_ENCODER_KERNELS": kernels, "GPT4ALL_RAG_ENCODER_PRODUCTS": products}
+            proc = subprocess.run([sys.executable, "-c", _EMBED_IN_A_PROCESS, str(model_dir), name,
+                                   json.dumps(texts)], capture_output=True, text=True, env=env, timeout=300)
+            assert proc.returncode == 0, proc.stderr
+            vectors = np.array(json.loads(proc.stdout))
+            if outtype == "f16":
+                assert _cosines(vectors, default).min() >= 0.9999, (kernels, products)
+            else:
+                cos = _cosines(vectors, oracle.embed(texts))
+                assert cos.mean() >= 0.999 and cos.min() >= 0.998, (kernels, products, cos)
+            if products == "g4r":
+                own[kernels] = vectors
+    assert own, "no set with a product kernel ran"
+    first = next(iter(own.values()))
+    for kernels, vectors in own.items():
+        assert np.array_equal(vectors, first), kernels
+
+
 def test_encoder_choice_is_checked(model_dir: Path) -> None:
     with pytest.raises(errors.InvalidParameterError, match="encoder"):
         Embed4All(MINILM, model_path=model_dir, allow_download=False, encoder="onnx")

@@ -2,7 +2,9 @@
 cannot: our repetition penalty against llama.cpp's own penalty sampler on the same logits, the
 one check of ``g4r_sampler_params``, the scheduler's policy driven without a model, and every
 kernel set of the BERT encoder (the plain C++ one too, which only CPUs without AVX2 choose)
-against double-precision references.
+against double-precision references; and those kernel tests again over an emulated build
+(``bin/test_g4r_emulated``: SIMDe's forms of the intrinsics), where every set runs, AVX-512's
+included, whatever this CPU has.
 
 The development build (``bash scripts/setup.sh``: CMake option ``G4R_BUILD_TESTS=ON``) builds
 the binary into ``build/<wheel tag>/bin/``; a development build without it fails here.
@@ -52,6 +54,21 @@ def test_cpp_tests_pass(test_binary: Path) -> None:
     report = proc.stdout + proc.stderr
     assert proc.returncode == 0, report
     assert " 0 failures" in proc.stdout and "FAIL" not in report, report
+
+
+def test_kernel_tests_pass_over_every_kernel_set_emulated(test_binary: Path) -> None:
+    # bin/test_g4r_emulated: the encoder's kernels built over SIMDe (G4R_EMULATE_AVX512), every
+    # set listed, so the AVX-512 kernels are tested on this CPU whatever it has
+    emulated = test_binary.with_name("test_g4r_emulated")
+    if not emulated.is_file():
+        pytest.fail(f"{emulated} is missing: the development build makes it with G4R_BUILD_TESTS=ON "
+                    "(bash scripts/setup.sh --test, which installs simde-py for it)")
+    proc = subprocess.run([str(emulated)], capture_output=True, text=True, timeout=600)
+    report = proc.stdout + proc.stderr
+    assert proc.returncode == 0, report
+    assert " 0 failures" in proc.stdout and "FAIL" not in report, report
+    assert "ok   encoder_kernel_sets_follow_the_cpus_flags" in proc.stdout, report  # avx512 listed
+    assert "ok   encoder_products_match_a_double_reference" in proc.stdout, report
 
 
 def test_ctypes_struct_has_the_c_layout(test_binary: Path) -> None:

@@ -5,6 +5,7 @@ under CPU emulation, where /proc/cpuinfo shows the host's flags and cpuid the em
 from __future__ import annotations
 
 import json
+import os
 import platform
 import re
 import shutil
@@ -100,8 +101,42 @@ def test_report_lists_each_flag_and_module() -> None:
 def test_encoder_products_are_g4rs_where_its_kernel_set_has_them_and_the_cpu_has_no_avx512() -> None:
     flags = set(_native.cpu_flags())
     has_avx2_set = {"avx2", "fma", "f16c"} <= flags
-    assert _native.encoder_kernels() == ("avx2" if has_avx2_set else "baseline")
+    expected = (["avx512"] if has_avx2_set and "avx512f" in flags else []) \
+        + (["avx2"] if has_avx2_set else []) + ["baseline"]
+    assert _native.encoder_kernel_sets() == expected
+    assert _native.encoder_kernels() == expected[0]
     assert _native.encoder_products() == ("g4r" if has_avx2_set and "avx512f" not in flags else "ggml")
+
+
+def _encoder_choice(**env: str) -> subprocess.CompletedProcess:
+    """``(kernels, products)`` of a fresh process with ``env`` added (the library reads the
+    overrides once), as JSON on stdout."""
+    code = ("import json; from gpt4all_rag.engine import native as n; "
+            "print(json.dumps([n.encoder_kernels(), n.encoder_products()]))")
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, **env})
+
+
+def test_encoder_overrides_pick_any_set_this_cpu_runs_and_either_products() -> None:
+    for kernels in _native.encoder_kernel_sets():
+        for products in ("g4r", "ggml"):
+            proc = _encoder_choice(GPT4ALL_RAG_ENCODER_KERNELS=kernels, GPT4ALL_RAG_ENCODER_PRODUCTS=products)
+            if kernels == "baseline" and products == "g4r":  # the plain set has no product kernel
+                assert proc.returncode != 0
+                assert "GPT4ALL_RAG_ENCODER_PRODUCTS='g4r': the encoder's kernel set has no product kernel" \
+                    in proc.stderr, proc.stderr
+                continue
+            assert proc.returncode == 0, proc.stderr
+            assert json.loads(proc.stdout) == [kernels, products]
+
+
+@pytest.mark.parametrize("env,message", [
+    ({"GPT4ALL_RAG_ENCODER_KERNELS": "sse9"}, "GPT4ALL_RAG_ENCODER_KERNELS='sse9' is not a kernel set this CPU runs"),
+    ({"GPT4ALL_RAG_ENCODER_PRODUCTS": "blas"}, "GPT4ALL_RAG_ENCODER_PRODUCTS='blas': it must be 'g4r' or 'ggml'"),
+])
+def test_an_encoder_override_the_library_cannot_follow_is_an_error(env: dict, message: str) -> None:
+    proc = _encoder_choice(**env)
+    assert proc.returncode != 0 and "NativeLibraryError" in proc.stderr and message in proc.stderr, proc.stderr
 
 
 def _qemu() -> str:
