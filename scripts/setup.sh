@@ -12,7 +12,9 @@ VPY=.venv/bin/python
 $VPY -m pip install -q --disable-pip-version-check -U pip
 # Build requirements installed up front: the build runs without isolation so that its
 # build/ folder (and the fetched llama.cpp tree) is reused incrementally.
-$VPY -m pip install -q --disable-pip-version-check "scikit-build-core>=0.10" ninja
+# simde-py: SIMDe's headers, over which the C++ tests' emulated build (bin/test_g4r_emulated,
+# made with the tests below) compiles the encoder's kernels.
+$VPY -m pip install -q --disable-pip-version-check "scikit-build-core>=0.10" ninja simde-py
 extras="localdocs,server"
 pkg_extras=""
 for arg in "$@"; do
@@ -22,11 +24,6 @@ for arg in "$@"; do
     *) echo "usage: scripts/setup.sh [--test] [--notebook]" >&2; exit 2 ;;
   esac
 done
-# The C++ tests' emulated build (bin/test_g4r_emulated) compiles the encoder's kernels over
-# SIMDe's headers, which the simde-py package carries: a build requirement of the tests.
-if [ -n "$pkg_extras" ]; then
-  $VPY -m pip install -q --disable-pip-version-check simde-py
-fi
 # G4R_BLAS=mkl bash scripts/setup.sh: large matrix products through Intel MKL, linked
 # statically from the mkl-static and mkl-include packages (README, "Intel MKL": prompts
 # 1.6-2.7x faster on Intel CPUs, but greedy output then depends more on how a prompt was split

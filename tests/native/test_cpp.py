@@ -62,7 +62,7 @@ def test_kernel_tests_pass_over_every_kernel_set_emulated(test_binary: Path) -> 
     emulated = test_binary.with_name("test_g4r_emulated")
     if not emulated.is_file():
         pytest.fail(f"{emulated} is missing: the development build makes it with G4R_BUILD_TESTS=ON "
-                    "(bash scripts/setup.sh --test, which installs simde-py for it)")
+                    "(bash scripts/setup.sh, which installs simde-py for it)")
     proc = subprocess.run([str(emulated)], capture_output=True, text=True, timeout=600)
     report = proc.stdout + proc.stderr
     assert proc.returncode == 0, report
