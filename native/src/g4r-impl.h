@@ -15,7 +15,9 @@
 //   g4r-score.cpp     log-likelihood of a continuation
 //   g4r-embed.cpp     pooled embeddings
 //   g4r-encoder.cpp   the BERT encoder graph of our own (g4r-encoder.h)
-//   g4r-kernels.cpp   its custom CPU operations: attention per text, GELU (g4r-kernels.h)
+//   g4r-kernels.cpp   its custom CPU operations: attention per text, GELU, products
+//                     (g4r-kernels.h); the plain C++ kernels and the choice of a set
+//   g4r-kernels-x86.cpp  their AVX2 and AVX-512 kernels (g4r-kernel-set.h)
 //   cpu.cpp           the CPU's instruction-set flags (cpu_flags.h)
 //
 // Only these files talk to llama.cpp. Every exported body is wrapped in G4R_GUARD_BEGIN/END
