@@ -102,7 +102,8 @@ TEST(encoder_kernel_sets_follow_the_cpus_flags) {
 
 TEST(encoder_attention_matches_a_double_reference_for_every_kernel_set) {
     // Head sizes 32 and 64 take the AVX2 kernel, 24 the plain one in every set; lengths
-    // cover the kernels' edges: 1 token, partial and whole vectors of 8, 4-row blocks.
+    // cover the kernels' edges: 1 token, partial and whole vectors of 8, 6-row blocks and
+    // their tails.
     for (int64_t dh : {32, 64, 24}) {
         const int32_t n_head = 3;
         const int64_t d = dh * n_head;
