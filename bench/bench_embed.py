@@ -57,6 +57,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from gpt4all_rag.engine import native  # noqa: E402
 from gpt4all_rag.models import pypi as pypi_models  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "bench"))
@@ -193,7 +194,7 @@ def main() -> None:
             systems[baseline_label(label)] = worker(args.baseline, label, baseline_label(label))
     for kernels, products in variants(args):
         for label in ("ours F16", "ours Q8_0"):
-            env = {"GPT4ALL_RAG_ENCODER_KERNELS": kernels, "GPT4ALL_RAG_ENCODER_PRODUCTS": products}
+            env = {native.ENCODER_KERNELS_ENV: kernels, native.ENCODER_PRODUCTS_ENV: products}
             name = variant_label(label, kernels, products)
             systems[name] = worker(ROOT, label, name, env)
     systems[LLAMA_GRAPH] = lambda r: run_worker(ROOT, model_dir, files["ours F16"], args.threads,
@@ -213,8 +214,6 @@ def variants(args: argparse.Namespace) -> list[tuple[str, str]]:
     product kernel (all but the plain one), each with g4r's and ggml's products."""
     if not args.encoder_variants:
         return []
-    from gpt4all_rag.engine import native
-
     return [(k, p) for k in native.encoder_kernel_sets() if k != "baseline" for p in ("g4r", "ggml")]
 
 
@@ -259,8 +258,6 @@ def report(res: dict[str, list[dict[str, float]]], files: dict[str, str],
               f"short {rounds.format_ratio(res['ours F16'], res[LLAMA_GRAPH], 'short')}, long "
               f"{res['ours F16'][0]['long'] / res[LLAMA_GRAPH][0]['long']:.2f}x (round 1)")
     if args.encoder_variants:
-        from gpt4all_rag.engine import native
-
         print(f"\nencoder variants / the default ({native.encoder_kernels()} kernels, "
               f"{native.encoder_products()} products), each in its own process: median over rounds "
               "of the ratio within a round [lowest-highest]")

@@ -265,8 +265,8 @@ def _check_encoder_overrides(handle: ctypes.CDLL) -> None:
     """Raise where an encoder override is set but the library could not follow it (it falls
     back to its own choice silently)."""
     kernels = os.environ.get(ENCODER_KERNELS_ENV)
-    sets = (handle.g4r_encoder_kernel_sets() or b"").decode().split()
     if kernels and (handle.g4r_encoder_kernels() or b"").decode() != kernels:
+        sets = (handle.g4r_encoder_kernel_sets() or b"").decode().split()
         raise errors.NativeLibraryError(
             f"{ENCODER_KERNELS_ENV}={kernels!r} is not a kernel set this CPU runs: "
             f"{', '.join(sets)}")
