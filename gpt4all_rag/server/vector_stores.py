@@ -1,7 +1,9 @@
 """OpenAI's files and vector stores on LocalDocs: ``/v1/files`` and ``/v1/vector_stores``.
 
 * A **file** is an upload kept under the server's files folder (:attr:`ServerConfig.files_directory`)
-  as ``<file id>/<its name made safe>`` with a ``file.json`` of its attributes; at most
+  as ``<file id>/<its name made safe>`` with a ``.file.json`` of its attributes (written last, by
+  a rename, so a file is listed only once it is complete; a safe name never starts with a dot,
+  so no upload can overwrite it); at most
   :attr:`ServerConfig.max_file_bytes`. ``POST /v1/files`` (multipart ``file``, ``purpose``),
   ``GET /v1/files``, ``GET`` / ``DELETE /v1/files/{id}``.
 * A **vector store** is a LocalDocs collection: its id is the collection's name, so collections
@@ -24,6 +26,7 @@ import asyncio
 import json
 import os
 import re
+import shutil
 import threading
 import time
 import uuid
@@ -64,20 +67,44 @@ def _safe_name(name: str) -> str:
     return stem[:112] + ext
 
 
+#: The attributes of an upload, beside it in its folder.
+_INFO = ".file.json"
+#: Where servers before kept them: read when ``_INFO`` is missing, if it describes its folder.
+_LEGACY_INFO = "file.json"
+
+
 class _Files:
-    """The uploads folder."""
+    """The uploads folder. Uploads, reads, listings and deletions may run at once (the
+    server's threads): a listing skips an upload that is not complete or is being deleted,
+    a read of one answers 404."""
 
     def __init__(self, directory: FilePath) -> None:
         self.directory = directory
         self._lock = threading.Lock()
 
-    def _folder(self, file_id: str) -> FilePath:
-        if not re.match(_FILE_ID, file_id):
+    @staticmethod
+    def _read(folder: FilePath) -> dict[str, Any] | None:
+        """The attributes of the upload in ``folder``; None when there is none (not complete,
+        deleted meanwhile, or not an upload's folder)."""
+        for name in (_INFO, _LEGACY_INFO):
+            try:
+                info = json.loads((folder / name).read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+            if isinstance(info, dict) and info.get("id") == folder.name and info.get("object") == "file":
+                return info
+        return None
+
+    def get(self, file_id: str) -> dict[str, Any]:
+        """The attributes of an upload.
+
+        Raises:
+            ApiError: 404 ``file_not_found`` for a malformed id or one with no complete upload.
+        """
+        info = self._read(self.directory / file_id) if re.match(_FILE_ID, file_id) else None
+        if info is None:
             raise ApiError(404, f"no file {file_id!r}", param="file_id", code="file_not_found")
-        folder = self.directory / file_id
-        if not (folder / "file.json").is_file():
-            raise ApiError(404, f"no file {file_id!r}", param="file_id", code="file_not_found")
-        return folder
+        return info
 
     def put(self, name: str, purpose: str, data: bytes) -> dict[str, Any]:
         file_id = f"file-{uuid.uuid4().hex}"
@@ -87,27 +114,32 @@ class _Files:
         (folder / safe).write_bytes(data)
         info = {"id": file_id, "object": "file", "bytes": len(data), "created_at": int(time.time()),
                 "filename": safe, "purpose": purpose, "status": "processed", "status_details": None}
-        (folder / "file.json").write_text(json.dumps(info))
+        partial = folder / f"{_INFO}.partial"
+        partial.write_text(json.dumps(info), encoding="utf-8")
+        os.replace(partial, folder / _INFO)
         return info
 
-    def get(self, file_id: str) -> dict[str, Any]:
-        return json.loads((self._folder(file_id) / "file.json").read_text())
-
     def path(self, file_id: str) -> str:
-        return str(self._folder(file_id) / self.get(file_id)["filename"])
+        return str(self.directory / file_id / self.get(file_id)["filename"])
 
     def list(self) -> list[dict[str, Any]]:
         if not self.directory.is_dir():
             return []
-        found = [json.loads(p.read_text()) for p in self.directory.glob("file-*/file.json")]
+        found = [info for folder in self.directory.glob("file-*") if (info := self._read(folder)) is not None]
         return sorted(found, key=lambda f: (f["created_at"], f["id"]))
 
     def delete(self, file_id: str) -> None:
-        folder = self._folder(file_id)
+        """Remove an upload (its attributes first: from then on it is not found).
+
+        Raises:
+            ApiError: 404 as :meth:`get` (also for the second of two deletions at once).
+        """
         with self._lock:
-            for child in folder.iterdir():
-                child.unlink()
-            folder.rmdir()
+            self.get(file_id)
+            folder = self.directory / file_id
+            for name in (_INFO, _LEGACY_INFO):
+                (folder / name).unlink(missing_ok=True)
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 class VectorStoreCreate(_Request):

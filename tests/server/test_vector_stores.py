@@ -5,6 +5,8 @@ against a real ``gpt4all-rag serve``: upload, make a store, attach, search, answ
 from __future__ import annotations
 
 import io
+import json
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -71,6 +73,55 @@ def test_a_binary_upload_fails_to_index_with_a_reason(setup: dict[str, object]) 
     client.vector_stores.create(name="blobs")
     result = client.vector_stores.files.create(vector_store_id="blobs", file_id=blob.id)
     assert result.status == "failed" and "binary" in result.last_error.message
+
+
+def test_an_upload_named_like_the_attributes_file_keeps_its_content(setup: dict[str, object]) -> None:
+    client: openai.OpenAI = setup["client"]  # type: ignore[assignment]
+    root: Path = setup["root"]  # type: ignore[assignment]
+    content = json.dumps({"city": "Kyoto", "fact": "The Shinkansen reached Kyoto in 1964."}).encode()
+    up = client.files.create(file=("file.json", io.BytesIO(content)), purpose="assistants")
+    assert up.filename == "file.json" and up.bytes == len(content)
+    assert (root / "files" / up.id / "file.json").read_bytes() == content
+    assert client.files.retrieve(up.id).bytes == len(content)
+    assert client.files.delete(up.id).deleted
+
+
+def test_uploads_listings_and_deletions_at_once_never_fail(setup: dict[str, object]) -> None:
+    # Each upload's attributes are written last, by a rename: a listing never reads half of
+    # them, and a file deleted meanwhile is left out (a read or a second deletion: 404).
+    url: str = setup["url"]  # type: ignore[assignment]
+    headers = {"Authorization": f"Bearer {KEY}"}
+    statuses: list[int] = []
+    failures: list[str] = []
+
+    def churn(n: int) -> None:
+        with httpx.Client(base_url=url, headers=headers, timeout=60) as c:
+            for i in range(15):
+                r = c.post("/v1/files", files={"file": (f"note-{n}-{i}.txt", b"x" * 4096)},
+                           data={"purpose": "assistants"})
+                statuses.append(r.status_code)
+                if r.status_code == 200:
+                    statuses.append(c.delete(f"/v1/files/{r.json()['id']}").status_code)
+
+    def browse() -> None:
+        with httpx.Client(base_url=url, headers=headers, timeout=60) as c:
+            for _ in range(40):
+                r = c.get("/v1/files")
+                statuses.append(r.status_code)
+                for f in r.json().get("data", []) if r.status_code == 200 else []:
+                    if not {"id", "bytes", "filename"} <= set(f):
+                        failures.append(f"a listed file without its attributes: {f}")
+                    statuses.append(c.get(f"/v1/files/{f['id']}").status_code)
+
+    threads = [threading.Thread(target=churn, args=(n,)) for n in range(3)] + \
+              [threading.Thread(target=browse) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not failures, failures
+    assert statuses and set(statuses) <= {200, 404}, sorted(set(statuses))
+    assert statuses.count(200) > 100
 
 
 @pytest.mark.parametrize("method,path,kwargs,status", [
