@@ -1,6 +1,6 @@
 """The OpenAI-compatible HTTP API: FastAPI routes mapped onto the chat core.
 
-Endpoints: ``GET /health``, ``GET /v1/models``, ``POST /v1/chat/completions``,
+Endpoints: ``GET /health``, ``GET /v1/models``, ``GET /v1/models/{model}``, ``POST /v1/chat/completions``,
 ``POST /v1/completions``, ``POST /v1/embeddings``, ``GET /v1/collections``,
 ``POST /v1/collections/{name}/search``; Anthropic's ``POST /v1/messages`` (:mod:`.anthropic`),
 ``POST /tokenize``, ``POST /detokenize``, ``GET /metrics`` (:mod:`.metrics`) and LocalDocs for
@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import concurrent.futures
+import re
 import threading
 import time
 import uuid
@@ -45,7 +46,8 @@ from starlette.routing import BaseRoute, Match
 
 from .. import errors
 from ..engine.types import ChatCompletionChunk
-from ..names import COLLECTION_NAME_MEANING, COLLECTION_NAME_PATTERN, MODEL_NAME_MEANING, MODEL_NAME_PATTERN
+from ..names import (COLLECTION_NAME_MEANING, COLLECTION_NAME_PATTERN, MODEL_NAME_MAX, MODEL_NAME_MEANING,
+                     MODEL_NAME_PATTERN)
 from .anthropic import AnthropicErrorResponse, messages_router
 from .guards import PUBLIC_PATHS, ApiKeyCheck, BodyLimit, HostCheck, TextRoute
 from .mcp import localdocs_mcp
@@ -119,7 +121,7 @@ def create_app(config: ServerConfig, pool: ModelPool | None = None) -> FastAPI:
             e = ApiError(400, f"the body is not valid JSON ({first.get('ctx', {}).get('error', 'decode error')} "
                               f"at character {first.get('loc', ('', '?'))[-1]})")
             return error_response(request.url.path, e)
-        loc = [str(p) for p in first.get("loc", ()) if p != "body" and not _is_branch(p)]
+        loc = _field_path(first.get("loc", ()), exc.body)
         msg = _PATTERN_MEANING.get(first.get("ctx", {}).get("pattern"),
                                    str(first.get("msg", "invalid request")).removeprefix("Value error, "))
         e = ApiError(400, f"{'.'.join(loc) or 'body'}: {msg}", param=".".join(loc) or None)
@@ -134,15 +136,27 @@ def create_app(config: ServerConfig, pool: ModelPool | None = None) -> FastAPI:
             headers = {**(headers or {}), "Allow": ", ".join(sorted(allowed))}
         return error_response(request.url.path, ApiError(exc.status_code, str(exc.detail)), headers)
 
-    @app.get("/health", responses=_errors(400))
+    @app.api_route("/health", methods=["GET", "HEAD"], responses=_errors(400))
     async def health() -> dict[str, str]:
         return {"status": "ok"}
+
+    def model_object(name: str) -> dict[str, Any]:
+        return {"id": name, "object": "model", "created": 0, "owned_by": "gpt4all-rag"}
 
     @app.get("/v1/models", responses=_errors(400, 401))
     async def list_models() -> dict[str, Any]:
         names = await asyncio.to_thread(pool.list_models)
-        return {"object": "list", "data": [{"id": n, "object": "model", "created": 0,
-                                            "owned_by": "gpt4all-rag"} for n in names]}
+        return {"object": "list", "data": [model_object(n) for n in names]}
+
+    @app.get("/v1/models/{model}", responses=_errors(400, 401, 404))
+    async def retrieve_model(model: Annotated[str, Path(max_length=MODEL_NAME_MAX + 5)]) -> dict[str, Any]:
+        def known() -> bool:
+            names = pool.list_models()
+            return model in names or pool.resolve(model) in names  # resolve: 400 malformed, 404 absent
+
+        if not await asyncio.to_thread(known):
+            raise ApiError(404, f"the model {model!r} does not exist", param="model", code="model_not_found")
+        return model_object(model)
 
     @app.post("/v1/chat/completions", responses={**_STREAMED, **_errors(400, 401, 404, 413, 503)})
     async def chat_completions(req: ChatCompletionRequest, request: Request) -> Any:
@@ -335,11 +349,34 @@ _PATTERN_MEANING = {MODEL_NAME_PATTERN: f"invalid model name: {MODEL_NAME_MEANIN
                     COLLECTION_NAME_PATTERN: f"invalid collection name: {COLLECTION_NAME_MEANING}"}
 
 
+def _field_path(loc: Any, body: Any) -> list[str]:
+    """The fields and indexes of a pydantic error location as the client wrote them: the
+    location walked through the request's body, leaving out what names a union branch
+    (:func:`_is_branch`) or a discriminated union's tag (``messages.0.user.content`` is
+    ``messages.0.content``); a last field the body lacks (a missing one) is kept."""
+    parts = [p for p in loc if p not in ("body", "path", "query") and not _is_branch(p)]
+    out: list[str] = []
+    node = body
+    for i, part in enumerate(parts):
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+        elif i < len(parts) - 1 and isinstance(node, dict):
+            continue  # a tag: the value of a field of this object, not a field
+        else:
+            node = None
+        out.append(str(part))
+    return out
+
+
 def _is_branch(part: Any) -> bool:
     """Whether a pydantic error location part names a union branch (``str``, ``list[int]``,
-    ``function-after[...]``) rather than a field or an index."""
+    ``function-after[...]``, ``constrained-str``, a model class such as ``TokenizeText``)
+    rather than a field or an index (the API's fields are snake_case)."""
     return isinstance(part, str) and (part in {"str", "int", "float", "bool", "dict", "list", "none"}
-                                      or "[" in part)
+                                      or "[" in part or part.startswith("constrained-")
+                                      or re.fullmatch(r"[A-Z][A-Za-z0-9]*", part) is not None)
 
 
 #: What each error status of the API means (its OpenAPI description).

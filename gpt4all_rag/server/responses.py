@@ -36,15 +36,21 @@ content), ``message`` (``output_text`` with annotations) and ``function_call``; 
 ``response.content_part.added/done`` around ``response.output_text.delta/done``,
 ``response.function_call_arguments.delta/done``), then ``response.completed``.
 
-Not implemented: built-in tools other than ``file_search`` (web search, code interpreter,
-computer use, MCP), images and files in ``input``, ``background``, ``truncation`` (always
-"disabled": an over-long conversation is 400 ``context_length_exceeded``), ``prompt``
-templates, ``conversation`` objects, ``top_logprobs``, reasoning summaries.
+``truncation``: ``disabled`` (default: an over-long conversation is 400
+``context_length_exceeded``) or ``auto`` (the oldest turns, then the instructions, leave the
+model's view until it fits: the chat sessions' policy, :meth:`PromptBuilder.fit
+<gpt4all_rag.engine.prompting.PromptBuilder.fit>`).
+
+Not implemented (refused with 400 unless at their neutral value): built-in tools other than
+``file_search`` (web search, code interpreter, computer use, MCP), images and files in
+``input``, ``background``, ``prompt`` templates, ``conversation`` objects, ``top_logprobs``;
+reasoning summaries are not produced.
 """
 
 from __future__ import annotations
 
 import collections
+import copy
 import os
 import re
 import threading
@@ -55,7 +61,7 @@ from typing import Annotated, Any, AsyncIterator, Literal
 
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse
-from pydantic import Field, StrictBool, field_validator
+from pydantic import Field, StrictBool, ValidationInfo, field_validator
 
 from ..engine.sampling import SamplingParams, json_bounds
 from ..engine.types import ChatCompletionChunk
@@ -173,6 +179,22 @@ class ResponseRequest(_Request):
     parallel_tool_calls: StrictBool | None = None
     user: str | None = None
     grammar: Grammar | None = None  # extension, as in chat completions
+    # Not implemented: accepted at their neutral value only (the validator says why).
+    background: StrictBool = Field(False, json_schema_extra={"enum": [False]})
+    truncation: Literal["auto", "disabled"] | None = Field(
+        None, description="auto: the oldest turns leave the model's view until the conversation fits")
+    conversation: None = Field(None, description="not supported (use previous_response_id)")
+    prompt: None = Field(None, description="prompt templates are not supported")
+    top_logprobs: int | None = Field(None, json_schema_extra={"minimum": 0, "maximum": 0})
+
+    @field_validator("background", "conversation", "prompt", "top_logprobs", mode="before")
+    @classmethod
+    def _not_implemented(cls, value: Any, info: ValidationInfo) -> Any:
+        neutral = {"background": (False,), "top_logprobs": (0,)}
+        if value is not None and value not in neutral.get(info.field_name, ()):
+            raise ValueError(f"{info.field_name} {value!r} is not supported here"
+                             + (": use previous_response_id" if info.field_name == "conversation" else ""))
+        return value
 
     @field_validator("input")
     @classmethod
@@ -220,11 +242,13 @@ def _text(content: str | list[InputText]) -> str:
 
 
 def _messages(req: ResponseRequest, history: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The chat-core conversation of a request: instructions, the stored history, the input."""
+    """The chat-core conversation of a request: instructions, the stored history (a copy: the
+    stored one is never changed), the input. A ``function_call`` item the history's last
+    reply already holds (a client sending back the call with its output) is not added twice."""
     messages: list[dict[str, Any]] = []
     if req.instructions:
         messages.append({"role": "system", "content": req.instructions})
-    messages += history
+    messages += copy.deepcopy(history)
     if isinstance(req.input, str):
         return messages + [{"role": "user", "content": req.input}]
     for item in req.input:
@@ -237,7 +261,8 @@ def _messages(req: ResponseRequest, history: list[dict[str, Any]]) -> list[dict[
             last = messages[-1] if messages else None
             if last is not None and last["role"] == "assistant" and last.get("tool_calls") is not None \
                     and not last.get("content"):
-                last["tool_calls"].append(call)
+                if all(c["id"] != item.call_id for c in last["tool_calls"]):
+                    last["tool_calls"].append(call)
             else:
                 messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
         elif isinstance(item, FunctionCallOutputItem):
@@ -278,7 +303,7 @@ def _chat_options(req: ResponseRequest, config: ServerConfig) -> tuple[SamplingP
                                          temperature=req.temperature, top_p=req.top_p,
                                          grammar=req.grammar)
     options = {"tools": tools or None, "tool_choice": choice, "response_format": response_format,
-               "enable_thinking": thinking}
+               "enable_thinking": thinking, "truncation": req.truncation}
     return params, {k: v for k, v in options.items() if v is not None}
 
 
@@ -331,7 +356,7 @@ class _Build:
                                 if req.text is not None else {"type": "text"})},
             "tool_choice": req.tool_choice if isinstance(req.tool_choice, str) or req.tool_choice is None
             else req.tool_choice.model_dump(), "tools": [t.model_dump() for t in req.tools or []],
-            "truncation": "disabled", "user": req.user, "metadata": req.metadata or {},
+            "truncation": req.truncation or "disabled", "user": req.user, "metadata": req.metadata or {},
             "usage": None if usage is None else {
                 "input_tokens": usage.prompt_tokens, "output_tokens": usage.completion_tokens,
                 "total_tokens": usage.prompt_tokens + usage.completion_tokens,

@@ -3,7 +3,8 @@
 Responses are the chat core's own objects (:mod:`gpt4all_rag.engine.types`, whose
 ``to_dict()`` is OpenAI's JSON) plus the few shapes defined here. Fields OpenAI has and a local
 model cannot honour are accepted at their neutral value and refused otherwise (``n`` > 1,
-non-zero ``frequency_penalty``/``presence_penalty``, a non-empty ``logit_bias``, ``echo``), so a
+non-zero ``frequency_penalty``/``presence_penalty``, a non-empty ``logit_bias``, ``echo``,
+``best_of`` > 1; ``top_logprobs`` without ``logprobs``), so a
 client never silently gets something else than it asked for.
 
 Extensions beyond OpenAI's fields (llama.cpp's server names where it has them): ``top_k``,
@@ -282,8 +283,15 @@ class ChatCompletionRequest(ChatInput, _Sampling):
     max_completion_tokens: int | None = Field(default=None, **json_bounds("max_tokens"))
     parallel_tool_calls: StrictBool | None = None
     logprobs: StrictBool = False
-    top_logprobs: int | None = Field(default=None, ge=0, le=20)
+    top_logprobs: int | None = Field(default=None, ge=0, le=20, description="needs logprobs: true")
     localdocs: LocalDocsOptions | None = None
+
+    @field_validator("top_logprobs")
+    @classmethod
+    def _with_logprobs(cls, value: int | None, info: ValidationInfo) -> int | None:
+        if value is not None and not info.data.get("logprobs"):
+            raise ValueError("top_logprobs needs logprobs: true")
+        return value
 
     def sampling(self) -> dict[str, Any]:
         out = super().sampling()
@@ -325,6 +333,14 @@ class CompletionRequest(_Sampling):
     logprobs: int | None = Field(default=None, ge=0, le=5)
     echo: StrictBool = Field(False, json_schema_extra={"enum": [False]})
     suffix: str | None = Field(None, json_schema_extra={"maxLength": 0})
+    best_of: int | None = Field(None, json_schema_extra={"minimum": 1, "maximum": 1})
+
+    @field_validator("best_of")
+    @classmethod
+    def _one_candidate(cls, value: int | None) -> int | None:
+        if value not in (None, 1):
+            raise ValueError("best_of must be 1: one candidate per request")
+        return value
 
     @field_validator("echo")
     @classmethod

@@ -64,7 +64,14 @@ def client(server: str) -> openai.OpenAI:
 def test_models_and_health(client: openai.OpenAI, server: str) -> None:
     ids = [m.id for m in client.models.list()]
     assert SMOLLM2 in ids and MINILM in ids and GEMMA3 in ids
+    assert client.models.retrieve(SMOLLM2).id == SMOLLM2  # GET /v1/models/{model}
+    assert client.models.retrieve(SMOLLM2.removesuffix(".gguf")).id == SMOLLM2.removesuffix(".gguf")
+    with pytest.raises(openai.NotFoundError):
+        client.models.retrieve("missing.gguf")
+    with pytest.raises(openai.BadRequestError):
+        client.models.retrieve("..hidden")
     assert httpx.get(server + "/health").json() == {"status": "ok"}  # no key needed
+    assert httpx.head(server + "/health").status_code == 200  # load balancers' probes
 
 
 def test_chat_completion_sync_and_streaming(client: openai.OpenAI) -> None:
@@ -193,6 +200,9 @@ BAD = [  # (body, status, what the message must say)
     ({"messages": [{"role": "user", "content": 42}]}, 400, "content"),
     ({"messages": [{"role": "user", "content": "Hi"}], "stop": ["a", "b", "c", "d", "e"]}, 400, "stop"),
     ({"messages": [{"role": "user", "content": "Hi"}], "logprobs": True, "top_logprobs": 50}, 400, "top_logprobs"),
+    # what OpenAI refuses is refused, not ignored
+    ({"messages": [{"role": "user", "content": "Hi"}], "top_logprobs": 2}, 400, "needs logprobs: true"),
+    ({"messages": [{"role": "user", "content": "Hi"}], "tool_choice": "required"}, 400, "needs at least one tool"),
 ]
 
 
@@ -203,6 +213,21 @@ def test_bad_requests_get_openai_errors_never_500(server: str, body: dict, statu
     assert r.status_code == status, r.text
     err = r.json()["error"]
     assert set(err) == {"message", "type", "param", "code"} and text in err["message"]
+    # param names the request's field, not pydantic's labels of union branches
+    assert not any(label in str(err["param"]) for label in ("constrained-", "[", "Message", "str"))
+
+
+@pytest.mark.parametrize("path,body,param", [
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": ""}]}, "messages.0.content"),
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": "Hi"}], "stop": [""]}, "stop.0"),
+    ("/v1/embeddings", {"input": ""}, "input"),
+    ("/tokenize", {"prompt": "Hi"}, "content"),
+    ("/v1/completions", {"prompt": "Hi", "best_of": 2}, "best_of"),
+])
+def test_error_params_name_the_field(server: str, path: str, body: dict, param: str) -> None:
+    r = httpx.post(server + path, json=body, timeout=60, headers={"Authorization": f"Bearer {KEY}"})
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["param"] == param, r.text
 
 
 def test_errors_map_to_the_openai_client_classes(server: str, client: openai.OpenAI) -> None:

@@ -83,10 +83,19 @@ def test_function_tools_round_trip(client: openai.OpenAI) -> None:
     calls = [o for o in asked.output if o.type == "function_call"]
     assert calls and calls[0].name == "get_weather"
     assert isinstance(json.loads(calls[0].arguments)["city"], str)
+    output = {"type": "function_call_output", "call_id": calls[0].call_id, "output": "Sunny, 24 C"}
     answered = client.responses.create(model=SMOLLM2, previous_response_id=asked.id, tools=[WEATHER],
-                                       input=[{"type": "function_call_output", "call_id": calls[0].call_id,
-                                               "output": "Sunny, 24 C"}], max_output_tokens=20)
+                                       input=[output], max_output_tokens=20)
     assert answered.output[-1].type in ("message", "function_call")
+    # a client that sends the call back with its output asks the same; the stored
+    # conversation of `asked` stays as it was (its next continuation costs the same)
+    call = {"type": "function_call", "call_id": calls[0].call_id, "name": calls[0].name,
+            "arguments": calls[0].arguments}
+    resent = client.responses.create(model=SMOLLM2, previous_response_id=asked.id, tools=[WEATHER],
+                                     input=[call, output], max_output_tokens=1)
+    again = client.responses.create(model=SMOLLM2, previous_response_id=asked.id, tools=[WEATHER],
+                                    input=[output], max_output_tokens=1)
+    assert resent.usage.input_tokens == again.usage.input_tokens == answered.usage.input_tokens
     events = list(client.responses.create(model=SMOLLM2, input="Weather in Lyon?", tools=[WEATHER],
                                           tool_choice="required", max_output_tokens=160, stream=True,
                                           temperature=0))
@@ -162,6 +171,13 @@ BAD = [  # (body, status)
     ({"model": SMOLLM2, "input": "Hi", "text": {"format": {"type": "json_schema"}}}, 400),
     ({"model": SMOLLM2, "input": [{"role": "user", "content": [{"type": "input_image", "image_url": "x"}]}]}, 400),
     ({"model": "missing", "input": "Hi"}, 404),
+    # not implemented: refused, not ignored
+    ({"model": SMOLLM2, "input": "Hi", "background": True}, 400),
+    ({"model": SMOLLM2, "input": "Hi", "conversation": "conv_1"}, 400),
+    ({"model": SMOLLM2, "input": "Hi", "prompt": {"id": "pmpt_1"}}, 400),
+    ({"model": SMOLLM2, "input": "Hi", "top_logprobs": 2}, 400),
+    ({"model": SMOLLM2, "input": "Hi", "truncation": "middle"}, 400),
+    ({"model": SMOLLM2, "input": "word " * 3000}, 400),  # context_length_exceeded (truncation disabled)
 ]
 
 
@@ -170,3 +186,16 @@ def test_bad_requests_get_openai_errors(server: str, body: dict[str, Any], statu
     r = httpx.post(server + "/v1/responses", json=body, headers={"Authorization": f"Bearer {KEY}"}, timeout=60)
     assert r.status_code == status, r.text
     assert set(r.json()["error"]) == {"message", "type", "param", "code"}
+
+
+def test_truncation_auto_leaves_the_oldest_turns_out(client: openai.OpenAI) -> None:
+    turns: list[dict[str, Any]] = []
+    for i in range(12):  # ~2,400 tokens of history: more than the 2,048-token window
+        turns += [{"role": "user", "content": f"Note {i}: " + "the river runs past the old mill. " * 20},
+                  {"role": "assistant", "content": "Noted."}]
+    turns.append({"role": "user", "content": "Say OK."})
+    with pytest.raises(openai.BadRequestError, match="context"):
+        client.responses.create(model=SMOLLM2, input=turns, max_output_tokens=2)
+    r = client.responses.create(model=SMOLLM2, input=turns, max_output_tokens=2, truncation="auto",
+                                instructions="Answer briefly.")
+    assert r.truncation == "auto" and 0 < r.usage.input_tokens <= 2048
