@@ -150,6 +150,8 @@ def _resolve_tool_choice(choice: Any, tools: list[dict[str, Any]]) -> tuple[str,
     """``("auto" | "required" | "none", the tools the model may call)``."""
     if choice is None or choice == "auto":
         return ("auto" if tools else "none"), tools
+    if choice == "required" and not tools:
+        raise errors.InvalidParameterError("tool_choice 'required' needs at least one tool")
     if choice in ("required", "none"):
         return choice, tools if choice == "required" else []
     name = None
@@ -344,6 +346,7 @@ class Reply:
     content: str
     reasoning: str | None
     calls: list[ToolCall]
+    cut: bool = False  # the last call was cut off before its end (its arguments are partial)
 
 
 def read_reply(plan: Plan, text: str, *, partial: bool) -> Reply:
@@ -359,10 +362,15 @@ def read_reply(plan: Plan, text: str, *, partial: bool) -> Reply:
         try:
             obj = json.loads(text.strip(), strict=False)
         except json.JSONDecodeError:
-            # Cut off (max_tokens) inside the call: a call whose arguments are not valid JSON,
-            # as OpenAI returns one cut by its length limit.
-            name = re.search(r'"name"\s*:\s*"([^"]*)"', text)
-            return Reply("", None, [ToolCall(_call_id(), name[1] if name else "", text.strip())])
+            # Cut off (max_tokens, a stop sequence) inside the call: once its name is written,
+            # a call whose arguments are not valid JSON, as OpenAI returns one cut by its length
+            # limit (finish_reason says why); before that, no call, only the text.
+            name = re.search(r'"name"\s*:\s*"([^"]+)"', text)
+            if name is None or name[1] not in plan.fallback_tools:
+                return Reply(text, None, [])
+            arguments = re.search(r'"arguments"\s*:\s*', text[name.end():])
+            partial = text[name.end() + arguments.end():].strip() if arguments else ""
+            return Reply("", None, [ToolCall(_call_id(), name[1], partial)], cut=True)
         if isinstance(obj, dict) and obj.get("name") in plan.fallback_tools:
             args = obj.get("arguments", {})
             return Reply("", None, [ToolCall(_call_id(), obj["name"],
@@ -371,9 +379,12 @@ def read_reply(plan: Plan, text: str, *, partial: bool) -> Reply:
 
 
 def finish_reason(stats_reason: str | None, reply: Reply) -> str:
-    if reply.calls:
-        return "tool_calls"
-    return "length" if stats_reason == "length" else "stop"
+    """OpenAI's ``finish_reason``: ``length`` when the token limit ended the reply (also inside
+    a tool call, whose arguments are then cut, as OpenAI reports it), else ``tool_calls`` when
+    it has calls and none was cut (by a stop sequence), else ``stop``."""
+    if stats_reason == "length":
+        return "length"
+    return "tool_calls" if reply.calls and not reply.cut else "stop"
 
 
 # -- the call ---------------------------------------------------------------------------------

@@ -175,6 +175,7 @@ BAD = {
         {"type": "image_url", "image_url": {"url": "data:,"}}]}]),
     "bad tools": dict(tools=[{"type": "function"}]),
     "unknown tool_choice": dict(tools=TOOLS, tool_choice={"type": "function", "function": {"name": "nope"}}),
+    "required without tools": dict(tool_choice="required"),
     "bad response_format": dict(response_format={"type": "yaml"}),
     "unknown option": dict(frequency=3),
     "bad top_logprobs": dict(logprobs=True, top_logprobs=21),
