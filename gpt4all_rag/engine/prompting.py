@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import logging
 import re
+import secrets
 from typing import Any, Literal
 
 from .. import errors
@@ -132,20 +133,23 @@ class PromptBuilder:
         The template's own text is tokenized with special-token parsing (that is how
         ``<|im_start|>`` and friends become control tokens), the text of the messages without
         it: a message (or a retrieved document) that contains ``<|im_end|>`` stays text and
-        cannot end its turn or forge another role's. Only when a message's tokens change under
-        special parsing is the prompt tokenized in pieces; to find where that message is, the
-        template is rendered once more with a marker in its place. A template that rewrites
-        message text other than by trimming it cannot be followed that way: the prompt is then
-        tokenized whole, as llama.cpp and transformers do, and a warning is logged.
+        cannot end its turn or forge another role's. The same holds for the other text fields
+        a template renders from a message: ``name``, ``tool_call_id``, ``reasoning_content``,
+        a tool call's name and its arguments as text (:meth:`_literal_fields`). Only when a
+        field's tokens change under special parsing is the prompt tokenized in pieces; to find
+        where that field is, the template is rendered once more with a marker in its place. A
+        template that rewrites such text other than by trimming it cannot be followed that way:
+        the prompt is then tokenized whole, as llama.cpp and transformers do, and a warning is
+        logged. Tool definitions (``tools``) and arguments given as objects are rendered by the
+        template's ``tojson`` and are not covered.
         """
         shown = messages
         text = self.render(template, shown, variables)
         model = self.model
-        literal = [i for i, m in enumerate(shown)
-                   if isinstance(c := m.get("content"), str) and c and self._has_special_text(c)]
+        literal = self._literal_fields(shown)
         if not literal:
             return self.tokenize(text)
-        spans = self._content_spans(template, shown, variables, literal, text)
+        spans = self._literal_spans(template, shown, variables, literal, text)
         if spans is None:
             logger.warning("a message contains special-token text and the chat template rewrites "
                            "messages: the prompt is tokenized whole, that text as control tokens")
@@ -163,23 +167,44 @@ class PromptBuilder:
             tokens += model.tokenize(text[pos:], add_special=False, parse_special=True)
         return tokens
 
-    def _content_spans(self, template: ChatTemplate, shown: list[MessageType],
-                       variables: dict[str, Any], literal: list[int], text: str) -> list[tuple[int, int]] | None:
-        """Character spans of the contents of ``shown[i]`` (i in ``literal``) in ``text``, in
-        order, or None when the template does not copy them verbatim (or trimmed)."""
-        marks = {i: f"\ue000{i}\ue001" for i in literal}
-        if any(m in text for m in marks.values()):
-            return None
-        masked = [dict(m, content=marks[i]) if i in marks else m for i, m in enumerate(shown)]
-        pieces = re.split("(\ue000\\d+\ue001)", self.render(template, masked, variables))
+    def _literal_fields(self, shown: list[MessageType]) -> list[tuple[int, tuple[Any, ...]]]:
+        """Where the messages hold text with special-token text in it: ``(message index, path
+        of keys)`` of each such string field (the content, ``name``, ``tool_call_id``,
+        ``reasoning_content``, a tool call's name or arguments as text)."""
+        found: list[tuple[int, tuple[Any, ...]]] = []
+        for i, m in enumerate(shown):
+            paths: list[tuple[Any, ...]] = [(key,) for key in _TEXT_FIELDS]
+            calls = m.get("tool_calls")
+            if isinstance(calls, list):
+                paths += [("tool_calls", j, "function", key) for j in range(len(calls)) for key in ("name", "arguments")]
+            for path in paths:
+                value = _get(m, path)
+                if isinstance(value, str) and value and self._has_special_text(value):
+                    found.append((i, path))
+        return found
+
+    def _literal_spans(self, template: ChatTemplate, shown: list[MessageType], variables: dict[str, Any],
+                       literal: list[tuple[int, tuple[Any, ...]]], text: str) -> list[tuple[int, int]] | None:
+        """Character spans in ``text`` of the fields ``literal`` names, in order, or None when
+        the template does not copy them verbatim (or trimmed).
+
+        Each field is rendered once more as a marker of private-use characters and a random
+        nonce, which no message can forge (a message holding a marker of its own cannot turn
+        the check off)."""
+        nonce = secrets.token_hex(8)
+        marks = {f"\ue000{nonce}:{n}\ue001": field for n, field in enumerate(literal)}
+        masked = list(shown)
+        for mark, (i, path) in marks.items():
+            masked[i] = _with(masked[i], path, mark)
+        pieces = re.split(f"(\ue000{nonce}:\\d+\ue001)", self.render(template, masked, variables))
         for transform in (lambda c: c, str.strip):
             spans: list[tuple[int, int]] = []
             out: list[str] = []
             pos = 0
             for piece in pieces:
-                mark = re.fullmatch("\ue000(\\d+)\ue001", piece)
-                if mark:
-                    piece = transform(str(shown[int(mark[1])]["content"]))
+                if piece in marks:
+                    i, path = marks[piece]
+                    piece = transform(str(_get(shown[i], path)))
                     if piece:
                         spans.append((pos, pos + len(piece)))
                 out.append(piece)
@@ -201,3 +226,28 @@ class PromptBuilder:
         bos = self.special_tokens.get("bos_token")
         add_special = not (self.add_bos and bos and text.startswith(bos))
         return self.model.tokenize(text, add_special=add_special, parse_special=True)
+
+
+#: The string fields of a message a template may render besides tool calls.
+_TEXT_FIELDS = ("content", "name", "tool_call_id", "reasoning_content")
+
+
+def _get(node: Any, path: tuple[Any, ...]) -> Any:
+    for key in path:
+        if isinstance(node, dict) and key in node:
+            node = node[key]
+        elif isinstance(node, list) and isinstance(key, int) and 0 <= key < len(node):
+            node = node[key]
+        else:
+            return None
+    return node
+
+
+def _with(node: Any, path: tuple[Any, ...], value: Any) -> Any:
+    """A copy of ``node`` with ``value`` at ``path`` (the containers along it copied)."""
+    if not path:
+        return value
+    head, rest = path[0], path[1:]
+    copy: Any = list(node) if isinstance(node, list) else dict(node)
+    copy[head] = _with(node[head], rest, value)
+    return copy
