@@ -178,8 +178,9 @@ class GPT4All:
     def close(self) -> None:
         """Free the model and its memory. Idempotent; any later use raises ModelClosedError.
 
-        Waits for the generations running in other threads to finish (this thread's own open
-        streams see the closed model).
+        Waits for the generations running in other threads to finish; a stream nobody reads
+        (for a second) and this thread's own open streams see the closed model
+        (``ModelClosedError`` at their next read).
         """
         self.engine.close()
 

@@ -175,7 +175,8 @@ class Llama:
 
     def close(self) -> None:
         """Free the model. Idempotent; later calls raise ModelClosedError. Waits for the calls
-        running in other threads (this thread's own open streams see the closed model)."""
+        running in other threads; open streams nobody reads (for a second,
+        :data:`~.sequences.CLOSE_IDLE_S`) and this thread's own see the closed model."""
         self._pool.close()
 
     # -- counters ---------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import ctypes
 import json
 import os
 import threading
+import time
 from typing import Any, Sequence
 
 import numpy as np
@@ -26,6 +27,21 @@ from .native import (ERR_BUFFER_TOO_SMALL, ERR_INTERNAL, ERR_NOT_FOUND, LOAD_FLA
 __all__ = ["NativeModel", "NativeSequence"]
 
 _p = ctypes.POINTER
+
+
+def utf8(text: str, what: str) -> bytes:
+    """``text`` as UTF-8 bytes for the C API.
+
+    Raises:
+        InvalidParameterError: ``text`` holds a lone surrogate (from ``"\\ud800"`` in JSON or
+            ``surrogateescape`` decoding), which is not Unicode text and has no UTF-8 form.
+    """
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise errors.InvalidParameterError(
+            f"the {what} is not valid Unicode: a lone surrogate {text[exc.start]!r} at index {exc.start}"
+        ) from None
 
 
 class NativeModel:
@@ -213,8 +229,12 @@ class NativeModel:
 
     # -- text <-> tokens --------------------------------------------------------------------
     def tokenize(self, text: str, *, add_special: bool = True, parse_special: bool = False) -> list[int]:
-        """Tokenize ``text``; returns token ids."""
-        data = text.encode("utf-8")
+        """Tokenize ``text``; returns token ids.
+
+        Raises:
+            InvalidParameterError: ``text`` is not Unicode text (a lone surrogate).
+        """
+        data = utf8(text, "text")
         cap = len(data) + 16
         while True:
             arr = (ctypes.c_int32 * cap)()
@@ -311,11 +331,31 @@ class NativeSequence:
         self.seq = seq
         self._lib = model._lib
         self._piece = ctypes.create_string_buffer(256)
+        self._in_call = False
+        self._last_call = time.monotonic()
         self._token, self._n, self._reason = ctypes.c_int32(), ctypes.c_int32(), ctypes.c_int32()
 
     @property
     def closed(self) -> bool:
         return self.model.closed
+
+    def _call(self, name: str, *args: Any) -> Any:
+        """``g4r_<...>(handle, seq, *args)`` through the model's counted call, its time kept
+        (:meth:`idle_s`)."""
+        self._in_call = True
+        try:
+            return self.model._call(name, self.seq, *args)
+        finally:
+            self._in_call, self._last_call = False, time.monotonic()
+
+    def touch(self) -> None:
+        """Count the sequence as active now (a caller just took it)."""
+        self._last_call = time.monotonic()
+
+    def idle_s(self) -> float:
+        """Seconds since its last call returned (0 during one): how long its holder has left
+        it, e.g. a stream nobody reads."""
+        return 0.0 if self._in_call else time.monotonic() - self._last_call
 
     def info(self, prop: int) -> int:
         return self.model.info(prop)
@@ -328,7 +368,7 @@ class NativeSequence:
         cached tokens were reused."""
         arr = (ctypes.c_int32 * len(tokens))(*tokens)
         reused = ctypes.c_int32()
-        check(self.model._call("g4r_model_ingest", self.seq, arr, len(tokens), int(n_batch),
+        check(self._call("g4r_model_ingest", arr, len(tokens), int(n_batch),
                                          ctypes.byref(reused)))
         return reused.value
 
@@ -357,7 +397,7 @@ class NativeSequence:
         params.repeat_last_n = int(repeat_last_n)
         params.seed = int(seed) & 0xFFFFFFFF
         # The struct keeps references to what its pointer fields point at (ctypes' _objects).
-        params.grammar = grammar.encode() if grammar else None
+        params.grammar = utf8(grammar, "grammar") if grammar else None
         if trigger_patterns:
             params.trigger_patterns = (ctypes.c_char_p * len(trigger_patterns))(
                 *[p.encode() for p in trigger_patterns])
@@ -367,12 +407,12 @@ class NativeSequence:
             params.n_trigger_tokens = len(trigger_tokens)
         params.n_predict = -1 if n_predict is None else int(n_predict)
         params.n_logprobs = -1 if n_logprobs is None else int(n_logprobs)
-        check(self.model._call("g4r_generate_start", self.seq, ctypes.byref(params)))
+        check(self._call("g4r_generate_start", ctypes.byref(params)))
 
     def generate_next(self) -> tuple[int, bytes, int]:
         """``(token, piece bytes, stop reason)``; see ``g4r_generate_next``."""
         while True:
-            status = self.model._call("g4r_generate_next", self.seq, ctypes.byref(self._token),
+            status = self._call("g4r_generate_next", ctypes.byref(self._token),
                                       self._piece, len(self._piece), ctypes.byref(self._n),
                                       ctypes.byref(self._reason))
             if status != ERR_BUFFER_TOO_SMALL:
@@ -388,13 +428,13 @@ class NativeSequence:
         that step, from the raw logits (``g4r_generate_logprobs``)."""
         logprob, n = ctypes.c_float(), ctypes.c_int32()
         ids, lps = (ctypes.c_int32 * max(n_top, 1))(), (ctypes.c_float * max(n_top, 1))()
-        check(self.model._call("g4r_generate_logprobs", self.seq, int(n_top),
+        check(self._call("g4r_generate_logprobs", int(n_top),
                                               ctypes.byref(logprob), ids, lps, ctypes.byref(n)))
         return logprob.value, [(ids[i], lps[i]) for i in range(n.value)]
 
     def generate_finish(self) -> None:
         if not self.model.closed:
-            check(self.model._call("g4r_generate_finish", self.seq))
+            check(self._call("g4r_generate_finish"))
 
     def score(self, tokens: Sequence[int], n_prompt: int, n_batch: int
               ) -> tuple[list[float], list[int], int]:
@@ -405,7 +445,7 @@ class NativeSequence:
         arr = (ctypes.c_int32 * n)(*tokens)
         m = max(n - int(n_prompt), 1)
         lps, ranks, reused = (ctypes.c_float * m)(), (ctypes.c_int32 * m)(), ctypes.c_int32()
-        check(self.model._call("g4r_model_score", self.seq, arr, n, int(n_prompt),
+        check(self._call("g4r_model_score", arr, n, int(n_prompt),
                                         int(n_batch), lps, ranks, ctypes.byref(reused)))
         k = n - int(n_prompt)
         return list(lps[:k]), list(ranks[:k]), reused.value

@@ -28,7 +28,12 @@ from typing import Iterator, Sequence
 from .. import errors
 from .native_model import NativeModel, NativeSequence
 
-__all__ = ["SequencePool"]
+__all__ = ["CLOSE_IDLE_S", "SequencePool"]
+
+#: Seconds a held sequence may go unused before :meth:`SequencePool.close` stops waiting for
+#: it. A generating caller uses its sequence every token (milliseconds apart); a stream
+#: nobody reads does not.
+CLOSE_IDLE_S = 1.0
 
 
 def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
@@ -122,7 +127,9 @@ class SequencePool:
             self._free.remove(seq)
             self._holder[seq] = me
             self._prompt[seq] = len(tokens)
-            return self.model.sequence(seq)
+            view = self.model.sequence(seq)
+            view.touch()
+            return view
 
     def _choose(self, tokens: Sequence[int]) -> int:
         shared = {s: _common_prefix(self._cached[s], tokens) for s in self._free}
@@ -159,15 +166,27 @@ class SequencePool:
             return any(t == me for t in self._holder.values())
 
     def close(self, close_model: bool = True) -> None:
-        """Refuse new callers, wait until the sequences held by other threads are given back
-        (a stream of this thread would wait for itself: it sees the closed model instead),
-        then close the model."""
+        """Refuse new callers, wait until the sequences other threads hold and use are given
+        back, then close the model (which waits for the calls in flight).
+
+        A sequence is waited for while its holder uses it: a generation running in another
+        thread finishes. One left unused for :data:`CLOSE_IDLE_S` seconds (a stream nobody
+        reads, or whose thread has ended) is not: its stream sees the closed model at its next
+        read (``ModelClosedError``). This thread's own streams see the closed model too (they
+        would wait for themselves).
+        """
         me = threading.get_ident()
         with self._cond:
             self._closed = True
             self._cond.notify_all()
-            while any(t != me for t in self._holder.values()):
-                self._cond.wait()
+            while True:
+                others = [s for s, t in self._holder.items() if t != me]
+                if not others:
+                    break
+                idle = min(self.model.sequence(s).idle_s() for s in others)
+                if idle >= CLOSE_IDLE_S:
+                    break
+                self._cond.wait(CLOSE_IDLE_S - idle + 0.01)
             if close_model:
                 self.model.close()
 

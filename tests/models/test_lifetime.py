@@ -116,3 +116,67 @@ def test_threaded_stress_with_close_ends_in_results_or_documented_errors(model_d
     # Results, the wait limits of a busy model, or the closed model: nothing else.
     assert kinds <= {"ok", "ModelClosedError", "ModelBusyError", "ConcurrentUseError"}, outcomes
     assert outcomes["final-generate:ModelClosedError"] == outcomes["final-embed:ModelClosedError"] == 1
+
+
+#: A stream another thread started and left unread (handed over, its thread ended; or paused
+#: in a live thread) while a third thread generates; the main thread closes the model.
+UNREAD_STREAMS = textwrap.dedent("""
+    import json, sys, threading, time
+    from gpt4all_rag import GPT4All, errors
+    model = GPT4All("SmolLM2-135M-Instruct.Q4_1.gguf", model_path=sys.argv[1], n_threads=2,
+                    n_ctx=512, n_parallel=int(sys.argv[2]))
+    handed, paused, release = [], threading.Event(), threading.Event()
+    outcome = {}
+
+    def start_and_leave():  # the thread ends with its stream half read
+        stream = model.generate("Once upon a time", max_tokens=200, streaming=True, temp=0)
+        next(stream)
+        handed.append(stream)
+
+    def start_and_pause():  # the thread lives on, its stream half read
+        stream = model.generate("Count to ten.", max_tokens=200, streaming=True, temp=0)
+        next(stream)
+        paused.set()
+        release.wait()
+        try:
+            outcome["paused"] = "ok:" + "".join(stream)
+        except errors.GPT4AllRagError as exc:
+            outcome["paused"] = type(exc).__name__
+
+    def generate():  # running when close() starts: it finishes, or sees the closed model
+        try:
+            outcome["running"] = "ok:" + model.generate("Name three colours.", max_tokens=40, temp=0)
+        except errors.GPT4AllRagError as exc:
+            outcome["running"] = type(exc).__name__
+
+    first = threading.Thread(target=start_and_leave)
+    first.start(); first.join()
+    # one sequence each (with one, the handed stream holds it)
+    threads = [threading.Thread(target=f) for f in (start_and_pause, generate)[:int(sys.argv[2]) - 1]]
+    for t in threads: t.start()
+    if threads:
+        paused.wait()
+    t0 = time.monotonic()
+    model.close()
+    outcome["close_s"] = time.monotonic() - t0
+    release.set()
+    for t in threads: t.join()
+    try:
+        "".join(handed[0])
+        outcome["handed"] = "ok"
+    except errors.GPT4AllRagError as exc:
+        outcome["handed"] = type(exc).__name__
+    json.dump(outcome, sys.stdout)
+""")
+
+
+@pytest.mark.parametrize("n_parallel", [1, 3])
+def test_close_does_not_wait_for_streams_nobody_reads(model_dir, n_parallel: int) -> None:
+    """Was a hang: close() waited for every sequence another thread held, and a stream left
+    unread (its thread ended, or paused) is never given back."""
+    outcome = _child(UNREAD_STREAMS, str(model_dir), str(n_parallel), timeout=120)
+    assert outcome["close_s"] < 30, outcome  # a second of idleness each, plus the running call
+    assert outcome["handed"] == "ModelClosedError", outcome
+    if n_parallel > 1:
+        assert outcome["paused"] == "ModelClosedError", outcome
+        assert outcome["running"].startswith("ok:") or outcome["running"] == "ModelClosedError", outcome
