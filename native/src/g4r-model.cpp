@@ -132,7 +132,10 @@ g4r_model *g4r_model_load(const char *path, int32_t n_ctx, int32_t n_gpu_layers,
         if (m->embedding) {
             int32_t win = n_ctx > 0 ? std::min(n_ctx, n_train) : n_train;
             m->embd_window = win;
-            cp.n_ctx = static_cast<uint32_t>(win * kEmbedWindowsPerBatch);
+            // At least a token per sequence the batch may carry: llama.cpp aborts on a batch
+            // smaller than n_seq_max (its outputs buffer), so a window below kEmbedSeqMax
+            // tokens still gets a batch of kEmbedSeqMax.
+            cp.n_ctx = static_cast<uint32_t>(std::max(win * kEmbedWindowsPerBatch, kEmbedSeqMax));
             cp.n_batch = cp.n_ctx;
             cp.n_ubatch = cp.n_ctx;  // non-causal attention needs a sequence in one ubatch
             cp.n_seq_max = kEmbedSeqMax;

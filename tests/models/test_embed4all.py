@@ -293,6 +293,7 @@ def test_cancellation_leaves_the_model_usable(embedder: Embed4All) -> None:
     ({"text": "x", "dimensionality": 128}, errors.InvalidParameterError),  # not Matryoshka
     ({"text": "x", "dimensionality": 1000}, errors.InvalidParameterError),
     ({"text": "x", "long_text_mode": "sum"}, errors.InvalidParameterError),
+    ({"text": "a lone \ud800 surrogate"}, errors.InvalidParameterError),  # no UTF-8 form
 ])
 def test_bad_input(embedder: Embed4All, kwargs: dict, exc: type[Exception]) -> None:
     text = kwargs.pop("text")
@@ -300,6 +301,34 @@ def test_bad_input(embedder: Embed4All, kwargs: dict, exc: type[Exception]) -> N
         embedder.embed(text, **kwargs)
     assert isinstance(ei.value, ValueError)
     assert len(embedder.embed("usable")) == 384
+
+
+_SMALL_WINDOWS = """
+import sys
+from gpt4all_rag import Embed4All, errors
+for n_ctx in (1, 8, 40, 63):
+    with Embed4All(sys.argv[2], model_path=sys.argv[1], allow_download=False, n_ctx=n_ctx) as e:
+        try:
+            vectors = e.embed(["a sentence of a few more words than the window holds", "hi"])
+            print(n_ctx, "vectors", len(vectors), len(vectors[0]))
+        except errors.ContextOverflowError as exc:
+            print(n_ctx, "overflow", exc)
+"""
+
+
+def test_windows_smaller_than_a_batchs_sequences_load(model_dir: Path) -> None:
+    # A window below the 64 sequences a batch may pack made llama.cpp abort the process at load
+    # (its batch must hold a token per sequence); in a process of its own, so an abort fails
+    # this test only.
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", _SMALL_WINDOWS, str(model_dir), MINILM],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = dict(line.split(" ", 1) for line in proc.stdout.splitlines())
+    assert lines["1"].startswith("overflow") and lines["8"].startswith("overflow")  # room for no overlap
+    assert lines["40"] == "vectors 2 384" and lines["63"] == "vectors 2 384"
 
 
 def test_full_dimensionality_is_accepted(embedder: Embed4All) -> None:
