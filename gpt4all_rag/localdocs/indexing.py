@@ -30,6 +30,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Generator, Iterable, Iterator, Union
 
 from .._progress import progress_bar
+from ..errors import DocumentLoadError
 from . import chunking, loaders
 from .display import index_report_html
 from .records import ChunkRecord, FileRecord, doc_id_for
@@ -169,6 +170,8 @@ def index_files(store: Store, embedder: Embed4All, roots: list[str], *, prefix: 
     for item in loaders.iter_files(roots, extensions=extensions, max_file_bytes=max_file_bytes):
         if isinstance(item, loaders.Skipped):
             report.skipped.append((item.path, item.reason))
+            if item.filtered:
+                seen.add(item.path)  # not asked for this time: what was indexed of it stays
             continue
         seen.add(item.path)
         rec = records.get(item.path)
@@ -244,8 +247,12 @@ def _groups(todo: list[tuple[loaders.FileInfo, FileRecord | None]], chunk: Any,
     n_chunks = 0
     for info, rec in todo:
         with _timed(times, "read"):
-            if rec is not None and rec.state == "done" and \
-                    loaders.hash_file(info.path) == rec.content_hash:
+            try:
+                same = rec is not None and rec.state == "done" and \
+                    loaders.hash_file(info.path) == rec.content_hash
+            except DocumentLoadError:
+                same = False  # gone or unreadable since the scan: try_load gives the reason
+            if same:
                 group.append((info, rec, None))
                 continue
             doc = loaders.try_load(info, max_file_bytes=max_file_bytes)

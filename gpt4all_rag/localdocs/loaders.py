@@ -129,10 +129,13 @@ class Skipped:
         path: Absolute path.
         reason: Short human-readable reason, e.g. ``"empty file"``,
             ``"binary file (contains NUL bytes)"``, ``"symbolic link loop"``.
+        filtered: left out by the extensions asked for, not for a problem with the file
+            (an index run keeps what it indexed of it before).
     """
 
     path: str
     reason: str
+    filtered: bool = False
 
 
 ScanResult = Union[Document, Skipped]  # noqa: UP007 - a runtime alias, Python 3.10 compatible
@@ -424,7 +427,7 @@ class _Walker:
     @staticmethod
     def _unwanted(path: str) -> Skipped:
         ext = os.path.splitext(path)[1].lower() or "(no extension)"
-        return Skipped(path, f"file type {ext} is not among the extensions to index")
+        return Skipped(path, f"file type {ext} is not among the extensions to index", filtered=True)
 
     @staticmethod
     def _entries(directory: str) -> list[tuple[str, str] | Skipped]:
@@ -436,6 +439,10 @@ class _Walker:
         return [(name, os.path.join(directory, name)) for name in names]
 
     def _file(self, path: str, st: os.stat_result) -> FileInfo | Skipped:
+        try:
+            path.encode("utf-8")
+        except UnicodeEncodeError:  # bytes the file system's encoding could not decode
+            return Skipped(path, "the file name is not valid UTF-8 (rename it to index it)")
         if not stat.S_ISREG(st.st_mode):
             return Skipped(path, f"not a regular file ({_type_name(st.st_mode)})")
         key = (st.st_dev, st.st_ino)

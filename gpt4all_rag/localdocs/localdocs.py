@@ -28,7 +28,7 @@ from .embedding_function import LocalDocsEmbeddingFunction
 from .filters import Filter, to_where
 from .indexing import IndexReport, index_files
 from .records import FileRecord
-from .retrieval import KeywordIndex, Mode, SearchResult, SearchResults, hybrid_search
+from .retrieval import KeywordIndex, Mode, SearchResult, SearchResults, check_k, hybrid_search
 from .store import Store, check_name, make_client
 
 __all__ = ["LocalDocs"]
@@ -342,7 +342,7 @@ class LocalDocs:
         Raises:
             CollectionNotFoundError: nothing has been indexed into this collection.
             CollectionMismatchError: the collection was built with another embedding model.
-            InvalidParameterError: empty query, k < 1, unknown mode, a malformed filter, a
+            InvalidParameterError: empty query, k outside 1..MAX_K, unknown mode, a malformed filter, a
                 query prefix the model does not take or does not know (dense and hybrid).
         """
         where = to_where(filter)
@@ -383,10 +383,9 @@ class LocalDocs:
         Raises:
             CollectionNotFoundError: the collection does not exist.
             CollectionMismatchError: it was built with another embedding model.
-            InvalidParameterError: k < 1, a vector of the wrong size, a malformed filter.
+            InvalidParameterError: k outside 1..MAX_K, a vector of the wrong size, a malformed filter.
         """
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise InvalidParameterError(f"k must be a positive integer, got {k!r}")
+        check_k(k)
         where = to_where(filter)
         store, _ = self._open(create=False)
         vector = np.asarray(embedding, dtype=np.float64)

@@ -22,12 +22,16 @@ from __future__ import annotations
 import codecs
 import io
 import re
+import zipfile
 from dataclasses import dataclass
 
 from gpt4all_rag.errors import DocumentLoadError
 
 _CONTROL_CHARS = re.compile("[\x00-\x06\x0e-\x1a\x1c-\x1f]")  # GPT4All's "binary" set
 _MAX_CONTROL_RATIO = 0.01
+#: The most a DOCX (a zip archive) may hold unpacked, its entries' sizes summed: python-docx
+#: parses the XML in memory (about twice its size), and a zip bomb of a few MiB declares GiB.
+MAX_DOCX_UNPACKED_BYTES = 256 * 1024 * 1024
 _WESTERN_MAX_CHAOS = 0.1
 _BOMS = (  # longest first: the UTF-32 LE BOM starts with the UTF-16 LE BOM
     (codecs.BOM_UTF32_LE, "utf-32-le"), (codecs.BOM_UTF32_BE, "utf-32-be"),
@@ -185,6 +189,14 @@ def _load_docx(raw: bytes) -> tuple[str, list[Section]]:
     from docx.table import Table
 
     try:
+        with zipfile.ZipFile(io.BytesIO(raw)) as archive:
+            unpacked = sum(entry.file_size for entry in archive.infolist())
+    except (zipfile.BadZipFile, ValueError, OSError):
+        unpacked = 0  # not a zip archive: python-docx below says so
+    if unpacked > MAX_DOCX_UNPACKED_BYTES:
+        raise _RefusedError(f"DOCX too large unpacked ({unpacked / 2**20:,.0f} MiB > "
+                            f"{MAX_DOCX_UNPACKED_BYTES // 2**20} MiB): a zip bomb, or a document to split")
+    try:
         document = docx.Document(io.BytesIO(raw))
         blocks: list[str] = []
         first_heading = ""
@@ -267,7 +279,7 @@ def _load_html(raw: bytes) -> tuple[str, list[Section], str | None]:
     blocks = _html_blocks(soup)
     if not title:
         title = next((b.lstrip("#").strip() for b in blocks if b.startswith("# ")), "")
-    text = "\n\n".join(blocks)
+    text = _check_control("\n\n".join(blocks))  # binary bytes read as HTML
     return title, [Section(text)] if text.strip() else [], soup.original_encoding
 
 

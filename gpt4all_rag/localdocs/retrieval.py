@@ -36,7 +36,18 @@ from .keyword_cache import KeywordCache
 from .records import StoredChunk
 from .store import Store
 
-__all__ = ["KeywordIndex", "SearchResult", "SearchResults", "convex_score_fusion", "search_collections",
+#: The most results one search returns (hybrid search asks Chroma for 4k candidates, and
+#: Chroma's counts are 32-bit).
+MAX_K = 10_000
+
+
+def check_k(k: Any) -> None:
+    """Raises InvalidParameterError unless ``k`` is an integer from 1 to :data:`MAX_K`."""
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
+        raise InvalidParameterError(f"k must be an integer from 1 to {MAX_K:,}, got {k!r}")
+
+
+__all__ = ["MAX_K", "check_k", "KeywordIndex", "SearchResult", "SearchResults", "convex_score_fusion", "search_collections",
            "hybrid_search", "keyword_query", "reciprocal_rank_fusion"]
 
 logger = logging.getLogger("gpt4all_rag.localdocs")
@@ -419,13 +430,12 @@ def hybrid_search(store: Store, keyword_index: KeywordIndex, embed_query: Callab
             BM25 gets ``1 - dense_weight``).
 
     Raises:
-        InvalidParameterError: empty query, k < 1, unknown mode or fusion, ``dense_weight``
+        InvalidParameterError: empty query, k outside 1..MAX_K, unknown mode or fusion, ``dense_weight``
             outside [0, 1].
     """
     if not isinstance(query, str) or not query.strip():
         raise InvalidParameterError("the query must be a non-empty string")
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise InvalidParameterError(f"k must be a positive integer, got {k!r}")
+    check_k(k)
     if mode not in ("hybrid", "dense", "keyword"):
         raise InvalidParameterError(f"mode must be 'hybrid', 'dense' or 'keyword', got {mode!r}")
     if fusion not in ("convex", "rrf"):

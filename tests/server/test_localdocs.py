@@ -438,6 +438,7 @@ def test_invalid_collection_names(backend: Backend, embed_model_dir: Path, name:
 
 @pytest.mark.parametrize("kwargs", [{"query": ""}, {"query": "   \n"}, {"query": None},
                                     {"k": 0}, {"k": -3}, {"k": True}, {"k": 2.5}, {"k": "3"},
+                                    {"k": 2**30}, {"k": 2**32, "mode": "dense"},  # was an OverflowError
                                     {"mode": "fuzzy"}, {"mode": "DENSE"}, {"mode": None}])
 def test_bad_search_arguments_keep_the_object_usable(indexed: Indexed,
                                                      kwargs: dict[str, Any]) -> None:

@@ -205,6 +205,40 @@ def test_deleted_file_is_removed(ld: LocalDocs, backend: Backend, docs: dict[str
         assert all(r.path != gone for r in results)
 
 
+def test_a_run_for_some_extensions_keeps_the_others(ld: LocalDocs, backend: Backend,
+                                                     docs: dict[str, Path]) -> None:
+    # files of other types are left out of the run, not gone (was: removed as if deleted)
+    folder = docs["beekeeping.md"].parent
+    ld.index(folder)
+    report = ld.index(folder, extensions=["md"])
+    assert report.removed == [] and report.indexed == []
+    assert "not among the extensions" in dict(report.skipped)[str(docs["lighthouse.txt"])]
+    assert ld.stats()["documents"] == len(docs)
+    assert_consistent(ld, backend)
+
+
+def test_a_file_gone_between_the_scan_and_its_reading_is_skipped(
+        ld: LocalDocs, backend: Backend, docs: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    # was: its hash raised DocumentLoadError and ended the run, the files after it not indexed
+    folder = docs["beekeeping.md"].parent
+    ld.index(folder)
+    edited, gone = docs["lighthouse.txt"], str(docs["lighthouse.txt"])
+    edited.write_text(NEW_LIGHTHOUSE, encoding="utf-8")  # changed: its hash will be read
+    real = loaders.hash_file
+
+    def deleted_meanwhile(path: Any) -> str:
+        if str(path) == gone:
+            edited.unlink()
+        return real(path)
+
+    monkeypatch.setattr(loaders, "hash_file", deleted_meanwhile)
+    report = ld.index(folder)
+    assert "no such file" in dict(report.skipped)[gone] and report.removed == [gone]
+    assert sorted(report.unchanged) == sorted(str(p) for p in docs.values() if str(p) != gone)
+    snap = assert_consistent(ld, backend)
+    assert gone not in chunk_ids_by_path(snap)
+
+
 def test_indexing_folder_b_keeps_folder_a(ld: LocalDocs, backend: Backend, tmp_path: Path) -> None:
     a = corpus.write_texts(tmp_path / "a", ("beekeeping.md", "volcanoes.rst"))
     b = corpus.write_texts(tmp_path / "a-b", ("lighthouse.txt",))  # a prefix of a's name

@@ -237,6 +237,40 @@ def test_control_characters_mean_binary(tmp_path: Path) -> None:
     assert loaders.try_load(path) == Skipped(str(path), "binary file (control characters)")
 
 
+def test_binary_bytes_named_html_are_refused(tmp_path: Path) -> None:
+    import random
+
+    path = tmp_path / "page.html"
+    path.write_bytes(random.Random(0).randbytes(20000).replace(b"\x00", b""))
+    assert loaders.try_load(path) == Skipped(str(path), "binary file (control characters)")
+
+
+def test_a_docx_zip_bomb_is_refused_before_it_is_parsed(tmp_path: Path) -> None:
+    import zipfile
+
+    from gpt4all_rag.localdocs.readers import MAX_DOCX_UNPACKED_BYTES
+
+    path = tmp_path / "bomb.docx"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        with archive.open("word/document.xml", "w", force_zip64=True) as member:
+            block = b" " * 2**20
+            for _ in range(MAX_DOCX_UNPACKED_BYTES // len(block) + 1):
+                member.write(block)
+    assert path.stat().st_size < 2**20  # under a MiB on disk
+    reason = loaders.try_load(path).reason
+    assert reason.startswith("DOCX too large unpacked") and "zip bomb" in reason
+
+
+def test_a_file_name_that_is_not_utf8_is_skipped(tmp_path: Path) -> None:
+    with open(os.path.join(os.fsencode(tmp_path), b"caf\xe9.txt"), "wb") as f:
+        f.write(b"Latin-1 named\n")
+    (tmp_path / "good.txt").write_text("UTF-8 named\n", encoding="utf-8")
+    results = items(tmp_path)
+    assert [r.path for r in results if isinstance(r, FileInfo)] == [str(tmp_path / "good.txt")]
+    (bad,) = [r for r in results if isinstance(r, Skipped)]
+    assert bad.reason == "the file name is not valid UTF-8 (rename it to index it)"
+
+
 def test_empty_and_blank_files(tmp_path: Path) -> None:
     (tmp_path / "empty.md").write_bytes(b"")
     (tmp_path / "blank.md").write_text("  \n\n\t\n", encoding="utf-8")
