@@ -539,6 +539,7 @@ class GPT4All:
                      chat_template: str | None = None, *, localdocs: Any = None,
                      localdocs_k: int = 3, localdocs_template: str | None = None) -> Iterator[Self]:
         """Hold a chat session: each ``generate()`` is a user turn and gets the model's reply.
+        Sessions nest: an inner one holds its own history, and the outer one goes on after it.
 
         Args:
             system_message: an initial instruction; None uses the catalogue's default (none
@@ -579,9 +580,10 @@ class GPT4All:
         history: list[MessageType] = []
         if system_message is not False:
             history.append(MessageType(role="system", content=system_message))
+        outer = self._chat_session
         self._chat_session = ChatSession(template_source=chat_template, history=history, localdocs=collections,
                                          localdocs_k=localdocs_k, localdocs_template=localdocs_template)
         try:
             yield self
         finally:
-            self._chat_session = None
+            self._chat_session = outer  # a nested session gives the outer one back

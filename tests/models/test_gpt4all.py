@@ -190,6 +190,23 @@ def test_current_chat_session_setter(smol: GPT4All) -> None:
         assert len(smol.current_chat_session) == 3
 
 
+def test_a_nested_chat_session_gives_the_outer_one_back(smol: GPT4All) -> None:
+    # was: the inner session's end ended the outer one, whose next turn ran as a raw prompt
+    with smol.chat_session(system_message=SYSTEM):
+        smol.generate("Capital of France?", max_tokens=3, **GREEDY)
+        outer = smol.current_chat_session
+        with smol.chat_session(system_message="Answer in one word."):
+            smol.generate("Capital of Italy?", max_tokens=3, **GREEDY)
+            assert [m["role"] for m in smol.current_chat_session] == ["system", "user", "assistant"]
+        assert smol.current_chat_session is outer and len(outer) == 3
+        smol.generate("And of Spain?", max_tokens=3, **GREEDY)
+        assert len(outer) == 5 and outer[3]["content"] == "And of Spain?"
+    assert smol.current_chat_session is None
+    with pytest.raises(errors.InvalidParameterError):
+        smol.generate("a lone \udc80 surrogate", max_tokens=2)  # no UTF-8 form
+    assert smol.generate("Hi", max_tokens=2, **GREEDY) is not None
+
+
 def test_message_longer_than_context(model_dir: Path) -> None:
     with GPT4All(SMOLLM2, model_path=model_dir, allow_download=False, n_ctx=128, n_threads=2) as m:
         long = "word " * 400
