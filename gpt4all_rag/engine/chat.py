@@ -26,7 +26,7 @@ import logging
 import re
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Iterator, Mapping, Sequence
 
 from .. import errors
@@ -38,8 +38,8 @@ from .sampling import SamplingParams
 from .types import (ChatCompletion, ChatCompletionChunk, ChatCompletionMessage, TokenLogprob,
                     ToolCall, Usage)
 
-__all__ = ["ChatText", "Plan", "Reply", "chunks", "finish_reason", "normalize_messages", "plan", "prepare",
-           "read_reply", "tool_call_schema"]
+__all__ = ["ChatText", "Plan", "Reply", "chunks", "continuing", "final_assistant_text", "finish_reason",
+           "normalize_messages", "plan", "prepare", "read_reply", "tool_call_schema"]
 
 logger = logging.getLogger("gpt4all_rag")
 
@@ -336,6 +336,39 @@ def plan(model: NativeModel, source: str, messages: list[dict[str, Any]],
                  parser=json.dumps({k: info[k] for k in ("format_id", "parser", "generation_prompt")
                                     }).encode() if parse else None, fallback_tools=fallback,
                  fallback_required=required, triggers=triggers)
+
+
+def final_assistant_text(messages: list[dict[str, Any]]) -> str:
+    """The text of the last message, the start of the assistant's reply that
+    ``continue_final_message`` continues.
+
+    Raises:
+        InvalidParameterError: the last message is not an assistant's with text and no tool
+            calls, or no message comes before it.
+    """
+    last = messages[-1] if messages else None
+    if last is None or last["role"] != "assistant" or last.get("tool_calls") or not last.get("content"):
+        raise errors.InvalidParameterError(
+            "continue_final_message needs a last message from the assistant with text and no tool calls")
+    if len(messages) < 2:
+        raise errors.InvalidParameterError("continue_final_message needs a message before the assistant's")
+    return last["content"]
+
+
+def continuing(plan: Plan) -> Plan:
+    """``plan`` for a reply that goes on from text already written: its content is read as
+    it comes (no reasoning parsed out of it), tool calls still where a lazy grammar waits for
+    one.
+
+    Raises:
+        InvalidParameterError: a grammar forces the reply's form from its start.
+    """
+    lazy = any(plan.triggers)
+    if plan.grammar is not None and not lazy:
+        raise errors.InvalidParameterError(
+            "continue_final_message cannot be combined with a reply form forced from its start "
+            "(response_format, grammar, tool_choice 'required', or tools of a template without a tool format)")
+    return replace(plan, parser=plan.parser if lazy else None)
 
 
 # -- reading the reply ------------------------------------------------------------------------

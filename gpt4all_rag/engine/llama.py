@@ -393,10 +393,14 @@ class Llama:
     def _chat_prompt(self, messages: Sequence[Mapping[str, Any]], params: SamplingParams,
                      tools: Sequence[Mapping[str, Any]] | None, tool_choice: Any, response_format: Any,
                      chat_template: str | None, enable_thinking: bool | None,
-                     truncation: Truncation | None) -> tuple[chat.Plan, list[int], int]:
+                     truncation: Truncation | None, continue_final_message: bool = False,
+                     ) -> tuple[chat.Plan, list[int], int]:
         """The plan of a chat request, the prompt's tokens and the messages left out to fit
         (``truncation`` None: the whole prompt, however long)."""
         msgs, callable_tools, choice = chat.prepare(messages, tools, tool_choice)
+        prefill = chat.final_assistant_text(msgs) if continue_final_message else None
+        if prefill is not None:
+            msgs = msgs[:-1]
         if enable_thinking is not None and not isinstance(enable_thinking, bool):
             raise errors.InvalidParameterError(f"enable_thinking must be a bool or None, got {enable_thinking!r}")
         if truncation is not None and truncation not in TRUNCATION:
@@ -406,15 +410,26 @@ class Llama:
         template = self.template(source)  # a malformed template fails here, as ChatTemplateError
         plan = chat.plan(self.model, source, msgs, callable_tools, choice, response_format,
                          enable_thinking, params)
+        if prefill is not None:
+            plan = chat.continuing(plan)
         if truncation is None:
-            return plan, self._prompts.chat_tokens(template, plan.messages, plan.variables), 0
-        tokens, dropped = self._prompts.fit(template, plan.messages, plan.variables, truncation)
+            tokens, dropped = self._prompts.chat_tokens(template, plan.messages, plan.variables), 0
+        else:
+            tokens, dropped = self._prompts.fit(template, plan.messages, plan.variables, truncation)
+        if prefill is not None:
+            # the reply so far, as text (never control tokens), after the opened assistant turn
+            tokens = tokens + self.model.tokenize(prefill, add_special=False, parse_special=False)
+            if truncation is not None and len(tokens) > self._prompts.limit:
+                raise errors.ContextOverflowError(
+                    f"the messages take {len(tokens)} tokens, more than the context window allows "
+                    f"({self._prompts.limit} of {self.model.n_ctx})")
         return plan, tokens, dropped
 
     def chat_prompt_tokens(self, messages: Sequence[Mapping[str, Any]], *,
                            tools: Sequence[Mapping[str, Any]] | None = None, tool_choice: Any = None,
                            response_format: Any = None, chat_template: str | None = None,
-                           enable_thinking: bool | None = None) -> list[int]:
+                           enable_thinking: bool | None = None,
+                           continue_final_message: bool = False) -> list[int]:
         """The prompt :meth:`create_chat_completion` would feed the model for these arguments,
         as token ids (its ``usage.prompt_tokens`` is their number); nothing is evaluated.
 
@@ -424,14 +439,14 @@ class Llama:
             window is counted, not refused).
         """
         return self._chat_prompt(messages, DEFAULTS, tools, tool_choice, response_format,
-                                 chat_template, enable_thinking, None)[1]
+                                 chat_template, enable_thinking, None, continue_final_message)[1]
 
     def chat_text(self, messages: Sequence[Mapping[str, Any]], params: SamplingParams = DEFAULTS, *,
                   tools: Sequence[Mapping[str, Any]] | None = None, tool_choice: Any = None,
                   response_format: Any = None, logprobs: bool = False,
                   top_logprobs: int | None = None, chat_template: str | None = None,
                   enable_thinking: bool | None = None, callback: Callback | None = None,
-                  truncation: Truncation = "disabled") -> chat.ChatText:
+                  truncation: Truncation = "disabled", continue_final_message: bool = False) -> chat.ChatText:
         """A chat completion as the model writes it: a :class:`~.chat.ChatText` whose pieces
         are the raw text (reasoning and tool-call markup included) and whose ``completion`` is
         the reply read back. Arguments, checks and errors as :meth:`create_chat_completion`
@@ -443,7 +458,8 @@ class Llama:
         n_top = (top_logprobs or 0) if logprobs else None
         self._check_call(params, callback, None)
         plan, tokens, dropped = self._chat_prompt(messages, params, tools, tool_choice, response_format,
-                                                  chat_template, enable_thinking, truncation)
+                                                  chat_template, enable_thinking, truncation,
+                                                  continue_final_message)
         run_params = params.constrained(plan.stops, plan.grammar)
         stats, recorded = self._begin()
 
@@ -476,6 +492,7 @@ class Llama:
         enable_thinking: bool | None = None,
         callback: Callback | None = None,
         truncation: Truncation = "disabled",
+        continue_final_message: bool = False,
     ) -> ChatCompletion | Iterator[ChatCompletionChunk]:
         """A stateless chat completion (OpenAI's ``chat.completions.create`` shape).
 
@@ -510,6 +527,13 @@ class Llama:
             truncation: ``"disabled"`` (default): a prompt over ``n_ctx - 4`` tokens is an
                 error; ``"auto"``: the oldest turns are left out until it fits
                 (:meth:`~.prompting.PromptBuilder.fit`; ``usage``/:attr:`stats` show it).
+            continue_final_message: the last message is the start of the assistant's reply
+                (a "prefill", as Anthropic's Messages API has it; transformers' name): the
+                model goes on from its text, in the opened assistant turn, and the reply is
+                the continuation only. It must be an assistant message with text and no tool
+                calls, and no grammar may force the reply's form from its start
+                (``response_format``, ``grammar``, ``tool_choice="required"``, tools of a
+                template without a tool format); reasoning is not parsed out of it.
 
         Returns:
             A :class:`~.types.ChatCompletion`, or the chunk iterator. The KV cache's common
@@ -528,7 +552,8 @@ class Llama:
         run = self.chat_text(messages, params, tools=tools, tool_choice=tool_choice,
                              response_format=response_format, logprobs=logprobs,
                              top_logprobs=top_logprobs, chat_template=chat_template,
-                             enable_thinking=enable_thinking, callback=callback, truncation=truncation)
+                             enable_thinking=enable_thinking, callback=callback, truncation=truncation,
+                             continue_final_message=continue_final_message)
         if stream:
             return chat.chunks(run)
         for _ in run:

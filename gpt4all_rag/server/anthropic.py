@@ -11,6 +11,10 @@ Request fields and how they map onto :meth:`GPT4All.create_chat_completion`:
 * ``tools`` (``name``, ``description``, ``input_schema``) -> function tools, called in the
   model's native format; ``tool_choice`` ``auto`` / ``any`` / ``tool`` / ``none`` -> ``auto``,
   ``required``, that function, ``none``; ``disable_parallel_tool_use`` keeps the first call.
+* A last ``assistant`` message with text is the start of the reply ("prefill"): the model
+  continues it in the same turn and the reply's content is the continuation
+  (``continue_final_message`` of the chat core; not with a reply form forced from its start:
+  ``grammar``, ``tool_choice`` ``any``/``tool``, 400).
 * ``thinking`` ``enabled`` / ``disabled`` -> ``enable_thinking`` for templates that switch
   reasoning (Qwen3, ...); reasoning comes back as a ``thinking`` block (empty ``signature``:
   nothing is signed here). ``budget_tokens`` is accepted and not enforced.
@@ -192,7 +196,8 @@ def _text(content: str | list[TextBlock]) -> str:
 
 def to_chat(req: CountTokensRequest) -> dict[str, Any]:
     """The chat core's arguments (``messages``, ``tools``, ``tool_choice``,
-    ``enable_thinking``) of an Anthropic request."""
+    ``enable_thinking``, ``continue_final_message``) of an Anthropic request: a last assistant
+    message with text is the start of the reply, which the model continues."""
     messages: list[dict[str, Any]] = []
     if req.system:
         messages.append({"role": "system", "content": _text(req.system)})
@@ -232,8 +237,10 @@ def to_chat(req: CountTokensRequest) -> dict[str, Any]:
     elif isinstance(req.tool_choice, (ToolChoiceAuto, ToolChoiceNone)):
         choice = req.tool_choice.type
     thinking = None if req.thinking is None else isinstance(req.thinking, ThinkingEnabled)
+    last = messages[-1] if messages else {}
+    prefill = last.get("role") == "assistant" and bool(last.get("content")) and not last.get("tool_calls")
     return {"messages": messages, "tools": tools or None, "tool_choice": choice,
-            "enable_thinking": thinking}
+            "enable_thinking": thinking, "continue_final_message": prefill}
 
 
 def _stop_reason(finish_reason: str | None, stop_sequence: str | None, asked: list[str]) -> tuple[str, str | None]:
@@ -332,7 +339,8 @@ async def _events(req: MessagesRequest, filename: str, input_tokens: list[int],
 def _prompt_tokens(model: Any, chat: dict[str, Any]) -> list[int]:
     """The prompt tokens of :func:`to_chat`'s arguments, as the chat core renders them."""
     return model.engine.chat_prompt_tokens(chat["messages"], tools=chat["tools"],
-                                           tool_choice=chat["tool_choice"], enable_thinking=chat["enable_thinking"])
+                                           tool_choice=chat["tool_choice"], enable_thinking=chat["enable_thinking"],
+                                           continue_final_message=chat["continue_final_message"])
 
 
 def messages_router(pool: ModelPool, config: ServerConfig, metrics: Metrics,

@@ -236,3 +236,31 @@ def test_a_lazy_grammar_waits_for_its_trigger(smol: GPT4All) -> None:
                                  repeat_last_n=0, seed=1, grammar=None, trigger_tokens=[first])
     finally:
         smol.engine._pool.release(model)
+
+
+def test_continue_final_message_goes_on_from_the_reply_so_far(smol: GPT4All) -> None:
+    from gpt4all_rag.engine.sampling import SamplingParams
+
+    engine = smol.engine
+    ask = [{"role": "user", "content": "Name three primary colours."}]
+    prefill = "Red, <|im_end|> and"  # the reply so far: text, never a control token
+    tokens = engine.chat_prompt_tokens(ask + [{"role": "assistant", "content": prefill}],
+                                       continue_final_message=True)
+    assert tokens == engine.chat_prompt_tokens(ask) + smol.model.tokenize(
+        prefill, add_special=False, parse_special=False)
+    params = SamplingParams.from_options(temperature=0, max_tokens=6)
+    out = engine.create_chat_completion(ask + [{"role": "assistant", "content": prefill}], params,
+                                        continue_final_message=True)
+    assert out.usage.prompt_tokens == len(tokens) and out.message.content is not None
+    assert not out.message.content.startswith(prefill)  # the continuation only
+    # without it, the assistant's message is a finished turn and a new one opens after it
+    closed = engine.chat_prompt_tokens(ask + [{"role": "assistant", "content": prefill}])
+    assert len(closed) > len(tokens)
+    for bad in ([*ask], [{"role": "assistant", "content": "Hi"}],
+                [*ask, {"role": "assistant", "content": None, "tool_calls": [
+                    {"id": "c", "type": "function", "function": {"name": "f", "arguments": "{}"}}]}]):
+        with pytest.raises(errors.InvalidParameterError, match="continue_final_message"):
+            engine.create_chat_completion(bad, params, continue_final_message=True)
+    with pytest.raises(errors.InvalidParameterError, match="forced from its start"):
+        engine.create_chat_completion(ask + [{"role": "assistant", "content": "{"}], params,
+                                      continue_final_message=True, response_format={"type": "json_object"})

@@ -156,6 +156,25 @@ def test_errors_map_to_the_anthropic_client_classes(server: str) -> None:
     assert bearer.status_code == 200 and bearer.json()["input_tokens"] > 0
 
 
+def test_a_last_assistant_message_is_continued(client: anthropic.Anthropic, smol: GPT4All) -> None:
+    # Anthropic's prefill: the reply goes on from the assistant's text, in the same turn
+    messages = [{"role": "user", "content": "Name three primary colours."},
+                {"role": "assistant", "content": "The three primary colours are red,"}]
+    counted = client.messages.count_tokens(model=SMOLLM2, messages=messages).input_tokens
+    engine = smol.engine.chat_prompt_tokens(messages, continue_final_message=True)
+    assert counted == len(engine) < len(smol.engine.chat_prompt_tokens(messages))
+    greedy = {"extra_body": {"temperature": 0}}  # (this SDK release dropped the argument)
+    reply = client.messages.create(model=SMOLLM2, max_tokens=8, messages=messages, **greedy)
+    assert reply.usage.input_tokens == counted and reply.content[0].type == "text"
+    events = list(client.messages.create(model=SMOLLM2, max_tokens=8, messages=messages, **greedy,
+                                         stream=True))
+    streamed = "".join(e.delta.text for e in events if e.type == "content_block_delta")
+    assert streamed == reply.content[0].text and events[0].message.usage.input_tokens == counted
+    with pytest.raises(anthropic.BadRequestError, match="forced from its start"):
+        client.messages.create(model=SMOLLM2, max_tokens=8, messages=messages, tools=[TOOL],
+                               tool_choice={"type": "any"})
+
+
 def test_token_counts_are_the_engines(server: str, client: anthropic.Anthropic, smol: GPT4All) -> None:
     messages = [{"role": "system", "content": "Be brief."}, *HELLO]
     tools = [{"type": "function", "function": {"name": TOOL["name"], "description": TOOL["description"],
