@@ -38,8 +38,8 @@ from .sampling import SamplingParams
 from .types import (ChatCompletion, ChatCompletionChunk, ChatCompletionMessage, TokenLogprob,
                     ToolCall, Usage)
 
-__all__ = ["ChatText", "Plan", "Reply", "chunks", "continuing", "final_assistant_text", "finish_reason",
-           "normalize_messages", "plan", "prepare", "read_reply", "tool_call_schema"]
+__all__ = ["ChatText", "Plan", "Reply", "chunks", "continuing", "finish_reason",
+           "normalize_messages", "plan", "prepare", "read_reply", "split_reply_start", "tool_call_schema"]
 
 logger = logging.getLogger("gpt4all_rag")
 
@@ -338,9 +338,9 @@ def plan(model: NativeModel, source: str, messages: list[dict[str, Any]],
                  fallback_required=required, triggers=triggers)
 
 
-def final_assistant_text(messages: list[dict[str, Any]]) -> str:
-    """The text of the last message, the start of the assistant's reply that
-    ``continue_final_message`` continues.
+def split_reply_start(messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], str]:
+    """``(the messages before the last, its text)``: the last message is the start of the
+    assistant's reply that ``continue_final_message`` continues.
 
     Raises:
         InvalidParameterError: the last message is not an assistant's with text and no tool
@@ -352,13 +352,15 @@ def final_assistant_text(messages: list[dict[str, Any]]) -> str:
             "continue_final_message needs a last message from the assistant with text and no tool calls")
     if len(messages) < 2:
         raise errors.InvalidParameterError("continue_final_message needs a message before the assistant's")
-    return last["content"]
+    return messages[:-1], last["content"]
 
 
 def continuing(plan: Plan) -> Plan:
-    """``plan`` for a reply that goes on from text already written: its content is read as
-    it comes (no reasoning parsed out of it), tool calls still where a lazy grammar waits for
-    one.
+    """``plan`` for a reply that goes on from text already written (``continue_final_message``):
+    its content is read as it comes (no reasoning parsed out of it), tool calls still where a
+    lazy grammar waits for one; no grammar may force the reply's form from its start
+    (``response_format``, ``grammar``, ``tool_choice="required"``, tools of a template without
+    a tool format).
 
     Raises:
         InvalidParameterError: a grammar forces the reply's form from its start.

@@ -18,7 +18,7 @@ from .native_model import NativeSequence
 from .types import TokenLogprob, TopLogprob, Usage
 from .sampling import SamplingParams
 
-__all__ = ["GenerationStats", "run", "token_logprob"]
+__all__ = ["GenerationStats", "run", "texts", "token_logprob"]
 
 
 @dataclass
@@ -161,3 +161,14 @@ def run(model: NativeSequence, tokens: list[int], params: SamplingParams,
     finally:
         model.generate_finish()
         stats.decoded_tokens_total = model.info(_native.PROP_N_DECODED) if not model.closed else 0
+
+
+def texts(pieces: Iterator[tuple[int, str]]) -> Iterator[str]:
+    """The text of :func:`run`'s ``(token, text)`` pieces; closing it closes them."""
+    try:
+        for _, text in pieces:
+            yield text
+    finally:
+        close = getattr(pieces, "close", None)
+        if close is not None:
+            close()

@@ -378,7 +378,7 @@ class Llama:
         stats, lps = self._begin()
         pieces = self._pieces(tokens, params, stats, lps, callback=callback, logprobs=logprobs)
         if stream:
-            return _texts(pieces)
+            return generation.texts(pieces)
         return "".join(text for _, text in pieces)
 
     def _check_call(self, params: SamplingParams, callback: Callback | None, logprobs: int | None) -> None:
@@ -398,9 +398,7 @@ class Llama:
         """The plan of a chat request, the prompt's tokens and the messages left out to fit
         (``truncation`` None: the whole prompt, however long)."""
         msgs, callable_tools, choice = chat.prepare(messages, tools, tool_choice)
-        prefill = chat.final_assistant_text(msgs) if continue_final_message else None
-        if prefill is not None:
-            msgs = msgs[:-1]
+        msgs, prefill = chat.split_reply_start(msgs) if continue_final_message else (msgs, None)
         if enable_thinking is not None and not isinstance(enable_thinking, bool):
             raise errors.InvalidParameterError(f"enable_thinking must be a bool or None, got {enable_thinking!r}")
         if truncation is not None and truncation not in TRUNCATION:
@@ -410,19 +408,8 @@ class Llama:
         template = self.template(source)  # a malformed template fails here, as ChatTemplateError
         plan = chat.plan(self.model, source, msgs, callable_tools, choice, response_format,
                          enable_thinking, params)
-        if prefill is not None:
-            plan = chat.continuing(plan)
-        if truncation is None:
-            tokens, dropped = self._prompts.chat_tokens(template, plan.messages, plan.variables), 0
-        else:
-            tokens, dropped = self._prompts.fit(template, plan.messages, plan.variables, truncation)
-        if prefill is not None:
-            # the reply so far, as text (never control tokens), after the opened assistant turn
-            tokens = tokens + self.model.tokenize(prefill, add_special=False, parse_special=False)
-            if truncation is not None and len(tokens) > self._prompts.limit:
-                raise errors.ContextOverflowError(
-                    f"the messages take {len(tokens)} tokens, more than the context window allows "
-                    f"({self._prompts.limit} of {self.model.n_ctx})")
+        plan = chat.continuing(plan) if prefill is not None else plan
+        tokens, dropped = self._prompts.prompt(template, plan.messages, plan.variables, truncation, prefill)
         return plan, tokens, dropped
 
     def chat_prompt_tokens(self, messages: Sequence[Mapping[str, Any]], *,
@@ -527,13 +514,9 @@ class Llama:
             truncation: ``"disabled"`` (default): a prompt over ``n_ctx - 4`` tokens is an
                 error; ``"auto"``: the oldest turns are left out until it fits
                 (:meth:`~.prompting.PromptBuilder.fit`; ``usage``/:attr:`stats` show it).
-            continue_final_message: the last message is the start of the assistant's reply
-                (a "prefill", as Anthropic's Messages API has it; transformers' name): the
-                model goes on from its text, in the opened assistant turn, and the reply is
-                the continuation only. It must be an assistant message with text and no tool
-                calls, and no grammar may force the reply's form from its start
-                (``response_format``, ``grammar``, ``tool_choice="required"``, tools of a
-                template without a tool format); reasoning is not parsed out of it.
+            continue_final_message: the last message, an assistant's with text, is the start
+                of the reply (Anthropic's "prefill"; transformers' name), which the model goes
+                on from; the reply is the continuation (:func:`~.chat.continuing` has the rules).
 
         Returns:
             A :class:`~.types.ChatCompletion`, or the chunk iterator. The KV cache's common
@@ -609,14 +592,3 @@ class Llama:
         with self._pool.hold(head + tail) as seq:
             lps, ranks, _ = seq.score(head + tail, len(head), n_batch)
         return LogLikelihood(float(sum(lps)), tail, lps, ranks)
-
-
-def _texts(pieces: Iterator[tuple[int, str]]) -> Iterator[str]:
-    """The text of ``(token, text)`` pieces; closing it closes them."""
-    try:
-        for _, text in pieces:
-            yield text
-    finally:
-        close = getattr(pieces, "close", None)
-        if close is not None:
-            close()

@@ -125,6 +125,27 @@ class PromptBuilder:
                            "left out of the prompt", self.model.n_ctx, dropped)
         return tokens, dropped
 
+    def prompt(self, template: ChatTemplate, messages: list[MessageType], variables: dict[str, Any],
+               truncation: Truncation | None, reply_start: str | None = None) -> tuple[list[int], int]:
+        """The prompt's tokens and the messages left out: :meth:`fit` (``truncation`` None: the
+        whole prompt, however long, :meth:`chat_tokens`), then ``reply_start``, the start of
+        the reply the model continues, as text (never control tokens).
+
+        Raises:
+            ContextOverflowError, ChatTemplateError: as :meth:`fit`.
+        """
+        if truncation is None:
+            tokens, dropped = self.chat_tokens(template, messages, variables), 0
+        else:
+            tokens, dropped = self.fit(template, messages, variables, truncation)
+        if reply_start:
+            tokens = tokens + self.model.tokenize(reply_start, add_special=False, parse_special=False)
+            if truncation is not None and len(tokens) > self.limit:
+                raise errors.ContextOverflowError(
+                    f"the messages take {len(tokens)} tokens, more than the context window allows "
+                    f"({self.limit} of {self.model.n_ctx}); shorten them or load the model with a larger n_ctx")
+        return tokens, dropped
+
     def chat_tokens(self, template: ChatTemplate, messages: list[MessageType],
                     variables: dict[str, Any]) -> list[int]:
         """Render ``messages`` with ``template`` (and the template ``variables``) and tokenize
