@@ -397,15 +397,15 @@ def read_reply(plan: Plan, text: str, *, partial: bool) -> Reply:
         try:
             obj = json.loads(text.strip(), strict=False)
         except json.JSONDecodeError:
-            # Cut off (max_tokens, a stop sequence) inside the call: once its name is written,
-            # a call whose arguments are not valid JSON, as OpenAI returns one cut by its length
-            # limit (finish_reason says why); before that, no call, only the text.
+            # Cut off (max_tokens, a stop sequence) inside the call: a call marked cut, with
+            # its name once written ("" before) and its arguments so far, not valid JSON, as
+            # OpenAI returns one cut by its length limit; finish_reason says why it ended
+            # (never "tool_calls").
             name = re.search(r'"name"\s*:\s*"([^"]+)"', text)
-            if name is None or name[1] not in plan.fallback_tools:
-                return Reply(text, None, [])
-            arguments = re.search(r'"arguments"\s*:\s*', text[name.end():])
-            partial = text[name.end() + arguments.end():].strip() if arguments else ""
-            return Reply("", None, [ToolCall(_call_id(), name[1], partial)], cut=True)
+            arguments = re.search(r'"arguments"\s*:\s*', text[name.end():]) if name else None
+            partial = text[name.end() + arguments.end():].strip() if name and arguments else ""
+            called = name[1] if name and name[1] in plan.fallback_tools else ""
+            return Reply("", None, [ToolCall(_call_id(), called, partial)], cut=True)
         if isinstance(obj, dict) and obj.get("name") in plan.fallback_tools:
             args = obj.get("arguments", {})
             return Reply("", None, [ToolCall(_call_id(), obj["name"],

@@ -46,8 +46,7 @@ from starlette.routing import BaseRoute, Match
 
 from .. import errors
 from ..engine.types import ChatCompletionChunk
-from ..names import (COLLECTION_NAME_MEANING, COLLECTION_NAME_PATTERN, MODEL_NAME_MAX, MODEL_NAME_MEANING,
-                     MODEL_NAME_PATTERN)
+from ..names import COLLECTION_NAME_MEANING, COLLECTION_NAME_PATTERN, MODEL_NAME_MEANING, MODEL_NAME_PATTERN
 from .anthropic import AnthropicErrorResponse, messages_router
 from .guards import PUBLIC_PATHS, ApiKeyCheck, BodyLimit, HostCheck, TextRoute
 from .mcp import localdocs_mcp
@@ -56,7 +55,7 @@ from .vector_stores import vector_stores_router
 from .metrics import CONTENT_TYPE, CountRequests, Metrics
 from .pool import SEARCH, ApiError, ModelPool, ServerConfig
 from .schemas import (ChatCompletionRequest, CollectionName, CompletionRequest, DetokenizeRequest,
-                      EmbeddingRequest, ErrorResponse, SearchRequest, TokenizeMessages, TokenizeText)
+                      EmbeddingRequest, ErrorResponse, ModelName, SearchRequest, TokenizeMessages, TokenizeText)
 from .serving import (api_error, chat_stream, complete, error_response, event_stream, going_on, in_thread,
                       retrieve, unless_client_leaves)
 
@@ -149,7 +148,7 @@ def create_app(config: ServerConfig, pool: ModelPool | None = None) -> FastAPI:
         return {"object": "list", "data": [model_object(n) for n in names]}
 
     @app.get("/v1/models/{model}", responses=_errors(400, 401, 404))
-    async def retrieve_model(model: Annotated[str, Path(max_length=MODEL_NAME_MAX + 5)]) -> dict[str, Any]:
+    async def retrieve_model(model: Annotated[ModelName, Path()]) -> dict[str, Any]:
         def known() -> bool:
             names = pool.list_models()
             return model in names or pool.resolve(model) in names  # resolve: 400 malformed, 404 absent

@@ -67,10 +67,21 @@ def _model_rules(body: Any) -> Any:
             body["tool_choice"] = {"type": "function", "function": {"name": names[0]}}
         else:
             body["tool_choice"] = "auto"
+    elif isinstance(choice, dict) and choice.get("type") == "function" and "name" in choice:  # Responses'
+        names = [t.get("name") for t in body.get("tools") or [] if isinstance(t, dict) and t.get("type") == "function"]
+        body["tool_choice"] = ({"type": "function", "name": names[0]} if names and isinstance(names[0], str)
+                               else "auto")
     elif isinstance(choice, dict) and choice.get("type") == "tool":  # Anthropic's
         names = [t.get("name") for t in body.get("tools") or [] if isinstance(t, dict)]
         body["tool_choice"] = ({"type": "tool", "name": names[0]} if names and isinstance(names[0], str)
                                else {"type": "auto"})
+    if not body.get("tools"):  # "required" / Anthropic's "any" need a tool
+        if body.get("tool_choice") == "required":
+            body["tool_choice"] = "auto"
+        elif isinstance(body.get("tool_choice"), dict) and body["tool_choice"].get("type") == "any":
+            body["tool_choice"] = {"type": "auto"}
+    if "messages" in body and body.get("top_logprobs") is not None:  # chat: needs logprobs: true
+        body["logprobs"] = True
     if isinstance(body.get("tokens"), list):  # /detokenize: SmolLM2's vocabulary
         body["tokens"] = [int(t) % SMOLLM2_VOCAB if isinstance(t, (int, float)) else t for t in body["tokens"]]
     if body.get("dimensions") is not None:  # MiniLM is no Matryoshka model

@@ -1,6 +1,7 @@
 """Reading a reply back when the model's JSON tool call (the fallback of templates without a
-tool format) was cut off: by the token limit (OpenAI's ``length``, with the call's partial
-arguments) or by a stop sequence (``stop``), never as a finished call with an empty name."""
+tool format) was cut off: a call marked cut, with its partial arguments, and ``finish_reason``
+``length`` (the token limit, as OpenAI reports it) or ``stop`` (a stop sequence), never
+``tool_calls``: a client that runs the calls of a ``tool_calls`` reply never runs a cut one."""
 
 from __future__ import annotations
 
@@ -30,16 +31,12 @@ def test_a_call_cut_after_its_name_keeps_the_name_and_partial_arguments() -> Non
     assert finish_reason("stop", reply) == "stop"  # a stop sequence cut it: not a call to run
 
 
-def test_a_call_cut_before_its_name_is_no_call() -> None:
-    for text in ('{\n  "name" : "get_we', '{', '{"name": ""'):
+def test_a_call_cut_before_its_name_has_no_name_and_is_not_finished() -> None:
+    for text in ('{\n  "name" : "get_we', '{', '{"name": "rm_rf", "arguments": {"path": "/'):
         reply = read_reply(FORCED, text, partial=False)
-        assert reply.calls == [] and reply.content == text
+        (call,) = reply.calls
+        assert call.name == "" and reply.cut and reply.content == ""
         assert finish_reason("length", reply) == "length"
-
-
-def test_a_name_that_is_no_tool_is_no_call() -> None:
-    reply = read_reply(FORCED, '{"name": "rm_rf", "arguments": {"path": "/', partial=False)
-    assert reply.calls == [] and finish_reason("length", reply) == "length"
 
 
 def test_text_under_tool_choice_auto_stays_text() -> None:
