@@ -39,7 +39,7 @@ from .types import (ChatCompletion, ChatCompletionChunk, ChatCompletionMessage, 
                     ToolCall, Usage)
 
 __all__ = ["ChatText", "Plan", "Reply", "chunks", "continuing", "finish_reason",
-           "normalize_messages", "plan", "prepare", "read_reply", "split_reply_start", "tool_call_schema"]
+           "is_reply_start", "normalize_messages", "plan", "prepare", "read_reply", "split_reply_start", "tool_call_schema"]
 
 logger = logging.getLogger("gpt4all_rag")
 
@@ -338,16 +338,22 @@ def plan(model: NativeModel, source: str, messages: list[dict[str, Any]],
                  fallback_required=required, triggers=triggers)
 
 
+def is_reply_start(message: Mapping[str, Any]) -> bool:
+    """Whether ``message`` can be the start of a reply to continue: an assistant's, with text
+    and no tool calls."""
+    return message.get("role") == "assistant" and bool(message.get("content")) and not message.get("tool_calls")
+
+
 def split_reply_start(messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], str]:
     """``(the messages before the last, its text)``: the last message is the start of the
     assistant's reply that ``continue_final_message`` continues.
 
     Raises:
-        InvalidParameterError: the last message is not an assistant's with text and no tool
-            calls, or no message comes before it.
+        InvalidParameterError: the last message is not one (:func:`is_reply_start`), or no
+            message comes before it.
     """
     last = messages[-1] if messages else None
-    if last is None or last["role"] != "assistant" or last.get("tool_calls") or not last.get("content"):
+    if last is None or not is_reply_start(last):
         raise errors.InvalidParameterError(
             "continue_final_message needs a last message from the assistant with text and no tool calls")
     if len(messages) < 2:

@@ -48,6 +48,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, StrictBool
 
+from ..engine.chat import is_reply_start
 from ..engine.sampling import SamplingParams, json_bounds
 from ..engine.types import ChatCompletion, ChatCompletionChunk
 from .guards import TextRoute
@@ -237,8 +238,7 @@ def to_chat(req: CountTokensRequest) -> dict[str, Any]:
     elif isinstance(req.tool_choice, (ToolChoiceAuto, ToolChoiceNone)):
         choice = req.tool_choice.type
     thinking = None if req.thinking is None else isinstance(req.thinking, ThinkingEnabled)
-    last = messages[-1] if messages else {}
-    prefill = last.get("role") == "assistant" and bool(last.get("content")) and not last.get("tool_calls")
+    prefill = bool(messages) and is_reply_start(messages[-1])
     return {"messages": messages, "tools": tools or None, "tool_choice": choice,
             "enable_thinking": thinking, "continue_final_message": prefill}
 
