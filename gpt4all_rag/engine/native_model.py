@@ -214,7 +214,7 @@ class NativeModel:
                 when the model has no template and none is given).
         """
         out = ctypes.c_void_p()
-        status = self._call("g4r_chat_apply", chat_template.encode() if chat_template else None,
+        status = self._call("g4r_chat_apply", utf8(chat_template, "chat template") if chat_template else None,
                                           json.dumps(request).encode(), ctypes.byref(out))
         return json.loads(_take_string(status, out))
 

@@ -176,6 +176,8 @@ BAD = {
     "bad tools": dict(tools=[{"type": "function"}]),
     "unknown tool_choice": dict(tools=TOOLS, tool_choice={"type": "function", "function": {"name": "nope"}}),
     "required without tools": dict(tool_choice="required"),
+    "lone surrogate in the template": dict(chat_template="{% for m in messages %}{{ m['content'] }}\ud800"
+                                                         "{% endfor %}"),
     "bad response_format": dict(response_format={"type": "yaml"}),
     "unknown option": dict(frequency=3),
     "bad top_logprobs": dict(logprobs=True, top_logprobs=21),
